@@ -1,0 +1,1 @@
+"""The terminal channel: one channel, read from standard input, answered on standard output."""

@@ -1,0 +1,154 @@
+"""The console channel: lines in, replies out, the same commands as the chat platforms.
+
+Replies stream live when standard output is a terminal and arrive whole when it is piped.
+When a tool needs approval the next line decides it: ``y`` or ``yes`` approves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from core.commands import handle_command, is_command
+from core.errors import ConfigError
+from core.events import Event
+from core.handles import RunHandle
+from core.logs import configure_logging
+from core.models import Author, Incoming
+from core.service import ApprovalError, Threadline
+from core.settings import Settings, load_dotenv_file
+
+__all__ = ["ConsoleChannel", "main"]
+
+_log = logging.getLogger(__name__)
+
+ReadLine = Callable[[], Awaitable[str | None]]
+
+NO_MODEL_HELP = """\
+No model endpoint is configured yet, so Threadline cannot answer (commands such as /help still work).
+Set one in .env (copy .env.example) or in the environment, then start again. For OpenAI:
+    OPENAI_API_KEY=sk-...            THREADLINE_MODEL=gpt-5.4-mini
+For a local OpenAI-compatible server, e.g. Ollama (`ollama serve`, `ollama pull llama3.2`):
+    OPENAI_BASE_URL=http://localhost:11434/v1   THREADLINE_MODEL=llama3.2
+(llama.cpp's llama-server: OPENAI_BASE_URL=http://localhost:8080/v1; vLLM: http://localhost:8000/v1.)
+"""
+
+
+async def stdin_line() -> str | None:
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line if line else None
+
+
+class ConsoleChannel:
+    def __init__(self, service: Threadline, channel: str, *, read_line: ReadLine, out: TextIO, live: bool) -> None:
+        self._service = service
+        self._channel = channel
+        self._read_line = read_line
+        self._out = out
+        self._live = live
+        user = getpass.getuser() or "you"
+        self._author = Author(id=f"console:{user}", name=user)
+
+    def say(self, text: str) -> None:
+        self._out.write(text if text.endswith("\n") else text + "\n")
+        self._out.flush()
+
+    async def serve(self) -> None:
+        """Read until end of input."""
+        while (line := await self._read_line()) is not None:
+            text = line.strip()
+            if not text:
+                continue
+            if is_command(text):
+                reply = await handle_command(self._service, self._channel, text)
+                self.say(reply.text)
+                continue
+            handle = await self._service.post(Incoming(self._channel, self._author, text))
+            if handle is not None:
+                await self._render(handle)
+
+    async def _render(self, handle: RunHandle) -> None:
+        streamed = False
+        async for event in handle.events():
+            streamed = await self._show(event, streamed)
+
+    async def _show(self, event: Event, streamed: bool) -> bool:
+        match event.type:
+            case "run_started":
+                return streamed
+            case "text_delta":
+                if self._live:
+                    self._out.write(event.text)
+                    self._out.flush()
+                    return True
+                return streamed
+            case "tool_call_started":
+                if self._live:
+                    self._out.write(f"{chr(10) if streamed else ''}· {event.tool}({event.arguments})\n")
+                    self._out.flush()
+                return False
+            case "tool_call_finished":
+                return streamed
+            case "approval_required":
+                if streamed:
+                    self.say("")
+                self.say(f"The assistant wants to run {event.tool} with {event.arguments}. Approve? [y/N]")
+                answer = await self._read_line()
+                approve = (answer or "").strip().lower() in {"y", "yes"}
+                try:
+                    await self._service.decide(event.approval_id, approve=approve, decided_by=self._author.name)
+                except ApprovalError as exc:
+                    self.say(str(exc))
+                return False
+            case "approval_resolved":
+                self.say(f"{event.tool}: {event.outcome}" + (f" by {event.decided_by}" if event.decided_by else ""))
+                return False
+            case "run_completed":
+                if self._live and streamed:
+                    self.say("")
+                elif not streamed or not self._live:
+                    self.say(event.text)
+                return False
+            case "run_failed":
+                if streamed:
+                    self.say("")
+                self.say(f"[{event.status}] {event.message}")
+                return False
+        return streamed
+
+
+async def main() -> int:
+    load_dotenv_file()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings, level=logging.WARNING)
+    out = sys.stdout
+
+    async def notify(channel: str, text: str) -> None:
+        out.write(f"[notice] {text}\n")
+        out.flush()
+
+    try:
+        service = await Threadline.open(settings, notify=notify)
+    except ConfigError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        return 2
+    try:
+        live = out.isatty()
+        if not settings.model_configured:
+            out.write(NO_MODEL_HELP)
+        elif live:
+            out.write(f"Threadline on {settings.channel}. Type a message, /help for commands, Ctrl-D to leave.\n")
+        out.flush()
+        console = ConsoleChannel(service, settings.channel, read_line=stdin_line, out=out, live=live)
+        await console.serve()
+    finally:
+        await service.close()
+    return 0

@@ -1,0 +1,163 @@
+"""Assistants: who the bot is in a channel. Loaded from a TOML file, with a built-in default.
+
+    default = "helper"                 # optional: the assistant channels use unless set otherwise
+    tool_modules = ["myteam.tools"]    # optional: Python modules whose tools assistants may name
+
+    [[assistants]]
+    name = "helper"
+    instructions = "You help the platform team."
+    model = "gpt-5.4-mini"             # optional: THREADLINE_MODEL
+    tools = ["get_weather"]            # optional: every configured built-in tool
+    temperature = 0.3                  # optional: the model's default
+    context_tokens = 16000             # optional: the token budget for context
+
+A bad file fails at start with the file, the key and the problem named.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ASSISTANT_NAME",
+    "DEFAULT_CONTEXT_TOKENS",
+    "DEFAULT_INSTRUCTIONS",
+    "Assistant",
+    "AssistantsConfig",
+    "load_assistants",
+]
+
+DEFAULT_ASSISTANT_NAME = "threadline"
+DEFAULT_CONTEXT_TOKENS = 16_000
+DEFAULT_INSTRUCTIONS = (
+    "You are Threadline, the assistant of a team chat channel. Several people may talk to you in the "
+    "same conversation; their messages start with their name. Answer clearly and briefly, in Markdown. "
+    "Use your tools when they help, say so when a tool fails, and never invent tool results."
+)
+
+_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
+_TOP_KEYS = {"default", "tool_modules", "assistants"}
+
+
+@dataclass(frozen=True)
+class Assistant:
+    name: str
+    instructions: str
+    model: str
+    tools: tuple[str, ...] | None = None  # None: every configured built-in tool
+    temperature: float | None = None
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+
+
+@dataclass(frozen=True)
+class AssistantsConfig:
+    assistants: dict[str, Assistant]
+    default: str
+    tool_modules: tuple[str, ...] = ()
+    source: str = "built-in"
+
+    def get(self, name: str | None) -> Assistant:
+        """The named assistant, or the default one when the name is unknown or None."""
+        if name and name in self.assistants:
+            return self.assistants[name]
+        return self.assistants[self.default]
+
+    def check_tools(self, available: Iterable[str]) -> None:
+        known = set(available)
+        for assistant in self.assistants.values():
+            for tool in assistant.tools or ():
+                if tool not in known:
+                    choices = ", ".join(sorted(known)) or "none"
+                    raise ConfigError(
+                        f"{self.source}: assistant {assistant.name!r}, key 'tools': unknown tool {tool!r} "
+                        f"(available here: {choices}; email needs SMTP_HOST, your own tools need tool_modules)."
+                    )
+
+
+def builtin_assistant(model: str) -> Assistant:
+    return Assistant(name=DEFAULT_ASSISTANT_NAME, instructions=DEFAULT_INSTRUCTIONS, model=model)
+
+
+def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfig:
+    """Read the assistants file (None: only the built-in default)."""
+    builtin = builtin_assistant(default_model)
+    if path is None:
+        return AssistantsConfig({builtin.name: builtin}, builtin.name)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: the assistants file does not exist (THREADLINE_ASSISTANTS).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot be read: {exc}.") from None
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {', '.join(sorted(_TOP_KEYS))}).")
+
+    assistants: dict[str, Assistant] = {builtin.name: builtin}
+    entries = data.get("assistants", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: 'assistants' must be an array of tables ([[assistants]]).")
+    for position, entry in enumerate(entries, start=1):
+        assistant = _parse_assistant(entry, f"{where}: [[assistants]] #{position}", default_model)
+        if assistant.name in assistants and assistant.name != DEFAULT_ASSISTANT_NAME:
+            raise ConfigError(f"{where}: assistant name {assistant.name!r} is used twice.")
+        assistants[assistant.name] = assistant
+
+    default = data.get("default", DEFAULT_ASSISTANT_NAME)
+    if not isinstance(default, str) or default not in assistants:
+        names = ", ".join(sorted(assistants))
+        raise ConfigError(f"{where}: key 'default': {default!r} is not an assistant here (known: {names}).")
+
+    modules = data.get("tool_modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+        raise ConfigError(f"{where}: key 'tool_modules' must be a list of Python module names.")
+
+    return AssistantsConfig(assistants, default, tuple(modules), where)
+
+
+def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table.")
+    for key in entry:
+        if key not in _ASSISTANT_KEYS:
+            expected = ", ".join(sorted(_ASSISTANT_KEYS))
+            raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {expected}).")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: key 'name' is required and must be a non-empty string.")
+    where = f"{where} ({name!r})"
+    instructions = entry.get("instructions", DEFAULT_INSTRUCTIONS)
+    if not isinstance(instructions, str) or not instructions.strip():
+        raise ConfigError(f"{where}: key 'instructions' must be a non-empty string.")
+    model = entry.get("model", default_model)
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{where}: key 'model' must be a non-empty string.")
+    tools = entry.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
+        raise ConfigError(f"{where}: key 'tools' must be a list of tool names.")
+    temperature = entry.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
+        raise ConfigError(f"{where}: key 'temperature' must be a number from 0 to 2, not {temperature!r}.")
+    context_tokens = entry.get("context_tokens", DEFAULT_CONTEXT_TOKENS)
+    if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 1000:
+        raise ConfigError(f"{where}: key 'context_tokens' must be a whole number of at least 1000.")
+    return Assistant(
+        name=name.strip(),
+        instructions=instructions.strip(),
+        model=model.strip(),
+        tools=tuple(tools) if tools is not None else None,
+        temperature=float(temperature) if temperature is not None else None,
+        context_tokens=context_tokens,
+    )

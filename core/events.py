@@ -1,0 +1,104 @@
+"""What the core tells adapters while it runs: a closed union of small frozen dataclasses.
+
+Adapters match on ``event.type`` exhaustively and render each one their way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ApprovalRequired",
+    "ApprovalResolved",
+    "Event",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "TextDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
+]
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    channel: str
+    type: Literal["run_started"] = "run_started"
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    run_id: str
+    text: str
+    type: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    run_id: str
+    call_id: str
+    tool: str
+    arguments: str
+    type: Literal["tool_call_started"] = "tool_call_started"
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    run_id: str
+    call_id: str
+    tool: str
+    output: str
+    type: Literal["tool_call_finished"] = "tool_call_finished"
+
+
+@dataclass(frozen=True)
+class ApprovalRequired:
+    """The run waits until someone decides; ``approval_id`` goes back to ``Threadline.decide``."""
+
+    run_id: str
+    approval_id: str
+    tool: str
+    arguments: str
+    expires_at: float
+    type: Literal["approval_required"] = "approval_required"
+
+
+@dataclass(frozen=True)
+class ApprovalResolved:
+    run_id: str
+    approval_id: str
+    tool: str
+    outcome: Literal["approved", "denied", "expired"]
+    decided_by: str | None
+    type: Literal["approval_resolved"] = "approval_resolved"
+
+
+@dataclass(frozen=True)
+class RunCompleted:
+    run_id: str
+    text: str
+    type: Literal["run_completed"] = "run_completed"
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """A run ended without an answer: ``status`` is failed, cancelled or expired; ``message`` is for people."""
+
+    run_id: str
+    status: Literal["failed", "cancelled", "expired"]
+    message: str
+    type: Literal["run_failed"] = "run_failed"
+
+
+Event = (
+    RunStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | ApprovalRequired
+    | ApprovalResolved
+    | RunCompleted
+    | RunFailed
+)

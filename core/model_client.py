@@ -1,0 +1,79 @@
+"""The model endpoint: the one module that imports ``openai``.
+
+Any OpenAI-compatible server works (OpenAI, Azure, vLLM, Ollama, llama.cpp, LM Studio, ...):
+requests go through ``openai.AsyncOpenAI`` with the Chat Completions API, which the
+openai SDK retries with exponential backoff on 429, 5xx, timeouts and dropped connections
+(honouring ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import openai
+from agents import OpenAIChatCompletionsModel
+
+from core.settings import Settings
+
+__all__ = ["ModelClient", "describe_model_error", "is_model_error"]
+
+_log = logging.getLogger(__name__)
+
+
+class ModelClient:
+    def __init__(self, settings: Settings) -> None:
+        self._client = openai.AsyncOpenAI(
+            # A local server needs no key, but the SDK insists on one.
+            api_key=settings.openai_api_key or "no-key-needed",
+            base_url=settings.openai_base_url,
+            max_retries=settings.model_max_retries,
+            timeout=settings.model_timeout,
+        )
+
+    def chat_model(self, model: str) -> OpenAIChatCompletionsModel:
+        return OpenAIChatCompletionsModel(model=model, openai_client=self._client)
+
+    async def complete(self, model: str, system: str, user: str, *, max_tokens: int | None = None) -> str:
+        """One plain, non-streamed completion (used for the rolling summary)."""
+        response = await self._client.chat.completions.create(
+            model=model,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            max_tokens=max_tokens,
+        )
+        return (response.choices[0].message.content or "").strip() if response.choices else ""
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def is_model_error(exc: BaseException) -> bool:
+    return isinstance(exc, openai.OpenAIError)
+
+
+def describe_model_error(exc: BaseException) -> str:
+    """A short message a person in the channel can act on (details stay in the log)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "The model did not answer in time, even after retrying. Please try again in a moment."
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            "The model endpoint could not be reached. Please try again later; "
+            "if it persists, tell whoever runs the bot."
+        )
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "The model endpoint refused the bot's credentials. Whoever runs the bot should check OPENAI_API_KEY."
+    if isinstance(exc, openai.RateLimitError):
+        return "The model endpoint is rate-limiting the bot right now. Please try again in a minute."
+    if isinstance(exc, openai.NotFoundError):
+        return (
+            "The model endpoint does not know the configured model. Whoever runs the bot should check THREADLINE_MODEL."
+        )
+    if isinstance(exc, openai.BadRequestError):
+        return (
+            "The model endpoint rejected the request (it may be too long, or use a feature the model lacks). "
+            "Try a shorter message, or /reset."
+        )
+    if isinstance(exc, openai.InternalServerError | openai.APIStatusError):
+        return (
+            "The model endpoint is having trouble (it returned an error, even after retrying). Please try again later."
+        )
+    return "The model call failed. Please try again later."

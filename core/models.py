@@ -1,0 +1,105 @@
+"""Platform-neutral nouns: who wrote what, where, and the records the store keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Approval",
+    "Author",
+    "Incoming",
+    "Run",
+    "RunStatus",
+    "RunStep",
+    "StoredMessage",
+    "parse_channel_key",
+]
+
+RunStatus = Literal[
+    "queued", "in_progress", "requires_action", "cancelling", "cancelled", "failed", "completed", "expired"
+]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"cancelled", "failed", "completed", "expired"})
+
+
+def parse_channel_key(key: str) -> tuple[str, str, str]:
+    """``platform:workspace:channel`` → its three parts; raises ValueError with the expected shape."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"channel {key!r} is not of the form platform:workspace:channel")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class Author:
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message from a person, normalised by an adapter."""
+
+    channel: str
+    author: Author
+    text: str
+    platform_msg_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    thread_id: str
+    turn_id: int
+    role: str
+    text: str
+    item: dict[str, Any]
+    tokens: int
+    author_id: str | None = None
+    author_name: str | None = None
+    run_id: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    thread_id: str
+    channel: str
+    assistant: str
+    status: str
+    trigger_message_id: int | None
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    last_error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    state_json: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStep:
+    id: str
+    run_id: str
+    type: str
+    status: str
+    tool_name: str | None = None
+    call_id: str | None = None
+    arguments: str | None = None
+    output: str | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: str
+    run_id: str
+    call_id: str
+    tool_name: str
+    arguments: str
+    status: str
+    expires_at: float
+    decided_by: str | None = None

@@ -1,0 +1,200 @@
+"""One stretch of a run on openai-agents: stream the model, run tools, stop at an answer or an approval.
+
+openai-agents does the loop (model → tool calls, concurrently → model ...), tool schemas,
+tool errors as results, approvals and the serialisable paused state. This module maps its
+stream onto Threadline's events and run steps, and its outcome onto run statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agents import Agent, MaxTurnsExceeded, RunConfig, Runner
+from agents.items import MessageOutputItem, ToolApprovalItem, ToolCallItem, ToolCallOutputItem
+from agents.run_state import RunState
+from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+
+from core.events import Event, TextDelta, ToolCallFinished, ToolCallStarted
+from core.model_client import describe_model_error, is_model_error
+from core.store import Store
+
+__all__ = ["PendingCall", "RunSegment", "SegmentOutcome"]
+
+_log = logging.getLogger(__name__)
+
+MAX_TURNS = 12
+Emit = Callable[[Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    call_id: str
+    tool: str
+    arguments: str
+
+
+@dataclass
+class SegmentOutcome:
+    status: Literal["completed", "requires_action", "failed", "expired"]
+    text: str = ""
+    message: str = ""  # for people, when it did not complete
+    error: str = ""  # for the log and runs.last_error
+    state_json: str | None = None
+    pending: list[PendingCall] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)  # what to append to the thread
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class RunSegment:
+    """Runs ``agent`` from fresh input or a paused state until it answers, pauses or fails."""
+
+    def __init__(self, store: Store, *, run_id: str, emit: Emit, timeout: float, tracing: bool) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._emit = emit
+        self._timeout = timeout
+        self._config = RunConfig(tracing_disabled=not tracing, workflow_name="threadline run")
+
+    async def execute(self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any]) -> SegmentOutcome:
+        result = Runner.run_streamed(agent, start, max_turns=MAX_TURNS, run_config=self._config)  # type: ignore[arg-type]
+        try:
+            async with asyncio.timeout(self._timeout):
+                async for event in result.stream_events():
+                    await self._on_event(event)
+        except TimeoutError:
+            result.cancel()
+            minutes = self._timeout / 60
+            return SegmentOutcome(
+                status="expired",
+                message=f"The answer took longer than the {minutes:g}-minute limit, so it was stopped. "
+                "Try a smaller request.",
+                error=f"run exceeded its {self._timeout:g} s limit",
+                items=_complete_pairs(result.new_items),
+                **_usage(result),
+            )
+        except asyncio.CancelledError:
+            result.cancel()
+            raise
+        except MaxTurnsExceeded as exc:
+            return SegmentOutcome(
+                status="failed",
+                message="The assistant kept calling tools without reaching an answer, so it was stopped. "
+                "Try asking a narrower question.",
+                error=str(exc),
+                items=_complete_pairs(result.new_items),
+                **_usage(result),
+            )
+        except Exception as exc:
+            if is_model_error(exc):
+                _log.warning("run %s: model call failed: %s: %s", self._run_id, type(exc).__name__, exc)
+                message = describe_model_error(exc)
+            else:
+                _log.exception("run %s failed", self._run_id)
+                message = "Something went wrong on the bot's side while answering; the details are in its log."
+            return SegmentOutcome(
+                status="failed",
+                message=message,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                items=_complete_pairs(result.new_items),
+                **_usage(result),
+            )
+
+        if result.interruptions:
+            pending = [
+                PendingCall(call_id=_call_id(item), tool=item.tool_name or "", arguments=_arguments(item))
+                for item in result.interruptions
+                if isinstance(item, ToolApprovalItem)
+            ]
+            return SegmentOutcome(
+                status="requires_action",
+                state_json=json.dumps(result.to_state().to_json()),
+                pending=pending,
+                **_usage(result),
+            )
+        text = result.final_output if isinstance(result.final_output, str) else str(result.final_output or "")
+        return SegmentOutcome(status="completed", text=text, items=_complete_pairs(result.new_items), **_usage(result))
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, RawResponsesStreamEvent):
+            data = event.data
+            delta = getattr(data, "delta", None)
+            if getattr(data, "type", "") == "response.output_text.delta" and isinstance(delta, str) and delta:
+                await self._emit(TextDelta(self._run_id, delta))
+            return
+        if not isinstance(event, RunItemStreamEvent):
+            return
+        item = event.item
+        if event.name == "tool_called" and isinstance(item, ToolCallItem):
+            raw = item.raw_item
+            call_id = str(getattr(raw, "call_id", "") or "")
+            name = str(getattr(raw, "name", "") or "")
+            arguments = str(getattr(raw, "arguments", "") or "")
+            await self._store.add_step(self._run_id, "tool_calls", tool_name=name, call_id=call_id, arguments=arguments)
+            await self._emit(ToolCallStarted(self._run_id, call_id, name, arguments))
+        elif event.name == "tool_output" and isinstance(item, ToolCallOutputItem):
+            output_raw = item.raw_item
+            call_id = str(
+                output_raw.get("call_id", "") if isinstance(output_raw, dict) else getattr(output_raw, "call_id", "")
+            )
+            output = item.output if isinstance(item.output, str) else json.dumps(item.output, default=str)
+            tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output)
+            await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
+        elif event.name == "message_output_created" and isinstance(item, MessageOutputItem):
+            await self._store.add_step(self._run_id, "message_creation", status="completed")
+
+
+def _call_id(item: ToolApprovalItem) -> str:
+    raw = item.raw_item
+    value = raw.get("call_id") if isinstance(raw, dict) else getattr(raw, "call_id", None)
+    return str(value or "")
+
+
+def _arguments(item: ToolApprovalItem) -> str:
+    raw = item.raw_item
+    value = raw.get("arguments") if isinstance(raw, dict) else getattr(raw, "arguments", None)
+    return str(value or "")
+
+
+def _portable(item: dict[str, Any]) -> dict[str, Any]:
+    """The item in the plainest form every model back end replays: no provider ids or extras."""
+    if item.get("type") == "message" and item.get("role") == "assistant":
+        content = item.get("content")
+        if isinstance(content, list):
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return {"role": "assistant", "content": content or ""}
+    if item.get("type") == "function_call":
+        return {k: item[k] for k in ("type", "call_id", "name", "arguments") if k in item}
+    if item.get("type") == "function_call_output":
+        return {k: item[k] for k in ("type", "call_id", "output") if k in item}
+    return {k: v for k, v in item.items() if k not in {"provider_data", "id"}}
+
+
+def _usage(result: Any) -> dict[str, Any]:
+    usage = result.context_wrapper.usage
+    return {"input_tokens": int(usage.input_tokens or 0), "output_tokens": int(usage.output_tokens or 0)}
+
+
+def _complete_pairs(new_items: list[Any]) -> list[dict[str, Any]]:
+    """The run's items as model input, keeping only tool calls that have their results (and vice versa)."""
+    items: list[dict[str, Any]] = []
+    for run_item in new_items:
+        if isinstance(run_item, ToolApprovalItem):
+            continue
+        try:
+            item = dict(run_item.to_input_item())
+        except Exception:  # an item kind that cannot be replayed: leave it out of the history
+            _log.debug("skipping %s in history", type(run_item).__name__)
+            continue
+        items.append(_portable(item))
+    calls = {i.get("call_id") for i in items if i.get("type") == "function_call"}
+    outputs = {i.get("call_id") for i in items if i.get("type") == "function_call_output"}
+    paired = calls & outputs
+    return [
+        i for i in items if i.get("type") not in {"function_call", "function_call_output"} or i.get("call_id") in paired
+    ]

@@ -1,0 +1,467 @@
+"""The core service: the one small API every adapter talks to.
+
+    service = await Threadline.open(settings, notify=send_to_channel)
+    handle = await service.post(Incoming(channel, author, text, platform_msg_id))
+    async for event in handle.events(): ...render...
+    await service.decide(approval_id, approve=True, decided_by="U123")
+
+Each thread has one lane: a task that answers the thread's queued runs one at a time, in
+the order their messages arrived, and waits while a run needs approval. Lanes exist only
+while there is work; every piece of state they act on is in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+from agents import Agent, ModelSettings
+from agents.run_state import RunState
+
+from core.assistants import Assistant, AssistantsConfig, load_assistants
+from core.context import ContextBuilder
+from core.errors import ThreadlineError
+from core.events import (
+    ApprovalRequired,
+    ApprovalResolved,
+    Event,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+)
+from core.handles import RunHandle
+from core.model_client import ModelClient
+from core.models import Approval, Incoming, Run
+from core.runner import RunSegment, SegmentOutcome
+from core.settings import Settings
+from core.store import Store
+from core.store.store import NewItem
+from core.tokens import TokenCounter, load_token_counter
+from core.tools.registry import ToolRegistry
+
+__all__ = ["ApprovalError", "Notifier", "Threadline"]
+
+_log = logging.getLogger(__name__)
+
+Notifier = Callable[[str, str], Awaitable[None]]
+
+NO_MODEL_MESSAGE = (
+    "No model endpoint is configured, so I cannot answer yet. Whoever runs the bot should set "
+    "OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a local OpenAI-compatible server) and restart it."
+)
+RESTART_REASON = "Threadline stopped while this run was queued or in progress."
+SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
+
+
+class ApprovalError(ThreadlineError):
+    """An approval that cannot be decided (unknown, already decided, expired); the message is for people."""
+
+
+@dataclass
+class _Lane:
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    segment: asyncio.Task[SegmentOutcome] | None = None
+    segment_run: str | None = None
+
+
+class Threadline:
+    """Runs assistants on channels' threads. Create with :meth:`open`, finish with :meth:`close`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        assistants: AssistantsConfig,
+        tools: ToolRegistry,
+        models: ModelClient,
+        tokens: TokenCounter,
+        http: aiohttp.ClientSession,
+        notify: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.assistants = assistants
+        self.tools = tools
+        self._models = models
+        self._tokens = tokens
+        self._http = http
+        self._notify = notify
+        self._context = ContextBuilder(store, models, tokens)
+        self._lanes: dict[str, _Lane] = {}
+        self._handles: dict[str, RunHandle] = {}
+        self._closing = False
+
+    @classmethod
+    async def open(cls, settings: Settings, *, notify: Notifier | None = None) -> Threadline:
+        """Load the assistants file, open and migrate the store, and close runs a crash left open."""
+        assistants = await asyncio.to_thread(load_assistants, settings.assistants_file, default_model=settings.model)
+        tokens = await load_token_counter(settings.tokenizer)
+        store = await Store.open(settings.db_path)
+        http = aiohttp.ClientSession()
+        try:
+            tools = ToolRegistry.build(settings, http, assistants.tool_modules)
+            assistants.check_tools(tools.names())
+        except BaseException:
+            await http.close()
+            await store.close()
+            raise
+        service = cls(settings, store, assistants, tools, ModelClient(settings), tokens, http, notify)
+        await service._recover()
+        return service
+
+    async def close(self) -> None:
+        """Stop every lane (runs in progress end ``failed``), then release connections."""
+        self._closing = True
+        lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        self._lanes.clear()
+        await self._models.close()
+        await self._http.close()
+        await self.store.close()
+
+    # -- the adapter-facing API ---------------------------------------------------------
+
+    async def post(self, incoming: Incoming) -> RunHandle | None:
+        """Store a person's message and queue the answer. None: this platform message was seen before."""
+        _, assistant_name = await self.store.channel_info(incoming.channel)
+        assistant = self.assistants.get(assistant_name)
+        content = f"{incoming.author.name}: {incoming.text}" if incoming.author.name else incoming.text
+        item = {"role": "user", "content": content}
+        posted = await self.store.post_user_message(
+            channel=incoming.channel,
+            author_id=incoming.author.id,
+            author_name=incoming.author.name,
+            text=incoming.text,
+            item=item,
+            tokens=self._tokens.count_item(item),
+            platform_msg_id=incoming.platform_msg_id,
+            assistant=assistant.name,
+            model=assistant.model,
+        )
+        if posted is None:
+            _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
+            return None
+        _, run = posted
+        handle = self._handle(run)
+        self._wake(run.thread_id)
+        return handle
+
+    async def decide(self, approval_id: str, *, approve: bool, decided_by: str) -> RunHandle:
+        """Approve or deny a pending tool call; returns the run's handle (its events go on there)."""
+        approval = await self.store.get_approval(approval_id)
+        if approval is None:
+            raise ApprovalError("That approval request is unknown here.")
+        if approval.status != "pending":
+            who = f" by {approval.decided_by}" if approval.decided_by else ""
+            raise ApprovalError(f"That request was already {approval.status}{who}.")
+        if time.time() >= approval.expires_at:
+            raise ApprovalError("That request has expired; ask the assistant again if it is still needed.")
+        outcome: Literal["approved", "denied"] = "approved" if approve else "denied"
+        if not await self.store.decide_approval(approval_id, outcome, decided_by):
+            current = await self.store.get_approval(approval_id)
+            status = current.status if current else "decided"
+            raise ApprovalError(f"That request was already {status}.")
+        run = await self.store.get_run(approval.run_id)
+        handle = self._handle(run)
+        handle.put(ApprovalResolved(run.id, approval_id, approval.tool_name, outcome, decided_by))
+        self._wake(run.thread_id)
+        return handle
+
+    async def cancel(self, channel: str) -> int:
+        """Cancel the channel's active and queued runs; returns how many were cancelled."""
+        runs = await self.store.runs_with_status(["queued", "in_progress", "requires_action"], channel=channel)
+        cancelled = 0
+        for run in runs:
+            lane = self._lanes.get(run.thread_id)
+            if run.status == "in_progress" and lane and lane.segment_run == run.id and lane.segment:
+                await self.store.update_run(run.id, status="cancelling")
+                lane.segment.cancel()
+            else:
+                await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
+            cancelled += 1
+        return cancelled
+
+    async def reset(self, channel: str) -> str:
+        """Start a new thread for the channel; the old one stays stored. Returns the new thread id."""
+        return await self.store.reset_thread(channel)
+
+    async def wait_idle(self) -> None:
+        """Wait until no lane has work (tests and benchmarks)."""
+        while tasks := [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]:
+            await asyncio.wait(tasks)
+
+    def assistant_for(self, name: str | None) -> Assistant:
+        return self.assistants.get(name)
+
+    # -- lanes ---------------------------------------------------------------------------------
+
+    def _handle(self, run: Run) -> RunHandle:
+        handle = self._handles.get(run.id)
+        if handle is None:
+            handle = self._handles[run.id] = RunHandle(run.id, run.channel)
+        return handle
+
+    def _emit(self, run: Run, event: Event) -> None:
+        handle = self._handle(run)
+        handle.put(event)
+        if handle.done:
+            self._handles.pop(run.id, None)
+
+    def _wake(self, thread_id: str) -> None:
+        if self._closing:
+            return
+        lane = self._lanes.get(thread_id)
+        if lane is None:
+            lane = self._lanes[thread_id] = _Lane()
+        lane.wake.set()
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.create_task(self._lane(thread_id, lane), name=f"lane {thread_id}")
+
+    async def _lane(self, thread_id: str, lane: _Lane) -> None:
+        try:
+            while True:
+                lane.wake.clear()
+                try:
+                    worked = await self._step(thread_id, lane)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    _log.exception("lane %s: unexpected error; continuing with the next run", thread_id)
+                    worked = True
+                if not worked and not lane.wake.is_set():
+                    return
+        finally:
+            if self._lanes.get(thread_id) is lane and not self._closing:
+                del self._lanes[thread_id]
+
+    async def _step(self, thread_id: str, lane: _Lane) -> bool:
+        """Do the thread's next piece of work; False when there is none."""
+        paused = await self.store.runs_with_status(["requires_action"], thread_id=thread_id)
+        if paused:
+            run = paused[0]
+            approvals = await self.store.run_approvals(run.id)
+            pending = [a for a in approvals if a.status == "pending"]
+            if not pending:
+                await self._resume(run, approvals, lane)
+                return True
+            expires = min(a.expires_at for a in pending)
+            if time.time() >= expires:
+                await self._expire(run, pending)
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), timeout=expires - time.time())
+            return True
+        queued = await self.store.runs_with_status(["queued"], thread_id=thread_id)
+        if not queued:
+            return False
+        await self._start(queued[0], lane)
+        return True
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def _start(self, run: Run, lane: _Lane) -> None:
+        run = await self.store.update_run(run.id, status="in_progress", started_at=time.time())
+        self._emit(run, RunStarted(run.id, run.channel))
+        if not self.settings.model_configured:
+            await self._end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
+            return
+        assistant = self.assistants.get(run.assistant)
+        instructions = self._instructions(assistant)
+        tools = self.tools.select(assistant.tools)
+        summary, items = await self._context.build(
+            thread_id=run.thread_id,
+            up_to_turn=run.trigger_message_id,
+            instructions=instructions,
+            model=assistant.model,
+            budget=assistant.context_tokens,
+            fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
+        )
+        agent = self._agent(assistant, instructions, summary)
+        await self._segment(run, lane, agent, items)
+
+    async def _resume(self, run: Run, approvals: list[Approval], lane: _Lane) -> None:
+        assistant = self.assistants.get(run.assistant)
+        summary, _ = await self.store.thread_summary(run.thread_id)
+        agent = self._agent(assistant, self._instructions(assistant), summary)
+        try:
+            state = await RunState.from_json(agent, json.loads(run.state_json or "{}"))
+        except Exception as exc:
+            _log.exception("run %s: paused state cannot be restored", run.id)
+            await self._end(
+                run,
+                "failed",
+                "The paused request could not be resumed (the bot's configuration changed). Please ask again.",
+                f"restore failed: {type(exc).__name__}: {exc}",
+                [],
+            )
+            return
+        decisions = {a.call_id: a for a in approvals}
+        for item in state.get_interruptions():
+            raw = item.raw_item
+            call_id = raw.get("call_id") if isinstance(raw, dict) else getattr(raw, "call_id", None)
+            approval = decisions.get(str(call_id))
+            if approval is not None and approval.status == "approved":
+                state.approve(item)
+            else:
+                who = approval.decided_by if approval and approval.decided_by else "a person"
+                state.reject(
+                    item,
+                    rejection_message=f"{who} denied this call to {item.tool_name}; it was not run. "
+                    "Tell the user, and do not retry it unless they ask.",
+                )
+        run = await self.store.update_run(run.id, status="in_progress", state_json=None)
+        await self._segment(run, lane, agent, state)
+
+    async def _segment(self, run: Run, lane: _Lane, agent: Agent[Any], start: Any) -> None:
+        segment = RunSegment(
+            self.store,
+            run_id=run.id,
+            emit=self._emitter(run),
+            timeout=self.settings.run_timeout,
+            tracing=self.settings.tracing,
+        )
+        task = asyncio.create_task(segment.execute(agent, start), name=f"run {run.id}")
+        lane.segment, lane.segment_run = task, run.id
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the service is shutting down
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await self._end(
+                run, "failed", "The bot was stopped while answering. Please ask again.", SHUTDOWN_REASON, []
+            )
+            raise
+        finally:
+            lane.segment, lane.segment_run = None, None
+        if task.cancelled():
+            await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
+            return
+        outcome = task.result()
+        await self.store.update_run(
+            run.id,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            total_tokens=outcome.input_tokens + outcome.output_tokens,
+        )
+        if outcome.status == "completed":
+            await self.store.add_run_messages(run, self._new_items(outcome.items))
+            run = await self.store.update_run(run.id, status="completed", completed_at=time.time())
+            self._emit(run, RunCompleted(run.id, outcome.text))
+        elif outcome.status == "requires_action":
+            expires_at = time.time() + self.settings.approval_timeout
+            run = await self.store.update_run(run.id, status="requires_action", state_json=outcome.state_json)
+            approvals = await self.store.add_approvals(
+                run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at
+            )
+            for approval in approvals:
+                self._emit(
+                    run,
+                    ApprovalRequired(run.id, approval.id, approval.tool_name, approval.arguments, expires_at),
+                )
+        else:
+            await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items)
+
+    async def _expire(self, run: Run, pending: list[Approval]) -> None:
+        for approval in pending:
+            await self.store.decide_approval(approval.id, "expired", None)
+            self._emit(run, ApprovalResolved(run.id, approval.id, approval.tool_name, "expired", None))
+        tools = ", ".join(sorted({a.tool_name for a in pending}))
+        minutes = self.settings.approval_timeout / 60
+        message = (
+            f"Nobody approved {tools} within {minutes:g} minutes, so it was not run. Ask again if it is still needed."
+        )
+        live = run.id in self._handles
+        await self._end(run, "expired", message, "approval expired", [])
+        if not live:
+            await self._tell(run.channel, message)
+
+    async def _end(self, run: Run, status: str, message: str, error: str, items: list[dict[str, Any]]) -> None:
+        """Close a run that did not complete: record why, keep finished tool calls, tell its handle."""
+        if items:
+            await self.store.add_run_messages(run, self._new_items(items))
+        await self.store.finish_open_steps(run.id, "cancelled" if status == "cancelled" else status)
+        run = await self.store.update_run(
+            run.id, status=status, last_error=error, completed_at=time.time(), state_json=None
+        )
+        self._emit(run, RunFailed(run.id, status, message))  # type: ignore[arg-type]
+
+    def _emitter(self, run: Run) -> Callable[[Event], Awaitable[None]]:
+        async def emit(event: Event) -> None:
+            self._emit(run, event)
+
+        return emit
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _instructions(self, assistant: Assistant) -> str:
+        today = datetime.now(UTC).strftime("%A %d %B %Y")
+        return f"{assistant.instructions}\n\nToday is {today} (UTC)."
+
+    def _agent(self, assistant: Assistant, instructions: str, summary: str | None) -> Agent[Any]:
+        if summary:
+            instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
+        return Agent(
+            name=assistant.name,
+            instructions=instructions,
+            model=self._models.chat_model(assistant.model),
+            tools=list(self.tools.select(assistant.tools)),
+            model_settings=ModelSettings(temperature=assistant.temperature, include_usage=True),
+        )
+
+    def _new_items(self, items: list[dict[str, Any]]) -> list[NewItem]:
+        out: list[NewItem] = []
+        for item in items:
+            kind = item.get("type")
+            if kind == "function_call":
+                role, text = "tool_call", f"{item.get('name')}({item.get('arguments')})"
+            elif kind == "function_call_output":
+                output = item.get("output")
+                role, text = "tool_result", output if isinstance(output, str) else json.dumps(output)
+            else:
+                role = str(item.get("role") or kind or "other")
+                content = item.get("content")
+                if isinstance(content, list):
+                    text = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+                else:
+                    text = str(content or "")
+            out.append((role, text, item, self._tokens.count_item(item)))
+        return out
+
+    async def _tell(self, channel: str, text: str) -> None:
+        if self._notify is None:
+            _log.info("no notifier; message for %s not delivered: %s", channel, text)
+            return
+        try:
+            await self._notify(channel, text)
+        except Exception:
+            _log.exception("could not tell channel %s", channel)
+
+    async def _recover(self) -> None:
+        """Close runs a crash left open (telling each channel once) and watch paused runs again."""
+        interrupted = await self.store.close_interrupted_runs(RESTART_REASON)
+        by_channel: dict[str, int] = {}
+        for run in interrupted:
+            by_channel[run.channel] = by_channel.get(run.channel, 0) + 1
+        for channel, count in by_channel.items():
+            what = "a message" if count == 1 else f"{count} messages"
+            await self._tell(
+                channel,
+                f"I was restarted while answering {what} here, so I did not finish. "
+                "Your messages are saved; please ask again.",
+            )
+        if interrupted:
+            _log.warning("closed %d runs left open by a previous stop", len(interrupted))
+        for run in await self.store.runs_with_status(["requires_action"]):
+            self._wake(run.thread_id)

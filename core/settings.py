@@ -1,0 +1,155 @@
+"""Settings read once from the environment (and an optional ``.env``) at start.
+
+This is the only module that reads environment variables; everything else gets
+a :class:`Settings` through its constructor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ConfigError
+
+__all__ = ["Settings", "SmtpSettings", "load_dotenv_file"]
+
+DEFAULT_MODEL = "gpt-5.4-mini"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str | None = None
+    starttls: bool = True
+    allowed_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    embedding_model: str | None = None
+    db_path: Path = Path("data/threadline.db")
+    assistants_file: Path | None = None
+    channel: str = "console:local:default"
+    open_meteo_url: str = "https://api.open-meteo.com/v1"
+    open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1"
+    smtp: SmtpSettings | None = None
+    log_format: str = "text"
+    model_timeout: float = 60.0
+    model_max_retries: int = 3
+    run_timeout: float = 600.0
+    approval_timeout: float = 600.0
+    tool_timeout: float = 60.0
+    tracing: bool = False
+    tokenizer: str = "tiktoken"
+
+    @property
+    def model_configured(self) -> bool:
+        """True when an endpoint is set: a key for OpenAI, or a base URL for a local server."""
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number.") from None
+            if value <= 0:
+                raise ConfigError(f"{name}={raw!r} must be greater than zero.")
+            return value
+
+        def count(name: str, default: int) -> int:
+            raw = text(name)
+            if raw is None:
+                return default
+            if not raw.isdigit():
+                raise ConfigError(f"{name}={raw!r} must be a whole number, 0 or more.")
+            return int(raw)
+
+        def flag(name: str, default: bool) -> bool:
+            raw = text(name)
+            if raw is None:
+                return default
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ConfigError(f"{name}={raw!r} is not a yes/no value (use true or false).")
+
+        assistants = text("THREADLINE_ASSISTANTS")
+        if assistants is not None:
+            assistants_file: Path | None = Path(assistants)
+        elif Path("assistants.toml").is_file():
+            assistants_file = Path("assistants.toml")
+        else:
+            assistants_file = None
+
+        smtp = None
+        if (host := text("SMTP_HOST")) is not None:
+            domains = tuple(
+                d.strip().lower().lstrip("@")
+                for d in (text("THREADLINE_EMAIL_ALLOWED_DOMAINS") or "").split(",")
+                if d.strip()
+            )
+            smtp = SmtpSettings(
+                host=host,
+                port=count("SMTP_PORT", 587),
+                username=text("SMTP_USERNAME"),
+                password=text("SMTP_PASSWORD"),
+                sender=text("SMTP_FROM") or text("SMTP_USERNAME"),
+                starttls=flag("SMTP_STARTTLS", True),
+                allowed_domains=domains,
+            )
+
+        log_format = (text("THREADLINE_LOG_FORMAT") or "text").lower()
+        if log_format not in {"text", "json"}:
+            raise ConfigError(f"THREADLINE_LOG_FORMAT={log_format!r} must be 'text' or 'json'.")
+
+        tokenizer = (text("THREADLINE_TOKENIZER") or "tiktoken").lower()
+        if tokenizer not in {"tiktoken", "estimate"}:
+            raise ConfigError(f"THREADLINE_TOKENIZER={tokenizer!r} must be 'tiktoken' or 'estimate'.")
+
+        return cls(
+            openai_api_key=text("OPENAI_API_KEY"),
+            openai_base_url=text("OPENAI_BASE_URL"),
+            model=text("THREADLINE_MODEL") or DEFAULT_MODEL,
+            embedding_model=text("THREADLINE_EMBEDDING_MODEL"),
+            db_path=Path(text("THREADLINE_DB") or "data/threadline.db"),
+            assistants_file=assistants_file,
+            channel=text("THREADLINE_CHANNEL") or "console:local:default",
+            open_meteo_url=(text("OPEN_METEO_URL") or cls.open_meteo_url).rstrip("/"),
+            open_meteo_geocoding_url=(text("OPEN_METEO_GEOCODING_URL") or cls.open_meteo_geocoding_url).rstrip("/"),
+            smtp=smtp,
+            log_format=log_format,
+            model_timeout=number("THREADLINE_MODEL_TIMEOUT", 60.0),
+            model_max_retries=count("THREADLINE_MODEL_MAX_RETRIES", 3),
+            run_timeout=number("THREADLINE_RUN_TIMEOUT", 600.0),
+            approval_timeout=number("THREADLINE_APPROVAL_TIMEOUT", 600.0),
+            tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
+            tracing=flag("THREADLINE_TRACING", False),
+            tokenizer=tokenizer,
+        )
+
+
+def load_dotenv_file(path: str | os.PathLike[str] = ".env") -> None:
+    """Load ``.env`` into the environment without overriding what is already set."""
+    from dotenv import load_dotenv
+
+    load_dotenv(path, override=False)

@@ -1,0 +1,129 @@
+"""The database schema as numbered migrations (sqlite-utils ``Migrations``).
+
+An applied migration is never edited: a schema change is a new function at the end.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS = Migrations("threadline")
+
+
+@MIGRATIONS()
+def m001_objects(db: Database) -> None:
+    """Channels, threads, messages, runs and run steps: the Assistants object model."""
+    db.table("channels").create(
+        {
+            "key": str,  # platform:workspace:channel
+            "platform": str,
+            "workspace": str,
+            "channel_id": str,
+            "assistant": str,  # null: the default assistant
+            "thread_id": str,  # the current thread
+            "created_at": float,
+        },
+        pk="key",
+    )
+    db.table("threads").create(
+        {"id": str, "channel": str, "created_at": float, "closed_at": float, "metadata": str},
+        pk="id",
+        foreign_keys=[("channel", "channels", "key")],
+    )
+    db.table("threads").create_index(["channel"])
+    db.table("messages").create(
+        {
+            "id": int,
+            "thread_id": str,
+            "channel": str,
+            # Messages are ordered by (turn_id, id): a user message opens its own turn and
+            # everything a run writes joins the turn of the message it answers.
+            "turn_id": int,
+            "role": str,
+            "text": str,
+            "item": str,  # the model input item (JSON) replayed as context
+            "tokens": int,
+            "author_id": str,
+            "author_name": str,
+            "platform_msg_id": str,
+            "run_id": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"thread_id", "channel", "role", "item"},
+        foreign_keys=[("thread_id", "threads", "id")],
+    )
+    db.table("messages").create_index(["thread_id", "turn_id", "id"])
+    db.table("messages").create_index(["channel", "platform_msg_id"], unique=True)
+    db.table("runs").create(
+        {
+            "id": str,
+            "thread_id": str,
+            "channel": str,
+            "assistant": str,
+            "model": str,
+            "status": str,
+            "trigger_message_id": int,
+            "created_at": float,
+            "started_at": float,
+            "completed_at": float,
+            "last_error": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "total_tokens": int,
+        },
+        pk="id",
+        defaults={"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        foreign_keys=[("thread_id", "threads", "id")],
+    )
+    db.table("runs").create_index(["thread_id", "status"])
+    db.table("runs").create_index(["status"])
+    db.table("run_steps").create(
+        {
+            "id": str,
+            "run_id": str,
+            "type": str,  # message_creation | tool_calls
+            "status": str,  # in_progress | completed | failed | cancelled | expired
+            "tool_name": str,
+            "call_id": str,
+            "arguments": str,
+            "output": str,
+            "created_at": float,
+            "completed_at": float,
+            "duration_ms": int,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("run_steps").create_index(["run_id"])
+
+
+@MIGRATIONS()
+def m002_approvals_and_summary(db: Database) -> None:
+    """Paused runs survive restarts; threads keep a rolling summary of what left the context window."""
+    db.table("runs").add_column("state_json", str)  # the paused openai-agents RunState
+    db.table("runs").add_column("notified", int, not_null_default=0)
+    db.table("threads").add_column("summary", str)
+    db.table("threads").add_column("summary_turn_id", int)  # the summary covers messages up to
+    db.table("threads").add_column("summary_message_id", int)  # (turn_id, id) inclusive
+    db.table("approvals").create(
+        {
+            "id": str,
+            "run_id": str,
+            "call_id": str,
+            "tool_name": str,
+            "arguments": str,
+            "status": str,  # pending | approved | denied | expired
+            "created_at": float,
+            "expires_at": float,
+            "decided_by": str,
+            "decided_at": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("approvals").create_index(["run_id"])
+    db.table("approvals").create_index(["status"])

@@ -1,0 +1,580 @@
+"""The SQLite store: one connection, owned by one thread, reached through async methods.
+
+The event loop never waits on SQLite: every call is handed to the store's own
+worker thread (a single-thread executor that owns the connection), so calls are
+serialised without locks and the loop stays free. The database is WAL, migrates
+itself on open, and is the only place state lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
+from core.store.migrations import MIGRATIONS
+
+__all__ = ["NewItem", "Store", "new_id"]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# (role, text, item, tokens) for one message a run writes
+NewItem = tuple[str, str, dict[str, Any], int]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class Store:
+    """Async facade over one SQLite database. Create with :meth:`open`; call :meth:`close` at the end."""
+
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, db: Database) -> None:
+        self.path = path
+        self._executor = executor
+        self._db = db
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, *, stop_before: str | None = None) -> Store:
+        """Open (creating the file and folders if needed) and migrate.
+
+        ``stop_before`` names a migration not to apply yet: tests use it to build an older schema.
+        """
+        path = Path(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadline-db")
+        loop = asyncio.get_running_loop()
+
+        def connect() -> Database:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db = Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            MIGRATIONS.apply(db, stop_before=stop_before)
+            return db
+
+        try:
+            db = await loop.run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, db)
+
+    async def close(self) -> None:
+        await self._call(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def applied_migrations(self) -> list[str]:
+        return await self._call(lambda: [m.name for m in MIGRATIONS.applied(self._db)])
+
+    # -- channels and threads --------------------------------------------------------
+
+    def _ensure_channel(self, key: str) -> str:
+        row = self._db.execute("SELECT thread_id FROM channels WHERE key = ?", [key]).fetchone()
+        if row is not None:
+            return str(row[0])
+        platform, workspace, channel_id = parse_channel_key(key)
+        thread_id = new_id("thread")
+        now = time.time()
+        with self._db.atomic():
+            self._db.table("channels").insert(
+                {
+                    "key": key,
+                    "platform": platform,
+                    "workspace": workspace,
+                    "channel_id": channel_id,
+                    "thread_id": thread_id,
+                    "created_at": now,
+                }
+            )
+            self._db.table("threads").insert({"id": thread_id, "channel": key, "created_at": now})
+        return thread_id
+
+    async def channel_info(self, channel: str) -> tuple[str, str | None]:
+        """(current thread id, assistant name or None for the default); created on first use."""
+
+        def info() -> tuple[str, str | None]:
+            thread_id = self._ensure_channel(channel)
+            row = self._db.execute("SELECT assistant FROM channels WHERE key = ?", [channel]).fetchone()
+            return thread_id, (row[0] if row else None)
+
+        return await self._call(info)
+
+    async def current_thread(self, channel: str) -> str:
+        """The channel's current thread id (the channel and thread are created on first use)."""
+        return await self._call(self._ensure_channel, channel)
+
+    async def reset_thread(self, channel: str) -> str:
+        """Start a new thread for the channel; the old one is closed and kept."""
+
+        def reset() -> str:
+            old = self._ensure_channel(channel)
+            thread_id = new_id("thread")
+            now = time.time()
+            with self._db.atomic():
+                self._db.execute("UPDATE threads SET closed_at = ? WHERE id = ?", [now, old])
+                self._db.table("threads").insert({"id": thread_id, "channel": channel, "created_at": now})
+                self._db.execute("UPDATE channels SET thread_id = ? WHERE key = ?", [thread_id, channel])
+            return thread_id
+
+        return await self._call(reset)
+
+    async def thread_summary(self, thread_id: str) -> tuple[str | None, tuple[int, int] | None]:
+        def get() -> tuple[str | None, tuple[int, int] | None]:
+            row = self._db.execute(
+                "SELECT summary, summary_turn_id, summary_message_id FROM threads WHERE id = ?", [thread_id]
+            ).fetchone()
+            if row is None or row[1] is None:
+                return (row[0] if row else None), None
+            return row[0], (int(row[1]), int(row[2]))
+
+        return await self._call(get)
+
+    async def set_thread_summary(self, thread_id: str, summary: str, until: tuple[int, int]) -> None:
+        await self._call(
+            self._db.execute,
+            "UPDATE threads SET summary = ?, summary_turn_id = ?, summary_message_id = ? WHERE id = ?",
+            [summary, until[0], until[1], thread_id],
+        )
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def post_user_message(
+        self,
+        *,
+        channel: str,
+        author_id: str,
+        author_name: str,
+        text: str,
+        item: dict[str, Any],
+        tokens: int,
+        platform_msg_id: str | None,
+        assistant: str,
+        model: str,
+    ) -> tuple[int, Run] | None:
+        """Store a person's message and queue a run for it, atomically.
+
+        Returns None when ``platform_msg_id`` was already stored for this channel: the
+        platform delivered the same message twice and it must not be answered twice.
+        """
+
+        def post() -> tuple[int, Run] | None:
+            thread_id = self._ensure_channel(channel)
+            now = time.time()
+            run_id = new_id("run")
+            try:
+                with self._db.atomic():
+                    cursor = self._db.execute(
+                        "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens,"
+                        " author_id, author_name, platform_msg_id, created_at)"
+                        " VALUES (?, ?, 0, 'user', ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            thread_id,
+                            channel,
+                            text,
+                            json.dumps(item),
+                            tokens,
+                            author_id,
+                            author_name,
+                            platform_msg_id,
+                            now,
+                        ],
+                    )
+                    message_id = int(cursor.lastrowid or 0)
+                    self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
+                    self._db.table("runs").insert(
+                        {
+                            "id": run_id,
+                            "thread_id": thread_id,
+                            "channel": channel,
+                            "assistant": assistant,
+                            "model": model,
+                            "status": "queued",
+                            "trigger_message_id": message_id,
+                            "created_at": now,
+                        }
+                    )
+            except sqlite3.IntegrityError:
+                if platform_msg_id is not None and self._message_exists(channel, platform_msg_id):
+                    return None
+                raise
+            return message_id, self._get_run(run_id)
+
+        return await self._call(post)
+
+    def _message_exists(self, channel: str, platform_msg_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM messages WHERE channel = ? AND platform_msg_id = ?", [channel, platform_msg_id]
+        ).fetchone()
+        return row is not None
+
+    async def add_run_messages(self, run: Run, items: Sequence[NewItem]) -> None:
+        """Append what a run produced (assistant text, tool calls and results) to its turn."""
+
+        def add() -> None:
+            now = time.time()
+            turn = run.trigger_message_id or 0
+            with self._db.atomic():
+                self._db.table("messages").insert_all(
+                    {
+                        "thread_id": run.thread_id,
+                        "channel": run.channel,
+                        "turn_id": turn,
+                        "role": role,
+                        "text": text,
+                        "item": json.dumps(item),
+                        "tokens": tokens,
+                        "run_id": run.id,
+                        "created_at": now,
+                    }
+                    for role, text, item, tokens in items
+                )
+
+        await self._call(add)
+
+    async def history_index(self, thread_id: str, up_to_turn: int | None) -> list[tuple[int, int, int, str]]:
+        """(id, turn_id, tokens, role) of a thread's messages, newest first, up to a turn."""
+
+        def index() -> list[tuple[int, int, int, str]]:
+            sql = "SELECT id, turn_id, tokens, role FROM messages WHERE thread_id = ?"
+            params: list[Any] = [thread_id]
+            if up_to_turn is not None:
+                sql += " AND turn_id <= ?"
+                params.append(up_to_turn)
+            sql += " ORDER BY turn_id DESC, id DESC"
+            return [(int(a), int(b), int(c), str(d)) for a, b, c, d in self._db.execute(sql, params)]
+
+        return await self._call(index)
+
+    async def messages_by_id(self, ids: Iterable[int]) -> list[StoredMessage]:
+        """Messages with these ids in thread order (turn, then id)."""
+        wanted = list(ids)
+
+        def load() -> list[StoredMessage]:
+            out: list[StoredMessage] = []
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks})", batch
+                ).fetchall()
+                out.extend(_message(row) for row in rows)
+            out.sort(key=lambda m: (m.turn_id, m.id))
+            return out
+
+        return await self._call(load)
+
+    async def thread_messages(self, thread_id: str) -> list[StoredMessage]:
+        def load() -> list[StoredMessage]:
+            rows = self._db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? ORDER BY turn_id, id",
+                [thread_id],
+            ).fetchall()
+            return [_message(row) for row in rows]
+
+        return await self._call(load)
+
+    async def import_messages(self, thread_id: str, channel: str, rows: Sequence[NewItem]) -> None:
+        """Bulk-append finished turns (each row opens its own turn); used for imports and benchmarks."""
+
+        def add() -> None:
+            now = time.time()
+            with self._db.atomic():
+                for role, text, item, tokens in rows:
+                    cursor = self._db.execute(
+                        "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, created_at)"
+                        " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+                        [thread_id, channel, role, text, json.dumps(item), tokens, now],
+                    )
+                    self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
+
+        await self._call(add)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def _get_run(self, run_id: str) -> Run:
+        row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        return _run(row)
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self._call(self._get_run, run_id)
+
+    async def update_run(self, run_id: str, **fields: Any) -> Run:
+        def update() -> Run:
+            self._db.table("runs").update(run_id, fields)
+            return self._get_run(run_id)
+
+        return await self._call(update)
+
+    async def add_run_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
+        await self._call(
+            self._db.execute,
+            "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+            " total_tokens = total_tokens + ? WHERE id = ?",
+            [input_tokens, output_tokens, input_tokens + output_tokens, run_id],
+        )
+
+    async def runs_with_status(
+        self, statuses: Iterable[str], *, thread_id: str | None = None, channel: str | None = None
+    ) -> list[Run]:
+        wanted = list(statuses)
+
+        def query() -> list[Run]:
+            marks = ",".join("?" * len(wanted))
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ({marks})"
+            params: list[Any] = list(wanted)
+            if thread_id is not None:
+                sql += " AND thread_id = ?"
+                params.append(thread_id)
+            if channel is not None:
+                sql += " AND channel = ?"
+                params.append(channel)
+            sql += " ORDER BY created_at, rowid"
+            return [_run(row) for row in self._db.execute(sql, params).fetchall()]
+
+        return await self._call(query)
+
+    async def thread_runs(self, thread_id: str) -> list[Run]:
+        def query() -> list[Run]:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE thread_id = ? ORDER BY created_at, rowid", [thread_id]
+            ).fetchall()
+            return [_run(row) for row in rows]
+
+        return await self._call(query)
+
+    async def close_interrupted_runs(self, reason: str) -> list[Run]:
+        """Fail the runs a crash left queued or in progress; returns them (to tell their channels once)."""
+
+        def close() -> list[Run]:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'in_progress', 'cancelling')"
+                " ORDER BY created_at, rowid"
+            ).fetchall()
+            runs = [_run(row) for row in rows]
+            now = time.time()
+            with self._db.atomic():
+                for run in runs:
+                    self._db.execute(
+                        "UPDATE runs SET status = 'failed', last_error = ?, completed_at = ? WHERE id = ?",
+                        [reason, now, run.id],
+                    )
+                    self._db.execute(
+                        "UPDATE run_steps SET status = 'failed', completed_at = ?"
+                        " WHERE run_id = ? AND status = 'in_progress'",
+                        [now, run.id],
+                    )
+            return runs
+
+        return await self._call(close)
+
+    # -- run steps ---------------------------------------------------------------------------
+
+    async def add_step(
+        self,
+        run_id: str,
+        type: str,
+        *,
+        tool_name: str | None = None,
+        call_id: str | None = None,
+        arguments: str | None = None,
+        status: str = "in_progress",
+        output: str | None = None,
+    ) -> str:
+        step_id = new_id("step")
+        now = time.time()
+        row = {
+            "id": step_id,
+            "run_id": run_id,
+            "type": type,
+            "status": status,
+            "tool_name": tool_name,
+            "call_id": call_id,
+            "arguments": arguments,
+            "output": output,
+            "created_at": now,
+            "completed_at": now if status != "in_progress" else None,
+        }
+        await self._call(self._db.table("run_steps").insert, row)
+        return step_id
+
+    async def finish_step(self, step_id: str, status: str, output: str | None = None) -> None:
+        def finish() -> None:
+            now = time.time()
+            row = self._db.execute("SELECT created_at FROM run_steps WHERE id = ?", [step_id]).fetchone()
+            duration = int((now - float(row[0])) * 1000) if row and row[0] is not None else None
+            self._db.execute(
+                "UPDATE run_steps SET status = ?, output = coalesce(?, output), completed_at = ?,"
+                " duration_ms = ? WHERE id = ?",
+                [status, output, now, duration, step_id],
+            )
+
+        await self._call(finish)
+
+    async def finish_tool_step(self, run_id: str, call_id: str, status: str, output: str | None) -> str | None:
+        """Finish the tool-call step for ``call_id``; returns the tool's name (None if unknown)."""
+
+        def finish() -> str | None:
+            row = self._db.execute(
+                "SELECT id, tool_name FROM run_steps WHERE run_id = ? AND call_id = ? ORDER BY created_at DESC",
+                [run_id, call_id],
+            ).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            self._db.execute(
+                "UPDATE run_steps SET status = ?, output = ?, completed_at = ?,"
+                " duration_ms = CAST((? - created_at) * 1000 AS INTEGER) WHERE id = ?",
+                [status, output, now, now, row[0]],
+            )
+            return str(row[1])
+
+        return await self._call(finish)
+
+    async def finish_open_steps(self, run_id: str, status: str) -> None:
+        await self._call(
+            self._db.execute,
+            "UPDATE run_steps SET status = ?, completed_at = ? WHERE run_id = ? AND status = 'in_progress'",
+            [status, time.time(), run_id],
+        )
+
+    async def run_steps(self, run_id: str) -> list[RunStep]:
+        def query() -> list[RunStep]:
+            rows = self._db.execute(
+                "SELECT id, run_id, type, status, tool_name, call_id, arguments, output, duration_ms"
+                " FROM run_steps WHERE run_id = ? ORDER BY created_at, rowid",
+                [run_id],
+            ).fetchall()
+            return [RunStep(*row) for row in rows]
+
+        return await self._call(query)
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    async def add_approvals(
+        self, run_id: str, calls: Sequence[tuple[str, str, str]], expires_at: float
+    ) -> list[Approval]:
+        """Record pending approvals for (call_id, tool_name, arguments) of a paused run."""
+
+        def add() -> list[Approval]:
+            now = time.time()
+            out = []
+            with self._db.atomic():
+                for call_id, tool_name, arguments in calls:
+                    approval = Approval(
+                        id=new_id("appr"),
+                        run_id=run_id,
+                        call_id=call_id,
+                        tool_name=tool_name,
+                        arguments=arguments,
+                        status="pending",
+                        expires_at=expires_at,
+                    )
+                    self._db.table("approvals").insert(
+                        {
+                            "id": approval.id,
+                            "run_id": run_id,
+                            "call_id": call_id,
+                            "tool_name": tool_name,
+                            "arguments": arguments,
+                            "status": "pending",
+                            "created_at": now,
+                            "expires_at": expires_at,
+                        }
+                    )
+                    out.append(approval)
+            return out
+
+        return await self._call(add)
+
+    async def get_approval(self, approval_id: str) -> Approval | None:
+        def get() -> Approval | None:
+            row = self._db.execute(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", [approval_id]).fetchone()
+            return Approval(*row) if row else None
+
+        return await self._call(get)
+
+    async def run_approvals(self, run_id: str) -> list[Approval]:
+        def get() -> list[Approval]:
+            rows = self._db.execute(
+                f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at, rowid",
+                [run_id],
+            ).fetchall()
+            return [Approval(*row) for row in rows]
+
+        return await self._call(get)
+
+    async def decide_approval(self, approval_id: str, status: str, decided_by: str | None) -> bool:
+        """Record a decision; False when it was already decided (first decision wins)."""
+
+        def decide() -> bool:
+            cursor = self._db.execute(
+                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = 'pending'",
+                [status, decided_by, time.time(), approval_id],
+            )
+            return cursor.rowcount == 1
+
+        return await self._call(decide)
+
+
+_MESSAGE_COLUMNS = "id, thread_id, turn_id, role, text, item, tokens, author_id, author_name, run_id, created_at"
+_RUN_COLUMNS = (
+    "id, thread_id, channel, assistant, status, trigger_message_id, created_at, started_at, completed_at,"
+    " last_error, input_tokens, output_tokens, state_json"
+)
+_APPROVAL_COLUMNS = "id, run_id, call_id, tool_name, arguments, status, expires_at, decided_by"
+
+
+def _message(row: Sequence[Any]) -> StoredMessage:
+    return StoredMessage(
+        id=int(row[0]),
+        thread_id=row[1],
+        turn_id=int(row[2]),
+        role=row[3],
+        text=row[4] or "",
+        item=json.loads(row[5]),
+        tokens=int(row[6] or 0),
+        author_id=row[7],
+        author_name=row[8],
+        run_id=row[9],
+        created_at=float(row[10] or 0),
+    )
+
+
+def _run(row: Sequence[Any]) -> Run:
+    return Run(
+        id=row[0],
+        thread_id=row[1],
+        channel=row[2],
+        assistant=row[3],
+        status=row[4],
+        trigger_message_id=row[5],
+        created_at=float(row[6]),
+        started_at=row[7],
+        completed_at=row[8],
+        last_error=row[9],
+        input_tokens=int(row[10] or 0),
+        output_tokens=int(row[11] or 0),
+        state_json=row[12],
+    )
