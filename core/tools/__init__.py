@@ -18,9 +18,31 @@ A team adds its own tool by writing, in its own module::
     async def deploy(service: str) -> str: ...
 
 and naming the module in the assistants file (``tool_modules = ["myteam.tools"]``).
+A tool that raises becomes a result the model reads ("The tool failed: ..."); the run goes on.
 """
 
-from agents import FunctionTool
-from agents import function_tool as tool
+from __future__ import annotations
 
-__all__ = ["FunctionTool", "tool"]
+import logging
+from typing import Any
+
+from agents import FunctionTool, RunContextWrapper, function_tool
+
+__all__ = ["FunctionTool", "tool", "tool_failure_message"]
+
+_log = logging.getLogger(__name__)
+
+
+def tool_failure_message(context: RunContextWrapper[Any], error: Exception) -> str:
+    """What the model reads when a tool raised: enough to explain it to the user, nothing more."""
+    _log.warning("tool failed: %s: %s", type(error).__name__, error, exc_info=error)
+    detail = str(error)[:300] or type(error).__name__
+    return f"The tool failed ({type(error).__name__}: {detail}). Tell the user; do not invent a result."
+
+
+def tool(func: Any = None, /, **options: Any) -> Any:
+    """``agents.function_tool`` with Threadline's defaults (usable bare or with options)."""
+    options.setdefault("failure_error_function", tool_failure_message)
+    if func is None:
+        return function_tool(**options)
+    return function_tool(func, **options)

@@ -105,7 +105,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -143,9 +143,7 @@ class FakeOpenAI:
         if answer.delay:
             await asyncio.sleep(answer.delay)
         completion_id = f"chatcmpl-{next(self._ids)}"
-        calls = [
-            (c.id or f"call_{next(self._ids)}", c.name, json.dumps(c.arguments)) for c in answer.tool_calls
-        ]
+        calls = [(c.id or f"call_{next(self._ids)}", c.name, json.dumps(c.arguments)) for c in answer.tool_calls]
         finish = "tool_calls" if calls else "stop"
         usage = {
             "prompt_tokens": answer.prompt_tokens,

@@ -1,0 +1,85 @@
+"""Shared fixtures: a scripted model server on loopback and a Threadline service pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.service import Threadline
+from core.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.tool_modules import team_tools
+
+TEAM_ASSISTANTS = """
+default = "team"
+tool_modules = ["tests.tool_modules.team_tools"]
+
+[[assistants]]
+name = "team"
+instructions = "You help the team."
+model = "fake-model"
+tools = ["lookup_ticket", "slow_step", "broken_tool", "stuck_tool", "deploy"]
+context_tokens = 4000
+"""
+
+
+@pytest.fixture
+async def fake_model() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def team_assistants(tmp_path: Path) -> Path:
+    path = tmp_path / "assistants.toml"
+    path.write_text(TEAM_ASSISTANTS)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clear_timeline() -> None:
+    team_tools.TIMELINE.clear()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path) -> Settings:
+    return Settings(
+        openai_api_key="sk-test-not-a-real-key",
+        openai_base_url=fake_model.base_url,
+        model="fake-model",
+        db_path=tmp_path / "threadline.db",
+        assistants_file=team_assistants,
+        open_meteo_url="http://127.0.0.1:9/v1",
+        open_meteo_geocoding_url="http://127.0.0.1:9/v1",
+        model_timeout=5.0,
+        model_max_retries=2,
+        tokenizer="estimate",
+    )
+
+
+ServiceFactory = Callable[..., Awaitable[Threadline]]
+
+
+@pytest.fixture
+async def open_service(settings: Settings) -> AsyncIterator[ServiceFactory]:
+    """Open services (several, to simulate restarts); all are closed at the end."""
+    opened: list[Threadline] = []
+
+    async def factory(notify: Any = None, **overrides: Any) -> Threadline:
+        service = await Threadline.open(replace(settings, **overrides), notify=notify)
+        opened.append(service)
+        return service
+
+    yield factory
+    for service in opened:
+        if not service._closing:
+            await service.close()
+
+
+@pytest.fixture
+async def service(open_service: ServiceFactory) -> Threadline:
+    return await open_service()

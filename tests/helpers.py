@@ -1,0 +1,25 @@
+"""Small helpers for driving the core service in tests."""
+
+from __future__ import annotations
+
+from core.events import Event
+from core.handles import RunHandle
+from core.models import Author, Incoming
+from core.service import Threadline
+
+CHANNEL = "console:local:test"
+ALICE = Author(id="U_ALICE", name="alice")
+
+
+async def post(service: Threadline, text: str, *, channel: str = CHANNEL, msg_id: str | None = None) -> RunHandle:
+    handle = await service.post(Incoming(channel, ALICE, text, platform_msg_id=msg_id))
+    assert handle is not None
+    return handle
+
+
+async def collect(handle: RunHandle) -> list[Event]:
+    return [event async for event in handle.events()]
+
+
+async def ask(service: Threadline, text: str, *, channel: str = CHANNEL) -> list[Event]:
+    return await collect(await post(service, text, channel=channel))
