@@ -128,14 +128,14 @@ def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfi
 def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table.")
-    for key in entry:
-        if key not in _ASSISTANT_KEYS:
-            expected = ", ".join(sorted(_ASSISTANT_KEYS))
-            raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {expected}).")
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: key 'name' is required and must be a non-empty string.")
     where = f"{where} ({name!r})"
+    for key in entry:
+        if key not in _ASSISTANT_KEYS:
+            expected = ", ".join(sorted(_ASSISTANT_KEYS))
+            raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {expected}).")
     instructions = entry.get("instructions", DEFAULT_INSTRUCTIONS)
     if not isinstance(instructions, str) or not instructions.strip():
         raise ConfigError(f"{where}: key 'instructions' must be a non-empty string.")

@@ -19,13 +19,16 @@ __all__ = ["ModelClient", "describe_model_error", "is_model_error"]
 
 _log = logging.getLogger(__name__)
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
 
 class ModelClient:
     def __init__(self, settings: Settings) -> None:
         self._client = openai.AsyncOpenAI(
             # A local server needs no key, but the SDK insists on one.
             api_key=settings.openai_api_key or "no-key-needed",
-            base_url=settings.openai_base_url,
+            # Explicit, so that an empty OPENAI_BASE_URL in .env means "the default", not "".
+            base_url=settings.openai_base_url or DEFAULT_BASE_URL,
             max_retries=settings.model_max_retries,
             timeout=settings.model_timeout,
         )

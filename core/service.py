@@ -374,6 +374,7 @@ class Threadline:
             await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items)
 
     async def _expire(self, run: Run, pending: list[Approval]) -> None:
+        live = run.id in self._handles  # someone is watching this run; otherwise tell the channel
         for approval in pending:
             await self.store.decide_approval(approval.id, "expired", None)
             self._emit(run, ApprovalResolved(run.id, approval.id, approval.tool_name, "expired", None))
@@ -382,7 +383,6 @@ class Threadline:
         message = (
             f"Nobody approved {tools} within {minutes:g} minutes, so it was not run. Ask again if it is still needed."
         )
-        live = run.id in self._handles
         await self._end(run, "expired", message, "approval expired", [])
         if not live:
             await self._tell(run.channel, message)

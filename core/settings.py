@@ -34,7 +34,6 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     model: str = DEFAULT_MODEL
-    embedding_model: str | None = None
     db_path: Path = Path("data/threadline.db")
     assistants_file: Path | None = None
     channel: str = "console:local:default"
@@ -130,7 +129,6 @@ class Settings:
             openai_api_key=text("OPENAI_API_KEY"),
             openai_base_url=text("OPENAI_BASE_URL"),
             model=text("THREADLINE_MODEL") or DEFAULT_MODEL,
-            embedding_model=text("THREADLINE_EMBEDDING_MODEL"),
             db_path=Path(text("THREADLINE_DB") or "data/threadline.db"),
             assistants_file=assistants_file,
             channel=text("THREADLINE_CHANNEL") or "console:local:default",

@@ -83,3 +83,10 @@ async def open_service(settings: Settings) -> AsyncIterator[ServiceFactory]:
 @pytest.fixture
 async def service(open_service: ServiceFactory) -> Threadline:
     return await open_service()
+
+
+@pytest.fixture
+def smtp_settings() -> Any:
+    from core.settings import SmtpSettings
+
+    return SmtpSettings(host="127.0.0.1", port=9, sender="bot@example.com", starttls=False)

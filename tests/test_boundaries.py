@@ -1,0 +1,66 @@
+"""The design's boundaries, checked: core imports no platform SDK; openai and sqlite_utils stay in their modules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "core"
+
+BLOCK_AND_IMPORT = """
+import importlib, pkgutil, sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"slack_sdk", "slack_bolt", "discord"}:
+            raise ImportError(f"platform SDK {name} imported from core")
+        return None
+
+sys.meta_path.insert(0, Block())
+import core
+for module in pkgutil.walk_packages(core.__path__, "core."):
+    importlib.import_module(module.name)
+print("imported", len(sys.modules))
+"""
+
+
+def test_core_imports_without_any_platform_sdk() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_AND_IMPORT], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "imported" in result.stdout
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_openai_and_sqlite_utils_are_each_imported_in_one_place() -> None:
+    openai_users = set()
+    sqlite_users = set()
+    for path in CORE.rglob("*.py"):
+        imports = _imports(path)
+        relative = path.relative_to(ROOT).as_posix()
+        if "openai" in imports:
+            openai_users.add(relative)
+        if "sqlite_utils" in imports or "sqlite3" in imports:
+            sqlite_users.add(relative)
+    assert openai_users == {"core/model_client.py"}
+    assert sqlite_users
+    assert all(p.startswith("core/store/") for p in sqlite_users)
+
+
+def test_adapters_hold_no_sql() -> None:
+    for path in (ROOT / "bots").rglob("*.py"):
+        imports = _imports(path)
+        assert not imports & {"sqlite3", "sqlite_utils", "openai", "agents"}, path

@@ -1,0 +1,136 @@
+"""The console channel as a person runs it: ``python -m bots.console`` with standard input and output."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, tool_results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def console_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "THREADLINE_"))}
+    env.update(
+        THREADLINE_DB=str(tmp_path / "console.db"),
+        THREADLINE_TOKENIZER="estimate",
+        OPEN_METEO_URL="http://127.0.0.1:9/v1",
+        OPEN_METEO_GEOCODING_URL="http://127.0.0.1:9/v1",
+    )
+    env.update(extra)
+    return env
+
+
+async def run_console(env: dict[str, str], stdin: str, cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.console",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_piped_conversation_with_commands(tmp_path: Path) -> None:
+    async with FakeOpenAI() as fake:
+        env = console_env(tmp_path, OPENAI_BASE_URL=fake.base_url)
+        code, out, err = await run_console(env, "hello\n/help\n/reset\nagain\n", tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("echo: ")
+    assert lines[0].endswith(": hello")
+    assert "/reset" in out
+    assert "Started a new conversation" in out
+    assert lines[-1].endswith(": again")
+    # After /reset the model saw only the new message.
+    assert len(fake.chat_requests[-1]["messages"]) == 2
+    assert "Traceback" not in err
+
+
+async def test_without_a_model_it_starts_and_says_what_to_set(tmp_path: Path) -> None:
+    code, out, err = await run_console(console_env(tmp_path), "/help\nhello\n", tmp_path)
+    assert code == 0, err
+    assert "OPENAI_API_KEY=sk-" in out
+    assert "OPENAI_BASE_URL=http://localhost:11434/v1" in out  # a local server example
+    assert "Commands:" in out
+    assert "[failed] No model endpoint is configured" in out
+    assert "Traceback" not in out + err
+
+
+async def test_bad_assistants_file_stops_with_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[[assistants]]\nname = 'x'\ncolour = 'red'\n")
+    env = console_env(tmp_path, THREADLINE_ASSISTANTS=str(tmp_path / "bad.toml"), OPENAI_API_KEY="sk-test")
+    code, _out, err = await run_console(env, "", tmp_path)
+    assert code == 2
+    assert "bad.toml" in err
+    assert "unknown key 'colour'" in err
+    assert "Traceback" not in err
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def email_script(req: dict[str, Any]) -> Reply:
+    if results := tool_results(req):
+        return Reply(text=f"Done: {results[0]['content']}")
+    return Reply(
+        tool_calls=(ToolCall("send_email", {"to": "ops@example.com", "subject": "Hi", "body": "Deploy at 5"}),)
+    )
+
+
+async def _email_session(tmp_path: Path, answer: str) -> tuple[str, Mailbox, FakeOpenAI]:
+    mailbox = Mailbox()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(mailbox), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with FakeOpenAI(email_script) as fake:
+            env = console_env(
+                tmp_path,
+                OPENAI_BASE_URL=fake.base_url,
+                SMTP_HOST="127.0.0.1",
+                SMTP_PORT=str(port),
+                SMTP_FROM="bot@example.com",
+                SMTP_STARTTLS="false",
+                SMTP_PASSWORD="hunter2-secret-value",
+            )
+            code, out, err = await run_console(env, f"email ops please\n{answer}\n", tmp_path)
+    finally:
+        server.close()
+    assert code == 0, err
+    assert "hunter2-secret-value" not in out + err
+    return out, mailbox, fake
+
+
+async def test_email_needs_approval_and_is_sent_when_approved(tmp_path: Path) -> None:
+    out, mailbox, _ = await _email_session(tmp_path, "yes")
+    assert "wants to run send_email" in out
+    assert "ops@example.com" in out
+    assert len(mailbox.envelopes) == 1
+    assert mailbox.envelopes[0].rcpt_tos == ["ops@example.com"]
+    assert b"Deploy at 5" in (mailbox.envelopes[0].original_content or b"")
+    assert "Done: Email sent to ops@example.com" in out
+
+
+async def test_email_denied_is_not_sent(tmp_path: Path) -> None:
+    out, mailbox, fake = await _email_session(tmp_path, "no")
+    assert mailbox.envelopes == []
+    assert "send_email: denied" in out
+    assert "denied" in tool_results(fake.chat_requests[-1])[0]["content"]

@@ -1,0 +1,169 @@
+"""The store: migrations, persistence across restarts, crash recovery, and the loop never waits on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from core.events import RunCompleted
+from core.store import Store
+from core.store.migrations import MIGRATIONS
+from tests.fakes.openai_server import FakeOpenAI
+from tests.helpers import CHANNEL, ask, post
+
+
+async def test_blank_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sub" / "t.db")
+    try:
+        assert await store.applied_migrations() == [m.name for m in MIGRATIONS._migrations]
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "sub" / "t.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"channels", "threads", "messages", "runs", "run_steps", "approvals", "_sqlite_migrations"} <= tables
+
+
+async def test_upgrade_from_the_previous_schema_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = await Store.open(path, stop_before="m002_approvals_and_summary")
+    assert await old.applied_migrations() == ["m001_objects"]
+    await old.close()
+    # Rows as the previous version wrote them (its own columns only).
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO channels (key, platform, workspace, channel_id, thread_id, created_at)"
+            " VALUES (?, 'console', 'local', 'test', 'thread_old', 1.0)",
+            [CHANNEL],
+        )
+        conn.execute("INSERT INTO threads (id, channel, created_at) VALUES ('thread_old', ?, 1.0)", [CHANNEL])
+        conn.execute(
+            "INSERT INTO messages (id, thread_id, channel, turn_id, role, text, item, tokens, created_at)"
+            " VALUES (1, 'thread_old', ?, 1, 'user', 'from the old version', ?, 9, 1.0)",
+            [CHANNEL, '{"role": "user", "content": "alice: from the old version"}'],
+        )
+        conn.execute(
+            "INSERT INTO runs (id, thread_id, channel, assistant, model, status, trigger_message_id, created_at)"
+            " VALUES ('run_old', 'thread_old', ?, 'threadline', 'm', 'completed', 1, 1.0)",
+            [CHANNEL],
+        )
+
+    new = await Store.open(path)
+    try:
+        assert await new.applied_migrations() == ["m001_objects", "m002_approvals_and_summary"]
+        thread = await new.current_thread(CHANNEL)
+        assert [m.text for m in await new.thread_messages(thread)] == ["from the old version"]
+        run = await new.get_run("run_old")
+        assert run.status == "completed"
+        assert run.state_json is None
+        assert await new.thread_summary(thread) == (None, None)
+    finally:
+        await new.close()
+
+
+async def test_history_survives_a_restart(open_service, fake_model: FakeOpenAI) -> None:
+    first = await open_service()
+    await ask(first, "remember the number 42")
+    await first.close()
+
+    second = await open_service()
+    await ask(second, "what was the number?")
+    contents = [m["content"] for m in fake_model.chat_requests[-1]["messages"][1:]]
+    assert contents == [
+        "alice: remember the number 42",
+        "echo: alice: remember the number 42",
+        "alice: what was the number?",
+    ]
+
+
+async def test_runs_left_open_by_a_crash_are_closed_and_the_channel_told_once(
+    open_service, fake_model: FakeOpenAI, tmp_path: Path
+) -> None:
+    # A crash: two runs queued and one in progress in the database, nothing running.
+    store = await Store.open(tmp_path / "threadline.db")
+    runs = []
+    for n, channel in enumerate([CHANNEL, CHANNEL, "slack:T1:C9"]):
+        posted = await store.post_user_message(
+            channel=channel,
+            author_id="U1",
+            author_name="alice",
+            text=f"question {n}",
+            item={"role": "user", "content": f"alice: question {n}"},
+            tokens=5,
+            platform_msg_id=None,
+            assistant="team",
+            model="fake-model",
+        )
+        assert posted is not None
+        runs.append(posted[1])
+    await store.update_run(runs[0].id, status="in_progress")
+    await store.close()
+
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    service = await open_service(notify=notify)
+    for run in runs:
+        stored = await service.store.get_run(run.id)
+        assert stored.status == "failed"
+        assert "stopped" in (stored.last_error or "")
+    assert sorted(channel for channel, _ in told) == [CHANNEL, "slack:T1:C9"]
+    assert "2 messages" in dict(told)[CHANNEL]
+    # Nothing the user wrote is lost, and the model was not called for the dead runs.
+    assert [m.text for m in await service.store.thread_messages(await service.store.current_thread(CHANNEL))] == [
+        "question 0",
+        "question 1",
+    ]
+    assert fake_model.chat_requests == []
+    await service.close()
+
+    told.clear()
+    await open_service(notify=notify)
+    assert told == []  # told once
+
+
+async def test_reset_starts_a_new_thread_and_keeps_the_old(service, fake_model: FakeOpenAI) -> None:
+    await ask(service, "old topic")
+    old_thread = await service.store.current_thread(CHANNEL)
+    await service.reset(CHANNEL)
+    new_thread = await service.store.current_thread(CHANNEL)
+    assert new_thread != old_thread
+    await ask(service, "new topic")
+    assert [m["content"] for m in fake_model.chat_requests[-1]["messages"][1:]] == ["alice: new topic"]
+    assert [m.text for m in await service.store.thread_messages(old_thread)] == ["old topic", "echo: alice: old topic"]
+
+
+async def test_sqlite_runs_on_the_store_thread_not_the_event_loop(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "t.db")
+    seen: list[str] = []
+    try:
+        store._db.conn.set_trace_callback(lambda sql: seen.append(threading.current_thread().name))
+        await store.current_thread(CHANNEL)
+        assert seen
+        assert all(name.startswith("threadline-db") for name in seen)
+        assert threading.current_thread().name == "MainThread"
+    finally:
+        await store.close()
+
+
+async def test_a_slow_channel_does_not_hold_up_another(service, fake_model: FakeOpenAI) -> None:
+    release = asyncio.Event()
+
+    async def script(req):
+        if "slow" in req["messages"][-1]["content"]:
+            await release.wait()
+        from tests.fakes.openai_server import Reply
+
+        return Reply(text="ok")
+
+    fake_model.script = script
+    slow = await post(service, "slow one", channel="slack:T1:SLOW")
+    fast = await ask(service, "fast one", channel="slack:T1:FAST")
+    assert isinstance(fast[-1], RunCompleted)
+    assert not slow.done
+    release.set()
+    assert isinstance(await slow.result(), RunCompleted)
