@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
@@ -38,9 +39,25 @@ For a local OpenAI-compatible server, e.g. Ollama (`ollama serve`, `ollama pull 
 """
 
 
-async def stdin_line() -> str | None:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    return line if line else None
+def stdin_reader() -> ReadLine:
+    """Lines from standard input, read by a daemon thread so that Ctrl-C never waits on a blocked read."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=pump, name="console-stdin", daemon=True).start()
+
+    async def read_line() -> str | None:
+        line = await lines.get()
+        if line is None:
+            lines.put_nowait(None)  # stay at end of input for every later read
+        return line
+
+    return read_line
 
 
 class ConsoleChannel:
@@ -59,7 +76,7 @@ class ConsoleChannel:
 
     async def serve(self) -> None:
         """Read until end of input."""
-        while (line := await self._read_line()) is not None:
+        while (line := await self._prompt()) is not None:
             text = line.strip()
             if not text:
                 continue
@@ -70,6 +87,12 @@ class ConsoleChannel:
             handle = await self._service.post(Incoming(self._channel, self._author, text))
             if handle is not None:
                 await self._render(handle)
+
+    async def _prompt(self) -> str | None:
+        if self._live:
+            self._out.write("> ")
+            self._out.flush()
+        return await self._read_line()
 
     async def _render(self, handle: RunHandle) -> None:
         streamed = False
@@ -147,7 +170,7 @@ async def main() -> int:
         elif live:
             out.write(f"Threadline on {settings.channel}. Type a message, /help for commands, Ctrl-D to leave.\n")
         out.flush()
-        console = ConsoleChannel(service, settings.channel, read_line=stdin_line, out=out, live=live)
+        console = ConsoleChannel(service, settings.channel, read_line=stdin_reader(), out=out, live=live)
         await console.serve()
     finally:
         await service.close()
