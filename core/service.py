@@ -201,9 +201,6 @@ class Threadline:
         while tasks := [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]:
             await asyncio.wait(tasks)
 
-    def assistant_for(self, name: str | None) -> Assistant:
-        return self.assistants.get(name)
-
     # -- lanes ---------------------------------------------------------------------------------
 
     def _handle(self, run: Run) -> RunHandle:

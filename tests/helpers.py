@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from agents import FunctionTool
+from agents.tool_context import ToolContext
+
 from core.events import Event
 from core.handles import RunHandle
 from core.models import Author, Incoming
@@ -23,3 +29,12 @@ async def collect(handle: RunHandle) -> list[Event]:
 
 async def ask(service: Threadline, text: str, *, channel: str = CHANNEL) -> list[Event]:
     return await collect(await post(service, text, channel=channel))
+
+
+async def invoke_tool(tool: FunctionTool, **arguments: Any) -> str:
+    """Call a tool the way openai-agents does, with JSON arguments, and return its result."""
+    raw = json.dumps(arguments)
+    context = ToolContext(context=None, tool_name=tool.name, tool_call_id="call_1", tool_arguments=raw)
+    result = await tool.on_invoke_tool(context, raw)
+    assert isinstance(result, str)
+    return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -14,24 +13,15 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from agents import FunctionTool
-from agents.tool_context import ToolContext
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from core.settings import SmtpSettings
 from core.tools.email import make_email_tool
+from tests.helpers import invoke_tool as invoke
 
 USERNAME = "bot@example.com"
 PASSWORD = "s3cret-Pa55word"
 NOT_SENT = "The email was not sent: "
-
-
-async def invoke(tool: FunctionTool, **arguments: Any) -> str:
-    raw = json.dumps(arguments)
-    context = ToolContext(context=None, tool_name=tool.name, tool_call_id="call_1", tool_arguments=raw)
-    result = await tool.on_invoke_tool(context, raw)
-    assert isinstance(result, str)
-    return result
 
 
 @dataclass

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 from agents import FunctionTool
-from agents.tool_context import ToolContext
 
 from core.tools.weather import make_weather_tool
 from tests.fakes.weather_server import LYON, Body, Conditions, FakeOpenMeteo, Fault, Hang, ServerError
+from tests.helpers import invoke_tool as invoke
 
 UNAVAILABLE = "The weather service is unavailable right now"
-
-
-async def invoke(tool: FunctionTool, **arguments: Any) -> str:
-    raw = json.dumps(arguments)
-    context = ToolContext(context=None, tool_name=tool.name, tool_call_id="call_1", tool_arguments=raw)
-    result = await tool.on_invoke_tool(context, raw)
-    assert isinstance(result, str)
-    return result
 
 
 @pytest.fixture

@@ -419,19 +419,6 @@ class Store:
         await self._call(self._db.table("run_steps").insert, row)
         return step_id
 
-    async def finish_step(self, step_id: str, status: str, output: str | None = None) -> None:
-        def finish() -> None:
-            now = time.time()
-            row = self._db.execute("SELECT created_at FROM run_steps WHERE id = ?", [step_id]).fetchone()
-            duration = int((now - float(row[0])) * 1000) if row and row[0] is not None else None
-            self._db.execute(
-                "UPDATE run_steps SET status = ?, output = coalesce(?, output), completed_at = ?,"
-                " duration_ms = ? WHERE id = ?",
-                [status, output, now, duration, step_id],
-            )
-
-        await self._call(finish)
-
     async def finish_tool_step(self, run_id: str, call_id: str, status: str, output: str | None) -> str | None:
         """Finish the tool-call step for ``call_id``; returns the tool's name (None if unknown)."""
 
