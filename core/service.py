@@ -39,7 +39,7 @@ from core.events import (
 )
 from core.handles import RunHandle
 from core.model_client import ModelClient
-from core.models import Approval, Incoming, Run
+from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
 from core.runner import RunSegment, SegmentOutcome
 from core.settings import Settings
 from core.store import Store
@@ -250,7 +250,7 @@ class Threadline:
             approvals = await self.store.run_approvals(run.id)
             pending = [a for a in approvals if a.status == "pending"]
             if not pending:
-                await self._resume(run, approvals, lane)
+                await self._guarded(run, self._resume(run, approvals, lane))
                 return True
             expires = min(a.expires_at for a in pending)
             if time.time() >= expires:
@@ -262,10 +262,28 @@ class Threadline:
         queued = await self.store.runs_with_status(["queued"], thread_id=thread_id)
         if not queued:
             return False
-        await self._start(queued[0], lane)
+        await self._guarded(queued[0], self._start(queued[0], lane))
         return True
 
     # -- runs ------------------------------------------------------------------------------------
+
+    async def _guarded(self, run: Run, work: Awaitable[None]) -> None:
+        """Run ``work`` for ``run``; an unexpected error fails that run (and only it) instead of leaving it open."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.exception("run %s failed unexpectedly", run.id)
+            current = await self.store.get_run(run.id)
+            if current.status not in TERMINAL_STATUSES:
+                await self._end(
+                    current,
+                    "failed",
+                    "Something went wrong on the bot's side while answering; the details are in its log.",
+                    f"{type(exc).__name__}: {exc}"[:2000],
+                    [],
+                )
 
     async def _start(self, run: Run, lane: _Lane) -> None:
         run = await self.store.update_run(run.id, status="in_progress", started_at=time.time())

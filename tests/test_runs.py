@@ -214,3 +214,25 @@ async def test_without_a_model_endpoint_the_run_explains_what_to_set(open_servic
     assert "OPENAI_API_KEY" in result.message
     assert "OPENAI_BASE_URL" in result.message
     assert fake_model.chat_requests == []
+
+
+async def test_an_unexpected_error_fails_only_that_run(service, fake_model: FakeOpenAI, monkeypatch) -> None:
+    original = service._context.build
+    calls = 0
+
+    async def flaky_build(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk on fire")
+        return await original(**kwargs)
+
+    monkeypatch.setattr(service._context, "build", flaky_build)
+    first = await post(service, "one")
+    second = await post(service, "two")
+    failed = await first.result()
+    assert isinstance(failed, RunFailed)
+    assert "disk on fire" not in failed.message
+    assert "disk on fire" in ((await service.store.get_run(first.run_id)).last_error or "")
+    answered = await second.result()
+    assert isinstance(answered, RunCompleted)
