@@ -167,12 +167,14 @@ class Threadline:
             raise ApprovalError(f"That request was already {approval.status}{who}.")
         if time.time() >= approval.expires_at:
             raise ApprovalError("That request has expired; ask the assistant again if it is still needed.")
+        run = await self.store.get_run(approval.run_id)
+        if run.status != "requires_action":
+            raise ApprovalError(f"That request is no longer waiting: its run was {run.status}.")
         outcome: Literal["approved", "denied"] = "approved" if approve else "denied"
         if not await self.store.decide_approval(approval_id, outcome, decided_by):
             current = await self.store.get_approval(approval_id)
             status = current.status if current else "decided"
             raise ApprovalError(f"That request was already {status}.")
-        run = await self.store.get_run(approval.run_id)
         handle = self._handle(run)
         handle.put(ApprovalResolved(run.id, approval_id, approval.tool_name, outcome, decided_by))
         self._wake(run.thread_id)

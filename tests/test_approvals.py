@@ -124,3 +124,16 @@ async def test_expiry_after_restart_tells_the_channel(open_service, fake_model: 
 async def test_unknown_approval_is_refused(service) -> None:
     with pytest.raises(ApprovalError, match="unknown"):
         await service.decide("appr_nope", approve=True, decided_by="U_BOB")
+
+
+async def test_cancelling_a_paused_run_closes_its_approval(service, fake_model: FakeOpenAI) -> None:
+    fake_model.script = deploy_script
+    handle = await post(service, "deploy billing")
+    approval = await until_approval(handle)
+    assert await service.cancel(CHANNEL) == 1
+    result = await handle.result()
+    assert isinstance(result, RunFailed)
+    assert result.status == "cancelled"
+    with pytest.raises(ApprovalError, match="no longer waiting: its run was cancelled"):
+        await service.decide(approval.approval_id, approve=True, decided_by="U_BOB")
+    assert team_tools.TIMELINE == []
