@@ -113,8 +113,7 @@ class ContextBuilder:
         fixed_tokens: int = 0,
     ) -> tuple[str | None, list[dict[str, Any]]]:
         """(summary or None, input items oldest first) for a run answering turn ``up_to_turn``."""
-        summary, until = await self._store.thread_summary(thread_id)
-        rows = await self._store.history_index(thread_id, up_to_turn)
+        summary, until, rows = await self._store.context_index(thread_id, up_to_turn)
         history = [HistoryEntry(*row) for row in reversed(rows)]
         summary_cost = self._tokens.count(summary or "")
         reserve = budget // SUMMARY_SHARE

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agents import Agent, MaxTurnsExceeded, RunConfig, Runner
-from agents.items import MessageOutputItem, ToolApprovalItem, ToolCallItem, ToolCallOutputItem
+from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
@@ -145,8 +145,6 @@ class RunSegment:
             output = item.output if isinstance(item.output, str) else json.dumps(item.output, default=str)
             tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output)
             await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
-        elif event.name == "message_output_created" and isinstance(item, MessageOutputItem):
-            await self._store.add_step(self._run_id, "message_creation", status="completed")
 
 
 def _call_id(item: ToolApprovalItem) -> str:

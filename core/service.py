@@ -98,6 +98,7 @@ class Threadline:
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}
+        self._agents: dict[str, Agent[Any]] = {}  # a cache: one built Agent per assistant
         self._closing = False
 
     @classmethod
@@ -134,8 +135,6 @@ class Threadline:
 
     async def post(self, incoming: Incoming) -> RunHandle | None:
         """Store a person's message and queue the answer. None: this platform message was seen before."""
-        _, assistant_name = await self.store.channel_info(incoming.channel)
-        assistant = self.assistants.get(assistant_name)
         content = f"{incoming.author.name}: {incoming.text}" if incoming.author.name else incoming.text
         item = {"role": "user", "content": content}
         posted = await self.store.post_user_message(
@@ -146,8 +145,6 @@ class Threadline:
             item=item,
             tokens=self._tokens.count_item(item),
             platform_msg_id=incoming.platform_msg_id,
-            assistant=assistant.name,
-            model=assistant.model,
         )
         if posted is None:
             _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
@@ -246,26 +243,27 @@ class Threadline:
 
     async def _step(self, thread_id: str, lane: _Lane) -> bool:
         """Do the thread's next piece of work; False when there is none."""
-        paused = await self.store.runs_with_status(["requires_action"], thread_id=thread_id)
-        if paused:
-            run = paused[0]
-            approvals = await self.store.run_approvals(run.id)
-            pending = [a for a in approvals if a.status == "pending"]
-            if not pending:
-                await self._guarded(run, self._resume(run, approvals, lane))
-                return True
-            expires = min(a.expires_at for a in pending)
-            if time.time() >= expires:
-                await self._expire(run, pending)
-                return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lane.wake.wait(), timeout=expires - time.time())
-            return True
-        queued = await self.store.runs_with_status(["queued"], thread_id=thread_id)
-        if not queued:
+        kind, run, approvals = await self.store.claim(thread_id, self._resolve_assistant)
+        if run is None:
             return False
-        await self._guarded(queued[0], self._start(queued[0], lane))
+        if kind == "start":
+            await self._guarded(run, self._start(run, lane))
+            return True
+        pending = [a for a in approvals if a.status == "pending"]
+        if not pending:
+            await self._guarded(run, self._resume(run, approvals, lane))
+            return True
+        expires = min(a.expires_at for a in pending)
+        if time.time() >= expires:
+            await self._expire(run, pending)
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), timeout=expires - time.time())
         return True
+
+    def _resolve_assistant(self, name: str | None) -> tuple[str, str]:
+        assistant = self.assistants.get(name)
+        return assistant.name, assistant.model
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -288,7 +286,6 @@ class Threadline:
                 )
 
     async def _start(self, run: Run, lane: _Lane) -> None:
-        run = await self.store.update_run(run.id, status="in_progress", started_at=time.time())
         self._emit(run, RunStarted(run.id, run.channel))
         if not self.settings.model_configured:
             await self._end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
@@ -366,19 +363,13 @@ class Threadline:
             await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
             return
         outcome = task.result()
-        await self.store.update_run(
-            run.id,
-            input_tokens=outcome.input_tokens,
-            output_tokens=outcome.output_tokens,
-            total_tokens=outcome.input_tokens + outcome.output_tokens,
-        )
+        usage: dict[str, Any] = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
         if outcome.status == "completed":
-            await self.store.add_run_messages(run, self._new_items(outcome.items))
-            run = await self.store.update_run(run.id, status="completed", completed_at=time.time())
+            run = await self.store.finish_run(run, status="completed", items=self._new_items(outcome.items), **usage)
             self._emit(run, RunCompleted(run.id, outcome.text))
         elif outcome.status == "requires_action":
             expires_at = time.time() + self.settings.approval_timeout
-            run = await self.store.update_run(run.id, status="requires_action", state_json=outcome.state_json)
+            run = await self.store.finish_run(run, status="requires_action", state_json=outcome.state_json, **usage)
             approvals = await self.store.add_approvals(
                 run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at
             )
@@ -388,7 +379,7 @@ class Threadline:
                     ApprovalRequired(run.id, approval.id, approval.tool_name, approval.arguments, expires_at),
                 )
         else:
-            await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items)
+            await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items, **usage)
 
     async def _expire(self, run: Run, pending: list[Approval]) -> None:
         live = run.id in self._handles  # someone is watching this run; otherwise tell the channel
@@ -404,13 +395,25 @@ class Threadline:
         if not live:
             await self._tell(run.channel, message)
 
-    async def _end(self, run: Run, status: str, message: str, error: str, items: list[dict[str, Any]]) -> None:
+    async def _end(
+        self,
+        run: Run,
+        status: str,
+        message: str,
+        error: str,
+        items: list[dict[str, Any]],
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
         """Close a run that did not complete: record why, keep finished tool calls, tell its handle."""
-        if items:
-            await self.store.add_run_messages(run, self._new_items(items))
-        await self.store.finish_open_steps(run.id, "cancelled" if status == "cancelled" else status)
-        run = await self.store.update_run(
-            run.id, status=status, last_error=error, completed_at=time.time(), state_json=None
+        run = await self.store.finish_run(
+            run,
+            status=status,
+            items=self._new_items(items),
+            last_error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
         )
         self._emit(run, RunFailed(run.id, status, message))  # type: ignore[arg-type]
 
@@ -427,15 +430,20 @@ class Threadline:
         return f"{assistant.instructions}\n\nToday is {today} (UTC)."
 
     def _agent(self, assistant: Assistant, instructions: str, summary: str | None) -> Agent[Any]:
+        """The openai-agents Agent for an assistant; reused while its instructions stay the same."""
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
-        return Agent(
+        cached = self._agents.get(assistant.name)
+        if cached is not None and cached.instructions == instructions:
+            return cached
+        agent = self._agents[assistant.name] = Agent(
             name=assistant.name,
             instructions=instructions,
             model=self._models.chat_model(assistant.model),
             tools=list(self.tools.select(assistant.tools)),
             model_settings=ModelSettings(temperature=assistant.temperature, include_usage=True),
         )
+        return agent
 
     def _new_items(self, items: list[dict[str, Any]]) -> list[NewItem]:
         out: list[NewItem] = []

@@ -93,8 +93,6 @@ async def test_runs_left_open_by_a_crash_are_closed_and_the_channel_told_once(
             item={"role": "user", "content": f"alice: question {n}"},
             tokens=5,
             platform_msg_id=None,
-            assistant="team",
-            model="fake-model",
         )
         assert posted is not None
         runs.append(posted[1])

@@ -139,15 +139,15 @@ class Store:
         return await self._call(reset)
 
     async def thread_summary(self, thread_id: str) -> tuple[str | None, tuple[int, int] | None]:
-        def get() -> tuple[str | None, tuple[int, int] | None]:
-            row = self._db.execute(
-                "SELECT summary, summary_turn_id, summary_message_id FROM threads WHERE id = ?", [thread_id]
-            ).fetchone()
-            if row is None or row[1] is None:
-                return (row[0] if row else None), None
-            return row[0], (int(row[1]), int(row[2]))
+        return await self._call(self._thread_summary, thread_id)
 
-        return await self._call(get)
+    def _thread_summary(self, thread_id: str) -> tuple[str | None, tuple[int, int] | None]:
+        row = self._db.execute(
+            "SELECT summary, summary_turn_id, summary_message_id FROM threads WHERE id = ?", [thread_id]
+        ).fetchone()
+        if row is None or row[1] is None:
+            return (row[0] if row else None), None
+        return row[0], (int(row[1]), int(row[2]))
 
     async def set_thread_summary(self, thread_id: str, summary: str, until: tuple[int, int]) -> None:
         await self._call(
@@ -168,8 +168,6 @@ class Store:
         item: dict[str, Any],
         tokens: int,
         platform_msg_id: str | None,
-        assistant: str,
-        model: str,
     ) -> tuple[int, Run] | None:
         """Store a person's message and queue a run for it, atomically.
 
@@ -179,6 +177,8 @@ class Store:
 
         def post() -> tuple[int, Run] | None:
             thread_id = self._ensure_channel(channel)
+            row = self._db.execute("SELECT assistant FROM channels WHERE key = ?", [channel]).fetchone()
+            assistant = row[0] if row else None  # None: the default assistant, resolved when the run starts
             now = time.time()
             run_id = new_id("run")
             try:
@@ -201,17 +201,10 @@ class Store:
                     )
                     message_id = int(cursor.lastrowid or 0)
                     self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
-                    self._db.table("runs").insert(
-                        {
-                            "id": run_id,
-                            "thread_id": thread_id,
-                            "channel": channel,
-                            "assistant": assistant,
-                            "model": model,
-                            "status": "queued",
-                            "trigger_message_id": message_id,
-                            "created_at": now,
-                        }
+                    self._db.execute(
+                        "INSERT INTO runs (id, thread_id, channel, assistant, status, trigger_message_id, created_at)"
+                        " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                        [run_id, thread_id, channel, assistant, message_id, now],
                     )
             except sqlite3.IntegrityError:
                 if platform_msg_id is not None and self._message_exists(channel, platform_msg_id):
@@ -231,39 +224,54 @@ class Store:
         """Append what a run produced (assistant text, tool calls and results) to its turn."""
 
         def add() -> None:
-            now = time.time()
-            turn = run.trigger_message_id or 0
             with self._db.atomic():
-                self._db.table("messages").insert_all(
-                    {
-                        "thread_id": run.thread_id,
-                        "channel": run.channel,
-                        "turn_id": turn,
-                        "role": role,
-                        "text": text,
-                        "item": json.dumps(item),
-                        "tokens": tokens,
-                        "run_id": run.id,
-                        "created_at": now,
-                    }
-                    for role, text, item, tokens in items
-                )
+                self._insert_run_messages(run, items, time.time())
 
         await self._call(add)
 
-    async def history_index(self, thread_id: str, up_to_turn: int | None) -> list[tuple[int, int, int, str]]:
-        """(id, turn_id, tokens, role) of a thread's messages, newest first, up to a turn."""
+    def _insert_run_messages(self, run: Run, items: Sequence[NewItem], now: float) -> None:
+        self._db.conn.executemany(
+            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, run_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run.thread_id,
+                    run.channel,
+                    run.trigger_message_id or 0,
+                    role,
+                    text,
+                    json.dumps(item),
+                    tokens,
+                    run.id,
+                    now,
+                )
+                for role, text, item, tokens in items
+            ],
+        )
 
-        def index() -> list[tuple[int, int, int, str]]:
-            sql = "SELECT id, turn_id, tokens, role FROM messages WHERE thread_id = ?"
-            params: list[Any] = [thread_id]
-            if up_to_turn is not None:
-                sql += " AND turn_id <= ?"
-                params.append(up_to_turn)
-            sql += " ORDER BY turn_id DESC, id DESC"
-            return [(int(a), int(b), int(c), str(d)) for a, b, c, d in self._db.execute(sql, params)]
+    async def context_index(
+        self, thread_id: str, up_to_turn: int | None
+    ) -> tuple[str | None, tuple[int, int] | None, list[tuple[int, int, int, str]]]:
+        """(summary, what it covers, history index) for building a run's context, in one round trip."""
+
+        def index() -> tuple[str | None, tuple[int, int] | None, list[tuple[int, int, int, str]]]:
+            summary, until = self._thread_summary(thread_id)
+            return summary, until, self._history_index(thread_id, up_to_turn)
 
         return await self._call(index)
+
+    async def history_index(self, thread_id: str, up_to_turn: int | None) -> list[tuple[int, int, int, str]]:
+        """(id, turn_id, tokens, role) of a thread's messages, newest first, up to a turn."""
+        return await self._call(self._history_index, thread_id, up_to_turn)
+
+    def _history_index(self, thread_id: str, up_to_turn: int | None) -> list[tuple[int, int, int, str]]:
+        sql = "SELECT id, turn_id, tokens, role FROM messages WHERE thread_id = ?"
+        params: list[Any] = [thread_id]
+        if up_to_turn is not None:
+            sql += " AND turn_id <= ?"
+            params.append(up_to_turn)
+        sql += " ORDER BY turn_id DESC, id DESC"
+        return [(int(a), int(b), int(c), str(d)) for a, b, c, d in self._db.execute(sql, params)]
 
     async def messages_by_id(self, ids: Iterable[int]) -> list[StoredMessage]:
         """Messages with these ids in thread order (turn, then id)."""
@@ -320,12 +328,101 @@ class Store:
     async def get_run(self, run_id: str) -> Run:
         return await self._call(self._get_run, run_id)
 
+    def _update_run(self, run_id: str, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - _RUN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*fields.values(), run_id])
+
     async def update_run(self, run_id: str, **fields: Any) -> Run:
         def update() -> Run:
-            self._db.table("runs").update(run_id, fields)
+            self._update_run(run_id, fields)
             return self._get_run(run_id)
 
         return await self._call(update)
+
+    async def claim(
+        self, thread_id: str, resolve: Callable[[str | None], tuple[str, str]]
+    ) -> tuple[str, Run | None, list[Approval]]:
+        """The thread's next piece of work, in one round trip.
+
+        ("paused", run, approvals) while a run waits for approval; otherwise ("start", run, [])
+        with the oldest queued run already marked in progress and its assistant and model resolved by
+        ``resolve`` (assistant name or None → (name, model)); ("idle", None, []) when there is none.
+        """
+
+        def claim() -> tuple[str, Run | None, list[Approval]]:
+            row = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE thread_id = ? AND status = 'requires_action'"
+                " ORDER BY created_at, rowid LIMIT 1",
+                [thread_id],
+            ).fetchone()
+            if row is not None:
+                run = _run(row)
+                approvals = self._db.execute(
+                    f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at, rowid",
+                    [run.id],
+                ).fetchall()
+                return "paused", run, [Approval(*a) for a in approvals]
+            row = self._db.execute(
+                "SELECT id, assistant FROM runs WHERE thread_id = ? AND status = 'queued'"
+                " ORDER BY created_at, rowid LIMIT 1",
+                [thread_id],
+            ).fetchone()
+            if row is None:
+                return "idle", None, []
+            assistant, model = resolve(row[1])
+            self._update_run(
+                row[0], {"status": "in_progress", "started_at": time.time(), "assistant": assistant, "model": model}
+            )
+            return "start", self._get_run(row[0]), []
+
+        return await self._call(claim)
+
+    async def finish_run(
+        self,
+        run: Run,
+        *,
+        status: str,
+        items: Sequence[NewItem] = (),
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        last_error: str | None = None,
+        state_json: str | None = None,
+    ) -> Run:
+        """Record the end of a stretch of a run in one transaction.
+
+        Appends what the run produced to its turn, closes its open steps (a completed run gets its
+        message-creation step), and sets its status, usage and error.
+        """
+
+        def finish() -> Run:
+            now = time.time()
+            fields: dict[str, Any] = {"status": status, "state_json": state_json}
+            if input_tokens is not None and output_tokens is not None:
+                fields.update(
+                    input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
+                )
+            if status in {"completed", "failed", "cancelled", "expired"}:
+                fields.update(completed_at=now, last_error=last_error)
+            with self._db.atomic():
+                self._insert_run_messages(run, items, now)
+                if status == "completed":
+                    self._db.execute(
+                        "INSERT INTO run_steps (id, run_id, type, status, created_at, completed_at)"
+                        " VALUES (?, ?, 'message_creation', 'completed', ?, ?)",
+                        [new_id("step"), run.id, now, now],
+                    )
+                elif status != "requires_action":
+                    self._db.execute(
+                        "UPDATE run_steps SET status = ?, completed_at = ? WHERE run_id = ? AND status = 'in_progress'",
+                        ["cancelled" if status == "cancelled" else status, now, run.id],
+                    )
+                self._update_run(run.id, fields)
+            return self._get_run(run.id)
+
+        return await self._call(finish)
 
     async def add_run_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
         await self._call(
@@ -416,7 +513,9 @@ class Store:
             "created_at": now,
             "completed_at": now if status != "in_progress" else None,
         }
-        await self._call(self._db.table("run_steps").insert, row)
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        await self._call(self._db.execute, f"INSERT INTO run_steps ({columns}) VALUES ({marks})", list(row.values()))
         return step_id
 
     async def finish_tool_step(self, run_id: str, call_id: str, status: str, output: str | None) -> str | None:
@@ -529,6 +628,21 @@ _MESSAGE_COLUMNS = "id, thread_id, turn_id, role, text, item, tokens, author_id,
 _RUN_COLUMNS = (
     "id, thread_id, channel, assistant, status, trigger_message_id, created_at, started_at, completed_at,"
     " last_error, input_tokens, output_tokens, state_json"
+)
+_RUN_FIELDS = frozenset(
+    {
+        "assistant",
+        "model",
+        "status",
+        "started_at",
+        "completed_at",
+        "last_error",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "state_json",
+        "notified",
+    }
 )
 _APPROVAL_COLUMNS = "id, run_id, call_id, tool_name, arguments, status, expires_at, decided_by"
 
