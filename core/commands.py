@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.models import FileRecord
 from core.service import Threadline
 
-__all__ = ["CommandReply", "handle_command", "is_command"]
+__all__ = ["CommandReply", "format_files", "handle_command", "is_command"]
 
 HELP = """Commands:
-/reset   start a new conversation in this channel (the old one stays stored)
-/cancel  stop the answer being written and any queued ones
-/help    this list
+/files          list this channel's files (status, size, chunks)
+/forget NAME    remove a file from this channel's files; /forget --all removes every file
+/reset          start a new conversation in this channel (files are kept; the old conversation stays stored)
+/cancel         stop the answer being written and any queued ones
+/help           this list
 Anything else is a message for the assistant."""
 
 
@@ -25,14 +28,59 @@ def is_command(text: str) -> bool:
 
 
 async def handle_command(service: Threadline, channel: str, text: str) -> CommandReply:
-    name, _, _argument = text.strip().partition(" ")
-    name = name.lower()
+    name, _, argument = text.strip().partition(" ")
+    name, argument = name.lower(), argument.strip()
     if name == "/reset":
         await service.reset(channel)
-        return CommandReply("Started a new conversation. The earlier one is kept but no longer used.")
+        files = [f for f in await service.knowledge.files(channel) if f.status == "completed"]
+        kept = f" The channel's {len(files)} file{'s' if len(files) != 1 else ''} stay searchable." if files else ""
+        return CommandReply(f"Started a new conversation; the earlier one is kept but no longer used.{kept}")
     if name == "/cancel":
         count = await service.cancel(channel)
         return CommandReply(f"Cancelled {count} run{'s' if count != 1 else ''}." if count else "Nothing to cancel.")
+    if name == "/files":
+        return CommandReply(format_files(await service.knowledge.files(channel)))
+    if name == "/forget":
+        return CommandReply(await _forget(service, channel, argument))
     if name == "/help":
         return CommandReply(HELP)
     return CommandReply(f"Unknown command {name}. Try /help.")
+
+
+async def _forget(service: Threadline, channel: str, argument: str) -> str:
+    if not argument:
+        return "Say which file: /forget NAME (see /files), or /forget --all."
+    if argument == "--all":
+        removed = await service.knowledge.forget_all(channel)
+        if not removed:
+            return "This channel has no files."
+        return f"Removed all {len(removed)} file{'s' if len(removed) != 1 else ''} from this channel."
+    removed = await service.knowledge.forget(channel, argument)
+    if not removed:
+        return f"No file called {argument} here. /files lists this channel's files."
+    return f"Removed {argument} from this channel's files."
+
+
+def format_files(files: list[FileRecord]) -> str:
+    if not files:
+        return "This channel has no files yet. Share one and the assistant can search it."
+    lines = [f"{len(files)} file{'s' if len(files) != 1 else ''}:"]
+    for f in files:
+        if f.status == "completed":
+            state = f"{f.chunk_count} chunk{'s' if f.chunk_count != 1 else ''}"
+            if f.kind == "pdf" and f.pages:
+                state = f"{f.pages} pages, {state}"
+        elif f.status == "in_progress":
+            state = "indexing…"
+        else:
+            state = f"failed: {f.error}"
+        lines.append(f"- {f.name} ({_size(f.size)}) — {state}")
+    return "\n".join(lines)
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"

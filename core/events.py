@@ -15,6 +15,7 @@ __all__ = [
     "RunCompleted",
     "RunFailed",
     "RunStarted",
+    "Source",
     "TextDelta",
     "ToolCallFinished",
     "ToolCallStarted",
@@ -76,9 +77,20 @@ class ApprovalResolved:
 
 
 @dataclass(frozen=True)
+class Source:
+    """A passage of an uploaded file the answer cites as ``[number]``."""
+
+    number: int
+    file_name: str
+    location: str  # "page 3", "sheet Revenue", "Install > Linux", or ""
+    link: str | None  # the original upload on the platform, when it gave one
+
+
+@dataclass(frozen=True)
 class RunCompleted:
     run_id: str
     text: str
+    sources: tuple[Source, ...] = ()
     type: Literal["run_completed"] = "run_completed"
 
 

@@ -45,6 +45,12 @@ class ModelClient:
         )
         return (response.choices[0].message.content or "").strip() if response.choices else ""
 
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings for ``texts`` (one request), in order."""
+        response = await self._client.embeddings.create(model=model, input=texts)
+        ordered = sorted(response.data, key=lambda d: d.index)
+        return [list(d.embedding) for d in ordered]
+
     async def close(self) -> None:
         await self._client.close()
 

@@ -9,6 +9,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Approval",
     "Author",
+    "ChunkHit",
+    "FileRecord",
     "Incoming",
     "Run",
     "RunStatus",
@@ -103,3 +105,36 @@ class Approval:
     status: str
     expires_at: float
     decided_by: str | None = None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file in a channel's knowledge base."""
+
+    id: str
+    channel: str
+    name: str
+    size: int
+    sha256: str
+    status: str  # in_progress | completed | failed
+    error: str | None = None
+    kind: str | None = None
+    pages: int | None = None
+    chunk_count: int = 0
+    link: str | None = None
+    platform_file_id: str | None = None
+    uploader_name: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """One search result: a chunk of a file, where it is, and how it ranked."""
+
+    chunk_id: int
+    file_id: str
+    file_name: str
+    location: str
+    text: str
+    link: str | None
+    score: float = 0.0

@@ -19,7 +19,7 @@ from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
-from core.events import Event, TextDelta, ToolCallFinished, ToolCallStarted
+from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
 from core.model_client import describe_model_error, is_model_error
 from core.store import Store
 
@@ -47,6 +47,7 @@ class SegmentOutcome:
     state_json: str | None = None
     pending: list[PendingCall] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # what to append to the thread
+    sources: tuple[Source, ...] = ()
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -61,8 +62,16 @@ class RunSegment:
         self._timeout = timeout
         self._config = RunConfig(tracing_disabled=not tracing, workflow_name="threadline run")
 
-    async def execute(self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any]) -> SegmentOutcome:
-        result = Runner.run_streamed(agent, start, max_turns=MAX_TURNS, run_config=self._config)  # type: ignore[arg-type]
+    async def execute(
+        self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any], context: dict[str, Any] | None = None
+    ) -> SegmentOutcome:
+        result = Runner.run_streamed(
+            agent,
+            start,  # type: ignore[arg-type]
+            context=context,
+            max_turns=MAX_TURNS,
+            run_config=self._config,
+        )
         try:
             async with asyncio.timeout(self._timeout):
                 async for event in result.stream_events():
@@ -118,7 +127,13 @@ class RunSegment:
                 **_usage(result),
             )
         text = result.final_output if isinstance(result.final_output, str) else str(result.final_output or "")
-        return SegmentOutcome(status="completed", text=text, items=_complete_pairs(result.new_items), **_usage(result))
+        return SegmentOutcome(
+            status="completed",
+            text=text,
+            items=_complete_pairs(result.new_items),
+            sources=cited_sources(text, result.context_wrapper.context),
+            **_usage(result),
+        )
 
     async def _on_event(self, event: Any) -> None:
         if isinstance(event, RawResponsesStreamEvent):
@@ -145,6 +160,18 @@ class RunSegment:
             output = item.output if isinstance(item.output, str) else json.dumps(item.output, default=str)
             tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output)
             await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
+
+
+def cited_sources(text: str, context: Any) -> tuple[Source, ...]:
+    """The file-search passages the answer cites as [n]; all of them when it cites none by number."""
+    found = context.get("sources") if isinstance(context, dict) else None
+    if not found:
+        return ()
+    sources = [
+        Source(int(s["number"]), str(s["file_name"]), str(s.get("location") or ""), s.get("link")) for s in found
+    ]
+    cited = [s for s in sources if f"[{s.number}]" in text]
+    return tuple(cited or sources)
 
 
 def _call_id(item: ToolApprovalItem) -> str:

@@ -38,6 +38,8 @@ from core.events import (
     RunStarted,
 )
 from core.handles import RunHandle
+from core.knowledge.base import KnowledgeBase
+from core.knowledge.tool import FILE_SEARCH, make_file_search_tool, run_context
 from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
 from core.runner import RunSegment, SegmentOutcome
@@ -85,6 +87,7 @@ class Threadline:
         models: ModelClient,
         tokens: TokenCounter,
         http: aiohttp.ClientSession,
+        knowledge: KnowledgeBase,
         notify: Notifier | None = None,
     ) -> None:
         self.settings = settings
@@ -95,6 +98,7 @@ class Threadline:
         self._tokens = tokens
         self._http = http
         self._notify = notify
+        self.knowledge = knowledge
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}
@@ -108,15 +112,21 @@ class Threadline:
         tokens = await load_token_counter(settings.tokenizer)
         store = await Store.open(settings.db_path)
         http = aiohttp.ClientSession()
+        models = ModelClient(settings)
+        knowledge = KnowledgeBase(settings, store, models, tokens)
         try:
-            tools = ToolRegistry.build(settings, http, assistants.tool_modules)
+            tools = ToolRegistry.build(
+                settings, http, assistants.tool_modules, channel_tools=[make_file_search_tool(knowledge)]
+            )
             assistants.check_tools(tools.names())
         except BaseException:
             await http.close()
+            await models.close()
             await store.close()
             raise
-        service = cls(settings, store, assistants, tools, ModelClient(settings), tokens, http, notify)
+        service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify)
         await service._recover()
+        knowledge.start()
         return service
 
     async def close(self) -> None:
@@ -127,6 +137,7 @@ class Threadline:
             task.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
         self._lanes.clear()
+        await self.knowledge.close()
         await self._models.close()
         await self._http.close()
         await self.store.close()
@@ -301,13 +312,14 @@ class Threadline:
             budget=assistant.context_tokens,
             fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
         )
-        agent = self._agent(assistant, instructions, summary)
-        await self._segment(run, lane, agent, items)
+        agent = await self._with_channel_tools(self._agent(assistant, instructions, summary), assistant, run.channel)
+        await self._segment(run, lane, agent, items, run_context(run.channel))
 
     async def _resume(self, run: Run, approvals: list[Approval], lane: _Lane) -> None:
         assistant = self.assistants.get(run.assistant)
         summary, _ = await self.store.thread_summary(run.thread_id)
         agent = self._agent(assistant, self._instructions(assistant), summary)
+        agent = await self._with_channel_tools(agent, assistant, run.channel)
         try:
             state = await RunState.from_json(agent, json.loads(run.state_json or "{}"))
         except Exception as exc:
@@ -337,7 +349,9 @@ class Threadline:
         run = await self.store.update_run(run.id, status="in_progress", state_json=None)
         await self._segment(run, lane, agent, state)
 
-    async def _segment(self, run: Run, lane: _Lane, agent: Agent[Any], start: Any) -> None:
+    async def _segment(
+        self, run: Run, lane: _Lane, agent: Agent[Any], start: Any, context: dict[str, Any] | None = None
+    ) -> None:
         segment = RunSegment(
             self.store,
             run_id=run.id,
@@ -345,7 +359,7 @@ class Threadline:
             timeout=self.settings.run_timeout,
             tracing=self.settings.tracing,
         )
-        task = asyncio.create_task(segment.execute(agent, start), name=f"run {run.id}")
+        task = asyncio.create_task(segment.execute(agent, start, context), name=f"run {run.id}")
         lane.segment, lane.segment_run = task, run.id
         try:
             await asyncio.wait({task})
@@ -366,7 +380,7 @@ class Threadline:
         usage: dict[str, Any] = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
         if outcome.status == "completed":
             run = await self.store.finish_run(run, status="completed", items=self._new_items(outcome.items), **usage)
-            self._emit(run, RunCompleted(run.id, outcome.text))
+            self._emit(run, RunCompleted(run.id, outcome.text, outcome.sources))
         elif outcome.status == "requires_action":
             expires_at = time.time() + self.settings.approval_timeout
             run = await self.store.finish_run(run, status="requires_action", state_json=outcome.state_json, **usage)
@@ -444,6 +458,13 @@ class Threadline:
             model_settings=ModelSettings(temperature=assistant.temperature, include_usage=True),
         )
         return agent
+
+    async def _with_channel_tools(self, agent: Agent[Any], assistant: Assistant, channel: str) -> Agent[Any]:
+        """``agent`` plus file search when the assistant may use it and the channel has indexed files."""
+        file_search = self.tools.channel_tool(FILE_SEARCH, assistant.tools)
+        if file_search is None or not await self.knowledge.searchable(channel):
+            return agent
+        return agent.clone(tools=[*agent.tools, file_search])
 
     def _new_items(self, items: list[dict[str, Any]]) -> list[NewItem]:
         out: list[NewItem] = []

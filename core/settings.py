@@ -48,6 +48,11 @@ class Settings:
     tool_timeout: float = 60.0
     tracing: bool = False
     tokenizer: str = "tiktoken"
+    embedding_model: str | None = None
+    max_file_mb: float = 50.0
+    chunk_tokens: int = 800
+    chunk_overlap: int = 400
+    extraction_workers: int = 1
 
     @property
     def model_configured(self) -> bool:
@@ -125,6 +130,14 @@ class Settings:
         if tokenizer not in {"tiktoken", "estimate"}:
             raise ConfigError(f"THREADLINE_TOKENIZER={tokenizer!r} must be 'tiktoken' or 'estimate'.")
 
+        chunk_tokens = count("THREADLINE_CHUNK_TOKENS", 800)
+        chunk_overlap = count("THREADLINE_CHUNK_OVERLAP", 400)
+        if chunk_tokens < 50 or chunk_overlap >= chunk_tokens:
+            raise ConfigError(
+                f"THREADLINE_CHUNK_TOKENS={chunk_tokens} and THREADLINE_CHUNK_OVERLAP={chunk_overlap}: "
+                "chunks need at least 50 tokens and an overlap smaller than the chunk."
+            )
+
         return cls(
             openai_api_key=text("OPENAI_API_KEY"),
             openai_base_url=text("OPENAI_BASE_URL"),
@@ -143,6 +156,11 @@ class Settings:
             tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,
+            embedding_model=text("THREADLINE_EMBEDDING_MODEL"),
+            max_file_mb=number("THREADLINE_MAX_FILE_MB", 50.0),
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+            extraction_workers=max(count("THREADLINE_EXTRACTION_WORKERS", 1), 1),
         )
 
 

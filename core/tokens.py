@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 __all__ = ["TokenCounter", "load_token_counter"]
@@ -40,6 +41,27 @@ class TokenCounter:
             return len(self._encoding.encode(text, disallowed_special=()))
         return (len(text.encode("utf-8")) + 3) // 4
 
+    def windows(self, text: str, size: int, overlap: int) -> list[tuple[str, int]]:
+        """``text`` cut into pieces of at most ``size`` tokens, each overlapping the previous by ``overlap``.
+
+        Returns (piece, tokens). With an exact encoding the cuts fall on token boundaries; by estimate
+        they fall on whitespace near every ``4 * size`` characters.
+        """
+        step = max(size - overlap, 1)
+        if self._encoding is not None:
+            encoding: Any = self._encoding
+            ids = encoding.encode(text, disallowed_special=())
+            if len(ids) <= size:
+                return [(text, len(ids))] if ids else []
+            pieces = []
+            for start in range(0, len(ids), step):
+                window = ids[start : start + size]
+                pieces.append((encoding.decode(window), len(window)))
+                if start + size >= len(ids):
+                    break
+            return pieces
+        return _estimated_windows(text, size * 4, step * 4, self.count)
+
     def count_item(self, item: dict[str, Any]) -> int:
         """Tokens one model input item costs (a message, a tool call or a tool result)."""
         kind = item.get("type")
@@ -55,6 +77,29 @@ class TokenCounter:
             else:
                 text = str(content)
         return self.count(text) + MESSAGE_OVERHEAD
+
+
+def _estimated_windows(text: str, width: int, step: int, count: Callable[[str], int]) -> list[tuple[str, int]]:
+    """Character windows of about ``width`` characters every ``step``, moved back to whitespace."""
+    if len(text) <= width:
+        return [(text, count(text))] if text.strip() else []
+    pieces = []
+    start = 0
+    while start < len(text):
+        end = min(start + width, len(text))
+        if end < len(text):
+            cut = text.rfind(" ", start + width // 2, end)
+            newline = text.rfind("\n", start + width // 2, end)
+            end = max(cut, newline) if max(cut, newline) > 0 else end
+        piece = text[start:end].strip()
+        if piece:
+            pieces.append((piece, count(piece)))
+        if end >= len(text):
+            break
+        next_start = start + step
+        space = text.find(" ", next_start, next_start + 40)
+        start = space + 1 if space > 0 else next_start
+    return pieces
 
 
 async def load_token_counter(mode: str, encoding_name: str = "o200k_base") -> TokenCounter:

@@ -134,3 +134,23 @@ async def test_email_denied_is_not_sent(tmp_path: Path) -> None:
     assert mailbox.envelopes == []
     assert "send_email: denied" in out
     assert "denied" in tool_results(fake.chat_requests[-1])[0]["content"]
+
+
+async def test_upload_then_ask_prints_sources(tmp_path: Path) -> None:
+    (tmp_path / "handbook.md").write_text("# Holidays\nEvery employee has 27 days of paid holiday a year.\n")
+
+    def script(req: dict[str, Any]) -> Reply:
+        if results := tool_results(req):
+            return Reply(text=f"27 days [1]. ({len(results)} result)")
+        return Reply(tool_calls=(ToolCall("file_search", {"query": "holiday days"}),))
+
+    async with FakeOpenAI(script) as fake:
+        env = console_env(tmp_path, OPENAI_BASE_URL=fake.base_url)
+        stdin = f"/upload {tmp_path / 'handbook.md'}\n/upload {tmp_path / 'missing.pdf'}\n/files\nholidays?\n"
+        code, out, err = await run_console(env, stdin, tmp_path)
+    assert code == 0, err
+    assert "Indexed handbook.md (1 chunk)." in out
+    assert f"There is no file at {tmp_path / 'missing.pdf'}." in out
+    assert "- handbook.md (" in out
+    assert "27 days [1]." in out
+    assert "[1] handbook.md, Holidays" in out

@@ -52,7 +52,7 @@ async def test_upgrade_from_the_previous_schema_keeps_the_data(tmp_path: Path) -
 
     new = await Store.open(path)
     try:
-        assert await new.applied_migrations() == ["m001_objects", "m002_approvals_and_summary"]
+        assert await new.applied_migrations() == [m.name for m in MIGRATIONS._migrations]
         thread = await new.current_thread(CHANNEL)
         assert [m.text for m in await new.thread_messages(thread)] == ["from the old version"]
         run = await new.get_run("run_old")
@@ -61,6 +61,24 @@ async def test_upgrade_from_the_previous_schema_keeps_the_data(tmp_path: Path) -
         assert await new.thread_summary(thread) == (None, None)
     finally:
         await new.close()
+
+
+async def test_upgrade_from_the_previous_version_adds_the_knowledge_base(
+    tmp_path: Path, open_service, fake_model: FakeOpenAI
+) -> None:
+    path = tmp_path / "threadline.db"
+    old = await Store.open(path, stop_before="m003_knowledge")
+    await old.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'files'").fetchone() == (0,)
+    service = await open_service()
+    assert "m003_knowledge" in await service.store.applied_migrations()
+    await ask(service, "hello")
+    from core.knowledge.base import Upload
+
+    added = await service.knowledge.add(CHANNEL, Upload("notes.txt", b"The deploy runs on Tuesdays."))
+    assert added.file.status == "completed"
+    assert (await service.knowledge.search(CHANNEL, "deploy Tuesdays"))[0].file_name == "notes.txt"
 
 
 async def test_history_survives_a_restart(open_service, fake_model: FakeOpenAI) -> None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import mimetypes
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from core.commands import handle_command, is_command
 from core.errors import ConfigError
-from core.events import Event
+from core.events import Event, Source
 from core.handles import RunHandle
+from core.knowledge.base import Upload
 from core.logs import configure_logging
 from core.models import Author, Incoming
 from core.service import ApprovalError, Threadline
@@ -80,6 +83,9 @@ class ConsoleChannel:
             text = line.strip()
             if not text:
                 continue
+            if text.lower().startswith("/upload"):
+                self.say(await self._upload(text.partition(" ")[2].strip()))
+                continue
             if is_command(text):
                 reply = await handle_command(self._service, self._channel, text)
                 self.say(reply.text)
@@ -87,6 +93,29 @@ class ConsoleChannel:
             handle = await self._service.post(Incoming(self._channel, self._author, text))
             if handle is not None:
                 await self._render(handle)
+
+    async def _upload(self, argument: str) -> str:
+        """``/upload PATH``: add a local file to the channel's files, as a chat upload would."""
+        if not argument:
+            return "Say which file: /upload PATH"
+        try:
+            path, data = await asyncio.to_thread(_read_local_file, argument)
+        except FileNotFoundError:
+            return f"There is no file at {argument}."
+        except IsADirectoryError:
+            return f"{argument} is a folder; upload its files one by one."
+        except OSError as exc:
+            return f"{argument} cannot be read: {exc.strerror or exc}."
+        upload = Upload(
+            name=path.name,
+            data=data,
+            mime=mimetypes.guess_type(path.name)[0],
+            uploader_id=self._author.id,
+            uploader_name=self._author.name,
+            link=path.as_uri(),
+        )
+        result = await self._service.knowledge.add(self._channel, upload)
+        return result.message
 
     async def _prompt(self) -> str | None:
         if self._live:
@@ -135,6 +164,8 @@ class ConsoleChannel:
                     self.say("")
                 elif not streamed or not self._live:
                     self.say(event.text)
+                if event.sources:
+                    self.say(format_sources(event.sources))
                 return False
             case "run_failed":
                 if streamed:
@@ -142,6 +173,19 @@ class ConsoleChannel:
                 self.say(f"[{event.status}] {event.message}")
                 return False
         return streamed
+
+
+def _read_local_file(argument: str) -> tuple[Path, bytes]:
+    path = Path(argument).expanduser().resolve()
+    return path, path.read_bytes()
+
+
+def format_sources(sources: Sequence[Source]) -> str:
+    lines = ["Sources:"]
+    for source in sources:
+        where = f", {source.location}" if source.location else ""
+        lines.append(f"  [{source.number}] {source.file_name}{where}")
+    return "\n".join(lines)
 
 
 async def main() -> int:

@@ -127,3 +127,49 @@ def m002_approvals_and_summary(db: Database) -> None:
     )
     db.table("approvals").create_index(["run_id"])
     db.table("approvals").create_index(["status"])
+
+
+@MIGRATIONS()
+def m003_knowledge(db: Database) -> None:
+    """Each channel's knowledge base: files, their chunks, a full-text index and embeddings."""
+    db.table("files").create(
+        {
+            "id": str,
+            "channel": str,
+            "name": str,
+            "size": int,
+            "sha256": str,
+            "mime": str,
+            "kind": str,
+            "status": str,  # in_progress | completed | failed
+            "error": str,  # why it failed, for people
+            "uploader_id": str,
+            "uploader_name": str,
+            "platform_file_id": str,
+            "link": str,
+            "pages": int,
+            "chunk_count": int,
+            "created_at": float,
+            "completed_at": float,
+        },
+        pk="id",
+        defaults={"chunk_count": 0},
+    )
+    db.table("files").create_index(["channel", "sha256"])
+    db.table("files").create_index(["channel", "name"])
+    db.table("files").create_index(["channel", "platform_file_id"])
+    db.table("chunks").create(
+        {"id": int, "file_id": str, "channel": str, "ordinal": int, "location": str, "text": str, "tokens": int},
+        pk="id",
+        foreign_keys=[("file_id", "files", "id")],
+    )
+    db.table("chunks").create_index(["file_id"])
+    db.table("chunks").create_index(["channel"])
+    # BM25 over chunk text; triggers keep it in step with the chunks table.
+    db.table("chunks").enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="porter unicode61")
+    db.table("embeddings").create(
+        {"chunk_id": int, "channel": str, "model": str, "dim": int, "vector": bytes},  # little-endian float32
+        pk="chunk_id",
+        foreign_keys=[("chunk_id", "chunks", "id")],
+    )
+    db.table("embeddings").create_index(["channel", "model"])

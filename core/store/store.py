@@ -83,6 +83,10 @@ class Store:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def call(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn(db)`` on the store's thread: for the store's own modules (see core/store/files.py)."""
+        return await self._call(fn, self._db)
+
     async def applied_migrations(self) -> list[str]:
         return await self._call(lambda: [m.name for m in MIGRATIONS.applied(self._db)])
 

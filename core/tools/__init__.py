@@ -24,7 +24,8 @@ A tool that raises becomes a result the model reads ("The tool failed: ..."); th
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, overload
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
@@ -40,9 +41,21 @@ def tool_failure_message(context: RunContextWrapper[Any], error: Exception) -> s
     return f"The tool failed ({type(error).__name__}: {detail}). Tell the user; do not invent a result."
 
 
-def tool(func: Any = None, /, **options: Any) -> Any:
+@overload
+def tool(func: Callable[..., Any], /) -> FunctionTool: ...
+
+
+@overload
+def tool(func: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(
+    func: Callable[..., Any] | None = None, /, **options: Any
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """``agents.function_tool`` with Threadline's defaults (usable bare or with options)."""
     options.setdefault("failure_error_function", tool_failure_message)
     if func is None:
-        return function_tool(**options)
-    return function_tool(func, **options)
+        decorator: Callable[[Callable[..., Any]], FunctionTool] = function_tool(**options)
+        return decorator
+    made: FunctionTool = function_tool(func, **options)
+    return made

@@ -23,16 +23,29 @@ _log = logging.getLogger(__name__)
 class ToolRegistry:
     """Name → tool. Built-ins come first; a team's module cannot silently shadow one."""
 
-    def __init__(self, builtins: Iterable[FunctionTool], custom: Iterable[FunctionTool] = ()) -> None:
+    def __init__(
+        self,
+        builtins: Iterable[FunctionTool],
+        custom: Iterable[FunctionTool] = (),
+        channel_tools: Iterable[FunctionTool] = (),
+    ) -> None:
         self._builtins = {t.name: t for t in builtins}
         self._tools = dict(self._builtins)
+        # Offered only where the channel has what they need (file_search: indexed files).
+        self._channel_tools = {t.name: t for t in channel_tools}
         for t in custom:
-            if t.name in self._tools:
+            if t.name in self._tools or t.name in self._channel_tools:
                 raise ConfigError(f"tool {t.name!r} is defined twice (a built-in or another tool module).")
             self._tools[t.name] = t
 
     @classmethod
-    def build(cls, settings: Settings, http: aiohttp.ClientSession, tool_modules: Iterable[str]) -> ToolRegistry:
+    def build(
+        cls,
+        settings: Settings,
+        http: aiohttp.ClientSession,
+        tool_modules: Iterable[str],
+        channel_tools: Iterable[FunctionTool] = (),
+    ) -> ToolRegistry:
         builtins = [
             make_weather_tool(
                 forecast_url=settings.open_meteo_url,
@@ -46,22 +59,29 @@ class ToolRegistry:
         registry = cls(
             [with_timeout(t, settings.tool_timeout) for t in builtins],
             [with_timeout(t, settings.tool_timeout) for t in custom],
+            [with_timeout(t, settings.tool_timeout) for t in channel_tools],
         )
         _log.info("tools available: %s", ", ".join(registry.names()))
         return registry
 
     def names(self) -> list[str]:
-        return list(self._tools)
+        return [*self._tools, *self._channel_tools]
 
     @property
     def builtin_names(self) -> list[str]:
         return list(self._builtins)
 
     def select(self, names: Iterable[str] | None) -> list[FunctionTool]:
-        """The named tools (None: every built-in)."""
+        """The named tools (None: every built-in), channel tools aside."""
         if names is None:
             return list(self._builtins.values())
         return [self._tools[n] for n in names if n in self._tools]
+
+    def channel_tool(self, name: str, names: Iterable[str] | None) -> FunctionTool | None:
+        """The channel tool ``name`` if the assistant's tool list (None: every built-in) allows it."""
+        if name not in self._channel_tools or (names is not None and name not in names):
+            return None
+        return self._channel_tools[name]
 
 
 def load_tool_module(name: str) -> list[FunctionTool]:

@@ -97,6 +97,7 @@ class FakeOpenAI:
     script: Script = _default_script
     requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_dim: int = 8
+    embeddings_error: Error | None = None  # set: /v1/embeddings answers with this error
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     base_url: str = ""
@@ -208,6 +209,10 @@ class FakeOpenAI:
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        if self.embeddings_error is not None:
+            error = self.embeddings_error
+            payload = {"error": {"message": error.message, "type": "scripted", "code": None}}
+            return web.json_response(payload, status=error.status)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for i, text in enumerate(inputs):

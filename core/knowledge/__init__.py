@@ -1,0 +1,1 @@
+"""The channel knowledge base: files people upload, extracted, chunked and searchable."""

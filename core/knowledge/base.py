@@ -1,0 +1,266 @@
+"""A channel's knowledge base: add files, list and forget them, search them.
+
+Adapters hand over bytes (:class:`Upload`); extraction and chunking run in worker processes,
+embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the same OpenAI-compatible
+endpoint, and everything is stored in SQLite. Search is BM25 (FTS5) always, fused with vector
+similarity when embeddings exist. A channel only ever searches its own files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.knowledge.pipeline import ExtractionPool
+from core.knowledge.search import VectorMatrix, reciprocal_rank_fusion, to_blob
+from core.model_client import ModelClient
+from core.models import ChunkHit, FileRecord
+from core.settings import Settings
+from core.store import Store
+from core.store.files import FileStore
+from core.tokens import TokenCounter
+
+__all__ = ["AddResult", "KnowledgeBase", "Upload"]
+
+_log = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+CANDIDATES = 40  # per ranking, before fusion
+VECTOR_CACHE_BYTES = 512 * 1024**2
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file someone shared in a channel, as the adapter received it."""
+
+    name: str
+    data: bytes
+    mime: str | None = None
+    uploader_id: str | None = None
+    uploader_name: str | None = None
+    platform_file_id: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    file: FileRecord
+    duplicate: bool = False  # the same bytes were already in the channel: nothing new was indexed
+    replaced: list[FileRecord] = field(default_factory=list)  # older versions with the same name
+
+    @property
+    def message(self) -> str:
+        """One short line for the channel."""
+        f = self.file
+        if self.duplicate:
+            return f"{f.name} is already in this channel's files (same content), so nothing changed."
+        if f.status == "failed":
+            return f.error or f"{f.name} could not be indexed."
+        where = f"{f.pages} {'page' if f.pages == 1 else 'pages'}, " if f.pages and f.kind == "pdf" else ""
+        done = f"Indexed {f.name} ({where}{f.chunk_count} {'chunk' if f.chunk_count == 1 else 'chunks'})"
+        return done + (" and replaced the earlier version." if self.replaced else ".")
+
+
+class KnowledgeBase:
+    def __init__(self, settings: Settings, store: Store, models: ModelClient, tokens: TokenCounter) -> None:
+        self._settings = settings
+        self._files = FileStore(store)
+        self._models = models
+        self._tokens = tokens
+        self._pool = ExtractionPool(workers=settings.extraction_workers)
+        self._vectors: OrderedDict[str, tuple[int, VectorMatrix]] = OrderedDict()  # a cache: channel → matrix
+        self._versions: dict[str, int] = {}  # bumped when a channel's chunks change, to drop stale matrices
+        self._reembed: asyncio.Task[None] | None = None
+
+    @property
+    def embedding_model(self) -> str | None:
+        return self._settings.embedding_model
+
+    def start(self) -> None:
+        """Embed chunks that have no embedding from the configured model (a new model re-embeds)."""
+        if self.embedding_model and self._settings.model_configured and self._reembed is None:
+            self._reembed = asyncio.create_task(self._embed_missing(), name="re-embed")
+
+    async def settle(self) -> None:
+        """Wait until background re-embedding has finished (tests and benchmarks)."""
+        if self._reembed is not None:
+            await asyncio.shield(self._reembed)
+
+    async def close(self) -> None:
+        if self._reembed is not None:
+            self._reembed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reembed
+        await self._pool.close()
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def add(self, channel: str, upload: Upload) -> AddResult:
+        """Index a file for a channel. Bad input ends as a ``failed`` file with a reason, never an exception."""
+        size = len(upload.data)
+        common: dict[str, Any] = {
+            "channel": channel,
+            "name": upload.name,
+            "size": size,
+            "mime": upload.mime,
+            "uploader_id": upload.uploader_id,
+            "uploader_name": upload.uploader_name,
+            "platform_file_id": upload.platform_file_id,
+            "link": upload.link,
+        }
+        limit = self._settings.max_file_mb
+        if size > limit * 1024 * 1024:
+            error = (
+                f"{upload.name} is {size / 1024 / 1024:.1f} MB, over the {limit:g} MB limit for files here. "
+                "Upload a smaller file, or split it."
+            )
+            return AddResult(await self._files.create(**common, sha256="", status="failed", error=error))
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(upload.data).hexdigest())
+        same = await self._files.find_same_content(channel, sha256)
+        if same is not None:
+            return AddResult(same, duplicate=True)
+        record = await self._files.create(**common, sha256=sha256)
+        try:
+            prepared = await self._pool.prepare(
+                upload.name,
+                upload.data,
+                upload.mime,
+                size=self._settings.chunk_tokens,
+                overlap=self._settings.chunk_overlap,
+                exact_tokens=self._tokens.exact,
+            )
+            if prepared.error is not None:
+                _log.info("file %s in %s refused: %s", upload.name, channel, prepared.error)
+                return AddResult(await self._files.fail(record.id, prepared.error, prepared.kind))
+            texts = [c.text for c in prepared.chunks]
+            vectors, dim = await self._embed(texts)
+            done, replaced = await self._files.complete(
+                record.id,
+                kind=prepared.kind or "text",
+                pages=prepared.pages,
+                chunks=[(c.location, c.text, c.tokens) for c in prepared.chunks],
+                vectors=vectors,
+                model=self.embedding_model if vectors is not None else None,
+                dim=dim,
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(self._files.fail(record.id, f"Indexing {upload.name} was interrupted."))
+            raise
+        except Exception:
+            _log.exception("indexing %s in %s failed", upload.name, channel)
+            error = f"{upload.name} could not be indexed because of an error on the bot's side; try again later."
+            return AddResult(await self._files.fail(record.id, error))
+        self._changed(channel)
+        _log.info("indexed %s in %s: %d chunks", upload.name, channel, done.chunk_count)
+        return AddResult(done, replaced=replaced)
+
+    async def files(self, channel: str) -> list[FileRecord]:
+        return await self._files.in_channel(channel)
+
+    async def forget(self, channel: str, name: str) -> list[FileRecord]:
+        removed = await self._files.remove(channel, name=name)
+        self._changed(channel)
+        return removed
+
+    async def forget_all(self, channel: str) -> list[FileRecord]:
+        removed = await self._files.remove(channel)
+        self._changed(channel)
+        return removed
+
+    async def forget_platform_file(self, channel: str, platform_file_id: str) -> list[FileRecord]:
+        removed = await self._files.remove(channel, platform_file_id=platform_file_id)
+        self._changed(channel)
+        return removed
+
+    async def searchable(self, channel: str) -> bool:
+        return await self._files.searchable(channel)
+
+    # -- search -----------------------------------------------------------------------------------
+
+    async def search(self, channel: str, query: str, k: int = 5) -> list[ChunkHit]:
+        """The channel's ``k`` best chunks for ``query``: BM25, fused with embeddings when there are any."""
+        keyword = [chunk_id for chunk_id, _ in await self._files.keyword_search(channel, query, CANDIDATES)]
+        rankings = [keyword]
+        if self.embedding_model:
+            semantic = await self._semantic(channel, query)
+            if semantic:
+                rankings.append(semantic)
+        fused = reciprocal_rank_fusion(rankings)[:k] if len(rankings) > 1 else [(i, 0.0) for i in keyword[:k]]
+        hits = await self._files.hits([chunk_id for chunk_id, _ in fused])
+        return [
+            ChunkHit(h.chunk_id, h.file_id, h.file_name, h.location, h.text, h.link, score)
+            for chunk_id, score in fused
+            if (h := hits.get(chunk_id)) is not None
+        ]
+
+    async def _semantic(self, channel: str, query: str) -> list[int]:
+        model = self.embedding_model
+        assert model is not None
+        try:
+            [vector] = await self._models.embed(model, [query])
+        except Exception as exc:
+            _log.warning("embedding a query failed (%s: %s); keyword search only", type(exc).__name__, exc)
+            return []
+        matrix = await self._matrix(channel, model)
+        return await asyncio.to_thread(matrix.top, vector, CANDIDATES)
+
+    async def _matrix(self, channel: str, model: str) -> VectorMatrix:
+        version = self._versions.get(channel, 0)
+        cached = self._vectors.get(channel)
+        if cached is not None and cached[0] == version:
+            self._vectors.move_to_end(channel)
+            return cached[1]
+        ids, blobs, dim = await self._files.vectors(channel, model)
+        matrix = await asyncio.to_thread(VectorMatrix.from_blobs, ids, blobs, dim)
+        self._vectors[channel] = (version, matrix)
+        while sum(m.nbytes for _, m in self._vectors.values()) > VECTOR_CACHE_BYTES and len(self._vectors) > 1:
+            self._vectors.popitem(last=False)
+        return matrix
+
+    def _changed(self, channel: str) -> None:
+        self._versions[channel] = self._versions.get(channel, 0) + 1
+        self._vectors.pop(channel, None)
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    async def _embed(self, texts: Sequence[str]) -> tuple[list[bytes] | None, int]:
+        """float32 blobs for ``texts``; (None, 0) when embeddings are off or fail (keyword search still works)."""
+        model = self.embedding_model
+        if not model or not texts or not self._settings.model_configured:
+            return None, 0
+        blobs: list[bytes] = []
+        dim = 0
+        try:
+            for start in range(0, len(texts), EMBED_BATCH):
+                vectors = await self._models.embed(model, list(texts[start : start + EMBED_BATCH]))
+                dim = len(vectors[0]) if vectors else dim
+                blobs.extend(to_blob(v) for v in vectors)
+        except Exception as exc:
+            _log.warning("embedding failed (%s: %s); the file is searchable by keywords only", type(exc).__name__, exc)
+            return None, 0
+        return blobs, dim
+
+    async def _embed_missing(self) -> None:
+        model = self.embedding_model
+        assert model is not None
+        try:
+            while rows := await self._files.missing_embeddings(model, EMBED_BATCH):
+                vectors, dim = await self._embed([text for _, _, text in rows])
+                if vectors is None:
+                    _log.warning("re-embedding paused: the embeddings endpoint failed; it resumes at the next start")
+                    return
+                await self._files.add_embeddings(
+                    model, dim, [(cid, channel, blob) for (cid, channel, _), blob in zip(rows, vectors, strict=True)]
+                )
+                for channel in {channel for _, channel, _ in rows}:
+                    self._changed(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("re-embedding stopped")

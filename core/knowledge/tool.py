@@ -1,0 +1,68 @@
+"""The ``file_search`` tool: the assistant searches the files uploaded to its channel and cites them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import FunctionTool, RunContextWrapper
+
+from core.knowledge.base import KnowledgeBase
+from core.tools import tool
+
+__all__ = ["FILE_SEARCH", "make_file_search_tool", "run_context"]
+
+FILE_SEARCH = "file_search"
+RESULTS = 5
+MAX_CHARS_PER_RESULT = 4000
+
+
+def run_context(channel: str) -> dict[str, Any]:
+    """The context a run carries: its channel, and the sources file search found (numbered [1], [2], ...).
+
+    A plain mapping, so that a paused run's state serialises it and a restored run has it back.
+    """
+    return {"channel": channel, "sources": []}
+
+
+def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
+    @tool(name_override=FILE_SEARCH)
+    async def file_search(ctx: RunContextWrapper[Any], query: str) -> str:
+        """Search the files people uploaded to this channel and return the most relevant passages.
+
+        Use it whenever a question may be answered by the channel's files. Cite what you use with the
+        passage's number in square brackets, like [1] or [2][3], right after the statement it supports.
+
+        Args:
+            query: What to look for: a question or keywords, in the files' language.
+        """
+        context = ctx.context if isinstance(ctx.context, dict) else {}
+        channel = context.get("channel")
+        if not isinstance(channel, str):
+            return "File search is not available in this conversation."
+        hits = await knowledge.search(channel, query, k=RESULTS)
+        if not hits:
+            return "No passage in this channel's files matches that. Try other words, or say the files don't cover it."
+        sources: list[dict[str, Any]] = context.setdefault("sources", [])
+        known = {(s["chunk_id"]): s["number"] for s in sources}
+        parts = []
+        for hit in hits:
+            number = known.get(hit.chunk_id)
+            if number is None:
+                number = len(sources) + 1
+                sources.append(
+                    {
+                        "number": number,
+                        "chunk_id": hit.chunk_id,
+                        "file_id": hit.file_id,
+                        "file_name": hit.file_name,
+                        "location": hit.location,
+                        "link": hit.link,
+                    }
+                )
+                known[hit.chunk_id] = number
+            where = f"{hit.file_name}, {hit.location}" if hit.location else hit.file_name
+            text = hit.text if len(hit.text) <= MAX_CHARS_PER_RESULT else hit.text[:MAX_CHARS_PER_RESULT] + " [...]"
+            parts.append(f"[{number}] {where}\n{text}")
+        return "\n\n".join(parts)
+
+    return file_search

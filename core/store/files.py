@@ -1,0 +1,298 @@
+"""The knowledge base's tables: files, chunks (with their FTS5 index) and embeddings.
+
+Same connection and thread as the rest of the store, through ``Store.call``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+from core.models import ChunkHit, FileRecord
+from core.store.store import Store, new_id
+
+__all__ = ["FileStore", "NewChunk", "fts_query"]
+
+# (location, text, tokens)
+NewChunk = tuple[str, str, int]
+
+_FILE_COLUMNS = (
+    "id, channel, name, size, sha256, status, error, kind, pages, chunk_count, link, platform_file_id,"
+    " uploader_name, created_at"
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str, limit: int = 64) -> str | None:
+    """A query string for FTS5 MATCH: every word quoted (no syntax from users), any word may match."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:limit]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def _file(row: Sequence[Any]) -> FileRecord:
+    return FileRecord(
+        id=row[0],
+        channel=row[1],
+        name=row[2],
+        size=int(row[3] or 0),
+        sha256=row[4],
+        status=row[5],
+        error=row[6],
+        kind=row[7],
+        pages=row[8],
+        chunk_count=int(row[9] or 0),
+        link=row[10],
+        platform_file_id=row[11],
+        uploader_name=row[12],
+        created_at=float(row[13] or 0),
+    )
+
+
+class FileStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create(
+        self,
+        *,
+        channel: str,
+        name: str,
+        size: int,
+        sha256: str,
+        mime: str | None,
+        uploader_id: str | None,
+        uploader_name: str | None,
+        platform_file_id: str | None,
+        link: str | None,
+        status: str = "in_progress",
+        error: str | None = None,
+    ) -> FileRecord:
+        file_id = new_id("file")
+
+        def create(db: Database) -> FileRecord:
+            now = time.time()
+            db.execute(
+                "INSERT INTO files (id, channel, name, size, sha256, mime, status, error, uploader_id, uploader_name,"
+                " platform_file_id, link, chunk_count, created_at, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                [
+                    file_id, channel, name, size, sha256, mime, status, error, uploader_id, uploader_name,
+                    platform_file_id, link, now, now if status != "in_progress" else None,
+                ],
+            )  # fmt: skip
+            return _get(db, file_id)
+
+        return await self._store.call(create)
+
+    async def find_same_content(self, channel: str, sha256: str) -> FileRecord | None:
+        """A file with these bytes already indexed (or being indexed) in the channel."""
+
+        def find(db: Database) -> FileRecord | None:
+            row = db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND sha256 = ?"
+                " AND status IN ('completed', 'in_progress') ORDER BY created_at DESC LIMIT 1",
+                [channel, sha256],
+            ).fetchone()
+            return _file(row) if row else None
+
+        return await self._store.call(find)
+
+    async def complete(
+        self,
+        file_id: str,
+        *,
+        kind: str,
+        pages: int | None,
+        chunks: Sequence[NewChunk],
+        vectors: Sequence[bytes] | None = None,
+        model: str | None = None,
+        dim: int = 0,
+    ) -> tuple[FileRecord, list[FileRecord]]:
+        """Store a file's chunks (and embeddings) and mark it completed, in one transaction.
+
+        Older files of the same name in the channel are replaced: returns (the file, the replaced ones).
+        """
+
+        def complete(db: Database) -> tuple[FileRecord, list[FileRecord]]:
+            record = _get(db, file_id)
+            with db.atomic():
+                replaced = [
+                    _file(row)
+                    for row in db.execute(
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND name = ? AND id != ?"
+                        " AND status != 'in_progress'",
+                        [record.channel, record.name, file_id],
+                    ).fetchall()
+                ]
+                for old in replaced:
+                    _delete_file(db, old.id)
+                ids = []
+                for ordinal, (location, text, tokens) in enumerate(chunks):
+                    cursor = db.execute(
+                        "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [file_id, record.channel, ordinal, location, text, tokens],
+                    )
+                    ids.append(int(cursor.lastrowid or 0))
+                if vectors is not None and model is not None:
+                    db.conn.executemany(
+                        "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [(i, record.channel, model, dim, v) for i, v in zip(ids, vectors, strict=True)],
+                    )
+                db.execute(
+                    "UPDATE files SET status = 'completed', kind = ?, pages = ?, chunk_count = ?, completed_at = ?"
+                    " WHERE id = ?",
+                    [kind, pages, len(ids), time.time(), file_id],
+                )
+            return _get(db, file_id), replaced
+
+        return await self._store.call(complete)
+
+    async def fail(self, file_id: str, error: str, kind: str | None = None) -> FileRecord:
+        def fail(db: Database) -> FileRecord:
+            db.execute(
+                "UPDATE files SET status = 'failed', error = ?, kind = coalesce(?, kind), completed_at = ?"
+                " WHERE id = ?",
+                [error, kind, time.time(), file_id],
+            )
+            return _get(db, file_id)
+
+        return await self._store.call(fail)
+
+    async def in_channel(self, channel: str) -> list[FileRecord]:
+        def list_(db: Database) -> list[FileRecord]:
+            rows = db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? ORDER BY created_at, rowid", [channel]
+            ).fetchall()
+            return [_file(row) for row in rows]
+
+        return await self._store.call(list_)
+
+    async def get(self, file_id: str) -> FileRecord:
+        return await self._store.call(lambda db: _get(db, file_id))
+
+    async def remove(
+        self, channel: str, *, name: str | None = None, platform_file_id: str | None = None
+    ) -> list[FileRecord]:
+        """Remove a channel's files by name (every version) or platform id; None for both: all of them."""
+
+        def remove(db: Database) -> list[FileRecord]:
+            sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ?"
+            params: list[Any] = [channel]
+            if name is not None:
+                sql += " AND name = ?"
+                params.append(name)
+            if platform_file_id is not None:
+                sql += " AND platform_file_id = ?"
+                params.append(platform_file_id)
+            files = [_file(row) for row in db.execute(sql, params).fetchall()]
+            with db.atomic():
+                for record in files:
+                    _delete_file(db, record.id)
+            return files
+
+        return await self._store.call(remove)
+
+    async def searchable(self, channel: str) -> bool:
+        def any_(db: Database) -> bool:
+            row = db.execute(
+                "SELECT 1 FROM files WHERE channel = ? AND status = 'completed' AND chunk_count > 0 LIMIT 1", [channel]
+            ).fetchone()
+            return row is not None
+
+        return await self._store.call(any_)
+
+    async def keyword_search(self, channel: str, query: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score; lower is better) of the channel's best keyword matches."""
+        match = fts_query(query)
+        if match is None:
+            return []
+
+        def search(db: Database) -> list[tuple[int, float]]:
+            rows = db.execute(
+                "SELECT chunks.id, bm25(chunks_fts) AS score FROM chunks_fts"
+                " JOIN chunks ON chunks.id = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH ? AND chunks.channel = ? ORDER BY score LIMIT ?",
+                [match, channel, limit],
+            ).fetchall()
+            return [(int(r[0]), float(r[1])) for r in rows]
+
+        return await self._store.call(search)
+
+    async def vectors(self, channel: str, model: str) -> tuple[list[int], list[bytes], int]:
+        """Every embedding of the channel's chunks for ``model``: (chunk ids, float32 blobs, dim)."""
+
+        def load(db: Database) -> tuple[list[int], list[bytes], int]:
+            rows = db.execute(
+                "SELECT chunk_id, vector, dim FROM embeddings WHERE channel = ? AND model = ? ORDER BY chunk_id",
+                [channel, model],
+            ).fetchall()
+            dims = {int(r[2]) for r in rows}
+            if len(dims) > 1:
+                rows = [r for r in rows if int(r[2]) == max(dims)]
+            return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows], (dims.pop() if len(dims) == 1 else 0)
+
+        return await self._store.call(load)
+
+    async def hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
+        wanted = list(chunk_ids)
+
+        def load(db: Database) -> dict[int, ChunkHit]:
+            if not wanted:
+                return {}
+            marks = ",".join("?" * len(wanted))
+            rows = db.execute(
+                "SELECT chunks.id, chunks.file_id, files.name, chunks.location, chunks.text, files.link"
+                f" FROM chunks JOIN files ON files.id = chunks.file_id WHERE chunks.id IN ({marks})",
+                wanted,
+            ).fetchall()
+            return {int(r[0]): ChunkHit(int(r[0]), r[1], r[2], r[3] or "", r[4], r[5]) for r in rows}
+
+        return await self._store.call(load)
+
+    async def missing_embeddings(self, model: str, limit: int) -> list[tuple[int, str, str]]:
+        """(chunk id, channel, text) of chunks without an embedding from ``model``."""
+
+        def load(db: Database) -> list[tuple[int, str, str]]:
+            rows = db.execute(
+                "SELECT chunks.id, chunks.channel, chunks.text FROM chunks"
+                " LEFT JOIN embeddings ON embeddings.chunk_id = chunks.id AND embeddings.model = ?"
+                " WHERE embeddings.chunk_id IS NULL ORDER BY chunks.id LIMIT ?",
+                [model, limit],
+            ).fetchall()
+            return [(int(r[0]), r[1], r[2]) for r in rows]
+
+        return await self._store.call(load)
+
+    async def add_embeddings(self, model: str, dim: int, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Store (chunk id, channel, float32 blob) rows, replacing embeddings from other models."""
+
+        def add(db: Database) -> None:
+            with db.atomic():
+                db.conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
+                    " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
+                    [(chunk_id, channel, model, dim, blob, chunk_id) for chunk_id, channel, blob in rows],
+                )
+
+        await self._store.call(add)
+
+
+def _get(db: Database, file_id: str) -> FileRecord:
+    row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
+    if row is None:
+        raise KeyError(file_id)
+    return _file(row)
+
+
+def _delete_file(db: Database, file_id: str) -> None:
+    db.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id = ?)", [file_id])
+    db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
+    db.execute("DELETE FROM files WHERE id = ?", [file_id])

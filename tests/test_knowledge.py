@@ -1,0 +1,196 @@
+"""The channel knowledge base end to end: upload, index, search, cite; channels never see each other's files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from typing import Any
+
+import pytest
+
+from core.commands import handle_command
+from core.events import RunCompleted
+from core.knowledge.base import Upload
+from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
+from tests.helpers import CHANNEL, ask
+
+HANDBOOK = """# Handbook
+
+## Expenses
+Travel expenses are reimbursed within 30 days when the receipt is uploaded to the finance portal.
+
+## Holidays
+Every employee has 27 days of paid holiday a year; unused days expire on 31 March.
+"""
+
+
+@pytest.fixture
+async def service(open_service):
+    """The built-in assistant: it offers file search wherever the channel has files."""
+    return await open_service(assistants_file=None)
+
+
+def search_then_answer(req: dict[str, Any]) -> Reply:
+    """A model that searches the files when it can, then answers citing the first passage."""
+    if results := tool_results(req):
+        return Reply(text=f"Here is what the files say [1]. ({results[0]['content'][:60]})")
+    if "file_search" in offered_tools(req):
+        return Reply(tool_calls=(ToolCall("file_search", {"query": last_user_text(req).split(": ", 1)[1]}),))
+    return Reply(text="I have no files to look at.")
+
+
+def upload(name: str, text: str | bytes, **extra: Any) -> Upload:
+    data = text.encode() if isinstance(text, str) else text
+    return Upload(name=name, data=data, uploader_id="U_ALICE", uploader_name="alice", **extra)
+
+
+async def test_an_uploaded_file_is_searched_and_cited(service, fake_model: FakeOpenAI) -> None:
+    fake_model.script = search_then_answer
+    result = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK, link="https://files.example/h"))
+    assert result.file.status == "completed"
+    assert result.file.chunk_count >= 2
+    assert "Indexed handbook.md" in result.message
+
+    events = await ask(service, "how many holiday days do we get?")
+    done = events[-1]
+    assert isinstance(done, RunCompleted)
+    tool_output = tool_results(fake_model.chat_requests[-1])[0]["content"]
+    assert tool_output.startswith("[1] handbook.md, Handbook > Holidays")
+    assert "27 days of paid holiday" in tool_output
+    assert [(s.number, s.file_name, s.location, s.link) for s in done.sources] == [
+        (1, "handbook.md", "Handbook > Holidays", "https://files.example/h")
+    ]
+
+
+async def test_file_search_is_offered_only_where_there_are_files(service, fake_model: FakeOpenAI) -> None:
+    fake_model.script = search_then_answer
+    await ask(service, "anything?")
+    assert "file_search" not in offered_tools(fake_model.chat_requests[-1])
+    await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    await ask(service, "anything?")
+    assert "file_search" in offered_tools(fake_model.chat_requests[-2])
+
+
+async def test_a_channel_never_sees_another_channels_files(service, fake_model: FakeOpenAI) -> None:
+    await service.knowledge.add("slack:T1:FINANCE", upload("handbook.md", HANDBOOK))
+    await service.knowledge.add("slack:T1:OTHER", upload("notes.txt", "The office plants need water on Fridays."))
+    assert await service.knowledge.search("slack:T1:OTHER", "holiday days expenses receipt") == []
+    hits = await service.knowledge.search("slack:T1:FINANCE", "holiday days")
+    assert hits
+    assert {h.file_name for h in hits} == {"handbook.md"}
+    fake_model.script = search_then_answer
+    await ask(service, "holiday days?", channel="slack:T1:THIRD")
+    assert "file_search" not in offered_tools(fake_model.chat_requests[-1])
+
+
+async def test_same_content_is_indexed_once_and_a_new_version_replaces_the_old(service) -> None:
+    first = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    again = await service.knowledge.add(CHANNEL, upload("copy-of-handbook.md", HANDBOOK))
+    assert again.duplicate
+    assert again.file.id == first.file.id
+    assert "already in this channel" in again.message
+    newer = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK.replace("27 days", "30 days")))
+    assert [f.id for f in newer.replaced] == [first.file.id]
+    files = await service.knowledge.files(CHANNEL)
+    assert [f.name for f in files] == ["handbook.md"]
+    hits = await service.knowledge.search(CHANNEL, "paid holiday")
+    assert "30 days" in hits[0].text
+    assert all("27 days" not in h.text for h in hits)
+
+
+async def test_bad_files_fail_with_a_reason_and_the_channel_keeps_working(open_service, fake_model: FakeOpenAI) -> None:
+    service = await open_service(assistants_file=None, max_file_mb=0.01)
+    big = await service.knowledge.add(CHANNEL, upload("big.txt", "word " * 5000))
+    assert big.file.status == "failed"
+    assert "over the 0.01 MB limit" in big.message
+    empty = await service.knowledge.add(CHANNEL, upload("empty.txt", b""))
+    assert empty.file.status == "failed"
+    junk = await service.knowledge.add(CHANNEL, upload("notes.txt", bytes(range(256)) * 10))
+    assert junk.file.status == "failed"
+    image = await service.knowledge.add(CHANNEL, upload("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100))
+    assert image.file.status == "failed"
+    assert "PDF" in image.message  # names what is supported
+    listing = (await handle_command(service, CHANNEL, "/files")).text
+    assert listing.count("failed:") == 4
+    events = await ask(service, "still there?")
+    assert isinstance(events[-1], RunCompleted)
+
+
+async def test_files_forget_and_reset_commands(service) -> None:
+    await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    await service.knowledge.add(CHANNEL, upload("plants.txt", "Water the plants on Fridays."))
+    listing = (await handle_command(service, CHANNEL, "/files")).text
+    assert "handbook.md" in listing
+    assert "plants.txt" in listing
+    assert "chunk" in listing
+    reset = (await handle_command(service, CHANNEL, "/reset")).text
+    assert "2 files stay searchable" in reset
+    assert len(await service.knowledge.files(CHANNEL)) == 2
+    forgot = (await handle_command(service, CHANNEL, "/forget plants.txt")).text
+    assert "Removed plants.txt" in forgot
+    assert await service.knowledge.search(CHANNEL, "plants Fridays") == []
+    missing = (await handle_command(service, CHANNEL, "/forget nope.txt")).text
+    assert "No file called nope.txt" in missing
+    everything = (await handle_command(service, CHANNEL, "/forget --all")).text
+    assert "Removed all 1 file" in everything
+    assert await service.knowledge.files(CHANNEL) == []
+    assert not await service.knowledge.searchable(CHANNEL)
+
+
+async def test_embeddings_are_stored_and_fused_with_keywords(open_service, fake_model: FakeOpenAI) -> None:
+    service = await open_service(assistants_file=None, embedding_model="fake-embedding")
+    await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    embedding_requests = [r for r in fake_model.requests if "input" in r]
+    assert embedding_requests
+    assert embedding_requests[0]["model"] == "fake-embedding"
+    with sqlite3.connect(service.settings.db_path) as conn:
+        rows = conn.execute("SELECT model, dim, length(vector) FROM embeddings").fetchall()
+    assert rows
+    assert all(row == ("fake-embedding", 8, 32) for row in rows)
+    hits = await service.knowledge.search(CHANNEL, "paid holiday")
+    assert hits[0].location == "Handbook > Holidays"
+    assert hits[0].score > 0  # a fused (RRF) score: both rankings were used
+
+
+async def test_embedding_failure_falls_back_to_keywords(open_service, fake_model: FakeOpenAI, caplog) -> None:
+    service = await open_service(assistants_file=None, embedding_model="fake-embedding")
+    fake_model.embeddings_error = Error(500, "embeddings down")
+    with caplog.at_level(logging.WARNING):
+        result = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    assert result.file.status == "completed"
+    assert "embedding failed" in caplog.text
+    hits = await service.knowledge.search(CHANNEL, "paid holiday")
+    assert hits
+    assert hits[0].location == "Handbook > Holidays"
+
+
+async def test_changing_the_embedding_model_re_embeds(open_service, fake_model: FakeOpenAI) -> None:
+    first = await open_service(assistants_file=None, embedding_model="model-a")
+    await first.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    await first.close()
+    second = await open_service(assistants_file=None, embedding_model="model-b")
+    await second.knowledge.settle()
+    with sqlite3.connect(second.settings.db_path) as conn:
+        models = {row[0] for row in conn.execute("SELECT model FROM embeddings")}
+    assert models == {"model-b"}
+    assert any(r.get("model") == "model-b" for r in fake_model.requests if "input" in r)
+
+
+async def test_a_large_file_does_not_hold_up_another_channel(service, fake_model: FakeOpenAI) -> None:
+    big = "\n\n".join(f"Paragraph {n}: " + "lorem ipsum dolor sit amet " * 40 for n in range(3000))
+    ingest = asyncio.create_task(service.knowledge.add("slack:T1:DOCS", upload("big.txt", big)))
+    events = await ask(service, "quick question", channel="slack:T1:CHAT")
+    assert isinstance(events[-1], RunCompleted)
+    assert not ingest.done()  # answered while the big file was still being read
+    result = await ingest
+    assert result.file.status == "completed"
+    assert result.file.chunk_count > 100
+
+
+@pytest.mark.parametrize("query", ["", "   ", '"; DROP TABLE chunks; --', "NEAR( AND OR *"])
+async def test_odd_queries_are_safe(service, query: str) -> None:
+    await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
+    hits = await service.knowledge.search(CHANNEL, query)
+    assert isinstance(hits, list)
+    assert await service.knowledge.searchable(CHANNEL)
