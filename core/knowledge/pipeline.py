@@ -71,7 +71,7 @@ class ExtractionPool:
 
     def __init__(self, workers: int = 1, timeout: float = 300.0) -> None:
         self._workers = workers
-        self._timeout = timeout
+        self.timeout = timeout
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -89,11 +89,11 @@ class ExtractionPool:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor(), prepare, name, data, mime, size, overlap, exact_tokens)
         try:
-            return await asyncio.wait_for(future, timeout=self._timeout)
+            return await asyncio.wait_for(future, timeout=self.timeout)
         except TimeoutError:
-            _log.warning("extracting %s took over %g s; its worker is replaced", name, self._timeout)
+            _log.warning("extracting %s took over %g s; its worker is replaced", name, self.timeout)
             self._reset()
-            minutes = self._timeout / 60
+            minutes = self.timeout / 60
             return Prepared(None, None, [], f"{name} took longer than {minutes:g} minutes to read, so it was skipped.")
         except (concurrent.futures.process.BrokenProcessPool, MemoryError) as exc:
             _log.warning("extracting %s broke its worker (%s); the worker is replaced", name, type(exc).__name__)
