@@ -126,6 +126,7 @@ class Threadline:
             raise
         service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify)
         await service._recover()
+        await knowledge.recover()
         knowledge.start()
         return service
 

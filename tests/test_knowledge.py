@@ -194,3 +194,31 @@ async def test_odd_queries_are_safe(service, query: str) -> None:
     hits = await service.knowledge.search(CHANNEL, query)
     assert isinstance(hits, list)
     assert await service.knowledge.searchable(CHANNEL)
+
+
+async def test_a_file_left_half_indexed_by_a_stop_is_marked_failed(open_service, tmp_path) -> None:
+    from core.store import Store
+    from core.store.files import FileStore
+
+    store = await Store.open(tmp_path / "threadline.db")
+    await FileStore(store).create(
+        channel=CHANNEL, name="report.pdf", size=10, sha256="ab", mime=None,
+        uploader_id=None, uploader_name=None, platform_file_id=None, link=None,
+    )  # fmt: skip
+    await store.close()
+    service = await open_service(assistants_file=None)
+    [record] = await service.knowledge.files(CHANNEL)
+    assert record.status == "failed"
+    assert "upload the file again" in (record.error or "")
+
+
+async def test_a_file_forgotten_while_indexing_is_not_resurrected(service) -> None:
+    big = "\n\n".join(f"Paragraph {n}: " + "lorem ipsum " * 40 for n in range(2000))
+    adding = asyncio.create_task(service.knowledge.add(CHANNEL, upload("big.txt", big)))
+    while not await service.knowledge.files(CHANNEL):
+        await asyncio.sleep(0.01)
+    await service.knowledge.forget(CHANNEL, "big.txt")
+    result = await adding
+    assert "removed while it was being indexed" in result.message
+    assert await service.knowledge.files(CHANNEL) == []
+    assert await service.knowledge.search(CHANNEL, "lorem ipsum") == []

@@ -53,11 +53,14 @@ class AddResult:
     file: FileRecord
     duplicate: bool = False  # the same bytes were already in the channel: nothing new was indexed
     replaced: list[FileRecord] = field(default_factory=list)  # older versions with the same name
+    message_override: str | None = None
 
     @property
     def message(self) -> str:
         """One short line for the channel."""
         f = self.file
+        if self.message_override:
+            return self.message_override
         if self.duplicate:
             return f"{f.name} is already in this channel's files (same content), so nothing changed."
         if f.status == "failed":
@@ -81,6 +84,14 @@ class KnowledgeBase:
     @property
     def embedding_model(self) -> str | None:
         return self._settings.embedding_model
+
+    async def recover(self) -> None:
+        """Files a stop left half-indexed are marked failed, with a reason people can act on."""
+        interrupted = await self._files.fail_interrupted(
+            "Indexing was interrupted because the bot restarted; upload the file again."
+        )
+        if interrupted:
+            _log.warning("marked %d half-indexed files as failed", len(interrupted))
 
     def start(self) -> None:
         """Embed chunks that have no embedding from the configured model (a new model re-embeds)."""
@@ -140,7 +151,7 @@ class KnowledgeBase:
                 return AddResult(await self._files.fail(record.id, prepared.error, prepared.kind))
             texts = [c.text for c in prepared.chunks]
             vectors, dim = await self._embed(texts)
-            done, replaced = await self._files.complete(
+            completed = await self._files.complete(
                 record.id,
                 kind=prepared.kind or "text",
                 pages=prepared.pages,
@@ -149,6 +160,10 @@ class KnowledgeBase:
                 model=self.embedding_model if vectors is not None else None,
                 dim=dim,
             )
+            if completed is None:  # forgotten while it was being read
+                gone = FileRecord(record.id, channel, upload.name, size, sha256, "failed")
+                return AddResult(gone, message_override=f"{upload.name} was removed while it was being indexed.")
+            done, replaced = completed
         except asyncio.CancelledError:
             await asyncio.shield(self._files.fail(record.id, f"Indexing {upload.name} was interrupted."))
             raise

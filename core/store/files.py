@@ -90,6 +90,19 @@ class FileStore:
 
         return await self._store.call(create)
 
+    async def fail_interrupted(self, reason: str) -> list[FileRecord]:
+        """Mark files a stop left half-indexed as failed (they are not searchable); returns them."""
+
+        def fail(db: Database) -> list[FileRecord]:
+            rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'in_progress'").fetchall()
+            db.execute(
+                "UPDATE files SET status = 'failed', error = ?, completed_at = ? WHERE status = 'in_progress'",
+                [reason, time.time()],
+            )
+            return [_file(row) for row in rows]
+
+        return await self._store.call(fail)
+
     async def find_same_content(self, channel: str, sha256: str) -> FileRecord | None:
         """A file with these bytes already indexed (or being indexed) in the channel."""
 
@@ -113,14 +126,18 @@ class FileStore:
         vectors: Sequence[bytes] | None = None,
         model: str | None = None,
         dim: int = 0,
-    ) -> tuple[FileRecord, list[FileRecord]]:
+    ) -> tuple[FileRecord, list[FileRecord]] | None:
         """Store a file's chunks (and embeddings) and mark it completed, in one transaction.
 
-        Older files of the same name in the channel are replaced: returns (the file, the replaced ones).
+        Older files of the same name in the channel are replaced: returns (the file, the replaced ones),
+        or None when the file was removed while it was being indexed.
         """
 
-        def complete(db: Database) -> tuple[FileRecord, list[FileRecord]]:
-            record = _get(db, file_id)
+        def complete(db: Database) -> tuple[FileRecord, list[FileRecord]] | None:
+            row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
+            if row is None:
+                return None
+            record = _file(row)
             with db.atomic():
                 replaced = [
                     _file(row)
