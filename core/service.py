@@ -189,6 +189,10 @@ class Threadline:
         self._wake(run.thread_id)
         return handle
 
+    async def approval(self, approval_id: str) -> Approval | None:
+        """An approval request: the tool, its arguments and its status (to show it)."""
+        return await self.store.get_approval(approval_id)
+
     async def cancel(self, channel: str) -> int:
         """Cancel the channel's active and queued runs; returns how many were cancelled."""
         runs = await self.store.runs_with_status(["queued", "in_progress", "requires_action"], channel=channel)

@@ -46,6 +46,7 @@ class Upload:
     uploader_name: str | None = None
     platform_file_id: str | None = None
     link: str | None = None
+    declared_size: int | None = None  # the platform's size, when the bytes were not all fetched
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class KnowledgeBase:
 
     async def add(self, channel: str, upload: Upload) -> AddResult:
         """Index a file for a channel. Bad input ends as a ``failed`` file with a reason, never an exception."""
-        size = len(upload.data)
+        size = max(len(upload.data), upload.declared_size or 0)
         common: dict[str, Any] = {
             "channel": channel,
             "name": upload.name,
@@ -192,6 +193,9 @@ class KnowledgeBase:
         removed = await self._files.remove(channel, platform_file_id=platform_file_id)
         self._changed(channel)
         return removed
+
+    async def has_platform_file(self, channel: str, platform_file_id: str) -> bool:
+        return any(f.platform_file_id == platform_file_id for f in await self._files.in_channel(channel))
 
     async def searchable(self, channel: str) -> bool:
         return await self._files.searchable(channel)

@@ -1,0 +1,286 @@
+"""Slack events in, core calls out: mentions and DMs, shared files, slash commands, approval buttons.
+
+No assistant logic lives here: the adapter normalises what Slack sends, hands it to the core,
+and renders the core's events back with :class:`bots.slack.render.SlackReply`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.config import SlackSettings
+from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
+from core.commands import handle_command
+from core.handles import RunHandle
+from core.knowledge.base import Upload
+from core.models import Author, Incoming
+from core.service import ApprovalError, Threadline
+
+__all__ = ["SlackAdapter", "channel_key", "register_listeners"]
+
+_log = logging.getLogger(__name__)
+
+_MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
+THINKING = "eyes"
+COMMANDS = ("reset", "files", "forget")
+NAME_CACHE = 2000
+
+
+def channel_key(team_id: str, channel_id: str) -> str:
+    return f"slack:{team_id}:{channel_id}"
+
+
+class SlackAdapter:
+    def __init__(
+        self,
+        service: Threadline,
+        settings: SlackSettings,
+        client: AsyncWebClient,
+        http: aiohttp.ClientSession,
+        bot_user_id: str | None,
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._client = client
+        self._http = http
+        self._bot_user_id = bot_user_id
+        self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
+        self._rendering: set[str] = set()  # runs this process is showing right now
+        self._files_in_flight: set[tuple[str, str]] = set()
+
+    # -- conversation ---------------------------------------------------------------------------
+
+    async def on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await self._converse(event, body)
+
+    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        if subtype == "file_share":
+            await self._ingest_files(event, body)
+        is_dm = event.get("channel_type") == "im"
+        if is_dm and subtype in (None, "file_share") and (event.get("text") or "").strip():
+            await self._converse(event, body)
+
+    async def _converse(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._from_a_bot(event):
+            return
+        team_id = _team(body, event)
+        channel_id, ts, user = event["channel"], event["ts"], event.get("user", "")
+        if event.get("files") and event.get("subtype") != "file_share":
+            await self._ingest_files(event, body)
+        text = _MENTION.sub("", event.get("text") or "").strip()
+        if not text:
+            return
+        key = channel_key(team_id, channel_id)
+        author = Author(id=user, name=await self._name(user))
+        handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
+        if handle is None:  # Slack delivered this message before
+            return
+        await self._react(channel_id, ts, add=True)
+        try:
+            await self._render(handle, channel_id, event.get("thread_ts") or ts, team_id, user)
+        finally:
+            await self._react(channel_id, ts, add=False)
+
+    async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
+        self._rendering.add(handle.run_id)
+        try:
+            reply = SlackReply(
+                self._client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id, user_id=user or None
+            )
+            await reply.render(handle)
+        finally:
+            self._rendering.discard(handle.run_id)
+
+    def _from_a_bot(self, event: dict[str, Any]) -> bool:
+        if event.get("user") and event.get("user") == self._bot_user_id:
+            return True
+        return not self._settings.allow_bots and bool(event.get("bot_id") or event.get("subtype") == "bot_message")
+
+    async def _react(self, channel_id: str, ts: str, *, add: bool) -> None:
+        try:
+            if add:
+                await self._client.reactions_add(channel=channel_id, timestamp=ts, name=THINKING)
+            else:
+                await self._client.reactions_remove(channel=channel_id, timestamp=ts, name=THINKING)
+        except SlackApiError as exc:  # a missing reaction is cosmetic
+            _log.debug("reaction %s failed: %s", "add" if add else "remove", exc)
+
+    async def _name(self, user: str) -> str:
+        if not user:
+            return ""
+        if user in self._names:
+            self._names.move_to_end(user)
+            return self._names[user]
+        name = user
+        try:
+            response = await self._client.users_info(user=user)
+            profile = (response.get("user") or {}).get("profile") or {}
+            name = str(profile.get("display_name") or profile.get("real_name") or user)
+        except SlackApiError as exc:
+            _log.debug("users.info %s failed: %s", user, exc)
+        self._names[user] = name
+        while len(self._names) > NAME_CACHE:
+            self._names.popitem(last=False)
+        return name
+
+    # -- files ------------------------------------------------------------------------------------
+
+    async def on_file_shared(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        file_id, channel_id = event.get("file_id"), event.get("channel_id")
+        if not file_id or not channel_id:
+            return
+        key = channel_key(_team(body, event), channel_id)
+        if await self._service.knowledge.has_platform_file(key, file_id):
+            return  # already added from its message
+        try:
+            info = await self._client.files_info(file=file_id)
+        except SlackApiError as exc:
+            _log.warning("files.info %s failed: %s", file_id, exc)
+            return
+        await self._ingest(key, channel_id, None, info.get("file") or {}, event.get("user_id"))
+
+    async def on_file_deleted(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        file_id = event.get("file_id")
+        if not file_id:
+            return
+        for channel_id in event.get("channel_ids") or []:
+            await self._service.knowledge.forget_platform_file(channel_key(_team(body, event), channel_id), file_id)
+
+    async def _ingest_files(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._from_a_bot(event):
+            return
+        key = channel_key(_team(body, event), event["channel"])
+        for file in event.get("files") or []:
+            await self._ingest(key, event["channel"], event.get("thread_ts") or event["ts"], file, event.get("user"))
+
+    async def _ingest(
+        self, key: str, channel_id: str, thread_ts: str | None, file: dict[str, Any], user: str | None
+    ) -> None:
+        file_id, name = file.get("id"), file.get("name") or file.get("title") or "file"
+        url = file.get("url_private_download") or file.get("url_private")
+        if not file_id or not url or file.get("mode") in {"tombstone", "external"}:
+            return
+        if (key, file_id) in self._files_in_flight:
+            return
+        self._files_in_flight.add((key, file_id))
+        try:
+            limit = int(self._service.settings.max_file_mb * 1024 * 1024)
+            declared = int(file.get("size") or 0)
+            data = b"" if declared > limit else await self._download(url, limit)
+            upload = Upload(
+                name=name,
+                data=data,
+                mime=file.get("mimetype"),
+                uploader_id=user,
+                uploader_name=await self._name(user or ""),
+                platform_file_id=file_id,
+                link=file.get("permalink"),
+                declared_size=max(declared, len(data)),
+            )
+            result = await self._service.knowledge.add(key, upload)
+            await self._client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.message)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            _log.warning("downloading %s from Slack failed: %s", name, exc)
+            await self._client.chat_postMessage(
+                channel=channel_id,
+                thread_ts=thread_ts,
+                text=f"I could not download {name} from Slack, so it was not added. Try sharing it again.",
+            )
+        finally:
+            self._files_in_flight.discard((key, file_id))
+
+    async def _download(self, url: str, limit: int) -> bytes:
+        headers = {"Authorization": f"Bearer {self._settings.bot_token}"}
+        timeout = aiohttp.ClientTimeout(total=300)
+        async with self._http.get(url, headers=headers, timeout=timeout) as response:
+            response.raise_for_status()
+            data = await response.content.read(limit + 1)
+        return data
+
+    # -- slash commands -------------------------------------------------------------------------
+
+    async def on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        name = command["command"].lstrip("/").removeprefix(self._settings.command_prefix)
+        key = channel_key(command.get("team_id", ""), command["channel_id"])
+        reply = await handle_command(self._service, key, f"/{name} {command.get('text') or ''}".strip())
+        await respond(text=reply.text, response_type="ephemeral")
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    async def on_approval(self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+        await ack()
+        user = body["user"]["id"]
+        channel_id = body["channel"]["id"]
+        message = body.get("message") or {}
+        if not await self._is_member(channel_id, user):
+            await respond(
+                text=f"Only members of <#{channel_id}> can approve or deny this.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        approval_id = action["value"]
+        approve = action["action_id"] == APPROVE_ACTION
+        approval = await self._service.approval(approval_id)
+        try:
+            handle = await self._service.decide(approval_id, approve=approve, decided_by=f"<@{user}>")
+        except ApprovalError as exc:
+            await respond(text=str(exc), response_type="ephemeral", replace_original=False)
+            return
+        outcome = "approved" if approve else "denied"
+        tool = approval.tool_name if approval else "the tool"
+        await self._client.chat_update(
+            channel=channel_id,
+            ts=message.get("ts", ""),
+            text=f"{tool} {outcome} by <@{user}>",
+            blocks=decided_blocks(tool, approval.arguments if approval else None, outcome, f"<@{user}>"),
+        )
+        if handle.run_id not in self._rendering:  # after a restart nobody is showing this run: show it here
+            team_id = (body.get("team") or {}).get("id", "")
+            await self._render(handle, channel_id, message.get("thread_ts") or message.get("ts", ""), team_id, user)
+
+    async def _is_member(self, channel_id: str, user: str) -> bool:
+        cursor = None
+        try:
+            while True:
+                response = await self._client.conversations_members(channel=channel_id, cursor=cursor, limit=1000)
+                if user in (response.get("members") or []):
+                    return True
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return False
+        except SlackApiError as exc:
+            _log.warning("conversations.members %s failed: %s", channel_id, exc)
+            return False
+
+    # -- messages from the core ------------------------------------------------------------------
+
+    async def notify(self, key: str, text: str) -> None:
+        """Post a message from the core (restart notices, expired approvals) to a channel."""
+        channel_id = key.split(":", 2)[2]
+        await self._client.chat_postMessage(channel=channel_id, text=text)
+
+
+def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
+    return str(body.get("team_id") or event.get("team") or (body.get("team") or {}).get("id") or "")
+
+
+def register_listeners(app: AsyncApp, adapter: SlackAdapter, settings: SlackSettings) -> None:
+    app.event("app_mention")(adapter.on_mention)
+    app.event("message")(adapter.on_message)
+    app.event("file_shared")(adapter.on_file_shared)
+    app.event("file_deleted")(adapter.on_file_deleted)
+    for name in COMMANDS:
+        app.command(settings.command(name))(adapter.on_command)
+    app.action(APPROVE_ACTION)(adapter.on_approval)
+    app.action(DENY_ACTION)(adapter.on_approval)

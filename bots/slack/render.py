@@ -1,0 +1,296 @@
+"""Rendering one run into a Slack thread: the streamed answer, approval buttons, sources, failures.
+
+The answer streams with Slack's native streaming (chat.startStream / appendStream / stopStream):
+the first words are sent as soon as they exist, later ones at most every ``interval`` seconds,
+which keeps appendStream inside its rate tier. Where streaming is refused, the answer is posted
+with chat.postMessage and kept up to date with throttled chat.update instead, as Slack mrkdwn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markdown_to_mrkdwn import SlackMarkdownConverter
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.text import split_message
+from core.events import ApprovalRequired, ApprovalResolved, Event, Source
+from core.handles import RunHandle
+
+__all__ = [
+    "APPROVE_ACTION",
+    "DENY_ACTION",
+    "SlackReply",
+    "approval_blocks",
+    "decided_blocks",
+    "format_sources",
+    "to_mrkdwn",
+]
+
+_log = logging.getLogger(__name__)
+
+APPROVE_ACTION = "threadline_approve"
+DENY_ACTION = "threadline_deny"
+POST_LIMIT = 3900  # characters a posted message carries comfortably (Slack truncates text past 40,000)
+STREAM_LIMIT = 11000  # a streamed message is closed and a new one started past this
+STREAM_INTERVAL = 0.4  # seconds between appendStream calls (tier 4)
+UPDATE_INTERVAL = 1.2  # seconds between chat.update calls (tier 3)
+ARGUMENTS_LIMIT = 2500
+
+
+def to_mrkdwn(markdown: str) -> str:
+    return str(SlackMarkdownConverter().convert(markdown))
+
+
+def format_sources(sources: Sequence[Source], *, markdown: bool) -> str:
+    lines = ["*Sources*" if not markdown else "**Sources**"]
+    for s in sources:
+        where = f", {s.location}" if s.location else ""
+        name = s.file_name
+        if s.link:
+            name = f"[{s.file_name}]({s.link})" if markdown else f"<{s.link}|{s.file_name}>"
+        lines.append(f"[{s.number}] {name}{where}")
+    return "\n".join(lines)
+
+
+def _pretty_arguments(arguments: str) -> str:
+    try:
+        text = json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    except (ValueError, TypeError):
+        text = arguments
+    return text if len(text) <= ARGUMENTS_LIMIT else text[:ARGUMENTS_LIMIT] + "\n…"
+
+
+def approval_blocks(event: ApprovalRequired) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"The assistant wants to run *{event.tool}* with:\n```{_pretty_arguments(event.arguments)}```",
+            },
+        },
+        {
+            "type": "actions",
+            "block_id": f"approval:{event.approval_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": APPROVE_ACTION,
+                    "text": {"type": "plain_text", "text": "Approve"},
+                    "style": "primary",
+                    "value": event.approval_id,
+                },
+                {
+                    "type": "button",
+                    "action_id": DENY_ACTION,
+                    "text": {"type": "plain_text", "text": "Deny"},
+                    "style": "danger",
+                    "value": event.approval_id,
+                },
+            ],
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"Only members of this channel can decide. Expires <!date^{int(event.expires_at)}"
+                    f"^{{time}}|in a few minutes>.",
+                }
+            ],
+        },
+    ]
+
+
+def decided_blocks(tool: str, arguments: str | None, outcome: str, decided_by: str | None) -> list[dict[str, Any]]:
+    icon = {"approved": ":white_check_mark:", "denied": ":no_entry_sign:", "expired": ":hourglass:"}.get(outcome, "")
+    who = f" by {decided_by}" if decided_by else ""
+    text = f"{icon} *{tool}* {outcome}{who}."
+    if arguments:
+        text += f"\n```{_pretty_arguments(arguments)}```"
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+@dataclass
+class _PostedApproval:
+    ts: str
+    tool: str
+    arguments: str
+
+
+class SlackReply:
+    """Renders one run's events into a Slack thread."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel_id: str,
+        thread_ts: str,
+        team_id: str | None,
+        user_id: str | None,
+        stream_interval: float = STREAM_INTERVAL,
+    ) -> None:
+        self._client = client
+        self._channel = channel_id
+        self._thread_ts = thread_ts
+        self._team_id = team_id
+        self._user_id = user_id
+        self._interval = stream_interval
+        self._pending = ""  # text not yet sent
+        self._sent = ""  # text of the current message so far
+        self._stream: AsyncChatStream | None = None
+        self._streaming_refused = False
+        self._posted_ts: str | None = None  # fallback mode: the message kept up to date
+        self._last_send = 0.0
+        self._wake = asyncio.Event()
+        self._sending = asyncio.Lock()
+        self._approvals: dict[str, _PostedApproval] = {}
+
+    async def render(self, handle: RunHandle) -> None:
+        """Consume ``handle``'s events until the run ends, keeping Slack up to date."""
+        flusher = asyncio.create_task(self._flush_loop(), name=f"slack flush {handle.run_id}")
+        try:
+            async for event in handle.events():
+                try:
+                    await self._show(event)
+                except SlackApiError as exc:  # the run goes on; what could not be shown is in the log
+                    _log.warning("Slack refused a call while showing run %s: %s", handle.run_id, exc)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    async def _show(self, event: Event) -> None:
+        match event.type:
+            case "run_started" | "tool_call_started" | "tool_call_finished":
+                return
+            case "text_delta":
+                self._pending += event.text
+                self._wake.set()
+            case "approval_required":
+                await self._finish_message()
+                await self._post_approval(event)
+            case "approval_resolved":
+                await self._resolve_approval(event)
+            case "run_completed":
+                if event.sources:
+                    self._pending += "\n\n" + format_sources(event.sources, markdown=not self._streaming_refused)
+                if not self._sent and not self._pending.strip():
+                    self._pending = event.text or "(no answer)"
+                await self._finish_message()
+            case "run_failed":
+                await self._finish_message()
+                await self._post(f":warning: {event.message}")
+
+    # -- text -------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self._last_send + self._current_interval() - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await self._send_pending()
+            except SlackApiError as exc:
+                _log.warning("Slack refused streamed text in %s: %s", self._channel, exc)
+
+    def _current_interval(self) -> float:
+        return UPDATE_INTERVAL if self._streaming_refused else self._interval
+
+    async def _send_pending(self) -> None:
+        async with self._sending:  # the flusher and the end of the run never send at the same time
+            await self._send_pending_locked()
+
+    async def _send_pending_locked(self) -> None:
+        text, self._pending = self._pending, ""
+        if not text:
+            return
+        self._last_send = time.monotonic()
+        if not self._streaming_refused:
+            try:
+                await self._stream_append(text)
+                return
+            except SlackApiError as exc:
+                if exc.response.get("error") == "ratelimited":
+                    raise
+                _log.info("streaming refused in %s (%s); posting and updating instead", self._channel, exc)
+                self._streaming_refused = True
+                self._stream = None
+        await self._post_or_update(text)
+
+    async def _stream_append(self, text: str) -> None:
+        if self._stream is not None and len(self._sent) + len(text) > STREAM_LIMIT:
+            await self._stop_stream()
+        if self._stream is None:
+            self._stream = await self._client.chat_stream(
+                buffer_size=1,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                recipient_team_id=self._team_id,
+                recipient_user_id=self._user_id,
+            )
+        await self._stream.append(markdown_text=text)
+        self._sent += text
+
+    async def _stop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        self._sent = ""
+        if stream is not None:
+            await stream.stop()
+
+    async def _post_or_update(self, text: str) -> None:
+        """Fallback: post the answer and keep it up to date, going on in new messages past Slack's size."""
+        pieces = split_message(self._sent + text, POST_LIMIT)
+        for number, piece in enumerate(pieces, start=1):
+            if self._posted_ts is None:
+                self._posted_ts = await self._post(to_mrkdwn(piece))
+            else:
+                await self._client.chat_update(channel=self._channel, ts=self._posted_ts, text=to_mrkdwn(piece))
+            if number < len(pieces):
+                self._posted_ts = None
+        self._sent = pieces[-1] if pieces else ""
+
+    async def _finish_message(self) -> None:
+        """Send everything pending and close the current message."""
+        await self._send_pending()
+        if self._stream is not None:
+            await self._stop_stream()
+        self._posted_ts = None
+        self._sent = ""
+
+    async def _post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> str:
+        response = await self._client.chat_postMessage(
+            channel=self._channel, thread_ts=self._thread_ts, text=text, blocks=blocks
+        )
+        return str(response.get("ts") or "")
+
+    # -- approvals ----------------------------------------------------------------------------
+
+    async def _post_approval(self, event: ApprovalRequired) -> None:
+        ts = await self._post(f"Approve {event.tool}?", approval_blocks(event))
+        self._approvals[event.approval_id] = _PostedApproval(ts, event.tool, event.arguments)
+
+    async def _resolve_approval(self, event: ApprovalResolved) -> None:
+        posted = self._approvals.get(event.approval_id)
+        if posted is None:
+            return
+        if event.outcome == "expired":  # people see it expire; decisions are shown by whoever pressed
+            await self._client.chat_update(
+                channel=self._channel,
+                ts=posted.ts,
+                text=f"{event.tool} expired",
+                blocks=decided_blocks(event.tool, posted.arguments, "expired", None),
+            )

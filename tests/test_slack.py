@@ -1,0 +1,326 @@
+"""The Slack adapter over real protocols: signed HTTP requests into Bolt, a fake Slack Web API, the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bots.slack.app import SlackBot
+from bots.slack.config import SlackSettings
+from bots.slack.render import APPROVE_ACTION, DENY_ACTION
+from core.errors import ConfigError
+from core.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
+from tests.fakes.slack_server import (
+    TEAM_ID,
+    FakeSlack,
+    app_mention,
+    block_action,
+    dm_message,
+    event_callback,
+    file_share_message,
+    signed_headers,
+    slash_command_form,
+)
+from tests.tool_modules import team_tools
+
+SECRET = "test-signing-secret"
+CHANNEL = "C_GENERAL"
+ALICE, MALLORY = "U_ALICE", "U_MALLORY"
+
+SLACK_ASSISTANTS = """
+default = "slackbot"
+tool_modules = ["tests.tool_modules.team_tools"]
+
+[[assistants]]
+name = "slackbot"
+instructions = "You help in Slack."
+model = "fake-model"
+tools = ["deploy", "file_search"]
+"""
+
+
+def chat_script(req: dict[str, Any]) -> Reply:
+    """Searches files when it can, asks to deploy when told to, and otherwise answers in a few words."""
+    question = last_user_text(req).split(": ", 1)[-1]
+    if results := tool_results(req):
+        return Reply(text=f"Done [1]: {results[0]['content'][:80]}", chunk_delay=0.001)
+    if "deploy" in question:
+        return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    if "file_search" in offered_tools(req) and question.endswith("?"):
+        return Reply(tool_calls=(ToolCall("file_search", {"query": question}),))
+    return Reply(text=f"Answer to: {question}", chunk_delay=0.001)
+
+
+class Harness:
+    def __init__(self, slack: FakeSlack, model: FakeOpenAI, settings: Settings, tmp_path: Path) -> None:
+        self.slack = slack
+        self.model = model
+        self.settings = settings
+        self.tmp_path = tmp_path
+        self.bot: SlackBot | None = None
+        self.http = aiohttp.ClientSession()
+        self._events = 0
+
+    def slack_settings(self, **overrides: Any) -> SlackSettings:
+        base = SlackSettings(
+            bot_token=self.slack.bot_token,
+            signing_secret=SECRET,
+            api_url=self.slack.api_url,
+            port=0,
+            host="127.0.0.1",
+        )
+        return replace(base, **overrides)
+
+    async def start(self, **overrides: Any) -> SlackBot:
+        self.bot = await SlackBot.start(self.settings, self.slack_settings(**overrides))
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.stop()
+            self.bot = None
+
+    @property
+    def url(self) -> str:
+        assert self.bot is not None
+        return f"http://127.0.0.1:{self.bot.port}/slack/events"
+
+    async def send(self, body: bytes, *, secret: str = SECRET, retry_num: int | None = None) -> int:
+        headers = signed_headers(secret, body, retry_num=retry_num)
+        async with self.http.post(self.url, data=body, headers=headers) as response:
+            return response.status
+
+    async def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> int:
+        self._events += 1
+        body = json.dumps(event_callback(event, event_id or f"Ev{self._events:04d}")).encode()
+        return await self.send(body, retry_num=retry_num)
+
+    def replies(self, channel: str, thread_ts: str) -> list[str]:
+        return [m.text for m in self.slack.thread(channel, thread_ts) if not m.blocks]
+
+    async def answer(self, channel: str, thread_ts: str, count: int = 1, *, run: bool = True) -> list[str]:
+        """Wait until ``count`` finished replies stand in the thread (and, for a run, its end is signalled).
+
+        The bot takes its "eyes" reaction off the person's message when it has finished answering.
+        """
+
+        def done() -> bool:
+            finished = [m for m in self.slack.thread(channel, thread_ts) if not m.streaming and not m.blocks]
+            ended = not run or any(
+                c.method == "reactions.remove" and c.params.get("timestamp") == thread_ts for c in self.slack.calls
+            )
+            return len(finished) >= count and ended
+
+        await self.slack.wait_until(done, timeout=10, what=f"{count} replies in {channel}/{thread_ts}")
+        return self.replies(channel, thread_ts)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
+    assistants = tmp_path / "slack-assistants.toml"
+    assistants.write_text(SLACK_ASSISTANTS)
+    fake_model.script = chat_script
+    async with FakeSlack(members={CHANNEL: [ALICE, "U_BOB"]}) as slack:
+        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants), tmp_path)
+        await h.start()
+        yield h
+        await h.stop()
+        await h.http.close()
+
+
+async def test_mention_gets_a_streamed_reply_in_its_thread(harness: Harness) -> None:
+    assert await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> hello there", "1700000001.000100")) == 200
+    replies = await harness.answer(CHANNEL, "1700000001.000100")
+    assert replies == ["Answer to: hello there"]
+    start = harness.slack.calls_to("chat.startStream")
+    assert len(start) == 1
+    assert start[0]["thread_ts"] == "1700000001.000100"
+    assert start[0]["recipient_team_id"] == TEAM_ID
+    assert start[0]["recipient_user_id"] == ALICE
+    assert harness.slack.calls_to("chat.stopStream")
+    assert harness.slack.calls_to("reactions.add")[0]["name"] == "eyes"
+    await harness.slack.wait_for("reactions.remove")
+    assert harness.slack.reactions == set()
+    # The model saw the person's name and text, without the mention.
+    assert harness.model.chat_requests[-1]["messages"][-1]["content"].endswith(": hello there")
+    # No history is read back from Slack: the thread lives in SQLite.
+    assert not harness.slack.calls_to("conversations.replies")
+    assert not harness.slack.calls_to("conversations.history")
+
+
+async def test_direct_message_is_answered(harness: Harness) -> None:
+    await harness.event(dm_message("D_ALICE", ALICE, "what's up", "1700000002.000100"))
+    assert await harness.answer("D_ALICE", "1700000002.000100") == ["Answer to: what's up"]
+
+
+async def test_a_retried_event_is_answered_once(harness: Harness) -> None:
+    event = app_mention(CHANNEL, ALICE, "<@U_BOT> once please", "1700000003.000100")
+    await harness.event(event, event_id="EvRETRY")
+    await harness.answer(CHANNEL, "1700000003.000100")
+    assert await harness.event(event, event_id="EvRETRY", retry_num=1) == 200
+    assert await harness.event(event, event_id="EvRETRY", retry_num=2) == 200
+    await asyncio.sleep(0.5)  # bounded wait for something that must not happen
+    assert len(harness.slack.calls_to("chat.startStream")) == 1
+    assert len(harness.model.chat_requests) == 1
+
+
+async def test_a_restart_between_retries_still_answers_once(harness: Harness) -> None:
+    event = app_mention(CHANNEL, ALICE, "<@U_BOT> across a restart", "1700000004.000100")
+    await harness.event(event, event_id="EvRESTART")
+    await harness.answer(CHANNEL, "1700000004.000100")
+    await harness.stop()
+    await harness.start()
+    assert await harness.event(event, event_id="EvRESTART", retry_num=1) == 200
+    await asyncio.sleep(0.5)  # bounded wait for something that must not happen
+    assert len(harness.slack.calls_to("chat.startStream")) == 1
+    assert len(harness.model.chat_requests) == 1
+
+
+async def test_a_bad_signature_is_refused_and_nothing_happens(harness: Harness) -> None:
+    body = json.dumps(event_callback(app_mention(CHANNEL, ALICE, "<@U_BOT> hi", "1700000005.000100"), "EvBAD"))
+    assert await harness.send(body.encode(), secret="not-the-secret") == 401
+    await asyncio.sleep(0.3)  # bounded wait for something that must not happen
+    assert harness.model.chat_requests == []
+    assert {c.method for c in harness.slack.calls} == {"auth.test"}
+
+
+async def test_a_shared_file_is_indexed_and_answers_cite_it(harness: Harness) -> None:
+    info = harness.slack.add_file(
+        "F_HANDBOOK", "handbook.md", b"# Holidays\nEvery employee has 27 days of paid holiday.\n", "text/markdown"
+    )
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000006.000100"))
+    [confirmation] = await harness.answer(CHANNEL, "1700000006.000100", run=False)
+    assert confirmation == "Indexed handbook.md (1 chunk)."
+    assert [d.authorized for d in harness.slack.downloads] == [True]
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> how many holiday days?", "1700000007.000100"))
+    [answer] = await harness.answer(CHANNEL, "1700000007.000100")
+    assert answer.startswith("Done [1]: [1] handbook.md, Holidays")
+    assert "**Sources**" in answer
+    assert f"[handbook.md]({info['permalink']}), Holidays" in answer
+
+
+async def test_a_refused_file_gets_a_clear_message(harness: Harness) -> None:
+    info = harness.slack.add_file("F_PNG", "photo.png", b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000008.000100"))
+    [message] = await harness.answer(CHANNEL, "1700000008.000100", run=False)
+    assert "photo.png is not a kind of file" in message
+    assert "PDF" in message
+
+
+async def test_slash_commands_answer_only_the_person(harness: Harness) -> None:
+    info = harness.slack.add_file("F_NOTES", "notes.txt", b"Deploys happen on Tuesdays.")
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000009.000100"))
+    await harness.answer(CHANNEL, "1700000009.000100", run=False)
+
+    async def command(name: str, text: str, response_id: str) -> str:
+        body = slash_command_form(name, text, CHANNEL, ALICE, harness.slack.response_url(response_id))
+        assert await harness.send(body) == 200
+        [response] = await harness.slack.wait_for_response(response_id)
+        assert response["response_type"] == "ephemeral"
+        return str(response["text"])
+
+    assert "notes.txt" in await command("/files", "", "r1")
+    assert "1 file stay searchable" in (await command("/reset", "", "r2")).replace("1 file stays", "1 file stay")
+    assert "Removed notes.txt" in await command("/forget", "notes.txt", "r3")
+    assert "no files yet" in await command("/files", "", "r4")
+
+
+async def approval_message(harness: Harness, thread_ts: str) -> Any:
+    def posted() -> bool:
+        return any(m.blocks for m in harness.slack.thread(CHANNEL, thread_ts))
+
+    await harness.slack.wait_until(posted, what="the approval message")
+    return next(m for m in harness.slack.thread(CHANNEL, thread_ts) if m.blocks)
+
+
+def button_value(message: Any) -> str:
+    actions = next(b for b in message.blocks if b["type"] == "actions")
+    return str(actions["elements"][0]["value"])
+
+
+async def test_approve_button_runs_the_tool(harness: Harness) -> None:
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000010.000100"))
+    message = await approval_message(harness, "1700000010.000100")
+    assert "deploy" in json.dumps(message.blocks)
+    assert "billing" in json.dumps(message.blocks)
+    body = block_action(
+        APPROVE_ACTION, button_value(message), ALICE, CHANNEL, message.ts, harness.slack.response_url("a1"),
+        thread_ts="1700000010.000100",
+    )  # fmt: skip
+    assert await harness.send(body) == 200
+    [answer] = await harness.answer(CHANNEL, "1700000010.000100")
+    assert answer.startswith("Done [1]: billing deployed")
+    assert team_tools.TIMELINE == ["deployed billing"]
+    updated = harness.slack.messages[message.ts]
+    assert "approved by <@U_ALICE>" in json.dumps(updated.blocks)
+    assert "actions" not in json.dumps(updated.blocks)  # the buttons are gone
+
+
+async def test_deny_and_an_outsider_press(harness: Harness) -> None:
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000011.000100"))
+    message = await approval_message(harness, "1700000011.000100")
+    value = button_value(message)
+    outsider = block_action(APPROVE_ACTION, value, MALLORY, CHANNEL, message.ts, harness.slack.response_url("o1"))
+    assert await harness.send(outsider) == 200
+    [refusal] = await harness.slack.wait_for_response("o1")
+    assert "Only members of" in refusal["text"]
+    assert team_tools.TIMELINE == []
+    deny = block_action(DENY_ACTION, value, "U_BOB", CHANNEL, message.ts, harness.slack.response_url("d1"))
+    assert await harness.send(deny) == 200
+    await harness.answer(CHANNEL, "1700000011.000100")
+    assert team_tools.TIMELINE == []
+    assert "denied by <@U_BOB>" in json.dumps(harness.slack.messages[message.ts].blocks)
+    assert "<@U_BOB> denied" in tool_results(harness.model.chat_requests[-1])[0]["content"]
+
+
+async def test_a_rate_limited_stream_append_is_retried(harness: Harness) -> None:
+    harness.slack.fail_next("chat.appendStream", retry_after=1)
+    harness.model.script = lambda req: Reply(text="A longer answer " * 10, chunk_delay=0.01)
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> talk", "1700000012.000100"))
+    [answer] = await harness.answer(CHANNEL, "1700000012.000100")
+    assert answer == ("A longer answer " * 10).rstrip() or answer == "A longer answer " * 10
+    assert len(harness.slack.calls_to("chat.appendStream")) > len(
+        harness.slack.calls_to("chat.appendStream", include_failed=False)
+    )
+
+
+async def test_refused_streaming_falls_back_to_post_and_update(harness: Harness) -> None:
+    harness.slack.refuse("chat.startStream")
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> **bold** please", "1700000013.000100"))
+    [answer] = await harness.answer(CHANNEL, "1700000013.000100")
+    assert answer == "Answer to: *bold* please"  # Markdown rendered as Slack mrkdwn
+    assert harness.slack.calls_to("chat.postMessage")
+
+
+async def test_socket_mode_mention_gets_a_reply(harness: Harness) -> None:
+    await harness.stop()
+    await harness.start(app_token=harness.slack.app_token, signing_secret=None)
+    await harness.slack.wait_connected()
+    envelope = await harness.slack.socket_send(
+        "events_api", event_callback(app_mention(CHANNEL, ALICE, "<@U_BOT> via socket", "1700000014.000100"), "EvS1")
+    )
+    await harness.slack.wait_for_ack(envelope)
+    assert await harness.answer(CHANNEL, "1700000014.000100") == ["Answer to: via socket"]
+
+
+def test_missing_or_wrong_tokens_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
+        SlackSettings.from_env({})
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN should be a bot token"):
+        SlackSettings.from_env({"SLACK_BOT_TOKEN": "xapp-wrong"})
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
+        SlackSettings.from_env({"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert SlackSettings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}).socket_mode
+
+
+async def test_a_refused_token_stops_the_start_with_one_clear_line(harness: Harness) -> None:
+    with pytest.raises(ConfigError, match=r"Slack refused SLACK_BOT_TOKEN \(invalid_auth\)"):
+        await SlackBot.start(harness.settings, harness.slack_settings(bot_token="xoxb-wrong"))
