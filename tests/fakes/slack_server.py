@@ -42,6 +42,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.web_request import FileField
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes.loopback import serve_on_loopback
+
 __all__ = [
     "APP_ID",
     "BOT_ID",
@@ -202,12 +204,7 @@ class FakeSlack:
         app.router.add_get("/files/{file_id}/{name}", self._download)
         app.router.add_post("/respond/{response_id}", self._respond)
         app.router.add_get("/link", self._link)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._base = f"http://{host}:{port}"
+        self._runner, self._base = await serve_on_loopback(app)
         return self
 
     async def __aexit__(

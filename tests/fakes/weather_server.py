@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 __all__ = [
     "LYON",
     "Body",
@@ -158,12 +160,7 @@ class FakeOpenMeteo:
         app = web.Application()
         app.router.add_get("/v1/search", self._search)
         app.router.add_get("/v1/forecast", self._forecast)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._base = f"http://{host}:{port}"
+        self._runner, self._base = await serve_on_loopback(app)
         return self
 
     async def __aexit__(
