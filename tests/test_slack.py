@@ -324,3 +324,41 @@ def test_missing_or_wrong_tokens_name_the_variable() -> None:
 async def test_a_refused_token_stops_the_start_with_one_clear_line(harness: Harness) -> None:
     with pytest.raises(ConfigError, match=r"Slack refused SLACK_BOT_TOKEN \(invalid_auth\)"):
         await SlackBot.start(harness.settings, harness.slack_settings(bot_token="xoxb-wrong"))
+
+
+async def test_a_deleted_file_leaves_the_knowledge_base(harness: Harness) -> None:
+    info = harness.slack.add_file("F_GONE", "plan.txt", b"The launch is on the 3rd of March.", channel=CHANNEL)
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000015.000100"))
+    await harness.answer(CHANNEL, "1700000015.000100", run=False)
+    assert harness.bot is not None
+    key = f"slack:{TEAM_ID}:{CHANNEL}"
+    assert await harness.bot.service.knowledge.search(key, "launch March")
+    deleted = {"type": "file_deleted", "file_id": "F_GONE", "channel_ids": [CHANNEL], "event_ts": "1700000016.000100"}
+    await harness.event(deleted)
+    # Bolt acknowledges first and handles the event after: poll the knowledge base, bounded.
+    async def gone() -> bool:
+        assert harness.bot is not None
+        return not await harness.bot.service.knowledge.files(key)
+
+    for _ in range(100):
+        if await gone():
+            break
+        await asyncio.sleep(0.02)
+    assert await gone()
+    assert await harness.bot.service.knowledge.search(key, "launch March") == []
+
+
+async def test_an_expired_approval_is_shown(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = replace(harness.settings, approval_timeout=0.5)
+    await harness.start()
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000017.000100"))
+    message = await approval_message(harness, "1700000017.000100")
+
+    def expired() -> bool:
+        return "expired" in json.dumps(harness.slack.messages[message.ts].blocks)
+
+    await harness.slack.wait_until(expired, what="the approval shown as expired")
+    [notice] = await harness.answer(CHANNEL, "1700000017.000100")
+    assert "Nobody approved deploy" in notice
+    assert team_tools.TIMELINE == []
