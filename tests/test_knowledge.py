@@ -222,3 +222,13 @@ async def test_a_file_forgotten_while_indexing_is_not_resurrected(service) -> No
     assert "removed while it was being indexed" in result.message
     assert await service.knowledge.files(CHANNEL) == []
     assert await service.knowledge.search(CHANNEL, "lorem ipsum") == []
+
+
+async def test_chunks_holding_every_word_rank_first(service) -> None:
+    # By any-word BM25 alone, a.txt (two of the words, many times, in a short text) ranks first.
+    await service.knowledge.add(CHANNEL, upload("a.txt", "holiday expire " * 20))
+    await service.knowledge.add(CHANNEL, upload("b.txt", "Unused holiday days expire at the end of March each year."))
+    await service.knowledge.add(CHANNEL, upload("c.txt", "Cats sleep all day."))
+    hits = await service.knowledge.search(CHANNEL, "when do holiday days expire?")
+    # Fewer than five chunks hold every word, so chunks holding any word follow.
+    assert [h.file_name for h in hits] == ["b.txt", "a.txt", "c.txt"]

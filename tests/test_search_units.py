@@ -29,8 +29,10 @@ def test_vector_matrix_finds_the_nearest_rows() -> None:
     assert matrix.matrix.dtype == np.float32
 
 
-def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('holiday "days" OR NEAR(x)') == '"holiday" OR "days" OR "or" OR "near" OR "x"'
+def test_fts_query_quotes_every_word_and_drops_function_words() -> None:
+    assert fts_query('how many holiday "days" OR NEAR(x)?') == '"many" OR "holiday" OR "days" OR "near" OR "x"'
+    assert fts_query("holiday days", every_word=True) == '"holiday" AND "days"'
+    assert fts_query("what is it") == '"what" OR "is" OR "it"'  # nothing else left: keep them
     assert fts_query("  ;; ") is None
 
 

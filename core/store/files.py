@@ -25,14 +25,30 @@ _FILE_COLUMNS = (
     " uploader_name, created_at"
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words that match nearly every chunk: they cost the most to rank and tell BM25 almost nothing.
+STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be because been before being below between both
+    but by can could did do does doing down during each few for from further had has have having he her here
+    hers him his how i if in into is it its itself just me more most my no nor not now of off on once only or
+    other our ours out over own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which while who whom why
+    will with would you your yours""".split()
+)
 
 
-def fts_query(text: str, limit: int = 64) -> str | None:
-    """A query string for FTS5 MATCH: every word quoted (no syntax from users), any word may match."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:limit]
+def query_words(text: str, limit: int = 32) -> list[str]:
+    """The words of a search, lower-cased, once each, function words left out (unless nothing else is left)."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    content = [w for w in words if w not in STOPWORDS]
+    return (content or words)[:limit]
+
+
+def fts_query(text: str, *, every_word: bool = False) -> str | None:
+    """A query string for FTS5 MATCH: every word quoted (no syntax from users); any word, or every word."""
+    words = query_words(text)
     if not words:
         return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    return (" AND " if every_word else " OR ").join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 def _file(row: Sequence[Any]) -> FileRecord:
@@ -226,13 +242,19 @@ class FileStore:
 
         return await self._store.call(any_)
 
-    async def keyword_search(self, channel: str, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score; lower is better) of the channel's best keyword matches."""
-        match = fts_query(query)
-        if match is None:
+    async def keyword_search(
+        self, channel: str, query: str, limit: int, *, enough: int = 5
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
+
+        Chunks holding every word are ranked first, which touches far fewer rows than ranking every
+        chunk holding any word; only when fewer than ``enough`` hold them all is any word enough.
+        """
+        every, any_ = fts_query(query, every_word=True), fts_query(query)
+        if every is None or any_ is None:
             return []
 
-        def search(db: Database) -> list[tuple[int, float]]:
+        def ranked(db: Database, match: str) -> list[tuple[int, float]]:
             rows = db.execute(
                 "SELECT chunks.id, bm25(chunks_fts) AS score FROM chunks_fts"
                 " JOIN chunks ON chunks.id = chunks_fts.rowid"
@@ -240,6 +262,13 @@ class FileStore:
                 [match, channel, limit],
             ).fetchall()
             return [(int(r[0]), float(r[1])) for r in rows]
+
+        def search(db: Database) -> list[tuple[int, float]]:
+            best = ranked(db, every)
+            if len(best) >= enough or every == any_:
+                return best
+            seen = {chunk_id for chunk_id, _ in best}
+            return best + [row for row in ranked(db, any_) if row[0] not in seen][: limit - len(best)]
 
         return await self._store.call(search)
 
