@@ -335,6 +335,7 @@ async def test_a_deleted_file_leaves_the_knowledge_base(harness: Harness) -> Non
     assert await harness.bot.service.knowledge.search(key, "launch March")
     deleted = {"type": "file_deleted", "file_id": "F_GONE", "channel_ids": [CHANNEL], "event_ts": "1700000016.000100"}
     await harness.event(deleted)
+
     # Bolt acknowledges first and handles the event after: poll the knowledge base, bounded.
     async def gone() -> bool:
         assert harness.bot is not None

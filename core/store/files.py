@@ -26,14 +26,14 @@ _FILE_COLUMNS = (
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that match nearly every chunk: they cost the most to rank and tell BM25 almost nothing.
-STOPWORDS = frozenset(
-    """a about above after again all am an and any are as at be because been before being below between both
+_STOPWORD_TEXT = """a about above after again all am an and any are as at be because been before being below
+    between both
     but by can could did do does doing down during each few for from further had has have having he her here
     hers him his how i if in into is it its itself just me more most my no nor not now of off on once only or
     other our ours out over own same she should so some such than that the their theirs them then there these
     they this those through to too under until up very was we were what when where which while who whom why
-    will with would you your yours""".split()
-)
+    will with would you your yours"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def query_words(text: str, limit: int = 32) -> list[str]:
@@ -242,9 +242,7 @@ class FileStore:
 
         return await self._store.call(any_)
 
-    async def keyword_search(
-        self, channel: str, query: str, limit: int, *, enough: int = 5
-    ) -> list[tuple[int, float]]:
+    async def keyword_search(self, channel: str, query: str, limit: int, *, enough: int = 5) -> list[tuple[int, float]]:
         """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
 
         Chunks holding every word are ranked first, which touches far fewer rows than ranking every
