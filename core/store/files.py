@@ -46,9 +46,11 @@ def query_words(text: str, limit: int = 32) -> list[str]:
 def fts_query(text: str, *, every_word: bool = False) -> str | None:
     """A query string for FTS5 MATCH: every word quoted (no syntax from users); any word, or every word."""
     words = query_words(text)
-    if not words:
-        return None
-    return (" AND " if every_word else " OR ").join('"' + w.replace('"', '""') + '"' for w in words)
+    return _match(words, "AND" if every_word else "OR") if words else None
+
+
+def _match(words: list[str], operator: str) -> str:
+    return f" {operator} ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 def _file(row: Sequence[Any]) -> FileRecord:
@@ -245,12 +247,18 @@ class FileStore:
     async def keyword_search(self, channel: str, query: str, limit: int, *, enough: int = 5) -> list[tuple[int, float]]:
         """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
 
-        Chunks holding every word are ranked first, which touches far fewer rows than ranking every
-        chunk holding any word; only when fewer than ``enough`` hold them all is any word enough.
+        Ranking every chunk that holds any word of a question means scoring most of a large channel,
+        so the search narrows first: chunks holding every word; then, while fewer than ``enough`` are
+        found, chunks holding all words but one; and only then chunks holding any word.
         """
-        every, any_ = fts_query(query, every_word=True), fts_query(query)
-        if every is None or any_ is None:
+        words = query_words(query)
+        if not words:
             return []
+        steps = [_match(words, "AND")]
+        if len(words) >= 3:
+            steps.append(" OR ".join(f"({_match(words[:i] + words[i + 1 :], 'AND')})" for i in range(len(words))))
+        if len(words) >= 2:
+            steps.append(_match(words, "OR"))
 
         def ranked(db: Database, match: str) -> list[tuple[int, float]]:
             rows = db.execute(
@@ -262,11 +270,14 @@ class FileStore:
             return [(int(r[0]), float(r[1])) for r in rows]
 
         def search(db: Database) -> list[tuple[int, float]]:
-            best = ranked(db, every)
-            if len(best) >= enough or every == any_:
-                return best
-            seen = {chunk_id for chunk_id, _ in best}
-            return best + [row for row in ranked(db, any_) if row[0] not in seen][: limit - len(best)]
+            found: list[tuple[int, float]] = []
+            seen: set[int] = set()
+            for match in steps:
+                found += [row for row in ranked(db, match) if row[0] not in seen]
+                seen = {chunk_id for chunk_id, _ in found}
+                if len(found) >= enough:
+                    break
+            return found[:limit]
 
         return await self._store.call(search)
 
