@@ -644,3 +644,23 @@ def test_every_format_is_reachable_through_extract() -> None:
     kinds = {extract(name, build()).kind for name, build in builders.items()}
 
     assert kinds == {"pdf", "docx", "pptx", "xlsx", "text", "markdown", "csv", "json", "html", "code"}
+
+
+def test_html_page_furniture_and_permalink_signs_are_left_out() -> None:
+    page = b"""<html><body>
+    <div class="related" role="navigation"><a href="index.html">index</a> | modules</div>
+    <div class="body"><h1>json \xe2\x80\x94 JSON encoder<a class="headerlink" href="#json">\xc2\xb6</a></h1>
+    <p>Encode Python objects.</p>
+    <h2>Basic Usage<a class="headerlink" href="#basic">\xc2\xb6</a></h2><p>Use dumps.</p></div>
+    <div class="sphinxsidebar"><h3>Table of Contents</h3><p>Previous topic</p></div>
+    <div class="footer">Copyright 2001</div>
+    </body></html>"""
+    extracted = extract("json.html", page)
+    assert [s.location for s in extracted.sections] == [
+        "json \u2014 JSON encoder",
+        "json \u2014 JSON encoder > Basic Usage",
+    ]
+    text = " ".join(s.text for s in extracted.sections)
+    assert "Use dumps." in text
+    for furniture in ("modules", "Previous topic", "Copyright", "\u00b6"):
+        assert furniture not in text

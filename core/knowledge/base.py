@@ -204,12 +204,14 @@ class KnowledgeBase:
 
     async def search(self, channel: str, query: str, k: int = 5) -> list[ChunkHit]:
         """The channel's ``k`` best chunks for ``query``: BM25, fused with embeddings when there are any."""
-        keyword = [chunk_id for chunk_id, _ in await self._files.keyword_search(channel, query, CANDIDATES)]
-        rankings = [keyword]
-        if self.embedding_model:
-            semantic = await self._semantic(channel, query)
-            if semantic:
-                rankings.append(semantic)
+        if self.embedding_model:  # the keyword search and the query's embedding at once
+            matches, semantic = await asyncio.gather(
+                self._files.keyword_search(channel, query, CANDIDATES), self._semantic(channel, query)
+            )
+        else:
+            matches, semantic = await self._files.keyword_search(channel, query, CANDIDATES), []
+        keyword = [chunk_id for chunk_id, _ in matches]
+        rankings = [keyword, semantic] if semantic else [keyword]
         fused = reciprocal_rank_fusion(rankings)[:k] if len(rankings) > 1 else [(i, 0.0) for i in keyword[:k]]
         hits = await self._files.hits([chunk_id for chunk_id, _ in fused])
         return [

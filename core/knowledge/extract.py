@@ -616,8 +616,18 @@ _BLOCK_TAGS = frozenset({
 })
 # fmt: on
 _CELL_TAGS = frozenset({"td", "th"})
+# Page furniture around the content: navigation, sidebars, footers, permalink signs.
+_FURNITURE_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
+_FURNITURE_CLASS = re.compile(r"(^|[-_ ])(sidebar|sphinxsidebar|related|footer|breadcrumbs?|headerlink|toc)($|[-_ ])")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _END_OF_BLOCK = object()
+
+
+def _is_furniture(node: Any) -> bool:
+    if str(node.get("role") or "").lower() in _FURNITURE_ROLES:
+        return True
+    classes = node.get("class") or []
+    return any(_FURNITURE_CLASS.search(str(c).lower()) for c in classes)
 
 
 def _extract_html(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
@@ -647,10 +657,12 @@ def _extract_html(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
         elif node is _END_OF_BLOCK:
             end_line()
         elif isinstance(node, Tag):
-            if node.name in _DROPPED_TAGS:
+            if node.name in _DROPPED_TAGS or _is_furniture(node):
                 continue
             if node.name in _HEADINGS:
-                title = re.sub(r"\s+", " ", node.get_text(" ")).strip()
+                for permalink in node.find_all("a", class_="headerlink"):
+                    permalink.decompose()
+                title = re.sub(r"\s+", " ", node.get_text(" ")).strip().rstrip("¶").strip()
                 if title:
                     end_line()
                     outline.heading(_HEADINGS[node.name], title)
