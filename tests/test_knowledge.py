@@ -232,3 +232,23 @@ async def test_chunks_holding_every_word_rank_first(service) -> None:
     hits = await service.knowledge.search(CHANNEL, "when do holiday days expire?")
     # Fewer than five chunks hold every word, so chunks holding any word follow.
     assert [h.file_name for h in hits] == ["b.txt", "a.txt", "c.txt"]
+
+
+async def test_chunks_of_a_file_still_being_indexed_are_not_searchable(service) -> None:
+    from core.store.files import FileStore
+
+    files = FileStore(service.store)
+    record = await files.create(
+        channel=CHANNEL, name="half.txt", size=10, sha256="cd", mime=None,
+        uploader_id=None, uploader_name=None, platform_file_id=None, link=None,
+    )  # fmt: skip
+    await service.store.call(
+        lambda db: db.execute(
+            "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens) VALUES (?, ?, 0, '', ?, 5)",
+            [record.id, CHANNEL, "the rocket launches at dawn"],
+        )
+    )
+    assert await service.knowledge.search(CHANNEL, "rocket launches") == []
+    await files.fail_interrupted("interrupted")
+    count = await service.store.call(lambda db: db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+    assert count == 0

@@ -25,6 +25,7 @@ _FILE_COLUMNS = (
     " uploader_name, created_at"
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+CHUNK_BATCH = 500  # chunks written per transaction
 # Words that match nearly every chunk: they cost the most to rank and tell BM25 almost nothing.
 _STOPWORD_TEXT = """a about above after again all am an and any are as at be because been before being below
     between both
@@ -113,6 +114,8 @@ class FileStore:
 
         def fail(db: Database) -> list[FileRecord]:
             rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'in_progress'").fetchall()
+            for row in rows:
+                _delete_chunks(db, row[0])
             db.execute(
                 "UPDATE files SET status = 'failed', error = ?, completed_at = ? WHERE status = 'in_progress'",
                 [reason, time.time()],
@@ -145,13 +148,46 @@ class FileStore:
         model: str | None = None,
         dim: int = 0,
     ) -> tuple[FileRecord, list[FileRecord]] | None:
-        """Store a file's chunks (and embeddings) and mark it completed, in one transaction.
+        """Store a file's chunks (and embeddings), then mark it completed.
 
-        Older files of the same name in the channel are replaced: returns (the file, the replaced ones),
-        or None when the file was removed while it was being indexed.
+        Chunks go in in batches, each a short transaction, so a large file never holds the store
+        (and every other channel) for long; they are not searchable until the file is completed.
+        Older files of the same name in the channel are replaced: returns (the file, the replaced
+        ones), or None when the file was removed while it was being indexed.
         """
+        if vectors is not None and len(vectors) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        for start in range(0, len(chunks), CHUNK_BATCH):
+            batch = list(enumerate(chunks[start : start + CHUNK_BATCH], start=start))
+            blobs = vectors[start : start + CHUNK_BATCH] if vectors is not None and model is not None else None
 
-        def complete(db: Database) -> tuple[FileRecord, list[FileRecord]] | None:
+            def insert(db: Database, batch: list[tuple[int, NewChunk]] = batch, blobs: Any = blobs) -> bool:
+                row = db.execute(
+                    "SELECT channel FROM files WHERE id = ? AND status = 'in_progress'", [file_id]
+                ).fetchone()
+                if row is None:
+                    return False
+                with db.atomic():
+                    ids = []
+                    for ordinal, (location, text, tokens) in batch:
+                        cursor = db.execute(
+                            "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            [file_id, row[0], ordinal, location, text, tokens],
+                        )
+                        ids.append(int(cursor.lastrowid or 0))
+                    if blobs is not None:
+                        db.conn.executemany(
+                            "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            [(i, row[0], model, dim, v) for i, v in zip(ids, blobs, strict=True)],
+                        )
+                return True
+
+            if not await self._store.call(insert):
+                return None
+
+        def finish(db: Database) -> tuple[FileRecord, list[FileRecord]] | None:
             row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
             if row is None:
                 return None
@@ -167,31 +203,18 @@ class FileStore:
                 ]
                 for old in replaced:
                     _delete_file(db, old.id)
-                ids = []
-                for ordinal, (location, text, tokens) in enumerate(chunks):
-                    cursor = db.execute(
-                        "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [file_id, record.channel, ordinal, location, text, tokens],
-                    )
-                    ids.append(int(cursor.lastrowid or 0))
-                if vectors is not None and model is not None:
-                    db.conn.executemany(
-                        "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        [(i, record.channel, model, dim, v) for i, v in zip(ids, vectors, strict=True)],
-                    )
                 db.execute(
-                    "UPDATE files SET status = 'completed', kind = ?, pages = ?, chunk_count = ?, completed_at = ?"
-                    " WHERE id = ?",
-                    [kind, pages, len(ids), time.time(), file_id],
+                    "UPDATE files SET status = 'completed', kind = ?, pages = ?, completed_at = ?,"
+                    " chunk_count = (SELECT count(*) FROM chunks WHERE file_id = ?) WHERE id = ?",
+                    [kind, pages, time.time(), file_id, file_id],
                 )
             return _get(db, file_id), replaced
 
-        return await self._store.call(complete)
+        return await self._store.call(finish)
 
     async def fail(self, file_id: str, error: str, kind: str | None = None) -> FileRecord:
         def fail(db: Database) -> FileRecord:
+            _delete_chunks(db, file_id)
             db.execute(
                 "UPDATE files SET status = 'failed', error = ?, kind = coalesce(?, kind), completed_at = ?"
                 " WHERE id = ?",
@@ -264,6 +287,7 @@ class FileStore:
             rows = db.execute(
                 "SELECT chunks.id, bm25(chunks_fts) AS score FROM chunks_fts"
                 " JOIN chunks ON chunks.id = chunks_fts.rowid"
+                " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
                 " WHERE chunks_fts MATCH ? AND chunks.channel = ? ORDER BY score LIMIT ?",
                 [match, channel, limit],
             ).fetchall()
@@ -286,7 +310,10 @@ class FileStore:
 
         def load(db: Database) -> tuple[list[int], list[bytes], int]:
             rows = db.execute(
-                "SELECT chunk_id, vector, dim FROM embeddings WHERE channel = ? AND model = ? ORDER BY chunk_id",
+                "SELECT embeddings.chunk_id, embeddings.vector, embeddings.dim FROM embeddings"
+                " JOIN chunks ON chunks.id = embeddings.chunk_id"
+                " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
+                " WHERE embeddings.channel = ? AND embeddings.model = ? ORDER BY embeddings.chunk_id",
                 [channel, model],
             ).fetchall()
             dims = {int(r[2]) for r in rows}
@@ -347,7 +374,11 @@ def _get(db: Database, file_id: str) -> FileRecord:
     return _file(row)
 
 
-def _delete_file(db: Database, file_id: str) -> None:
+def _delete_chunks(db: Database, file_id: str) -> None:
     db.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id = ?)", [file_id])
     db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
+
+
+def _delete_file(db: Database, file_id: str) -> None:
+    _delete_chunks(db, file_id)
     db.execute("DELETE FROM files WHERE id = ?", [file_id])
