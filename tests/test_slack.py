@@ -363,3 +363,16 @@ async def test_an_expired_approval_is_shown(harness: Harness) -> None:
     [notice] = await harness.answer(CHANNEL, "1700000017.000100")
     assert "Nobody approved deploy" in notice
     assert team_tools.TIMELINE == []
+
+
+async def test_messages_reach_the_core_in_the_order_they_came(harness: Harness) -> None:
+    harness.slack.fail_next("users.info", retry_after=1)  # the first person's name takes a while to look up
+    await harness.event(app_mention(CHANNEL, "U_NEW", "<@U_BOT> first", "1700000018.000100"))
+    await harness.slack.wait_for("users.info")
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> second", "1700000019.000100"))
+    await harness.answer(CHANNEL, "1700000018.000100")
+    await harness.answer(CHANNEL, "1700000019.000100")
+    assert harness.bot is not None
+    store = harness.bot.service.store
+    messages = await store.thread_messages(await store.current_thread(f"slack:{TEAM_ID}:{CHANNEL}"))
+    assert [m.text for m in messages if m.role == "user"] == ["first", "second"]

@@ -80,8 +80,12 @@ class SlackAdapter:
         if not text:
             return
         key = channel_key(team_id, channel_id)
-        author = Author(id=user, name=await self._name(user))
+        # Post before any other Slack call, so that messages reach the core in the order they came:
+        # a name not yet known is looked up afterwards, for the person's next message.
+        author = Author(id=user, name=self._names.get(user, user))
         handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
+        if user not in self._names:
+            await self._name(user)
         if handle is None:  # Slack delivered this message before
             return
         await self._react(channel_id, ts, add=True)

@@ -33,11 +33,15 @@ _log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 
 
-def web_client(settings: SlackSettings) -> AsyncWebClient:
-    """The Web API client: retries 429s after Retry-After, and dropped connections."""
+def web_client(settings: SlackSettings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """The Web API client: retries 429s after Retry-After, and dropped connections.
+
+    Give it a long-lived ``session``: without one, slack_sdk opens a new connection for every call.
+    """
     return AsyncWebClient(
         token=settings.bot_token,
         base_url=settings.api_url,
+        session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5), AsyncConnectionErrorRetryHandler()],
     )
 
@@ -56,7 +60,8 @@ class SlackBot:
     async def start(cls, settings: Settings, slack: SlackSettings) -> SlackBot:
         """Check the token, open the core, and start serving (HTTP on ``slack.port``, or Socket Mode)."""
         async with AsyncExitStack() as stack:
-            client = web_client(slack)
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            client = web_client(slack, http)
             try:
                 auth = await client.auth_test()
             except SlackApiError as exc:
@@ -65,7 +70,6 @@ class SlackBot:
                     f"Slack refused SLACK_BOT_TOKEN ({error}). Copy the Bot User OAuth Token again from the "
                     "app's OAuth & Permissions page, and make sure the app is installed to the workspace."
                 ) from None
-            http = await stack.enter_async_context(aiohttp.ClientSession())
             adapter_box: list[SlackAdapter] = []
 
             async def notify(channel: str, text: str) -> None:

@@ -265,6 +265,13 @@ class SlackReply:
 
     async def _finish_message(self) -> None:
         """Send everything pending and close the current message."""
+        async with self._sending:
+            stream = self._stream
+            if stream is not None and self._pending and len(self._sent) + len(self._pending) <= STREAM_LIMIT:
+                # The last words go with chatStopStream: one call, not two.
+                text, self._pending = self._pending, ""
+                self._stream, self._sent = None, ""
+                await stream.stop(markdown_text=text)
         await self._send_pending()
         if self._stream is not None:
             await self._stop_stream()

@@ -1,0 +1,154 @@
+"""The scripted model of the Slack benchmarks, in its own process: a wait for the first token, then a steady pace.
+
+``python -m bench.slack_model_server --delay 0.5 --chunk-delay 0.02 --words 60``: starts
+:class:`FakeOpenAI` on 127.0.0.1, prints one JSON line ``{"base_url": ...}``, then answers one-line
+commands on stdin (the same as :mod:`bench.fake_server`'s, plus ``arrivals``):
+
+* ``stats``: ``{"chat_requests": n, "distinct_bodies": k}`` since the last reset;
+* ``bodies``: ``{"bodies": [...]}``, every chat request body since the last reset, in arrival order;
+* ``arrivals``: ``{"arrivals": [[tag, monotonic seconds], ...]}``, when each chat request arrived
+  (``time.monotonic()``, CLOCK_MONOTONIC: comparable with the other processes' stamps on Linux);
+* ``served``: ``{"served": [...]}``, seconds each chat request took to serve, to the end of its stream;
+* ``reset``: forget the requests seen so far.
+
+Every answer is ``--words`` words long and streamed as :class:`FakeOpenAI` streams: ``--delay``
+seconds after the request, then four characters a chunk with ``--chunk-delay`` seconds between
+chunks (0.02 s: 200 characters, about 50 tokens, a second). It starts ``Answer #<tag>:``, where
+``<tag>`` is the first ``#word`` of the person's message, so each answer says which message it
+answers; tags of one width give answers of one length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from bench.common import REPO, ModelServer
+from bench.fake_server import request_digest
+from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
+
+__all__ = ["message_tag", "reply_text", "slack_model_server"]
+
+FILLER_TEXT = (
+    "here is a plain answer that stands in for what a model would write in a team chat "
+    "it carries no meaning and only has a realistic length so the words keep coming at a steady pace"
+)
+FILLER = FILLER_TEXT.split()
+_TAG = re.compile(r"#([A-Za-z0-9_-]+)")
+
+
+def message_tag(text: str) -> str:
+    """The first ``#word`` of a message (without the ``#``), or ``none``."""
+    found = _TAG.search(text)
+    return found.group(1) if found else "none"
+
+
+def reply_text(user_text: str, words: int) -> str:
+    """What the scripted model answers to ``user_text``: ``words`` words, the first two naming its tag."""
+    head = ["Answer", f"#{message_tag(user_text)}:"]
+    body = list(itertools.islice(itertools.cycle(FILLER), max(0, words - len(head))))
+    return " ".join(head + body) + "."
+
+
+class TimedOpenAI(FakeOpenAI):
+    """FakeOpenAI that also records how long it took to serve each request (to the end of its stream)."""
+
+    served: list[float]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        start = time.monotonic()
+        response = await super()._chat(request)
+        self.served.append(time.monotonic() - start)
+        return response
+
+
+async def serve(delay: float, chunk_delay: float, words: int) -> None:
+    arrivals: list[tuple[str, float]] = []
+
+    def script(request: dict[str, Any]) -> Reply:
+        text = last_user_text(request)
+        arrivals.append((message_tag(text), time.monotonic()))
+        return Reply(text=reply_text(text, words), delay=delay, chunk_delay=chunk_delay)
+
+    fake = TimedOpenAI(script)
+    fake.served = []
+    async with fake:
+        print(json.dumps({"base_url": fake.base_url}), flush=True)
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            command = line.strip()
+            chats = fake.chat_requests
+            if command == "stats":
+                digests = {request_digest(b) for b in chats}
+                answer: dict[str, Any] = {"chat_requests": len(chats), "distinct_bodies": len(digests)}
+            elif command == "bodies":
+                answer = {"bodies": chats}
+            elif command == "arrivals":
+                answer = {"arrivals": arrivals}
+            elif command == "served":
+                answer = {"served": fake.served}
+            elif command == "reset":
+                fake.requests.clear()
+                fake.served.clear()
+                arrivals.clear()
+                answer = {"ok": True}
+            else:
+                answer = {"error": f"unknown command {command!r}"}
+            print(json.dumps(answer), flush=True)
+
+
+@contextlib.asynccontextmanager
+async def slack_model_server(*, delay: float, chunk_delay: float, words: int) -> AsyncIterator[ModelServer]:
+    """Run this module's server in a child process for the length of the block."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.slack_model_server",
+        "--delay",
+        str(delay),
+        "--chunk-delay",
+        str(chunk_delay),
+        "--words",
+        str(words),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        limit=256 * 1024 * 1024,
+    )
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        if not first:
+            raise RuntimeError("the model server did not start (see its error output above)")
+        yield ModelServer(json.loads(first)["base_url"], process)
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds before the first chunk")
+    parser.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between 4-character chunks")
+    parser.add_argument("--words", type=int, default=60, help="words in every answer")
+    args = parser.parse_args()
+    asyncio.run(serve(args.delay, args.chunk_delay, args.words))
+
+
+if __name__ == "__main__":
+    main()
