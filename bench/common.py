@@ -29,6 +29,7 @@ __all__ = [
     "LagTicker",
     "ModelServer",
     "bench_settings",
+    "child_server",
     "forbid_non_loopback",
     "machine",
     "model_server",
@@ -117,26 +118,22 @@ class ModelServer:
 
 
 @contextlib.asynccontextmanager
-async def model_server(*, reply_chars: int, chunk_delay: float) -> AsyncIterator[ModelServer]:
+async def child_server(
+    args: Sequence[str], *, what: str, start_timeout: float = 30, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[dict[str, Any], asyncio.subprocess.Process]]:
+    """A stand-in server in a child process that prints one JSON line (its addresses) when ready.
+
+    Yields (that line, the process); at the end its standard input is closed (it exits) or it is killed.
+    """
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.fake_server",
-        "--reply-chars",
-        str(reply_chars),
-        "--chunk-delay",
-        str(chunk_delay),
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        limit=256 * 1024 * 1024,
+        *args, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=256 * 1024 * 1024
     )
     try:
         assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        first = await asyncio.wait_for(process.stdout.readline(), timeout=start_timeout)
         if not first:
-            raise RuntimeError("the model server did not start (see its error output above)")
-        yield ModelServer(json.loads(first)["base_url"], process)
+            raise RuntimeError(f"the {what} did not start (see its error output above)")
+        yield json.loads(first), process
     finally:
         if process.stdin is not None:
             process.stdin.close()
@@ -145,6 +142,13 @@ async def model_server(*, reply_chars: int, chunk_delay: float) -> AsyncIterator
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def model_server(*, reply_chars: int, chunk_delay: float) -> AsyncIterator[ModelServer]:
+    args = [sys.executable, "-m", "bench.fake_server", "--reply-chars", str(reply_chars)]
+    async with child_server([*args, "--chunk-delay", str(chunk_delay)], what="model server") as (hello, process):
+        yield ModelServer(hello["base_url"], process)
 
 
 def bench_settings(base_url: str, db_path: Path, **overrides: Any) -> Settings:

@@ -56,6 +56,7 @@ from bench.common import (
     REPO,
     ModelServer,
     bench_settings,
+    child_server,
     forbid_non_loopback,
     machine,
     summary,
@@ -219,23 +220,8 @@ async def embedding_server(
 ) -> AsyncIterator[ModelServer]:
     """An embeddings server in a child process on 127.0.0.1: FakeOpenAI, or ``argv`` speaking the same protocol."""
     command = list(argv or [sys.executable, "-m", "bench.ingest", "--serve-embeddings", str(dim)])
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, limit=64 * 1024 * 1024
-    )
-    try:
-        assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), timeout=300)
-        if not first:
-            raise RuntimeError("the embedding server did not start (see its error output above)")
-        yield ModelServer(json.loads(first)["base_url"], process)
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    async with child_server(command, what="embedding server", start_timeout=300, env=env) as (hello, process):
+        yield ModelServer(hello["base_url"], process)
 
 
 # -- timing one add -----------------------------------------------------------------------------------

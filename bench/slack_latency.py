@@ -39,7 +39,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +52,7 @@ import openai
 from slack_sdk.web.async_client import AsyncWebClient
 
 import bots.slack.app
-from bench.common import REPO, ModelServer, bench_settings, forbid_non_loopback, machine, summary, write_result
+from bench.common import ModelServer, bench_settings, child_server, forbid_non_loopback, machine, summary, write_result
 from bench.fake_server import request_digest
 from bench.slack_model_server import message_tag, reply_text, slack_model_server
 from bots.slack.adapter import SlackAdapter
@@ -296,33 +295,9 @@ class SlackProcess:
 @contextlib.asynccontextmanager
 async def slack_process(rtt: float = 0.0) -> AsyncIterator[SlackProcess]:
     """The Slack side in a child process; ``rtt`` > 0 puts a simulated network in front of its Web API."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.slack_latency",
-        "--serve-slack",
-        "--slack-rtt-ms",
-        str(rtt * 1000),
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        limit=256 * 1024 * 1024,
-    )
-    try:
-        assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        if not first:
-            raise RuntimeError("the Slack process did not start (see its error output above)")
-        hello = json.loads(first)
+    args = [sys.executable, "-m", "bench.slack_latency", "--serve-slack", "--slack-rtt-ms", str(rtt * 1000)]
+    async with child_server(args, what="Slack process") as (hello, process):
         yield SlackProcess(hello["api_url"], hello["bot_token"], process)
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import contextlib
 import itertools
 import json
 import re
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -34,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import REPO, ModelServer
+from bench.common import ModelServer, child_server
 from bench.fake_server import request_digest
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 
@@ -110,35 +109,10 @@ async def serve(delay: float, chunk_delay: float, words: int) -> None:
 @contextlib.asynccontextmanager
 async def slack_model_server(*, delay: float, chunk_delay: float, words: int) -> AsyncIterator[ModelServer]:
     """Run this module's server in a child process for the length of the block."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.slack_model_server",
-        "--delay",
-        str(delay),
-        "--chunk-delay",
-        str(chunk_delay),
-        "--words",
-        str(words),
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        limit=256 * 1024 * 1024,
-    )
-    try:
-        assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        if not first:
-            raise RuntimeError("the model server did not start (see its error output above)")
-        yield ModelServer(json.loads(first)["base_url"], process)
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    args = [sys.executable, "-m", "bench.slack_model_server", "--delay", str(delay)]
+    args += ["--chunk-delay", str(chunk_delay), "--words", str(words)]
+    async with child_server(args, what="model server") as (hello, process):
+        yield ModelServer(hello["base_url"], process)
 
 
 def main() -> None:
