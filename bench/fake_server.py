@@ -18,11 +18,12 @@ import asyncio
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 
-__all__ = ["reply_text", "request_digest"]
+__all__ = ["answer_commands", "reply_text", "request_digest"]
 
 FILLER = (
     "Here is a short, plain answer that stands in for what a model would write in a team chat. "
@@ -48,21 +49,37 @@ async def serve(reply_chars: int, chunk_delay: float) -> None:
         return Reply(text=reply_text(last_user_text(request), reply_chars), chunk_delay=chunk_delay)
 
     async with FakeOpenAI(script) as fake:
-        print(json.dumps({"base_url": fake.base_url}), flush=True)
-        while line := await asyncio.to_thread(sys.stdin.readline):
-            command = line.strip()
-            chats = fake.chat_requests
-            if command == "stats":
-                digests = {request_digest(b) for b in chats}
-                answer: dict[str, Any] = {"chat_requests": len(chats), "distinct_bodies": len(digests)}
-            elif command == "bodies":
-                answer = {"bodies": chats}
-            elif command == "reset":
-                fake.requests.clear()
-                answer = {"ok": True}
-            else:
-                answer = {"error": f"unknown command {command!r}"}
-            print(json.dumps(answer), flush=True)
+        await answer_commands(fake)
+
+
+async def answer_commands(
+    fake: FakeOpenAI,
+    extra: dict[str, Callable[[], dict[str, Any]]] | None = None,
+    on_reset: Callable[[], None] | None = None,
+) -> None:
+    """Print the server's address, then answer one-line commands on stdin until it closes.
+
+    ``stats``, ``bodies`` and ``reset`` always; ``extra`` adds commands of a server's own.
+    """
+    print(json.dumps({"base_url": fake.base_url}), flush=True)
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        command = line.strip()
+        chats = fake.chat_requests
+        answer: dict[str, Any]
+        if command == "stats":
+            answer = {"chat_requests": len(chats), "distinct_bodies": len({request_digest(b) for b in chats})}
+        elif command == "bodies":
+            answer = {"bodies": chats}
+        elif command == "reset":
+            fake.requests.clear()
+            if on_reset is not None:
+                on_reset()
+            answer = {"ok": True}
+        elif extra and command in extra:
+            answer = extra[command]()
+        else:
+            answer = {"error": f"unknown command {command!r}"}
+        print(json.dumps(answer), flush=True)
 
 
 def main() -> None:

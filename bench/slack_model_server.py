@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import re
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import ModelServer, child_server
-from bench.fake_server import request_digest
+from bench.fake_server import answer_commands
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 
 __all__ = ["message_tag", "reply_text", "slack_model_server"]
@@ -82,28 +81,15 @@ async def serve(delay: float, chunk_delay: float, words: int) -> None:
 
     fake = TimedOpenAI(script)
     fake.served = []
+
+    def reset() -> None:
+        fake.served.clear()
+        arrivals.clear()
+
     async with fake:
-        print(json.dumps({"base_url": fake.base_url}), flush=True)
-        while line := await asyncio.to_thread(sys.stdin.readline):
-            command = line.strip()
-            chats = fake.chat_requests
-            if command == "stats":
-                digests = {request_digest(b) for b in chats}
-                answer: dict[str, Any] = {"chat_requests": len(chats), "distinct_bodies": len(digests)}
-            elif command == "bodies":
-                answer = {"bodies": chats}
-            elif command == "arrivals":
-                answer = {"arrivals": arrivals}
-            elif command == "served":
-                answer = {"served": fake.served}
-            elif command == "reset":
-                fake.requests.clear()
-                fake.served.clear()
-                arrivals.clear()
-                answer = {"ok": True}
-            else:
-                answer = {"error": f"unknown command {command!r}"}
-            print(json.dumps(answer), flush=True)
+        await answer_commands(
+            fake, {"arrivals": lambda: {"arrivals": arrivals}, "served": lambda: {"served": fake.served}}, reset
+        )
 
 
 @contextlib.asynccontextmanager
