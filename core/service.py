@@ -60,6 +60,7 @@ NO_MODEL_MESSAGE = (
     "OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a local OpenAI-compatible server) and restart it."
 )
 RESTART_REASON = "Threadline stopped while this run was queued or in progress."
+STOPPED_MESSAGE = "I was stopped (the bot is restarting) before I could answer this. Your message is saved; ask again."
 SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
 
 
@@ -131,13 +132,20 @@ class Threadline:
         return service
 
     async def close(self) -> None:
-        """Stop every lane (runs in progress end ``failed``), then release connections."""
+        """Stop every lane, end the runs this process was answering (each one's watchers are told), release all.
+
+        A run waiting for approval stays paused: its buttons keep working after the next start.
+        """
         self._closing = True
         lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in lanes:
             task.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
         self._lanes.clear()
+        for run_id in list(self._handles):  # queued runs (one in progress was ended by its lane)
+            run = await self.store.get_run(run_id)
+            if run.status in ("queued", "in_progress", "cancelling"):
+                await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
         await self.knowledge.close()
         await self._models.close()
         await self._http.close()
@@ -372,9 +380,7 @@ class Threadline:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            await self._end(
-                run, "failed", "The bot was stopped while answering. Please ask again.", SHUTDOWN_REASON, []
-            )
+            await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
             raise
         finally:
             lane.segment, lane.segment_run = None, None

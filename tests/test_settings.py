@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_env_example_documents_every_variable_read() -> None:
-    source = (ROOT / "core" / "settings.py").read_text() + (ROOT / "bots" / "slack" / "config.py").read_text()
-    read = set(re.findall(r'"((?:THREADLINE|OPENAI|SMTP|OPEN_METEO|SLACK)_[A-Z_]+|PORT)"', source))
+    configs = [
+        ROOT / "core" / "settings.py",
+        ROOT / "bots" / "slack" / "config.py",
+        ROOT / "bots" / "discord" / "config.py",
+    ]
+    source = "".join(path.read_text() for path in configs)
+    read = set(re.findall(r'"((?:THREADLINE|OPENAI|SMTP|OPEN_METEO|SLACK|DISCORD)_[A-Z_]+|PORT)"', source))
     documented = set(dotenv_values(ROOT / ".env.example"))
     assert read <= documented, f"missing from .env.example: {sorted(read - documented)}"
 

@@ -12,13 +12,14 @@ import logging
 import mimetypes
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
+from bots.formatting import format_sources
 from core.commands import handle_command, is_command
 from core.errors import ConfigError
-from core.events import Event, Source
+from core.events import Event
 from core.handles import RunHandle
 from core.knowledge.base import Upload
 from core.logs import configure_logging
@@ -165,7 +166,7 @@ class ConsoleChannel:
                 elif not streamed or not self._live:
                     self.say(event.text)
                 if event.sources:
-                    self.say(format_sources(event.sources))
+                    self.say(format_sources(event.sources, "plain"))
                 return False
             case "run_failed":
                 if streamed:
@@ -178,14 +179,6 @@ class ConsoleChannel:
 def _read_local_file(argument: str) -> tuple[Path, bytes]:
     path = Path(argument).expanduser().resolve()
     return path, path.read_bytes()
-
-
-def format_sources(sources: Sequence[Source]) -> str:
-    lines = ["Sources:"]
-    for source in sources:
-        where = f", {source.location}" if source.location else ""
-        lines.append(f"  [{source.number}] {source.file_name}{where}")
-    return "\n".join(lines)
 
 
 async def main() -> int:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +20,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.formatting import LinkStyle, format_sources, pretty_arguments
 from bots.text import split_message
-from core.events import ApprovalRequired, ApprovalResolved, Event, Source
+from core.events import ApprovalRequired, ApprovalResolved, Event
 from core.handles import RunHandle
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "SlackReply",
     "approval_blocks",
     "decided_blocks",
-    "format_sources",
     "to_mrkdwn",
 ]
 
@@ -44,30 +42,10 @@ POST_LIMIT = 3900  # characters a posted message carries comfortably (Slack trun
 STREAM_LIMIT = 11000  # a streamed message is closed and a new one started past this
 STREAM_INTERVAL = 0.4  # seconds between appendStream calls (tier 4)
 UPDATE_INTERVAL = 1.2  # seconds between chat.update calls (tier 3)
-ARGUMENTS_LIMIT = 2500
 
 
 def to_mrkdwn(markdown: str) -> str:
     return str(SlackMarkdownConverter().convert(markdown))
-
-
-def format_sources(sources: Sequence[Source], *, markdown: bool) -> str:
-    lines = ["*Sources*" if not markdown else "**Sources**"]
-    for s in sources:
-        where = f", {s.location}" if s.location else ""
-        name = s.file_name
-        if s.link:
-            name = f"[{s.file_name}]({s.link})" if markdown else f"<{s.link}|{s.file_name}>"
-        lines.append(f"[{s.number}] {name}{where}")
-    return "\n".join(lines)
-
-
-def _pretty_arguments(arguments: str) -> str:
-    try:
-        text = json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
-    except (ValueError, TypeError):
-        text = arguments
-    return text if len(text) <= ARGUMENTS_LIMIT else text[:ARGUMENTS_LIMIT] + "\n…"
 
 
 def approval_blocks(event: ApprovalRequired) -> list[dict[str, Any]]:
@@ -76,7 +54,7 @@ def approval_blocks(event: ApprovalRequired) -> list[dict[str, Any]]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"The assistant wants to run *{event.tool}* with:\n```{_pretty_arguments(event.arguments)}```",
+                "text": f"The assistant wants to run *{event.tool}* with:\n```{pretty_arguments(event.arguments)}```",
             },
         },
         {
@@ -117,7 +95,7 @@ def decided_blocks(tool: str, arguments: str | None, outcome: str, decided_by: s
     who = f" by {decided_by}" if decided_by else ""
     text = f"{icon} *{tool}* {outcome}{who}."
     if arguments:
-        text += f"\n```{_pretty_arguments(arguments)}```"
+        text += f"\n```{pretty_arguments(arguments)}```"
     return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
 
 
@@ -185,7 +163,8 @@ class SlackReply:
                 await self._resolve_approval(event)
             case "run_completed":
                 if event.sources:
-                    self._pending += "\n\n" + format_sources(event.sources, markdown=not self._streaming_refused)
+                    style: LinkStyle = "mrkdwn" if self._streaming_refused else "markdown"
+                    self._pending += "\n\n" + format_sources(event.sources, style)
                 if not self._sent and not self._pending.strip():
                     self._pending = event.text or "(no answer)"
                 await self._finish_message()

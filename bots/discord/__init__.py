@@ -1,0 +1,1 @@
+"""Threadline in Discord (discord.py): mentions and DMs, attachments, slash commands, approval buttons."""

@@ -1,0 +1,218 @@
+"""Wiring: the discord.py bot, its cogs and buttons, the core, and start-up errors people can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+import discord
+import yarl
+from discord.ext import commands
+
+from bots.discord.approvals import ApprovalDesk, approval_button_type
+from bots.discord.commands import CommandsCog, on_tree_error
+from bots.discord.config import DiscordSettings
+from bots.discord.conversation import ConversationCog
+from bots.discord.render import NO_PINGS, Replies
+from core.errors import ConfigError
+from core.logs import configure_logging
+from core.service import Threadline
+from core.settings import Settings, load_dotenv_file
+
+__all__ = ["PERMISSIONS", "DiscordBot", "ThreadlineBot", "intents", "invite_url", "main"]
+
+_log = logging.getLogger(__name__)
+
+# Exactly what the bot uses: read and answer messages (in threads too), reply to a message
+# (which needs Read Message History), and react to confirm files.
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    read_message_history=True,
+    add_reactions=True,
+)
+
+INTENT_MISSING = (
+    "Discord refused the connection because the bot's Message Content intent is not enabled (close code 4014). "
+    "In the Discord Developer Portal open your application, go to Bot, switch on MESSAGE CONTENT INTENT under "
+    "Privileged Gateway Intents, save, and start Threadline again."
+)
+TOKEN_REFUSED = (
+    "Discord refused DISCORD_TOKEN. In the Discord Developer Portal open your application, go to Bot, press "
+    "Reset Token, and put the new token in .env."
+)
+
+
+def intents() -> discord.Intents:
+    """Guilds (channels and threads), messages in guilds and DMs, and their content (a privileged intent)."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=("bot", "applications.commands"))
+
+
+class ThreadlineBot(commands.Bot):
+    """The discord.py client: cogs for messages and slash commands, approval buttons that survive restarts."""
+
+    def __init__(self, service: Threadline, settings: DiscordSettings, **options: Any) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            help_command=None,
+            allowed_mentions=NO_PINGS,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            max_messages=None,
+            **options,
+        )
+        self.service = service
+        self.settings = settings
+        self.replies = Replies(settings.edit_interval)
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(ConversationCog(self, self.service, self.settings, self.replies))
+        await self.add_cog(CommandsCog(self.service))
+        desk = ApprovalDesk(self.service, self.replies.show, self.replies.showing)
+        self.add_dynamic_items(approval_button_type(desk))
+        self.tree.error(on_tree_error)
+        await self._sync_commands()
+        if self.application_id is not None:
+            _log.info("invite the bot with: %s", invite_url(self.application_id))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Messages go to the conversation cog only: this bot has no prefix commands."""
+
+    async def _sync_commands(self) -> None:
+        try:
+            if not self.settings.guild_ids:
+                synced = await self.tree.sync()
+                _log.info("synced %d slash commands globally (they can take a while to appear)", len(synced))
+                return
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                _log.info("synced %d slash commands to server %s", len(synced), guild_id)
+        except discord.HTTPException as exc:
+            _log.error(
+                "could not register the slash commands (%s). Invite the bot again with the invite URL below "
+                "(it includes the applications.commands scope); mentions keep working meanwhile.",
+                exc,
+            )
+
+    async def notify(self, key: str, text: str) -> None:
+        """Post a message from the core (restart notices, expired approvals) to a channel."""
+        channel_id = int(key.split(":", 2)[2])
+        await self.get_partial_messageable(channel_id).send(text, allowed_mentions=NO_PINGS)
+
+
+def _point_at(settings: DiscordSettings) -> None:
+    """Use another REST base or gateway (a proxy, a test server). discord.py keeps both on its classes."""
+    if settings.api_url:
+        discord.http.Route.BASE = settings.api_url
+    if settings.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+class DiscordBot:
+    """The running Discord adapter: build with :meth:`start`, stop with :meth:`stop`."""
+
+    def __init__(self, client: ThreadlineBot, service: Threadline, connection: asyncio.Task[None]) -> None:
+        self.client = client
+        self.service = service
+        self._connection = connection
+
+    @classmethod
+    async def start(cls, settings: Settings, discord_settings: DiscordSettings, **options: Any) -> DiscordBot:
+        """Open the core, log in and connect; returns once the bot is ready. Raises ConfigError people can act on."""
+        _point_at(discord_settings)
+        clients: list[ThreadlineBot] = []
+
+        async def notify(channel: str, text: str) -> None:
+            await clients[0].notify(channel, text)
+
+        service = await Threadline.open(settings, notify=notify)
+        client = ThreadlineBot(service, discord_settings, **options)
+        clients.append(client)
+        connection: asyncio.Task[None] | None = None
+        try:
+            try:
+                await client.login(discord_settings.token)
+            except discord.LoginFailure:
+                raise ConfigError(TOKEN_REFUSED) from None
+            connection = asyncio.create_task(client.connect(reconnect=True), name="discord gateway")
+            ready = asyncio.create_task(client.wait_until_ready(), name="discord ready")
+            await asyncio.wait({connection, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():
+                ready.cancel()
+                error = connection.exception()
+                if isinstance(error, discord.PrivilegedIntentsRequired):
+                    raise ConfigError(INTENT_MISSING) from None
+                if isinstance(error, discord.LoginFailure):
+                    raise ConfigError(TOKEN_REFUSED) from None
+                raise ConfigError(f"Could not connect to Discord: {error}") from error
+        except BaseException:
+            await client.close()
+            if connection is not None:
+                with contextlib.suppress(BaseException):
+                    await connection
+            await service.close()
+            raise
+        me = client.user
+        _log.info("connected to Discord as %s in %d servers", me, len(client.guilds))
+        return cls(client, service, connection)
+
+    async def wait_closed(self) -> None:
+        """Wait until the gateway connection ends for good (it reconnects by itself otherwise)."""
+        await asyncio.shield(self._connection)
+
+    async def stop(self) -> None:
+        """Stop the runs (each channel is told its answer stopped), let that be shown, then disconnect."""
+        await self.service.close()
+        await self.client.replies.drain(grace=5.0)
+        await self.client.close()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._connection
+
+
+async def main() -> int:
+    load_dotenv_file()
+    try:
+        settings = Settings.from_env()
+        discord_settings = DiscordSettings.from_env()
+    except ConfigError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+        return 2
+    configure_logging(settings, extra_secrets=[discord_settings.token])
+    try:
+        bot = await DiscordBot.start(settings, discord_settings)
+    except ConfigError as exc:
+        _log.error("%s", exc)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
+    closed = asyncio.create_task(bot.wait_closed())
+    try:
+        await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        closed.cancel()
+        await bot.stop()
+    if closed.done() and not closed.cancelled() and closed.exception() is not None:
+        _log.error("the Discord connection ended: %s", closed.exception())
+        return 1
+    return 0

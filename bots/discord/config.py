@@ -1,0 +1,72 @@
+"""The Discord adapter's settings, read once from the environment at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+from core.errors import ConfigError
+
+__all__ = ["DiscordSettings", "FileIndexing"]
+
+FileIndexing = Literal["all", "mentions", "off"]
+_INDEXING = ("all", "mentions", "off")
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    token: str = field(repr=False)
+    guild_ids: tuple[int, ...] = ()  # sync slash commands to these guilds at once; empty: global sync
+    api_url: str | None = None  # REST base, e.g. https://discord.com/api/v10 (proxies, tests)
+    gateway_url: str | None = None  # gateway websocket URL (tests)
+    index_files: FileIndexing = "all"  # which messages' attachments join the channel's files
+    allow_bots: bool = False  # answer other bots' messages too
+    edit_interval: float = 1.0  # seconds between live edits of an answer
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DiscordSettings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        token = text("DISCORD_TOKEN")
+        if token is None:
+            raise ConfigError(
+                "DISCORD_TOKEN is not set. In the Discord Developer Portal open your application, go to Bot, "
+                "press Reset Token and put the token in .env (see the README's Discord steps)."
+            )
+        guild_ids: list[int] = []
+        for part in (text("DISCORD_GUILD_IDS") or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit():
+                raise ConfigError(
+                    f"DISCORD_GUILD_IDS should be server ids separated by commas; {part!r} is not one "
+                    "(right-click the server with Developer Mode on, Copy Server ID)."
+                )
+            guild_ids.append(int(part))
+        index_files = (text("DISCORD_INDEX_FILES") or "all").lower()
+        if index_files not in _INDEXING:
+            raise ConfigError(f"DISCORD_INDEX_FILES={index_files!r} should be one of: {', '.join(_INDEXING)}.")
+        interval_text = text("DISCORD_EDIT_INTERVAL") or "1.0"
+        try:
+            interval = float(interval_text)
+        except ValueError:
+            raise ConfigError(f"DISCORD_EDIT_INTERVAL={interval_text!r} is not a number of seconds.") from None
+        if not 0.2 <= interval <= 10:
+            raise ConfigError("DISCORD_EDIT_INTERVAL should be between 0.2 and 10 seconds.")
+        api_url = text("DISCORD_API_URL")
+        return cls(
+            token=token,
+            guild_ids=tuple(guild_ids),
+            api_url=api_url.rstrip("/") if api_url else None,
+            gateway_url=text("DISCORD_GATEWAY_URL"),
+            index_files=cast(FileIndexing, index_files),
+            allow_bots=(text("DISCORD_ALLOW_BOTS") or "false").lower() in {"1", "true", "yes", "on"},
+            edit_interval=interval,
+        )

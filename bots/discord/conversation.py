@@ -1,0 +1,127 @@
+"""Messages in, core calls out: mentions and DMs go to the assistant, attachments to the channel's files.
+
+No assistant logic lives here: the cog normalises what Discord sends, hands it to the core,
+and leaves showing the run to :class:`bots.discord.render.Replies`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import discord
+from discord.ext import commands
+
+from bots.discord.config import DiscordSettings
+from bots.discord.render import NO_PINGS, Replies
+from bots.text import split_message
+from core.knowledge.base import Upload
+from core.models import Author, Incoming
+from core.service import Threadline
+
+__all__ = ["ConversationCog", "channel_key"]
+
+_log = logging.getLogger(__name__)
+
+INDEXED = "📎"
+REFUSED = "⚠️"
+
+
+def channel_key(guild_id: int | None, channel_id: int) -> str:
+    """The core's name for a Discord channel; a thread is a channel of its own, a DM is ``discord:dm:<id>``."""
+    return f"discord:{guild_id if guild_id is not None else 'dm'}:{channel_id}"
+
+
+class ConversationCog(commands.Cog):
+    def __init__(self, bot: commands.Bot, service: Threadline, settings: DiscordSettings, replies: Replies) -> None:
+        self._bot = bot
+        self._service = service
+        self._settings = settings
+        self._replies = replies
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self._bot.user
+        if me is None or message.author.id == me.id:
+            return
+        if message.author.bot and not self._settings.allow_bots:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return  # joins, pins, thread-created notices...
+        addressed = message.guild is None or self._mentions_me(message)
+        if message.attachments and self._indexes_files(addressed):
+            await self._add_files(message)
+        if not addressed:
+            return
+        text = self._without_my_mention(message).strip()
+        if not text:
+            return
+        key = channel_key(message.guild.id if message.guild else None, message.channel.id)
+        author = Author(id=str(message.author.id), name=message.author.display_name)
+        handle = await self._service.post(Incoming(key, author, text, platform_msg_id=str(message.id)))
+        if handle is None:  # Discord delivered this message before (a replay after a resume)
+            _log.debug("message %s already seen", message.id)
+            return
+        await self._replies.show(handle, message.channel, reply_to=message)
+
+    def _mentions_me(self, message: discord.Message) -> bool:
+        me = self._bot.user
+        if me is None:
+            return False
+        if any(user.id == me.id for user in message.mentions):
+            return True
+        # People often pick the bot's role from the @ menu instead of the bot itself.
+        own_role = message.guild.self_role if message.guild else None
+        return own_role is not None and own_role in message.role_mentions
+
+    def _without_my_mention(self, message: discord.Message) -> str:
+        me = self._bot.user
+        patterns = [rf"<@!?{me.id}>"] if me else []
+        own_role = message.guild.self_role if message.guild else None
+        if own_role is not None:
+            patterns.append(rf"<@&{own_role.id}>")
+        return re.sub("|".join(patterns), "", message.content) if patterns else message.content
+
+    def _indexes_files(self, addressed: bool) -> bool:
+        match self._settings.index_files:
+            case "all":
+                return True
+            case "mentions":
+                return addressed
+            case "off":
+                return False
+
+    async def _add_files(self, message: discord.Message) -> None:
+        key = channel_key(message.guild.id if message.guild else None, message.channel.id)
+        limit = int(self._service.settings.max_file_mb * 1024 * 1024)
+        notes: list[str] = []
+        refused = False
+        for attachment in message.attachments:
+            try:
+                data = b"" if attachment.size > limit else await attachment.read()
+            except discord.HTTPException as exc:
+                _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
+                notes.append(
+                    f"I could not download {attachment.filename} from Discord, so it was not added. Try again."
+                )
+                refused = True
+                continue
+            upload = Upload(
+                name=attachment.filename,
+                data=data,
+                mime=attachment.content_type,
+                uploader_id=str(message.author.id),
+                uploader_name=message.author.display_name,
+                platform_file_id=str(attachment.id),
+                link=message.jump_url,
+                declared_size=max(attachment.size, len(data)),
+            )
+            result = await self._service.knowledge.add(key, upload)
+            refused = refused or result.file.status == "failed"
+            notes.append(result.message)
+        try:
+            await message.add_reaction(REFUSED if refused else INDEXED)
+            for piece in split_message("\n".join(notes), 2000):
+                await message.reply(piece, mention_author=False, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            _log.warning("could not confirm files in channel %s: %s", message.channel.id, exc)

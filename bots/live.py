@@ -1,0 +1,128 @@
+"""A growing answer shown as platform messages that are edited as the text arrives.
+
+Platforms without native streaming (Discord; Slack where streaming is refused) show an answer
+by posting a message and editing it. :class:`LiveText` does that once for every platform:
+
+- the first words are posted as soon as they exist, with no wait;
+- later edits come at most every ``interval`` seconds (edits are rate-limited per channel);
+- :meth:`LiveText.finish` shows the rest at once, never waiting out the edit clock, so the
+  complete answer is visible as soon as the model's last token is (the platform client
+  still honours the rate-limit headers, and waits only when the budget is actually spent);
+- text past the platform's size continues in new messages, split by
+  :func:`bots.text.split_message`, so code blocks and links are not broken.
+
+A failed post or edit is logged and retried with the next edit: what each message should
+show is recomputed from the whole text every time, so nothing is lost to one bad call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from bots.text import split_message
+
+__all__ = ["LiveText", "MessageSink"]
+
+_log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class MessageSink(Protocol[M]):
+    """How one platform posts a message and edits it; ``M`` is whatever identifies a posted message."""
+
+    async def post(self, text: str) -> M: ...
+
+    async def edit(self, message: M, text: str) -> None: ...
+
+
+class LiveText(Generic[M]):
+    def __init__(
+        self,
+        sink: MessageSink[M],
+        *,
+        limit: int,
+        interval: float,
+        render: Callable[[str], str] = str,
+        name: str = "",
+    ) -> None:
+        self._sink = sink
+        self._limit = limit
+        self._interval = interval
+        self._render = render
+        self._name = name
+        self._text = ""  # the whole text of the current part of the answer
+        self._shown: list[tuple[M, str]] = []  # the messages showing it, and what each shows now
+        self._last_sync = -math.inf
+        self._wake = asyncio.Event()
+        self._syncing = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def visible(self) -> bool:
+        """Whether any of the current part is on screen."""
+        return bool(self._shown)
+
+    @property
+    def pending(self) -> bool:
+        """Whether the current part has text, shown or not."""
+        return bool(self._text.strip())
+
+    def append(self, text: str) -> None:
+        self._text += text
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name=f"live text {self._name}")
+        self._wake.set()
+
+    async def finish(self, tail: str = "") -> list[M]:
+        """Show everything now and close this part: the next :meth:`append` starts a new message.
+
+        Returns the messages that show the part. Raises what the platform raised if the last
+        sync failed: the caller decides whether to say so.
+        """
+        self._text += tail
+        try:
+            await self._sync()
+        finally:
+            shown = [message for message, _ in self._shown]
+            self._text, self._shown = "", []
+        return shown
+
+    async def close(self) -> None:
+        """Stop the background edits (after :meth:`finish`, or when giving up on the answer)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self._last_sync + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await self._sync()
+            except Exception as exc:
+                _log.warning("showing the answer in %s failed, will retry: %s", self._name or "a channel", exc)
+
+    async def _sync(self) -> None:
+        async with self._syncing:  # the flusher and finish() never edit at the same time
+            self._last_sync = time.monotonic()
+            pieces = [self._render(p) for p in split_message(self._text, self._limit) if p.strip()]
+            for index, piece in enumerate(pieces):
+                if index < len(self._shown):
+                    message, showing = self._shown[index]
+                    if showing != piece:
+                        await self._sink.edit(message, piece)
+                        self._shown[index] = (message, piece)
+                else:
+                    self._shown.append((await self._sink.post(piece), piece))

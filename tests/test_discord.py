@@ -1,0 +1,499 @@
+"""The Discord adapter over real protocols: discord.py against a fake Discord API and gateway, the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from dotenv import dotenv_values
+
+from bots.discord.app import INTENT_MISSING, PERMISSIONS, DiscordBot, invite_url
+from bots.discord.config import DiscordSettings
+from core.errors import ConfigError
+from core.settings import Settings
+from tests.fakes.discord_server import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    CHANNEL_ID,
+    DM_CHANNEL_ID,
+    EPHEMERAL,
+    GUILD_ID,
+    NO_VIEW_PERMS,
+    OTHER_BOT,
+    OTHER_CHANNEL_ID,
+    THREAD_ID,
+    FakeDiscord,
+)
+from tests.fakes.files import pdf_bytes
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
+from tests.tool_modules import team_tools
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DISCORD_ASSISTANTS = """
+default = "discordbot"
+tool_modules = ["tests.tool_modules.team_tools"]
+
+[[assistants]]
+name = "discordbot"
+instructions = "You help in Discord."
+model = "fake-model"
+tools = ["deploy", "file_search"]
+"""
+
+LONG_CODE = "```python\n" + "\n".join(f"print('line {i:03d} of a long script')" for i in range(120)) + "\n```"
+
+
+def chat_script(req: dict[str, Any]) -> Reply:
+    """Searches files for questions, deploys when told to, writes long code when asked, else answers briefly."""
+    question = last_user_text(req).split(": ", 1)[-1]
+    if results := tool_results(req):
+        return Reply(text=f"Done [1]: {results[0]['content'][:80]}", chunk_delay=0.001)
+    if "deploy" in question:
+        return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    if "long script" in question:
+        return Reply(text="Here it is:\n\n" + LONG_CODE, chunk_delay=0.0)
+    if "slowly" in question:
+        return Reply(text=" ".join(f"word{i}" for i in range(80)), chunk_delay=0.004)
+    if "file_search" in offered_tools(req) and question.endswith("?"):
+        return Reply(tool_calls=(ToolCall("file_search", {"query": question}),))
+    return Reply(text=f"Answer to: {question}", chunk_delay=0.001)
+
+
+class Harness:
+    def __init__(self, fake: FakeDiscord, model: FakeOpenAI, settings: Settings) -> None:
+        self.fake = fake
+        self.model = model
+        self.settings = settings
+        self.bot: DiscordBot | None = None
+
+    def discord_settings(self, **overrides: Any) -> DiscordSettings:
+        base = DiscordSettings(
+            token=BOT_TOKEN, api_url=self.fake.api_base, gateway_url=self.fake.gateway_url, edit_interval=0.2
+        )
+        return replace(base, **overrides)
+
+    async def start(self, **overrides: Any) -> DiscordBot:
+        self.bot = await DiscordBot.start(self.settings, self.discord_settings(**overrides), guild_ready_timeout=0.05)
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.stop()
+            self.bot = None
+
+    def replies_to(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The bot's messages that reply to ``message``."""
+        return [
+            m
+            for m in self.fake.bot_messages(int(message["channel_id"]))
+            if (m.get("message_reference") or {}).get("message_id") == message["id"]
+        ]
+
+    async def answer(self, message: dict[str, Any], *, pieces: int = 1, ending: str = "") -> list[dict[str, Any]]:
+        """Wait until the reply to ``message`` (and ``pieces - 1`` continuations) stand, ending with ``ending``."""
+        channel = int(message["channel_id"])
+
+        def after() -> list[dict[str, Any]]:
+            mine = self.fake.bot_messages(channel)
+            starts = [i for i, m in enumerate(mine) if m in self.replies_to(message)]
+            return mine[starts[0] : starts[0] + pieces] if starts else []
+
+        def done() -> bool:
+            found = after()
+            return len(found) == pieces and found[-1]["content"].endswith(ending)
+
+        await self.fake.wait_until(done, timeout=10, what=f"the answer to {message['content']!r}")
+        return after()
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path, fake_model: FakeOpenAI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    assistants = tmp_path / "discord-assistants.toml"
+    assistants.write_text(DISCORD_ASSISTANTS)
+    fake_model.script = chat_script
+    async with FakeDiscord() as fake:
+        fake.patch_discord()  # discord.py keeps its endpoints on classes: restored when the fake exits
+        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
+        await h.start()
+        yield h
+        await h.stop()
+
+
+# -- conversation ---------------------------------------------------------------------------------
+
+
+async def test_mention_gets_a_reply_that_streams_through_edits(harness: Harness) -> None:
+    fake = harness.fake
+    question = await fake.send_message("tell me slowly")
+    (reply,) = await harness.answer(question, ending="word79")
+    expected = " ".join(f"word{i}" for i in range(80))
+    assert reply["content"] == expected
+    assert reply["message_reference"]["message_id"] == question["id"]  # a reply to the mention
+    shown = fake.history[int(reply["id"])]
+    assert len(shown) >= 2, "the answer should appear in steps, not all at the end"
+    assert all(expected.startswith(step) for step in shown)
+    assert CHANNEL_ID in fake.typing
+    (post,) = fake.calls_to("POST", rf"/channels/{CHANNEL_ID}/messages")
+    assert post.json["allowed_mentions"]["parse"] == []  # the model's text pings nobody
+    assert fake.calls_to("GET", r"/channels/\d+/messages") == []  # never reads channel history
+    # What the model saw: the person's words, without the mention.
+    assert "<@" not in last_user_text(harness.model.requests[-1])
+
+
+async def test_a_long_answer_continues_in_new_messages_without_breaking_code(harness: Harness) -> None:
+    fake = harness.fake
+    question = await fake.send_message("write a long script")
+    pieces = await harness.answer(question, pieces=3, ending="```")
+    assert all(len(p["content"]) <= 2000 for p in pieces)
+    assert all(p["content"].count("```") % 2 == 0 for p in pieces), "each piece closes the code block it opens"
+    assert all(p["content"].lstrip().startswith(("Here it is", "```python")) for p in pieces)
+    text = "\n".join(p["content"] for p in pieces)
+    assert all(f"line {i:03d}" in text for i in range(120))
+    assert "message_reference" not in pieces[1]  # only the first piece replies to the question
+
+
+async def test_direct_message_needs_no_mention(harness: Harness) -> None:
+    question = await harness.fake.send_message("hello in private", channel_id=DM_CHANNEL_ID, mention_bot=False)
+    (reply,) = await harness.answer(question, ending="hello in private")
+    assert reply["content"] == "Answer to: hello in private"
+    assert harness.bot is not None
+    thread = await harness.bot.service.store.current_thread(f"discord:dm:{DM_CHANNEL_ID}")
+    stored = await harness.bot.service.store.thread_messages(thread)
+    assert [m.text for m in stored if m.role == "user"] == ["hello in private"]
+
+
+async def test_a_thread_is_a_channel_of_its_own(harness: Harness) -> None:
+    fake = harness.fake
+    in_channel = await fake.send_message("first in the channel")
+    await harness.answer(in_channel, ending="channel")
+    in_thread = await fake.send_message("first in the thread", channel_id=THREAD_ID)
+    await harness.answer(in_thread, ending="thread")
+    history = [m for r in harness.model.requests for m in r["messages"] if m["role"] == "user"]
+    thread_request = harness.model.requests[-1]["messages"]
+    assert not any("in the channel" in str(m.get("content")) for m in thread_request), "the thread has its own history"
+    assert len(history) >= 2
+
+
+async def test_messages_without_a_mention_and_from_bots_are_ignored(harness: Harness) -> None:
+    fake = harness.fake
+    await fake.send_message("just chatting", mention_bot=False)
+    await fake.send_message("a bot talking", author=OTHER_BOT)
+    last = await fake.send_message("now you")
+    await harness.answer(last, ending="now you")
+    assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)] == ["Answer to: now you"]
+    assert len(harness.model.requests) == 1
+
+
+async def test_a_replayed_message_is_answered_once(harness: Harness) -> None:
+    fake = harness.fake
+    question = await fake.send_message("only once")
+    await harness.answer(question, ending="only once")
+    await fake.dispatch("MESSAGE_CREATE", question)  # the same message again, as a resume may replay it
+    after = await fake.send_message("next one")
+    await harness.answer(after, ending="next one")
+    assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)] == ["Answer to: only once", "Answer to: next one"]
+
+
+async def test_gateway_disconnect_and_resume_lose_and_double_nothing(harness: Harness) -> None:
+    fake = harness.fake
+    before = await fake.send_message("before the drop")
+    await fake.disconnect(4000)
+    during = await fake.send_message("while disconnected")  # waits in the session log for the RESUME
+    await fake.wait_resumed()
+    after = await fake.send_message("after the resume")
+    for message in (before, during, after):
+        await harness.answer(message, ending=message["content"].removeprefix(f"<@{BOT_USER_ID}> "))
+    contents = [m["content"] for m in fake.bot_messages(CHANNEL_ID)]
+    assert sorted(contents) == sorted(
+        ["Answer to: before the drop", "Answer to: while disconnected", "Answer to: after the resume"]
+    )
+    assert fake.identifies == 1
+    assert fake.resumes == 1
+
+
+async def test_a_rate_limited_edit_is_retried_and_the_answer_completes(harness: Harness) -> None:
+    fake = harness.fake
+    fake.fail_next("PATCH", r"/channels/\d+/messages/\d+", status=429, retry_after=0.05)
+    question = await fake.send_message("tell me slowly")
+    (reply,) = await harness.answer(question, ending="word79")
+    assert reply["content"] == " ".join(f"word{i}" for i in range(80))
+    assert next(c.status for c in fake.calls_to("PATCH", r"/channels/\d+/messages/\d+")) == 429
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+async def test_an_attachment_is_indexed_confirmed_and_cited(harness: Harness) -> None:
+    fake = harness.fake
+    pdf = fake.attachment("handbook.pdf", pdf_bytes(["Expenses are approved by the team lead within 5 days."]))
+    shared = await fake.send_message("our handbook", mention_bot=False, attachments=[pdf])
+    await fake.wait_until(lambda: bool(harness.replies_to(shared)), what="the note about the file")
+    (note,) = harness.replies_to(shared)
+    assert note["content"].startswith("Indexed handbook.pdf")
+    assert (CHANNEL_ID, int(shared["id"]), "📎", True) in fake.reactions
+    question = await fake.send_message("who approves expenses?")
+    (reply,) = await harness.answer(question, ending="page 1")
+    assert "team lead" in reply["content"]
+    jump = f"https://discord.com/channels/{GUILD_ID}/{CHANNEL_ID}/{shared['id']}"
+    assert f"[handbook.pdf]({jump})" in reply["content"], reply["content"]
+
+
+async def test_a_refused_attachment_says_why_and_nothing_else_breaks(harness: Harness) -> None:
+    fake = harness.fake
+    blob = fake.attachment("tool.exe", b"MZ\x90\x00" + bytes(range(256)) * 8, content_type="application/octet-stream")
+    shared = await fake.send_message("here you go", attachments=[blob])
+    await fake.wait_until(
+        lambda: "Answer to: here you go" in [m["content"] for m in harness.replies_to(shared)], what="the answer"
+    )
+    notes = [m["content"] for m in harness.replies_to(shared)]
+    assert any("tool.exe" in n and "Indexed" not in n for n in notes), notes
+    assert (CHANNEL_ID, int(shared["id"]), "⚠️", True) in fake.reactions
+
+
+async def test_attachments_can_be_limited_to_messages_for_the_bot(harness: Harness) -> None:
+    await harness.stop()
+    await harness.start(index_files="mentions")
+    fake = harness.fake
+    ignored = fake.attachment("chatter.txt", b"not for the bot")
+    await fake.send_message("fyi", mention_bot=False, attachments=[ignored])
+    kept = fake.attachment("notes.txt", b"Deploys happen on Tuesdays.")
+    question = await fake.send_message("keep this", attachments=[kept])
+    await fake.wait_until(
+        lambda: "Answer to: keep this" in [m["content"] for m in harness.replies_to(question)], what="the answer"
+    )
+    assert harness.bot is not None
+    names = [f.name for f in await harness.bot.service.knowledge.files(f"discord:{GUILD_ID}:{CHANNEL_ID}")]
+    assert names == ["notes.txt"]
+    assert fake.downloads == [kept.url]
+
+
+# -- slash commands -----------------------------------------------------------------------------
+
+
+async def test_slash_commands_are_deferred_ephemeral_and_act_on_their_channel(harness: Harness) -> None:
+    fake = harness.fake
+    assert {c["name"] for c in fake.synced_commands["global"]} >= {"reset", "files", "forget"}
+    notes = fake.attachment("notes.txt", b"The office opens at 9.")
+    other = fake.attachment("other.txt", b"Another channel's file.")
+    for message in (
+        await fake.send_message("notes", mention_bot=False, attachments=[notes]),
+        await fake.send_message("other", mention_bot=False, attachments=[other], channel_id=OTHER_CHANNEL_ID),
+    ):
+        await fake.wait_until(lambda m=message: bool(harness.replies_to(m)), what="a file note")
+
+    listing = await fake.slash_command("files")
+    await fake.wait_until(lambda: bool(fake.followups.get(listing.token)), what="the /files answer")
+    first = fake.interaction_responses[listing.id][0]
+    assert first["type"] == 5
+    assert first["data"]["flags"] & EPHEMERAL
+    text = fake.followups[listing.token][-1]["content"]
+    assert "notes.txt" in text
+    assert "other.txt" not in text
+
+    suggestions = await fake.autocomplete("forget", "name", "no")
+    await fake.wait_until(lambda: bool(fake.interaction_responses.get(suggestions.id)), what="autocomplete")
+    choices = fake.interaction_responses[suggestions.id][0]["data"]["choices"]
+    assert [c["value"] for c in choices] == ["notes.txt"]
+
+    forget = await fake.slash_command("forget", {"name": "notes.txt"})
+    await fake.wait_until(lambda: bool(fake.followups.get(forget.token)), what="the /forget answer")
+    assert fake.followups[forget.token][-1]["content"] == "Removed notes.txt from this channel's files."
+    assert harness.bot is not None
+    service = harness.bot.service
+    assert await service.knowledge.files(f"discord:{GUILD_ID}:{CHANNEL_ID}") == []
+    assert len(await service.knowledge.files(f"discord:{GUILD_ID}:{OTHER_CHANNEL_ID}")) == 1
+
+    question = await fake.send_message("remember me")
+    await harness.answer(question, ending="remember me")
+    reset = await fake.slash_command("reset")
+    await fake.wait_until(lambda: bool(fake.followups.get(reset.token)), what="the /reset answer")
+    assert fake.followups[reset.token][-1]["content"].startswith("Started a new conversation")
+    after = await fake.send_message("who am I")
+    await harness.answer(after, ending="who am I")
+    assert not any("remember me" in str(m.get("content")) for m in harness.model.requests[-1]["messages"])
+
+
+async def test_guild_ids_sync_the_commands_to_those_guilds_only(harness: Harness) -> None:
+    await harness.stop()
+    harness.fake.synced_commands.clear()
+    await harness.start(guild_ids=(GUILD_ID,))
+    assert {c["name"] for c in harness.fake.synced_commands[GUILD_ID]} >= {"reset", "files", "forget"}
+    assert "global" not in harness.fake.synced_commands
+
+
+# -- approvals ------------------------------------------------------------------------------------
+
+
+def _buttons(message: dict[str, Any]) -> dict[str, str]:
+    return {b["label"]: b["custom_id"] for row in message.get("components") or [] for b in row["components"]}
+
+
+async def _approval_message(harness: Harness) -> dict[str, Any]:
+    fake = harness.fake
+    await fake.wait_until(lambda: any(_buttons(m) for m in fake.bot_messages(CHANNEL_ID)), what="the approval buttons")
+    return next(m for m in fake.bot_messages(CHANNEL_ID) if _buttons(m))
+
+
+async def test_approve_runs_the_tool_and_a_refused_press_changes_nothing(harness: Harness) -> None:
+    fake = harness.fake
+    question = await fake.send_message("please deploy billing")
+    approval = await _approval_message(harness)
+    assert "**deploy**" in approval["content"]
+    assert '"service": "billing"' in approval["content"]
+
+    refused = await fake.press_button(approval, _buttons(approval)["Approve"], user=BOB, permissions=NO_VIEW_PERMS)
+    await fake.wait_until(lambda: bool(fake.followups.get(refused.token)), what="the refusal")
+    assert fake.followups[refused.token][-1]["flags"] & EPHEMERAL
+    assert "can see this channel" in fake.followups[refused.token][-1]["content"]
+    assert team_tools.TIMELINE == []
+
+    await fake.press_button(approval, _buttons(approval)["Approve"], user=ALICE)
+    await fake.wait_until(
+        lambda: (fake.message(int(approval["id"])) or {}).get("content", "").startswith("✅"), what="the decision"
+    )
+    decided = fake.message(int(approval["id"]))
+    assert decided is not None
+    assert f"approved by <@{ALICE.id}>" in decided["content"]
+    assert not decided.get("components")
+    await fake.wait_until(
+        lambda: any(m["content"].startswith("Done") for m in fake.bot_messages(CHANNEL_ID)), what="the answer"
+    )
+    assert [e for e in team_tools.TIMELINE if e.startswith("deploy")] != []
+    assert question["id"]
+
+
+async def test_deny_tells_the_model_and_the_channel(harness: Harness) -> None:
+    fake = harness.fake
+    await fake.send_message("please deploy billing")
+    approval = await _approval_message(harness)
+    await fake.press_button(approval, _buttons(approval)["Deny"], user=ALICE)
+    await fake.wait_until(
+        lambda: "denied by" in (fake.message(int(approval["id"])) or {}).get("content", ""), what="the decision"
+    )
+    await fake.wait_until(lambda: len(harness.model.requests) >= 2, what="the model hearing of the denial")
+    assert team_tools.TIMELINE == []
+
+
+async def test_approval_buttons_work_after_a_restart(harness: Harness) -> None:
+    fake = harness.fake
+    await fake.send_message("please deploy billing")
+    approval = await _approval_message(harness)
+    await harness.stop()
+    await harness.start()
+    await fake.wait_ready(count=2)
+    await fake.press_button(approval, _buttons(approval)["Approve"], user=ALICE)
+    await fake.wait_until(
+        lambda: any(m["content"].startswith("Done") for m in fake.bot_messages(CHANNEL_ID)),
+        timeout=10,
+        what="the answer after the restart",
+    )
+    assert [e for e in team_tools.TIMELINE if e.startswith("deploy")] != []
+
+
+async def test_an_expired_approval_loses_its_buttons(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = replace(harness.settings, approval_timeout=0.3)
+    await harness.start()
+    fake = harness.fake
+    await fake.send_message("please deploy billing")
+    approval = await _approval_message(harness)
+    await fake.wait_until(
+        lambda: (fake.message(int(approval["id"])) or {}).get("content", "").startswith("⌛"), what="expiry"
+    )
+    assert not (fake.message(int(approval["id"])) or {}).get("components")
+
+
+# -- start-up ---------------------------------------------------------------------------------------
+
+
+async def test_missing_message_content_intent_stops_with_what_to_enable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeDiscord(close_code_on_identify=4014) as fake:
+        fake.patch_discord()
+        ds = DiscordSettings(token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url)
+        with pytest.raises(ConfigError) as caught:
+            await DiscordBot.start(settings, ds, guild_ready_timeout=0.05)
+    assert str(caught.value) == INTENT_MISSING
+    assert "MESSAGE CONTENT INTENT" in INTENT_MISSING
+
+
+async def test_a_wrong_token_stops_with_what_to_do(settings: Settings) -> None:
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        ds = DiscordSettings(token="not-the-token", api_url=fake.api_base, gateway_url=fake.gateway_url)
+        with pytest.raises(ConfigError, match="Reset Token"):
+            await DiscordBot.start(settings, ds)
+
+
+async def _run_entry_point(tmp_path: Path, **extra: str) -> tuple[int, str]:
+    """``python -m bots.discord`` in a clean environment; returns its exit code and everything it wrote."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "THREADLINE_", "DISCORD_"))}
+    env |= {
+        "THREADLINE_DB": str(tmp_path / "entry.db"),
+        "THREADLINE_TOKENIZER": "estimate",
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots.discord",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+async def test_the_entry_point_says_what_to_do_without_a_token_or_the_intent(tmp_path: Path) -> None:
+    code, out = await _run_entry_point(tmp_path)
+    assert code == 2
+    assert "DISCORD_TOKEN is not set" in out
+    async with FakeDiscord(close_code_on_identify=4014) as fake:
+        code, out = await _run_entry_point(
+            tmp_path, DISCORD_TOKEN=BOT_TOKEN, DISCORD_API_URL=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url
+        )
+    assert code == 2
+    assert INTENT_MISSING in out
+    assert BOT_TOKEN not in out  # the token never reaches the log
+    assert "Traceback" not in out
+
+
+def test_settings_name_the_variable_and_the_example_holds_the_defaults() -> None:
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN"):
+        DiscordSettings.from_env({})
+    with pytest.raises(ConfigError, match="DISCORD_GUILD_IDS"):
+        DiscordSettings.from_env({"DISCORD_TOKEN": "t", "DISCORD_GUILD_IDS": "123,abc"})
+    with pytest.raises(ConfigError, match="DISCORD_INDEX_FILES"):
+        DiscordSettings.from_env({"DISCORD_TOKEN": "t", "DISCORD_INDEX_FILES": "some"})
+    example = {k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items() if k.startswith("DISCORD_")}
+    assert DiscordSettings.from_env(example | {"DISCORD_TOKEN": "t"}) == DiscordSettings(token="t")
+    parsed = DiscordSettings.from_env({"DISCORD_TOKEN": "t", "DISCORD_GUILD_IDS": " 1, 2 "})
+    assert parsed.guild_ids == (1, 2)
+
+
+def test_the_invite_url_asks_for_exactly_what_the_bot_uses() -> None:
+    url = invite_url(1234)
+    permissions = int(re.search(r"permissions=(\d+)", url).group(1))  # type: ignore[union-attr]
+    assert discord.Permissions(permissions) == PERMISSIONS
+    assert "scope=bot+applications.commands" in url
+    assert not PERMISSIONS.administrator
+    assert not PERMISSIONS.mention_everyone
