@@ -199,12 +199,39 @@ async def test_messages_without_a_mention_and_from_bots_are_ignored(harness: Har
 
 async def test_a_replayed_message_is_answered_once(harness: Harness) -> None:
     fake = harness.fake
-    question = await fake.send_message("only once")
-    await harness.answer(question, ending="only once")
+    notes = fake.attachment("notes.txt", b"The office opens at 9.")
+    question = await fake.send_message("only once", attachments=[notes])
+    await fake.wait_until(
+        lambda: [m["content"] for m in harness.replies_to(question)][-1:] == ["Answer to: only once"],
+        what="the answer",
+    )
     await fake.dispatch("MESSAGE_CREATE", question)  # the same message again, as a resume may replay it
     after = await fake.send_message("next one")
     await harness.answer(after, ending="next one")
-    assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)] == ["Answer to: only once", "Answer to: next one"]
+    contents = [m["content"] for m in fake.bot_messages(CHANNEL_ID)]
+    assert contents == [contents[0], "Answer to: only once", "Answer to: next one"]
+    assert contents[0].startswith("Indexed notes.txt")  # the file's note, once too
+    assert fake.downloads == [notes.url]
+
+
+async def test_an_error_on_our_side_gets_a_short_answer_and_other_channels_go_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = harness.fake
+    assert harness.bot is not None
+    knowledge = harness.bot.service.knowledge
+
+    async def broken_add(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(knowledge, "add", broken_add)  # fault injection: the knowledge base fails unexpectedly
+    broken = await fake.send_message("take this", attachments=[fake.attachment("a.txt", b"text")])
+    await fake.wait_until(lambda: bool(harness.replies_to(broken)), what="the apology")
+    (apology,) = harness.replies_to(broken)
+    assert "went wrong on my side" in apology["content"]
+    assert "disk on fire" not in apology["content"]  # the detail goes to the log only
+    other = await fake.send_message("still there?", channel_id=OTHER_CHANNEL_ID)
+    await harness.answer(other, ending="still there?")
 
 
 async def test_gateway_disconnect_and_resume_lose_and_double_nothing(harness: Harness) -> None:

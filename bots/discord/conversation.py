@@ -6,6 +6,7 @@ and leaves showing the run to :class:`bots.discord.render.Replies`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -23,6 +24,7 @@ __all__ = ["ConversationCog", "channel_key"]
 
 _log = logging.getLogger(__name__)
 
+UNEXPECTED = "Something went wrong on my side with this message; the details are in the bot's log. Please try again."
 INDEXED = "📎"
 REFUSED = "⚠️"
 
@@ -38,9 +40,18 @@ class ConversationCog(commands.Cog):
         self._service = service
         self._settings = settings
         self._replies = replies
+        self._files_in_flight: set[tuple[str, int]] = set()  # (channel, attachment id) being added now
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        try:
+            await self._take(message)
+        except Exception:
+            _log.exception("could not take message %s in channel %s", message.id, message.channel.id)
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(UNEXPECTED, mention_author=False, allowed_mentions=NO_PINGS)
+
+    async def _take(self, message: discord.Message) -> None:
         me = self._bot.user
         if me is None or message.author.id == me.id:
             return
@@ -93,35 +104,46 @@ class ConversationCog(commands.Cog):
 
     async def _add_files(self, message: discord.Message) -> None:
         key = channel_key(message.guild.id if message.guild else None, message.channel.id)
-        limit = int(self._service.settings.max_file_mb * 1024 * 1024)
         notes: list[str] = []
         refused = False
         for attachment in message.attachments:
+            if (key, attachment.id) in self._files_in_flight or await self._service.knowledge.has_platform_file(
+                key, str(attachment.id)
+            ):
+                continue  # the same message delivered again (a replay after a resume): it was answered once
+            self._files_in_flight.add((key, attachment.id))
             try:
-                data = b"" if attachment.size > limit else await attachment.read()
-            except discord.HTTPException as exc:
-                _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
-                notes.append(
-                    f"I could not download {attachment.filename} from Discord, so it was not added. Try again."
-                )
-                refused = True
-                continue
-            upload = Upload(
-                name=attachment.filename,
-                data=data,
-                mime=attachment.content_type,
-                uploader_id=str(message.author.id),
-                uploader_name=message.author.display_name,
-                platform_file_id=str(attachment.id),
-                link=message.jump_url,
-                declared_size=max(attachment.size, len(data)),
-            )
-            result = await self._service.knowledge.add(key, upload)
-            refused = refused or result.file.status == "failed"
-            notes.append(result.message)
+                note, ok = await self._add_file(key, message, attachment)
+            finally:
+                self._files_in_flight.discard((key, attachment.id))
+            notes.append(note)
+            refused = refused or not ok
+        if not notes:
+            return
         try:
             await message.add_reaction(REFUSED if refused else INDEXED)
             for piece in split_message("\n".join(notes), 2000):
                 await message.reply(piece, mention_author=False, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             _log.warning("could not confirm files in channel %s: %s", message.channel.id, exc)
+
+    async def _add_file(self, key: str, message: discord.Message, attachment: discord.Attachment) -> tuple[str, bool]:
+        """Add one attachment to the channel's files; returns the line to tell people, and whether it was added."""
+        limit = int(self._service.settings.max_file_mb * 1024 * 1024)
+        try:
+            data = b"" if attachment.size > limit else await attachment.read()
+        except discord.HTTPException as exc:
+            _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
+            return f"I could not download {attachment.filename} from Discord, so it was not added; try again.", False
+        upload = Upload(
+            name=attachment.filename,
+            data=data,
+            mime=attachment.content_type,
+            uploader_id=str(message.author.id),
+            uploader_name=message.author.display_name,
+            platform_file_id=str(attachment.id),
+            link=message.jump_url,
+            declared_size=max(attachment.size, len(data)),
+        )
+        result = await self._service.knowledge.add(key, upload)
+        return result.message, result.file.status != "failed"
