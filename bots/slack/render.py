@@ -21,7 +21,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.formatting import LinkStyle, format_sources, pretty_arguments
-from bots.text import split_message
+from bots.live import LiveText
 from core.events import ApprovalRequired, ApprovalResolved, Event
 from core.handles import RunHandle
 
@@ -106,6 +106,22 @@ class _PostedApproval:
     arguments: str
 
 
+class _PostAndUpdate:
+    """A message in the thread, posted with chat.postMessage and kept up to date with chat.update."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+
+    async def post(self, text: str) -> str:
+        response = await self._client.chat_postMessage(channel=self._channel, thread_ts=self._thread_ts, text=text)
+        return str(response.get("ts") or "")
+
+    async def edit(self, message: str, text: str) -> None:
+        await self._client.chat_update(channel=self._channel, ts=message, text=text)
+
+
 class SlackReply:
     """Renders one run's events into a Slack thread."""
 
@@ -129,7 +145,7 @@ class SlackReply:
         self._sent = ""  # text of the current message so far
         self._stream: AsyncChatStream | None = None
         self._streaming_refused = False
-        self._posted_ts: str | None = None  # fallback mode: the message kept up to date
+        self._live: LiveText[str] | None = None  # fallback mode: posted messages kept up to date
         self._last_send = 0.0
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
@@ -148,6 +164,8 @@ class SlackReply:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            if self._live is not None:
+                await self._live.close()
 
     async def _show(self, event: Event) -> None:
         match event.type:
@@ -178,16 +196,13 @@ class SlackReply:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            wait = self._last_send + self._current_interval() - time.monotonic()
+            wait = self._last_send + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
                 await self._send_pending()
             except SlackApiError as exc:
                 _log.warning("Slack refused streamed text in %s: %s", self._channel, exc)
-
-    def _current_interval(self) -> float:
-        return UPDATE_INTERVAL if self._streaming_refused else self._interval
 
     async def _send_pending(self) -> None:
         async with self._sending:  # the flusher and the end of the run never send at the same time
@@ -208,7 +223,16 @@ class SlackReply:
                 _log.info("streaming refused in %s (%s); posting and updating instead", self._channel, exc)
                 self._streaming_refused = True
                 self._stream = None
-        await self._post_or_update(text)
+        self._fallback().append(text)
+
+    def _fallback(self) -> LiveText[str]:
+        """Where streaming is refused: post the answer and keep it up to date with chat.update."""
+        if self._live is None:
+            sink = _PostAndUpdate(self._client, self._channel, self._thread_ts)
+            self._live = LiveText(
+                sink, limit=POST_LIMIT, interval=UPDATE_INTERVAL, render=to_mrkdwn, name=self._channel
+            )
+        return self._live
 
     async def _stream_append(self, text: str) -> None:
         if self._stream is not None and len(self._sent) + len(text) > STREAM_LIMIT:
@@ -230,18 +254,6 @@ class SlackReply:
         if stream is not None:
             await stream.stop()
 
-    async def _post_or_update(self, text: str) -> None:
-        """Fallback: post the answer and keep it up to date, going on in new messages past Slack's size."""
-        pieces = split_message(self._sent + text, POST_LIMIT)
-        for number, piece in enumerate(pieces, start=1):
-            if self._posted_ts is None:
-                self._posted_ts = await self._post(to_mrkdwn(piece))
-            else:
-                await self._client.chat_update(channel=self._channel, ts=self._posted_ts, text=to_mrkdwn(piece))
-            if number < len(pieces):
-                self._posted_ts = None
-        self._sent = pieces[-1] if pieces else ""
-
     async def _finish_message(self) -> None:
         """Send everything pending and close the current message."""
         async with self._sending:
@@ -254,7 +266,8 @@ class SlackReply:
         await self._send_pending()
         if self._stream is not None:
             await self._stop_stream()
-        self._posted_ts = None
+        if self._live is not None:
+            await self._live.finish()
         self._sent = ""
 
     async def _post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> str:
