@@ -27,7 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 from bots.text import split_message
 
-__all__ = ["LiveText", "MessageSink"]
+__all__ = ["EditBudget", "LiveText", "MessageSink"]
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +42,32 @@ class MessageSink(Protocol[M]):
     async def edit(self, message: M, text: str) -> None: ...
 
 
+class EditBudget:
+    """A token bucket shared by every live answer of a process, for the edits in between.
+
+    Platforms also limit a bot's requests across all channels (Discord: 50 a second). With many
+    answers streaming at once, their in-between edits draw on this budget and wait when it is
+    spent, so the first words and the last edit of every answer (which do not wait) stay fast.
+    """
+
+    def __init__(self, per_second: float, burst: float | None = None) -> None:
+        self._rate = per_second
+        self._capacity = burst if burst is not None else per_second
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+
+    def reserve(self) -> float:
+        """Book one edit; returns how many seconds to wait before making it (0.0: now). Bookings queue up."""
+        self.spend()
+        return max(0.0, -self._tokens / self._rate)
+
+    def spend(self) -> None:
+        """Count an edit that does not wait (a first post, a last edit): it still uses the platform's budget."""
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate) - 1
+        self._stamp = now
+
+
 class LiveText(Generic[M]):
     def __init__(
         self,
@@ -51,12 +77,14 @@ class LiveText(Generic[M]):
         interval: float,
         render: Callable[[str], str] = str,
         name: str = "",
+        budget: EditBudget | None = None,
     ) -> None:
         self._sink = sink
         self._limit = limit
         self._interval = interval
         self._render = render
         self._name = name
+        self._budget = budget
         self._text = ""  # the whole text of the current part of the answer
         self._shown: list[tuple[M, str]] = []  # the messages showing it, and what each shows now
         self._last_sync = -math.inf
@@ -87,6 +115,8 @@ class LiveText(Generic[M]):
         sync failed: the caller decides whether to say so.
         """
         self._text += tail
+        if self._budget is not None:
+            self._budget.spend()
         try:
             await self._sync()
         finally:
@@ -109,6 +139,10 @@ class LiveText(Generic[M]):
             wait = self._last_sync + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self._shown and self._budget is not None:  # an in-between edit: wait for the shared budget
+                await asyncio.sleep(self._budget.reserve())
+            elif self._budget is not None:
+                self._budget.spend()
             try:
                 await self._sync()
             except Exception as exc:

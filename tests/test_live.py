@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bots.live import LiveText
+from bots.live import EditBudget, LiveText
 
 
 class Sink:
@@ -108,3 +108,28 @@ async def test_finish_starts_a_new_part_and_blank_text_is_never_posted() -> None
     await live.finish()
     await live.close()
     assert sink.shown == ["before the question", "after it"]
+
+
+async def test_a_spent_shared_budget_delays_in_between_edits_but_never_the_first_or_last() -> None:
+    budget = EditBudget(per_second=0.5, burst=1)  # one edit now, the next in two seconds
+    sinks = [Sink(), Sink()]
+    lives: list[LiveText[int]] = [LiveText(s, limit=2000, interval=0.01, budget=budget) for s in sinks]
+    for live, sink in zip(lives, sinks, strict=True):
+        live.append("first words")
+        await sink.wait(lambda s=sink: s.shown == ["first words"])  # first words never wait
+    lives[0].append(", more")
+    lives[1].append(", more")
+    await asyncio.sleep(0.1)  # well past the edit interval; the budget holds both in-between edits back
+    assert [s.calls[-1][0] for s in sinks] == ["post", "post"]
+    for live, sink in zip(lives, sinks, strict=True):
+        await live.finish(" and the end")  # nor does the last edit
+        assert sink.shown == ["first words, more and the end"]
+        await live.close()
+
+
+def test_the_budget_queues_bookings_at_its_rate() -> None:
+    budget = EditBudget(per_second=10, burst=2)
+    assert budget.reserve() == 0.0
+    assert budget.reserve() == 0.0
+    assert 0.09 <= budget.reserve() <= 0.1  # the third edit of a burst of two waits one refill
+    assert 0.19 <= budget.reserve() <= 0.2  # and the fourth one more

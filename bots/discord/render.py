@@ -12,7 +12,7 @@ import discord
 
 from bots.discord.approvals import approval_message, decided_message
 from bots.formatting import format_sources
-from bots.live import LiveText
+from bots.live import EditBudget, LiveText
 from core.events import ApprovalRequired, Event
 from core.handles import RunHandle
 
@@ -23,6 +23,8 @@ _log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 2000
 TYPING_EVERY = 8.0  # Discord shows "typing" for about 10 s after each trigger
 NO_PINGS = discord.AllowedMentions.none()  # the model's text never pings anyone
+# Discord allows a bot about 50 requests a second in all; in-between edits of every answer share 30 of them.
+EDITS_PER_SECOND = 30.0
 
 
 class _ChannelSink:
@@ -45,11 +47,17 @@ class DiscordReply:
     """Shows one run's events in a channel."""
 
     def __init__(
-        self, channel: discord.abc.Messageable, *, reply_to: discord.Message | None, interval: float, run_id: str = ""
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        reply_to: discord.Message | None,
+        interval: float,
+        budget: EditBudget | None = None,
+        run_id: str = "",
     ) -> None:
         self._channel = channel
         self._live: LiveText[discord.Message] = LiveText(
-            _ChannelSink(channel, reply_to), limit=MESSAGE_LIMIT, interval=interval, name=run_id
+            _ChannelSink(channel, reply_to), limit=MESSAGE_LIMIT, interval=interval, name=run_id, budget=budget
         )
         self._approvals: dict[str, tuple[discord.Message, str]] = {}
         self._decided: set[str] = set()
@@ -137,6 +145,7 @@ class Replies:
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
+        self._budget = EditBudget(EDITS_PER_SECOND)
         self._showing: dict[str, tuple[asyncio.Task[Any], DiscordReply]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -147,7 +156,9 @@ class Replies:
     async def show(
         self, handle: RunHandle, channel: discord.abc.Messageable, reply_to: discord.Message | None = None
     ) -> None:
-        reply = DiscordReply(channel, reply_to=reply_to, interval=self._interval, run_id=handle.run_id)
+        reply = DiscordReply(
+            channel, reply_to=reply_to, interval=self._interval, budget=self._budget, run_id=handle.run_id
+        )
         task = asyncio.current_task()
         assert task is not None
         self._showing[handle.run_id] = (task, reply)
