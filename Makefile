@@ -5,8 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The code interpreter's sandbox: bubblewrap, and a Python with the data stack that the sandbox's
+# unprivileged user can read (the system one where there is one; a Python under /root is not).
+SANDBOX := .sandbox
+SANDBOX_STAMP := $(SANDBOX)/.installed
+SANDBOX_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PYTHON))
 
-.PHONY: run test lint typecheck unit bench clean setup
+.PHONY: run test lint typecheck unit bench clean setup sandbox bubblewrap
 
 setup: $(STAMP)
 
@@ -16,7 +21,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+bubblewrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else echo "The code interpreter needs bubblewrap: sudo apt-get install bubblewrap (it stays off without it)"; fi; }
+
+$(SANDBOX_STAMP): pyproject.toml
+	@test -x $(SANDBOX)/bin/python || $(SANDBOX_PYTHON) -m venv $(SANDBOX)
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['sandbox']))" > $(SANDBOX)/requirements.txt
+	$(SANDBOX)/bin/python -m pip install --quiet --disable-pip-version-check -r $(SANDBOX)/requirements.txt
+	@touch $(SANDBOX_STAMP)
+
+sandbox: $(STAMP) bubblewrap $(SANDBOX_STAMP)
+
+run: $(STAMP) sandbox
 	$(BIN)/python -m bots.console
 
 lint: $(STAMP)
@@ -26,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) sandbox
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
@@ -36,10 +54,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.many_channels
 	$(BIN)/python -m bench.slack_latency
 	$(BIN)/python -m bench.slack_load
+	$(BIN)/python -m bench.discord_latency
+	$(BIN)/python -m bench.discord_load
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.search_latency
 	dpkg -s python3-doc >/dev/null 2>&1 || (apt-get update && apt-get install -y python3-doc)
 	$(BIN)/python -m bench.retrieval
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SANDBOX) build *.egg-info

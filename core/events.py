@@ -5,13 +5,14 @@ Adapters match on ``event.type`` exhaustively and render each one their way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
     "ApprovalRequired",
     "ApprovalResolved",
     "Event",
+    "FileOutput",
     "RunCompleted",
     "RunFailed",
     "RunStarted",
@@ -104,6 +105,17 @@ class RunFailed:
     type: Literal["run_failed"] = "run_failed"
 
 
+@dataclass(frozen=True)
+class FileOutput:
+    """A file a tool produced for the channel (a chart, a CSV...): the adapter posts it."""
+
+    run_id: str
+    name: str
+    data: bytes = field(repr=False)
+    mime: str = "application/octet-stream"
+    type: Literal["file_output"] = "file_output"
+
+
 Event = (
     RunStarted
     | TextDelta
@@ -111,6 +123,7 @@ Event = (
     | ToolCallFinished
     | ApprovalRequired
     | ApprovalResolved
+    | FileOutput
     | RunCompleted
     | RunFailed
 )

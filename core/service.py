@@ -43,10 +43,13 @@ from core.knowledge.tool import FILE_SEARCH, make_file_search_tool, run_context
 from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
 from core.runner import RunSegment, SegmentOutcome
+from core.sandbox.process import SandboxLimits
+from core.sandbox.sessions import CodeSessions, SandboxSettings
 from core.settings import Settings
 from core.store import Store
 from core.store.store import NewItem
 from core.tokens import TokenCounter, load_token_counter
+from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
 from core.tools.registry import ToolRegistry
 
 __all__ = ["ApprovalError", "Notifier", "Threadline"]
@@ -62,6 +65,17 @@ NO_MODEL_MESSAGE = (
 RESTART_REASON = "Threadline stopped while this run was queued or in progress."
 STOPPED_MESSAGE = "I was stopped (the bot is restarting) before I could answer this. Your message is saved; ask again."
 SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
+
+
+def sandbox_settings(settings: Settings) -> SandboxSettings:
+    limits = SandboxLimits(call_seconds=settings.sandbox_call_seconds, memory_mb=settings.sandbox_memory_mb)
+    return SandboxSettings(
+        python=settings.sandbox_python.absolute(),
+        limits=limits,
+        idle_seconds=settings.sandbox_idle_minutes * 60,
+        max_sessions=settings.sandbox_max_sessions,
+        first_uid=settings.sandbox_first_uid,
+    )
 
 
 class ApprovalError(ThreadlineError):
@@ -105,6 +119,8 @@ class Threadline:
         self._handles: dict[str, RunHandle] = {}
         self._agents: dict[str, Agent[Any]] = {}  # a cache: one built Agent per assistant
         self._closing = False
+        self._sessions: CodeSessions | None = None  # code interpreter sessions, when a sandbox works here
+        self._outbox = FileOutbox()
 
     @classmethod
     async def open(cls, settings: Settings, *, notify: Notifier | None = None) -> Threadline:
@@ -115,17 +131,30 @@ class Threadline:
         http = aiohttp.ClientSession()
         models = ModelClient(settings)
         knowledge = KnowledgeBase(settings, store, models, tokens)
+        outbox = FileOutbox()
+        sessions: CodeSessions | None = None
         try:
+            extra = []
+            if settings.code_interpreter:
+                sessions, why = await CodeSessions.open(sandbox_settings(settings), knowledge.contents)
+                if sessions is None:
+                    _log.warning("the code interpreter is off: %s", why)
+                else:
+                    timeout = settings.sandbox_call_seconds + 40  # a call, its grace period, a session start
+                    extra.append(make_code_interpreter_tool(sessions, outbox, timeout))
             tools = ToolRegistry.build(
-                settings, http, assistants.tool_modules, channel_tools=[make_file_search_tool(knowledge)]
+                settings, http, assistants.tool_modules, channel_tools=[make_file_search_tool(knowledge)], extra=extra
             )
-            assistants.check_tools(tools.names())
+            assistants.check_tools([*tools.names(), *([] if sessions else [CODE_INTERPRETER])])
         except BaseException:
+            if sessions is not None:
+                await sessions.close()
             await http.close()
             await models.close()
             await store.close()
             raise
         service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify)
+        service._sessions, service._outbox = sessions, outbox
         await service._recover()
         await knowledge.recover()
         knowledge.start()
@@ -146,6 +175,8 @@ class Threadline:
             run = await self.store.get_run(run_id)
             if run.status in ("queued", "in_progress", "cancelling"):
                 await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
+        if self._sessions is not None:
+            await self._sessions.close()
         await self.knowledge.close()
         await self._models.close()
         await self._http.close()
@@ -326,7 +357,7 @@ class Threadline:
             fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
         )
         agent = await self._with_channel_tools(self._agent(assistant, instructions, summary), assistant, run.channel)
-        await self._segment(run, lane, agent, items, run_context(run.channel))
+        await self._segment(run, lane, agent, items, run_context(run.channel, run.id))
 
     async def _resume(self, run: Run, approvals: list[Approval], lane: _Lane) -> None:
         assistant = self.assistants.get(run.assistant)
@@ -445,6 +476,9 @@ class Threadline:
     def _emitter(self, run: Run) -> Callable[[Event], Awaitable[None]]:
         async def emit(event: Event) -> None:
             self._emit(run, event)
+            if event.type == "tool_call_finished":
+                for output in self._outbox.take(run.id):
+                    self._emit(run, output)
 
         return emit
 

@@ -53,6 +53,13 @@ class Settings:
     chunk_tokens: int = 800
     chunk_overlap: int = 400
     extraction_workers: int = 1
+    code_interpreter: bool = True  # offered when a sandbox works on this machine
+    sandbox_python: Path = Path(".sandbox/bin/python")
+    sandbox_idle_minutes: float = 60.0
+    sandbox_call_seconds: float = 60.0
+    sandbox_memory_mb: int = 2048
+    sandbox_max_sessions: int = 8
+    sandbox_first_uid: int = 61000
 
     @property
     def model_configured(self) -> bool:
@@ -138,6 +145,10 @@ class Settings:
                 "chunks need at least 50 tokens and an overlap smaller than the chunk."
             )
 
+        code_interpreter = (text("THREADLINE_CODE_INTERPRETER") or "auto").lower()
+        if code_interpreter not in {"auto", "off"}:
+            raise ConfigError(f"THREADLINE_CODE_INTERPRETER={code_interpreter!r} must be 'auto' or 'off'.")
+
         return cls(
             openai_api_key=text("OPENAI_API_KEY"),
             openai_base_url=text("OPENAI_BASE_URL"),
@@ -161,6 +172,13 @@ class Settings:
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             extraction_workers=max(count("THREADLINE_EXTRACTION_WORKERS", 1), 1),
+            code_interpreter=code_interpreter != "off",
+            sandbox_python=Path(text("THREADLINE_SANDBOX_PYTHON") or ".sandbox/bin/python"),
+            sandbox_idle_minutes=number("THREADLINE_SANDBOX_IDLE_MINUTES", 60.0),
+            sandbox_call_seconds=number("THREADLINE_SANDBOX_CALL_SECONDS", 60.0),
+            sandbox_memory_mb=max(count("THREADLINE_SANDBOX_MEMORY_MB", 2048), 256),
+            sandbox_max_sessions=max(count("THREADLINE_SANDBOX_MAX_SESSIONS", 8), 1),
+            sandbox_first_uid=max(count("THREADLINE_SANDBOX_FIRST_UID", 61000), 1000),
         )
 
 

@@ -58,6 +58,7 @@ def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path) -> S
         model_timeout=5.0,
         model_max_retries=2,
         tokenizer="estimate",
+        code_interpreter=False,  # tests/test_code_interpreter.py turns the sandbox on where it is the subject
     )
 
 

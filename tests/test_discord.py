@@ -39,6 +39,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_tex
 from tests.tool_modules import team_tools
 
 ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_PYTHON = ROOT / ".sandbox" / "bin" / "python"
 
 DISCORD_ASSISTANTS = """
 default = "discordbot"
@@ -48,7 +49,7 @@ tool_modules = ["tests.tool_modules.team_tools"]
 name = "discordbot"
 instructions = "You help in Discord."
 model = "fake-model"
-tools = ["deploy", "file_search"]
+tools = ["deploy", "file_search", "code_interpreter"]
 """
 
 LONG_CODE = "```python\n" + "\n".join(f"print('line {i:03d} of a long script')" for i in range(120)) + "\n```"
@@ -61,6 +62,10 @@ def chat_script(req: dict[str, Any]) -> Reply:
         return Reply(text=f"Done [1]: {results[0]['content'][:80]}", chunk_delay=0.001)
     if "deploy" in question:
         return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    if "chart" in question:
+        return Reply(
+            tool_calls=(ToolCall("code_interpreter", {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])"}),)
+        )
     if "long script" in question:
         return Reply(text="Here it is:\n\n" + LONG_CODE, chunk_delay=0.0)
     if "slowly" in question:
@@ -305,6 +310,20 @@ async def test_attachments_can_be_limited_to_messages_for_the_bot(harness: Harne
     names = [f.name for f in await harness.bot.service.knowledge.files(f"discord:{GUILD_ID}:{CHANNEL_ID}")]
     assert names == ["notes.txt"]
     assert fake.downloads == [kept.url]
+
+
+async def test_a_chart_from_the_code_interpreter_is_posted_as_a_file(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = replace(harness.settings, code_interpreter=True, sandbox_python=SANDBOX_PYTHON)
+    await harness.start()
+    fake = harness.fake
+    await fake.send_message("draw a chart")
+    await fake.wait_until(lambda: any(name == "figure-1.png" for name, _ in fake.uploads), timeout=20, what="the PNG")
+    (data,) = [data for name, data in fake.uploads if name == "figure-1.png"]
+    assert data.startswith(b"\x89PNG")
+    await fake.wait_until(
+        lambda: any(m["content"].startswith("Done") for m in fake.bot_messages(CHANNEL_ID)), what="the answer"
+    )
 
 
 # -- slash commands -----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tests.fakes.slack_server import (
 from tests.tool_modules import team_tools
 
 SECRET = "test-signing-secret"
+SANDBOX_PYTHON = Path(__file__).resolve().parent.parent / ".sandbox" / "bin" / "python"
 CHANNEL = "C_GENERAL"
 ALICE, MALLORY = "U_ALICE", "U_MALLORY"
 
@@ -43,7 +44,7 @@ tool_modules = ["tests.tool_modules.team_tools"]
 name = "slackbot"
 instructions = "You help in Slack."
 model = "fake-model"
-tools = ["deploy", "file_search"]
+tools = ["deploy", "file_search", "code_interpreter"]
 """
 
 
@@ -54,6 +55,9 @@ def chat_script(req: dict[str, Any]) -> Reply:
         return Reply(text=f"Done [1]: {results[0]['content'][:80]}", chunk_delay=0.001)
     if "deploy" in question:
         return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    if "chart" in question:
+        code = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])"
+        return Reply(tool_calls=(ToolCall("code_interpreter", {"code": code}),))
     if "file_search" in offered_tools(req) and question.endswith("?"):
         return Reply(tool_calls=(ToolCall("file_search", {"query": question}),))
     return Reply(text=f"Answer to: {question}", chunk_delay=0.001)
@@ -298,6 +302,17 @@ async def test_refused_streaming_falls_back_to_post_and_update(harness: Harness)
     [answer] = await harness.answer(CHANNEL, "1700000013.000100")
     assert answer == "Answer to: *bold* please"  # Markdown rendered as Slack mrkdwn
     assert harness.slack.calls_to("chat.postMessage")
+
+
+async def test_a_chart_from_the_code_interpreter_is_shared_in_the_thread(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = replace(harness.settings, code_interpreter=True, sandbox_python=SANDBOX_PYTHON)
+    await harness.start()
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> draw a chart", "1700000015.000100"))
+    await harness.slack.wait_until(lambda: bool(harness.slack.uploads), timeout=20, what="the uploaded PNG")
+    (upload,) = harness.slack.uploads
+    assert (upload.name, upload.channel, upload.thread_ts) == ("figure-1.png", CHANNEL, "1700000015.000100")
+    assert upload.data.startswith(b"\x89PNG")
 
 
 async def test_socket_mode_mention_gets_a_reply(harness: Harness) -> None:

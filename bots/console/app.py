@@ -19,7 +19,7 @@ from typing import TextIO
 from bots.formatting import format_sources
 from core.commands import handle_command, is_command
 from core.errors import ConfigError
-from core.events import Event
+from core.events import Event, FileOutput
 from core.handles import RunHandle
 from core.knowledge.base import Upload
 from core.logs import configure_logging
@@ -146,6 +146,10 @@ class ConsoleChannel:
                 return False
             case "tool_call_finished":
                 return streamed
+            case "file_output":
+                path = await asyncio.to_thread(_save_output, self._service.settings.db_path.parent / "outputs", event)
+                self.say(f"{chr(10) if streamed else ''}[file] {path}")
+                return False
             case "approval_required":
                 if streamed:
                     self.say("")
@@ -174,6 +178,15 @@ class ConsoleChannel:
                 self.say(f"[{event.status}] {event.message}")
                 return False
         return streamed
+
+
+def _save_output(folder: Path, output: FileOutput) -> Path:
+    """Save a file the assistant produced under ``folder/<run id>/``; returns where."""
+    target = folder / output.run_id
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / Path(output.name).name
+    path.write_bytes(output.data)
+    return path.resolve()
 
 
 def _read_local_file(argument: str) -> tuple[Path, bytes]:

@@ -28,13 +28,14 @@ __all__ = ["PERMISSIONS", "DiscordBot", "ThreadlineBot", "intents", "invite_url"
 _log = logging.getLogger(__name__)
 
 # Exactly what the bot uses: read and answer messages (in threads too), reply to a message
-# (which needs Read Message History), and react to confirm files.
+# (which needs Read Message History), react to confirm files, post the code interpreter's files.
 PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
     send_messages_in_threads=True,
     read_message_history=True,
     add_reactions=True,
+    attach_files=True,
 )
 
 INTENT_MISSING = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from typing import Any
 
@@ -89,6 +90,10 @@ class DiscordReply:
             case "text_delta":
                 self._stop_typing()
                 self._live.append(event.text)
+            case "file_output":
+                await self._live.finish()  # the file follows the words that introduce it
+                attachment = discord.File(io.BytesIO(event.data), filename=event.name)
+                await self._channel.send(file=attachment, allowed_mentions=NO_PINGS)
             case "approval_required":
                 self._stop_typing()
                 await self._live.finish()

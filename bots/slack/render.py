@@ -179,6 +179,11 @@ class SlackReply:
                 await self._post_approval(event)
             case "approval_resolved":
                 await self._resolve_approval(event)
+            case "file_output":
+                await self._finish_message()  # the file follows the words that introduce it
+                await self._client.files_upload_v2(
+                    channel=self._channel, thread_ts=self._thread_ts, content=event.data, filename=event.name
+                )
             case "run_completed":
                 if event.sources:
                     style: LinkStyle = "mrkdwn" if self._streaming_refused else "markdown"

@@ -152,6 +152,7 @@ class KnowledgeBase:
                 return AddResult(await self._files.fail(record.id, prepared.error, prepared.kind))
             texts = [c.text for c in prepared.chunks]
             vectors, dim = await self._embed(texts)
+            await self._files.save_content(sha256, upload.data)
             completed = await self._files.complete(
                 record.id,
                 kind=prepared.kind or "text",
@@ -178,6 +179,10 @@ class KnowledgeBase:
 
     async def files(self, channel: str) -> list[FileRecord]:
         return await self._files.in_channel(channel)
+
+    async def contents(self, channel: str) -> list[tuple[str, bytes]]:
+        """The channel's indexed files as (name, bytes): what the code interpreter finds in its working directory."""
+        return await self._files.contents(channel)
 
     async def forget(self, channel: str, name: str) -> list[FileRecord]:
         removed = await self._files.remove(channel, name=name)

@@ -16,12 +16,12 @@ RESULTS = 5
 MAX_CHARS_PER_RESULT = 4000
 
 
-def run_context(channel: str) -> dict[str, Any]:
-    """The context a run carries: its channel, and the sources file search found (numbered [1], [2], ...).
+def run_context(channel: str, run_id: str) -> dict[str, Any]:
+    """The context a run carries: its channel and id, and the sources file search found (numbered [1], [2], ...).
 
     A plain mapping, so that a paused run's state serialises it and a restored run has it back.
     """
-    return {"channel": channel, "sources": []}
+    return {"channel": channel, "run_id": run_id, "sources": []}
 
 
 def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:

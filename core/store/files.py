@@ -224,6 +224,25 @@ class FileStore:
 
         return await self._store.call(fail)
 
+    async def save_content(self, sha256: str, data: bytes) -> None:
+        """Keep a file's bytes (once per content), for tools that work on the original files."""
+        await self._store.call(
+            lambda db: db.execute("INSERT OR IGNORE INTO file_contents (sha256, data) VALUES (?, ?)", [sha256, data])
+        )
+
+    async def contents(self, channel: str) -> list[tuple[str, bytes]]:
+        """The channel's indexed files as (name, bytes), newest version of each name."""
+
+        def load(db: Database) -> list[tuple[str, bytes]]:
+            rows = db.execute(
+                "SELECT f.name, c.data FROM files f JOIN file_contents c ON c.sha256 = f.sha256 "
+                "WHERE f.channel = ? AND f.status = 'completed' ORDER BY f.created_at",
+                [channel],
+            ).fetchall()
+            return list({str(name): bytes(data) for name, data in rows}.items())
+
+        return await self._store.call(load)
+
     async def in_channel(self, channel: str) -> list[FileRecord]:
         def list_(db: Database) -> list[FileRecord]:
             rows = db.execute(
@@ -381,4 +400,10 @@ def _delete_chunks(db: Database, file_id: str) -> None:
 
 def _delete_file(db: Database, file_id: str) -> None:
     _delete_chunks(db, file_id)
+    row = db.execute("SELECT sha256 FROM files WHERE id = ?", [file_id]).fetchone()
     db.execute("DELETE FROM files WHERE id = ?", [file_id])
+    if row is not None:  # the bytes go with the last file that has them
+        db.execute(
+            "DELETE FROM file_contents WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)",
+            [row[0], row[0]],
+        )

@@ -173,3 +173,9 @@ def m003_knowledge(db: Database) -> None:
         foreign_keys=[("chunk_id", "chunks", "id")],
     )
     db.table("embeddings").create_index(["channel", "model"])
+
+
+@MIGRATIONS()
+def m004_file_contents(db: Database) -> None:
+    """The bytes of each indexed file, once per content: the code interpreter works on the originals."""
+    db.table("file_contents").create({"sha256": str, "data": bytes}, pk="sha256")

@@ -45,7 +45,9 @@ class ToolRegistry:
         http: aiohttp.ClientSession,
         tool_modules: Iterable[str],
         channel_tools: Iterable[FunctionTool] = (),
+        extra: Iterable[FunctionTool] = (),
     ) -> ToolRegistry:
+        """The built-ins (weather; email with SMTP; ``extra`` ones the service set up), team tools, channel tools."""
         builtins = [
             make_weather_tool(
                 forecast_url=settings.open_meteo_url,
@@ -55,6 +57,7 @@ class ToolRegistry:
         ]
         if settings.smtp is not None:
             builtins.append(make_email_tool(settings.smtp))
+        builtins.extend(extra)
         custom = [t for module in tool_modules for t in load_tool_module(module)]
         registry = cls(
             [with_timeout(t, settings.tool_timeout) for t in builtins],

@@ -54,6 +54,7 @@ __all__ = [
     "FakeSlack",
     "Posted",
     "ResponsePost",
+    "Uploaded",
     "app_mention",
     "block_action",
     "block_action_payload",
@@ -76,7 +77,7 @@ APP_ID = "A01"
 WORKSPACE_URL = "https://threadline-test.slack.com/"
 
 _FIRST_TS_SECONDS = 1_700_000_000
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "chunks", "unfurls")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "chunks", "unfurls", "files")
 _MAX_TEXT = 40_000  # chat.postMessage truncates beyond this; longer answers msg_too_long
 _MAX_BLOCKS = 50
 
@@ -96,6 +97,16 @@ class Download(NamedTuple):
     name: str
     token: str | None
     authorized: bool
+
+
+class Uploaded(NamedTuple):
+    """A file the app shared with files.getUploadURLExternal, the upload URL, files.completeUploadExternal."""
+
+    file_id: str
+    name: str
+    data: bytes
+    channel: str
+    thread_ts: str | None
 
 
 class ResponsePost(NamedTuple):
@@ -165,9 +176,11 @@ class FakeSlack:
     responses: list[ResponsePost] = field(default_factory=list, init=False)
     acks: list[dict[str, Any]] = field(default_factory=list, init=False)
     connections: int = field(default=0, init=False)  # Socket Mode connections ever opened
+    uploads: list[Uploaded] = field(default_factory=list, init=False)  # files the app shared (upload v2)
 
     def __post_init__(self) -> None:
         self._file_data: dict[str, tuple[bytes, str]] = {}
+        self._pending_uploads: dict[str, tuple[str, bytes]] = {}  # file id -> (name, bytes) until completed
         self._failed: set[int] = set()  # indexes into calls that were answered ok=false
         self._fail_next: dict[str, deque[_Failure]] = {}
         self._refused: dict[str, str] = {}
@@ -192,6 +205,8 @@ class FakeSlack:
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
             "files.info": self._files_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
             "users.info": self._users_info,
             "apps.connections.open": self._connections_open,
         }
@@ -203,6 +218,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files/{file_id}/{name}", self._download)
         app.router.add_post("/respond/{response_id}", self._respond)
+        app.router.add_post("/upload/{file_id}", self._receive_upload)
         app.router.add_get("/link", self._link)
         self._runner, self._base = await serve_on_loopback(app)
         return self
@@ -509,6 +525,36 @@ class FakeSlack:
             return web.Response(status=403, text="Forbidden")
         data, mimetype = self._file_data[file_id]
         return web.Response(body=data, content_type=mimetype)
+
+    async def _receive_upload(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file_id"]
+        if file_id not in self._pending_uploads:
+            return web.Response(status=404, text="Not Found")
+        self._pending_uploads[file_id] = (self._pending_uploads[file_id][0], await request.read())
+        await self._notify()
+        return web.Response(text="OK - " + str(len(self._pending_uploads[file_id][1])))
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = _require(params, "filename")
+        file_id = f"F_UP{next(self._tickets):04d}"
+        self._pending_uploads[file_id] = (name, b"")
+        return {"upload_url": f"{self._base}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = params.get("files")
+        if not isinstance(files, list) or not files:
+            raise _SlackError("invalid_arguments")
+        done = []
+        for entry in files:
+            file_id = str(entry.get("id"))
+            if file_id not in self._pending_uploads:
+                raise _SlackError("file_not_found")
+            name, data = self._pending_uploads.pop(file_id)
+            self.uploads.append(
+                Uploaded(file_id, name, data, str(params.get("channel_id") or ""), params.get("thread_ts"))
+            )
+            done.append({"id": file_id, "name": name, "title": entry.get("title") or name})
+        return {"files": done}
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -1,0 +1,193 @@
+"""The code interpreter's worker: runs INSIDE the sandbox, one per session, and speaks JSON lines on stdin/stdout.
+
+It is started as a plain script (``python worker.py LIMITS_JSON``) and imports nothing from
+Threadline: only the standard library, and the data stack when the model's code asks for it.
+It is not trusted by the bot: the model's code runs in this same process and could change
+anything here, so every limit that matters is also enforced outside (the sandbox, the bot's
+bounded reads and its wall-clock kill). What the worker does is make the common case pleasant:
+
+- one namespace per session, so variables and imports persist between calls;
+- stdout and stderr captured, each cut at ``output_chars``;
+- the value of a last bare expression shown, as in a notebook;
+- a call interrupted after ``wall_seconds`` (KeyboardInterrupt), the session kept;
+- open matplotlib figures saved as PNGs, and the files the call created or changed in the
+  working directory returned (regular files only, capped in number and size).
+
+Requests: ``{"op": "exec", "code": "..."}``, ``{"op": "put", "name": "...", "data": "<base64>"}``,
+``{"op": "ping"}``. One JSON reply line per request.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import contextlib
+import io
+import json
+import os
+import resource
+import signal
+import stat
+import sys
+import threading
+import traceback
+from typing import Any
+
+WORKDIR = "/mnt/data"
+_SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._- ")
+
+
+class _Capped(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self._parts: list[str] = []
+        self._kept = 0
+        self._limit = limit
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        room = self._limit - self._kept
+        if room > 0:
+            piece = text[:room]
+            self._parts.append(piece)
+            self._kept += len(piece)
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def value(self) -> str:
+        text = "".join(self._parts)
+        if self.dropped:
+            text += f"\n[... {self.dropped} more characters not shown]"
+        return text
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    for name, value in (
+        ("RLIMIT_AS", limits["memory_bytes"]),
+        ("RLIMIT_CPU", limits["cpu_seconds"]),
+        ("RLIMIT_NPROC", limits["processes"]),
+        ("RLIMIT_FSIZE", limits["file_bytes"]),
+        ("RLIMIT_NOFILE", limits["open_files"]),
+        ("RLIMIT_CORE", 0),
+    ):
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def _snapshot() -> dict[str, tuple[int, int]]:
+    seen: dict[str, tuple[int, int]] = {}
+    with contextlib.suppress(OSError), os.scandir(WORKDIR) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                seen[entry.name] = (info.st_mtime_ns, info.st_size)
+    return seen
+
+
+def _save_figures() -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    with contextlib.suppress(Exception):
+        for number in pyplot.get_fignums():
+            pyplot.figure(number).savefig(os.path.join(WORKDIR, f"figure-{number}.png"), dpi=100)
+        pyplot.close("all")
+
+
+def _outputs(before: dict[str, tuple[int, int]], limits: dict[str, int]) -> tuple[list[dict[str, str]], list[str]]:
+    files: list[dict[str, str]] = []
+    skipped: list[str] = []
+    budget = limits["returned_bytes"]
+    for name, signature in sorted(_snapshot().items()):
+        if before.get(name) == signature or name.startswith("."):
+            continue
+        path = os.path.join(WORKDIR, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a symlink or a FIFO never blocks us
+        except OSError:
+            skipped.append(name)  # a symlink, or gone
+            continue
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or len(files) >= limits["returned_files"] or info.st_size > budget:
+            os.close(fd)
+            skipped.append(name)
+            continue
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(budget + 1)
+        if len(data) > budget:
+            skipped.append(name)
+            continue
+        budget -= len(data)
+        files.append({"name": name, "data": base64.b64encode(data).decode()})
+    return files, skipped
+
+
+def _run(code: str, namespace: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    out, err = _Capped(limits["output_chars"]), _Capped(limits["output_chars"])
+    before = _snapshot()
+    reply: dict[str, Any] = {"ok": True}
+    timer = threading.Timer(limits["wall_seconds"], signal.raise_signal, (signal.SIGINT,))
+    timer.daemon = True
+    try:
+        tree = ast.parse(code, "<cell>", "exec")
+        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            timer.start()
+            exec(compile(tree, "<cell>", "exec"), namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+                if value is not None:
+                    sys.stdout.write(repr(value) + "\n")
+    except KeyboardInterrupt:
+        reply = {"ok": False, "error": "interrupted", "traceback": f"Stopped after {limits['wall_seconds']} s."}
+    except BaseException as exc:
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": "".join(lines)[-8000:]}
+    finally:
+        timer.cancel()
+    _save_figures()
+    reply["stdout"], reply["stderr"] = out.value(), err.value()
+    reply["files"], reply["skipped"] = _outputs(before, limits)
+    return reply
+
+
+def _put(request: dict[str, Any]) -> dict[str, Any]:
+    name = str(request["name"])
+    if not name or name.startswith(".") or not set(name) <= _SAFE_NAME:
+        return {"ok": False, "error": f"refused file name {name!r}"}
+    with open(os.path.join(WORKDIR, name), "wb") as handle:
+        handle.write(base64.b64decode(request["data"]))
+    return {"ok": True}
+
+
+def main() -> None:
+    limits: dict[str, int] = json.loads(sys.argv[1])
+    _apply_limits(limits)
+    os.chdir(WORKDIR)
+    channel_in, channel_out = sys.stdin, sys.stdout
+    sys.stdin = io.StringIO()  # the model's code reads nothing from the bot's pipe...
+    sys.stdout = sys.stderr = io.StringIO()  # ...and writes nothing to it except through a reply
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for line in channel_in:
+        request = json.loads(line)
+        op = request.get("op")
+        try:
+            if op == "exec":
+                reply = _run(str(request["code"]), namespace, limits)
+            elif op == "put":
+                reply = _put(request)
+            else:
+                reply = {"ok": True, "pong": True}
+        except BaseException as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        channel_out.write(json.dumps(reply) + "\n")
+        channel_out.flush()
+
+
+if __name__ == "__main__":
+    main()
