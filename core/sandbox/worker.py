@@ -65,7 +65,7 @@ class _Capped(io.TextIOBase):
         return text
 
 
-def _apply_limits(limits: dict[str, int]) -> None:
+def _apply_limits(limits: dict[str, Any]) -> None:
     for name, value in (
         ("RLIMIT_AS", limits["memory_bytes"]),
         ("RLIMIT_CPU", limits["cpu_seconds"]),
@@ -79,7 +79,7 @@ def _apply_limits(limits: dict[str, int]) -> None:
 
 def _snapshot() -> dict[str, tuple[int, int]]:
     seen: dict[str, tuple[int, int]] = {}
-    with contextlib.suppress(OSError), os.scandir(WORKDIR) as entries:
+    with contextlib.suppress(OSError), os.scandir(".") as entries:
         for entry in entries:
             with contextlib.suppress(OSError):
                 info = entry.stat(follow_symlinks=False)
@@ -93,18 +93,18 @@ def _save_figures() -> None:
         return
     with contextlib.suppress(Exception):
         for number in pyplot.get_fignums():
-            pyplot.figure(number).savefig(os.path.join(WORKDIR, f"figure-{number}.png"), dpi=100)
+            pyplot.figure(number).savefig(f"figure-{number}.png", dpi=100)
         pyplot.close("all")
 
 
-def _outputs(before: dict[str, tuple[int, int]], limits: dict[str, int]) -> tuple[list[dict[str, str]], list[str]]:
+def _outputs(before: dict[str, tuple[int, int]], limits: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
     files: list[dict[str, str]] = []
     skipped: list[str] = []
     budget = limits["returned_bytes"]
     for name, signature in sorted(_snapshot().items()):
         if before.get(name) == signature or name.startswith("."):
             continue
-        path = os.path.join(WORKDIR, name)
+        path = os.path.join(".", name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a symlink or a FIFO never blocks us
         except OSError:
@@ -125,7 +125,7 @@ def _outputs(before: dict[str, tuple[int, int]], limits: dict[str, int]) -> tupl
     return files, skipped
 
 
-def _run(code: str, namespace: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
     out, err = _Capped(limits["output_chars"]), _Capped(limits["output_chars"])
     before = _snapshot()
     reply: dict[str, Any] = {"ok": True}
@@ -160,15 +160,15 @@ def _put(request: dict[str, Any]) -> dict[str, Any]:
     name = str(request["name"])
     if not name or name.startswith(".") or not set(name) <= _SAFE_NAME:
         return {"ok": False, "error": f"refused file name {name!r}"}
-    with open(os.path.join(WORKDIR, name), "wb") as handle:
+    with open(os.path.join(".", name), "wb") as handle:
         handle.write(base64.b64decode(request["data"]))
     return {"ok": True}
 
 
 def main() -> None:
-    limits: dict[str, int] = json.loads(sys.argv[1])
+    limits: dict[str, Any] = json.loads(sys.argv[1])
     _apply_limits(limits)
-    os.chdir(WORKDIR)
+    os.chdir(limits.get("workdir", WORKDIR))  # the sandbox's /mnt/data; elsewhere only for benchmarks
     channel_in, channel_out = sys.stdin, sys.stdout
     sys.stdin = io.StringIO()  # the model's code reads nothing from the bot's pipe...
     sys.stdout = sys.stderr = io.StringIO()  # ...and writes nothing to it except through a reply
