@@ -46,8 +46,10 @@ class EditBudget:
     """A token bucket shared by every live answer of a process, for the edits in between.
 
     Platforms also limit a bot's requests across all channels (Discord: 50 a second). With many
-    answers streaming at once, their in-between edits draw on this budget and wait when it is
-    spent, so the first words and the last edit of every answer (which do not wait) stay fast.
+    answers streaming at once, their in-between edits draw on this budget and are skipped when it
+    is spent, so the first words and the last edit of every answer (which never wait) stay fast.
+    Those are counted too, but the debt they leave is capped at one burst: after a rush, in-between
+    edits come back within ``2 * burst / per_second`` seconds.
     """
 
     def __init__(self, per_second: float, burst: float | None = None) -> None:
@@ -56,16 +58,24 @@ class EditBudget:
         self._tokens = self._capacity
         self._stamp = time.monotonic()
 
-    def reserve(self) -> float:
-        """Book one edit; returns how many seconds to wait before making it (0.0: now). Bookings queue up."""
-        self.spend()
-        return max(0.0, -self._tokens / self._rate)
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    def reserve(self, max_wait: float) -> float | None:
+        """Book one edit if it can be made within ``max_wait`` seconds; returns the wait, or None (not booked)."""
+        self._refill()
+        wait = max(0.0, (1 - self._tokens) / self._rate)
+        if wait > max_wait:
+            return None
+        self._tokens -= 1
+        return wait
 
     def spend(self) -> None:
         """Count an edit that does not wait (a first post, a last edit): it still uses the platform's budget."""
-        now = time.monotonic()
-        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate) - 1
-        self._stamp = now
+        self._refill()
+        self._tokens = max(self._tokens - 1, -self._capacity)
 
 
 class LiveText(Generic[M]):
@@ -139,8 +149,13 @@ class LiveText(Generic[M]):
             wait = self._last_sync + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if self._shown and self._budget is not None:  # an in-between edit: wait for the shared budget
-                await asyncio.sleep(self._budget.reserve())
+            if self._shown and self._budget is not None:  # an in-between edit: only within the shared budget
+                booked = self._budget.reserve(max_wait=self._interval)
+                if booked is None:
+                    self._last_sync = time.monotonic()  # skipped: try again after another interval
+                    self._wake.set()
+                    continue
+                await asyncio.sleep(booked)
             elif self._budget is not None:
                 self._budget.spend()
             try:
