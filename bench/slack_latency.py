@@ -34,10 +34,8 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import inspect
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -52,8 +50,17 @@ import openai
 from slack_sdk.web.async_client import AsyncWebClient
 
 import bots.slack.app
+from bench.chat_common import (
+    Phases,
+    bare_call,
+    bodies_match,
+    kwargs_for,
+    others_cpu_s,
+    phase_medians,
+    retag,
+    sdk_parameters,
+)
 from bench.common import ModelServer, bench_settings, child_server, forbid_non_loopback, machine, summary, write_result
-from bench.fake_server import request_digest
 from bench.slack_model_server import message_tag, reply_text, slack_model_server
 from bots.slack.adapter import SlackAdapter
 from bots.slack.app import EVENTS_PATH, SlackBot
@@ -66,16 +73,9 @@ from tests.fakes.slack_server import FakeSlack, app_mention, event_callback, sig
 
 __all__ = [
     "SECRET",
-    "BareTimes",
     "Mention",
     "Seen",
     "SlackProcess",
-    "bare_call",
-    "kwargs_for",
-    "machine_busy_s",
-    "others_cpu_s",
-    "process_cpu_s",
-    "sdk_parameters",
     "see_mentions",
     "shared_session",
     "slack_process",
@@ -401,54 +401,6 @@ def events_url(bot: SlackBot) -> str:
     return f"http://127.0.0.1:{bot.port}{EVENTS_PATH}"
 
 
-@dataclass
-class BareTimes:
-    first: float
-    last: float
-    end: float
-    text: str
-
-
-async def bare_call(client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> BareTimes:
-    """One streaming call; seconds from the call to its first and last content token and to its end."""
-    start = time.monotonic()
-    first = last = float("nan")
-    parts: list[str] = []
-    stream = await client.chat.completions.create(**kwargs)
-    async for chunk in stream:
-        if chunk.choices and (content := chunk.choices[0].delta.content):
-            now = time.monotonic()
-            if not parts:
-                first = now
-            last = now
-            parts.append(content)
-    end = time.monotonic()
-    return BareTimes(first - start, last - start, end - start, "".join(parts))
-
-
-def sdk_parameters() -> set[str]:
-    probe = openai.AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")
-    return set(inspect.signature(probe.chat.completions.create).parameters)
-
-
-def kwargs_for(body: dict[str, Any], known: set[str]) -> dict[str, Any]:
-    """The SDK's keyword arguments that send exactly ``body``."""
-    kwargs = {k: v for k, v in body.items() if k in known}
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
-
-
-def retag(body: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    """``body`` with the tag ``#old`` swapped for ``#new`` (tags of one width keep every length the same)."""
-    text = json.dumps(body)
-    if text.count(f"#{old}") < 1:
-        raise AssertionError(f"the tag #{old} is not in the captured body")
-    swapped: dict[str, Any] = json.loads(text.replace(f"#{old}", f"#{new}"))
-    return swapped
-
-
 @contextlib.asynccontextmanager
 async def shared_session(enabled: bool) -> AsyncIterator[None]:
     """Experiment, off by default: give the bot's Web API client one aiohttp session for all its calls.
@@ -473,42 +425,6 @@ async def shared_session(enabled: bool) -> AsyncIterator[None]:
     finally:
         bots.slack.app.web_client = original
         await shared.close()
-
-
-def process_cpu_s(pid: int) -> float:
-    """A process's CPU time so far (user + system), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_s() -> float:
-    """CPU time the whole machine has spent busy (all CPUs, all processes), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def others_cpu_s(*pids: int) -> float:
-    """CPU time so far of everything on the machine but this process and ``pids`` (a noise indicator)."""
-    return machine_busy_s() - time.process_time() - sum(process_cpu_s(pid) for pid in pids)
-
-
-# == phases inside the bot (the instrumented pass) ==============================================
-
-
-class Phases:
-    """Monotonic stamps of what happens inside the bot, for the one mention in flight."""
-
-    def __init__(self) -> None:
-        self.now: dict[str, float] = {}
-
-    def first(self, label: str) -> None:
-        self.now.setdefault(label, time.monotonic())
-
-    def last(self, label: str) -> None:
-        self.now[label] = time.monotonic()
 
 
 @contextlib.contextmanager
@@ -691,17 +607,6 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if result["all_ok"] else 1
 
 
-def bodies_match(bodies: list[dict[str, Any]], mentions: int) -> bool:
-    """Every measured B request and its A twin had the same body, but for the tag."""
-    by_tag: dict[str, list[str]] = {}
-    for body in bodies:
-        tag = message_tag(str(body["messages"][-1]["content"]))
-        if tag.startswith("L"):
-            body = retag(body, tag, "A" + tag[1:])
-        by_tag.setdefault(tag[1:], []).append(request_digest(body))
-    return len(by_tag) == mentions and all(len(d) == 2 and d[0] == d[1] for d in by_tag.values())
-
-
 async def phase_pass(
     model: ModelServer, slack: SlackProcess, url: str, args: argparse.Namespace
 ) -> list[dict[str, float]]:
@@ -726,15 +631,6 @@ async def phase_pass(
                     stamps[f"slack: last {method}"] = times[-1]
             out.append({k: (v - seen.posted) * 1000 for k, v in sorted(stamps.items(), key=lambda kv: kv[1])})
     return out
-
-
-def phase_medians(phases: list[dict[str, float]]) -> dict[str, float]:
-    labels: dict[str, list[float]] = {}
-    for one in phases:
-        for label, ms in one.items():
-            labels.setdefault(label, []).append(ms)
-    medians = {label: statistics.median(values) for label, values in labels.items()}
-    return dict(sorted(medians.items(), key=lambda kv: kv[1]))
 
 
 def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import cProfile
 import gc
-import itertools
 import math
 import pstats
 import statistics
@@ -55,23 +54,26 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import openai
-
+from bench.chat_common import (
+    Run,
+    check_store,
+    children_cpu,
+    post_stamps,
+    run_bare,
+    run_core,
+    tcp_counters,
+)
 from bench.common import (
     REPO,
     RESULTS,
     LagTicker,
     ModelServer,
-    bench_settings,
     forbid_non_loopback,
     machine,
     percentile,
-    summary,
     write_result,
 )
 from bench.fake_server import request_digest
@@ -81,12 +83,7 @@ from bench.slack_latency import (
     WORDS,
     Mention,
     SlackProcess,
-    bare_call,
     events_url,
-    kwargs_for,
-    machine_busy_s,
-    process_cpu_s,
-    sdk_parameters,
     see_mentions,
     shared_session,
     slack_process,
@@ -94,32 +91,14 @@ from bench.slack_latency import (
 )
 from bench.slack_model_server import message_tag, reply_text, slack_model_server
 from bots.slack.adapter import channel_key
-from bots.slack.app import SlackBot
-from core.events import Event, RunCompleted
-from core.handles import RunHandle
 from core.models import Author, Incoming
-from core.service import Threadline
 
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
-TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPTimeouts")
 
 
-def children_cpu(model: ModelServer, slack: SlackProcess) -> dict[str, float]:
-    """CPU so far of the model's and Slack's processes, of this one, and of everything else on the machine."""
-    mine = {
-        "model": process_cpu_s(model._process.pid),
-        "slack": process_cpu_s(slack._process.pid),
-        "bot": time.process_time(),
-    }
-    return mine | {"others": machine_busy_s() - sum(mine.values())}
-
-
-def tcp_counters() -> dict[str, int]:
-    """The machine's TCP counters that show a full accept queue (each costs a client a SYN retransmit: 1 s)."""
-    with open("/proc/net/netstat") as f:
-        lines = [line.split() for line in f if line.startswith("TcpExt:")]
-    values = dict(zip(lines[0][1:], lines[1][1:], strict=True))
-    return {name: int(values.get(name, 0)) for name in TCP_COUNTERS}
+def pids(model: ModelServer, slack: SlackProcess) -> dict[str, int]:
+    """The child processes whose CPU is accounted: the model's and Slack's."""
+    return {"model": model._process.pid, "slack": slack._process.pid}
 
 
 PERSON_NAME = "User"  # what FakeSlack's users.info gives as everyone's display name
@@ -138,68 +117,6 @@ def mentions(channels: int, per_channel: int, users: int) -> list[list[Mention]]
         ]
         for c in range(channels)
     ]
-
-
-@dataclass
-class Run:
-    side: str
-    repeat: int
-    first_s: list[float] = field(default_factory=list)  # arrival (POST) to the first answer text / first token
-    complete_s: list[float] = field(default_factory=list)  # arrival to the complete answer / last token
-    service_s: list[float] = field(default_factory=list)  # B: later of arrival and previous completion; A: the call
-    call_end_s: list[float] = field(default_factory=list)  # A: the call, to the end of its stream
-    to_core_s: list[float] = field(default_factory=list)  # B: from the event's POST to Threadline.post
-    ack_s: list[float] = field(default_factory=list)
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    lags_s: list[float] = field(default_factory=list)
-    children_cpu_s: dict[str, float] = field(default_factory=dict)  # the model's, Slack's, this, the rest
-    model_served_s: list[float] = field(default_factory=list)  # how long the model took per request, as it saw it
-    tcp: dict[str, int] = field(default_factory=dict)  # the machine's accept-queue counters during the load
-    methods: dict[str, int] = field(default_factory=dict)
-    checks: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "repeat": self.repeat,
-            "wall_s": self.wall_s,
-            "cpu_s": self.cpu_s,
-            "first_s": summary(self.first_s),
-            "complete_s": summary(self.complete_s),
-            "service_s": summary(self.service_s),
-            "ack_s": summary(self.ack_s),
-            "to_core_s": summary(self.to_core_s),
-            "lag_ms": {k: v * 1000 if k != "n" else v for k, v in summary(self.lags_s).items()},
-            "model_served_s": summary(self.model_served_s),
-            "children_cpu_s": self.children_cpu_s,
-            "tcp_during_load": self.tcp,
-            "methods": self.methods,
-            "checks": self.checks,
-            "samples": {
-                "first_s": self.first_s,
-                "complete_s": self.complete_s,
-                "service_s": self.service_s,
-                "ack_s": self.ack_s,
-                "to_core_s": self.to_core_s,
-            },
-        }
-
-
-@contextlib.contextmanager
-def post_stamps(stamps: dict[str, float]) -> Iterator[None]:
-    """Stamp when each message reaches ``Threadline.post`` (by its platform id): one dict write a mention."""
-    original = Threadline.post
-
-    async def post(self: Threadline, incoming: Incoming) -> RunHandle | None:
-        stamps.setdefault(incoming.platform_msg_id or "", time.monotonic())
-        return await original(self, incoming)
-
-    Threadline.post = post  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Threadline.post = original  # type: ignore[method-assign]
 
 
 # -- B: through Slack ----------------------------------------------------------------------------
@@ -236,7 +153,7 @@ async def run_slack(
         gc.collect()
         ticker.start()
         tcp_before = tcp_counters()
-        children_before = children_cpu(model, slack)
+        children_before = children_cpu(pids(model, slack))
         cpu = time.process_time()
         start = time.monotonic()
         if profiler is not None:
@@ -252,7 +169,7 @@ async def run_slack(
         await ticker.stop()
         run.lags_s = ticker.lags
         run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
-        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(model, slack).items()}
+        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(pids(model, slack)).items()}
         run.model_served_s = (await model.command("served"))["served"]
         await bot.service.wait_idle()
 
@@ -304,7 +221,7 @@ async def run_slack(
             "reactions_left": len(report["reactions"]),
             "posted_to_core_out_of_order": overtaking,
             "history_reads": sum(run.methods.get(m, 0) for m in HISTORY_METHODS),
-            **await check_store(bot, plan, args.words),
+            **await check_store(bot.service, threads(plan, args.words), args.words),
             "model_requests": stats["chat_requests"],
         }
     finally:
@@ -313,184 +230,24 @@ async def run_slack(
     return run, bodies
 
 
-async def check_store(bot: SlackBot, plan: list[list[Mention]], words: int) -> dict[str, Any]:
-    """Each channel's thread in the core's store: the questions and answers, alternating, in order, each right."""
-    store = bot.service.store
-    examples: list[str] = []
-    lost = duplicated = wrong = misordered = runs_not_completed = 0
-    for channel in plan:
-        key = channel_key("T01", channel[0].channel)
-        thread = await store.current_thread(key)
-        messages = await store.thread_messages(thread)
-        runs = await store.thread_runs(thread)
-        runs_not_completed += sum(r.status != "completed" for r in runs) + max(0, len(channel) - len(runs))
-        users = [m for m in messages if m.role == "user"]
-        answers = [m for m in messages if m.role == "assistant"]
-        lost += max(0, len(channel) - len(users)) + max(0, len(channel) - len(answers))
-        duplicated += max(0, len(users) - len(channel)) + max(0, len(answers) - len(channel))
-        expected_texts: list[str] = []
-        for m in channel:
-            expected_texts += [m.text.removeprefix("<@U_BOT> "), m.expected(words)]
-        if [m.text for m in messages] != expected_texts:
-            misordered += 1
-            if len(examples) < 3:
-                examples.append(" ".join(f"{m.role[0]}:{message_tag(m.text)}" for m in messages))
-        # An answer is right when it answers the question just before it (even in a thread out of order).
-        for question, answer in itertools.pairwise(messages):
-            if answer.role == "assistant":
-                right = question.role == "user" and answer.text == reply_text(question.text, words)
-                wrong += not right
-    return {
-        "store_lost": lost,
-        "store_duplicated": duplicated,
-        "store_wrong_answer": wrong,
-        "store_threads_out_of_order": misordered,
-        "store_runs_not_completed": runs_not_completed,
-        "store_out_of_order_examples": examples,
-    }
-
-
-# -- A: the bare SDK ------------------------------------------------------------------------------
-
-
-async def run_bare(
-    model: ModelServer,
-    slack: SlackProcess,
-    plan: list[list[Mention]],
-    bodies: dict[str, dict[str, Any]],
-    args: argparse.Namespace,
-    repeat: int,
-    ticker: LagTicker,
-) -> Run:
-    run = Run("A", repeat)
-    known = sdk_parameters()
-    client = openai.AsyncOpenAI(api_key="sk-bench-not-a-real-key", base_url=model.base_url, max_retries=0)
-    wrong = failed = 0
-    try:
-        await model.command("reset")
-        gc.collect()
-        ticker.start()
-        tcp_before = tcp_counters()
-        children_before = children_cpu(model, slack)
-        cpu = time.process_time()
-        base = time.monotonic()
-
-        async def channel_calls(channel: list[Mention]) -> None:
-            nonlocal wrong, failed
-            for k, m in enumerate(channel):
-                arrival = base + k * args.gap
-                await asyncio.sleep(max(0.0, arrival - time.monotonic()))
-                started = time.monotonic()
-                try:
-                    bare = await bare_call(client, kwargs_for(bodies[m.tag], known))
-                except openai.OpenAIError:
-                    failed += 1
-                    continue
-                wrong += bare.text != m.expected(args.words)
-                run.first_s.append(started + bare.first - arrival)
-                run.complete_s.append(started + bare.last - arrival)
-                run.service_s.append(bare.last)
-                run.call_end_s.append(bare.end)
-
-        await asyncio.gather(*(channel_calls(channel) for channel in plan))
-        run.wall_s = time.monotonic() - base
-        run.cpu_s = time.process_time() - cpu
-        await ticker.stop()
-        run.lags_s = ticker.lags
-        run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
-        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(model, slack).items()}
-        run.model_served_s = (await model.command("served"))["served"]
-        sent = (await model.command("bodies"))["bodies"]
-        run.checks = {
-            "calls": sum(len(c) for c in plan),
-            "wrong": wrong,
-            "failed": failed,
-            "bodies_as_B": sorted(request_digest(b) for b in sent)
-            == sorted(request_digest(b) for b in bodies.values()),
-        }
-    finally:
-        await client.close()
-    return run
+def threads(plan: list[list[Mention]], words: int) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each channel's key in the core, and its questions (as the core stores them) with their expected answers."""
+    return [
+        (
+            channel_key("T01", channel[0].channel),
+            [(m.text.removeprefix("<@U_BOT> "), m.expected(words)) for m in channel],
+        )
+        for channel in plan
+    ]
 
 
 # -- C: the core alone, no Slack ------------------------------------------------------------------
 
 
-async def run_core(
-    model: ModelServer,
-    slack: SlackProcess,
-    db: Path,
-    plan: list[list[Mention]],
-    args: argparse.Namespace,
-    repeat: int,
-    ticker: LagTicker,
-) -> tuple[Run, list[dict[str, Any]]]:
-    """The same schedule posted straight to ``Threadline.post`` (what the adapter would post), read from the handles."""
-    run = Run("C", repeat)
-    service = await Threadline.open(bench_settings(model.base_url, db))
-    wrong = failed = 0
-
-    def incoming(m: Mention) -> Incoming:
-        text = m.text.removeprefix("<@U_BOT>").strip()
-        return Incoming(channel_key("T01", m.channel), Author(m.user, PERSON_NAME), text, platform_msg_id=m.ts)
-
-    async def follow(handle: RunHandle | None, arrival: float, m: Mention) -> tuple[float, float]:
-        nonlocal wrong, failed
-        first = float("nan")
-        last: Event | None = None
-        if handle is None:
-            failed += 1
-            return first, first
-        async for event in handle.events():
-            if event.type == "text_delta" and math.isnan(first):
-                first = time.monotonic()
-            last = event
-        if not isinstance(last, RunCompleted):
-            failed += 1
-        elif last.text != m.expected(args.words):
-            wrong += 1
-        return first - arrival, time.monotonic() - arrival
-
-    try:
-        warm = Mention("CWARMUP", "1700000000.000001", "w000m0")
-        await follow(await service.post(incoming(warm)), time.monotonic(), warm)
-        await service.wait_idle()
-        await model.command("reset")
-        gc.collect()
-        ticker.start()
-        tcp_before = tcp_counters()
-        children_before = children_cpu(model, slack)
-        cpu = time.process_time()
-        base = time.monotonic()
-
-        async def channel_posts(channel: list[Mention]) -> None:
-            follows = []
-            for k, m in enumerate(channel):
-                arrival = base + k * args.gap
-                await asyncio.sleep(max(0.0, arrival - time.monotonic()))
-                follows.append(asyncio.create_task(follow(await service.post(incoming(m)), arrival, m)))
-            previous_done = float("-inf")
-            for k, times in enumerate(await asyncio.gather(*follows)):
-                arrival = base + k * args.gap
-                run.first_s.append(times[0])
-                run.complete_s.append(times[1])
-                run.service_s.append(arrival + times[1] - max(arrival, previous_done))
-                previous_done = arrival + times[1]
-
-        await asyncio.gather(*(channel_posts(channel) for channel in plan))
-        run.wall_s = time.monotonic() - base
-        run.cpu_s = time.process_time() - cpu
-        await ticker.stop()
-        run.lags_s = ticker.lags
-        run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
-        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(model, slack).items()}
-        run.model_served_s = (await model.command("served"))["served"]
-        await service.wait_idle()
-        bodies: list[dict[str, Any]] = (await model.command("bodies"))["bodies"]
-        run.checks = {"posts": sum(len(c) for c in plan), "wrong": wrong, "failed": failed}
-    finally:
-        await service.close()
-    return run, bodies
+def incoming(m: Mention) -> Incoming:
+    """What the adapter posts to the core for a mention."""
+    text = m.text.removeprefix("<@U_BOT>").strip()
+    return Incoming(channel_key("T01", m.channel), Author(m.user, PERSON_NAME), text, platform_msg_id=m.ts)
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -546,11 +303,20 @@ async def main_async(args: argparse.Namespace) -> int:
                             side,
                         )
                     elif side == "C":
+                        warm = Mention("CWARMUP", "1700000000.000001", "w000m0")
                         run, sent = await run_core(
-                            model, slack, Path(tmp) / f"core{repeat}.db", plan, args, repeat, ticker
+                            model,
+                            pids(model, slack),
+                            Path(tmp) / f"core{repeat}.db",
+                            plan,
+                            args,
+                            repeat,
+                            ticker,
+                            incoming=incoming,
+                            warm=warm,
                         )
                     else:
-                        run = await run_bare(model, slack, plan, bodies, args, repeat, ticker)
+                        run = await run_bare(model, pids(model, slack), plan, bodies, args, repeat, ticker)
                     if side != "A":
                         if not bodies:
                             bodies = {message_tag(str(b["messages"][-1]["content"])): b for b in sent}
