@@ -163,6 +163,7 @@ def bench_settings(base_url: str, db_path: Path, **overrides: Any) -> Settings:
         "open_meteo_geocoding_url": "http://127.0.0.1:9/v1",
         "tokenizer": "estimate",
         "tracing": False,
+        "code_interpreter": False,  # bench.sandbox measures the sandbox; the chat benchmarks measure chat
     }
     values.update(overrides)
     return Settings(**values)
