@@ -43,7 +43,7 @@ class BareWorker:
     @classmethod
     async def start(cls, limits: SandboxLimits) -> BareWorker:
         workdir = tempfile.TemporaryDirectory(prefix="bench-worker-")
-        config = json.loads(limits.for_worker()) | {"workdir": workdir.name}
+        config = json.loads(limits.for_worker()) | {"workdir": workdir.name, "end_strays": False}
         process = await asyncio.create_subprocess_exec(
             str(PYTHON), "-I", str(WORKER), json.dumps(config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},

@@ -75,6 +75,7 @@ def sandbox_settings(settings: Settings) -> SandboxSettings:
         idle_seconds=settings.sandbox_idle_minutes * 60,
         max_sessions=settings.sandbox_max_sessions,
         first_uid=settings.sandbox_first_uid,
+        cgroup=settings.sandbox_cgroup,
     )
 
 

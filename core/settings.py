@@ -60,6 +60,7 @@ class Settings:
     sandbox_memory_mb: int = 2048
     sandbox_max_sessions: int = 8
     sandbox_first_uid: int = 61000
+    sandbox_cgroup: Path | None = None  # None: session cgroups inside the bot's own memory cgroup
 
     @property
     def model_configured(self) -> bool:
@@ -179,6 +180,7 @@ class Settings:
             sandbox_memory_mb=max(count("THREADLINE_SANDBOX_MEMORY_MB", 2048), 256),
             sandbox_max_sessions=max(count("THREADLINE_SANDBOX_MAX_SESSIONS", 8), 1),
             sandbox_first_uid=max(count("THREADLINE_SANDBOX_FIRST_UID", 61000), 1000),
+            sandbox_cgroup=Path(cgroup) if (cgroup := text("THREADLINE_SANDBOX_CGROUP")) else None,
         )
 
 

@@ -8,15 +8,21 @@ The sandbox (built by :func:`bwrap_command`):
   capabilities, and a root-owned process escapes the per-user process limit), all capabilities
   dropped, no new privileges (bubblewrap always sets it);
 - files: ``/usr`` and the sandbox's Python read-only; a private, size-limited tmpfs at
-  ``/mnt/data`` (the working directory) and at ``/tmp``; its own ``/proc`` and a minimal ``/dev``;
-  nothing else: not the bot's files, database, ``.env``, home directory or other sessions;
+  ``/mnt/data`` (the working directory), ``/tmp`` and ``/dev/shm``; its own ``/proc`` and a minimal
+  ``/dev``; everything else read-only, including the new root (an unsized tmpfs that could fill half
+  the host's memory); nothing of the host: not the bot's files, database, ``.env``, home directory
+  or other sessions;
 - an environment built from an allowlist (``--clearenv``), never the bot's;
 - limits (set by the worker before any model code runs, enforced by the kernel): address
-  space, CPU seconds, processes, file size, open files.
+  space, CPU seconds, processes, file size, open files; and the session's memory as a whole, its
+  processes, files and tmpfs pages together, in a memory cgroup where the machine offers one
+  (:mod:`core.sandbox.cgroups`);
+- nothing outlives a call: the worker kills every other process of the session after each call.
 
 The bot trusts nothing the worker says: replies are read with a size limit (so whatever the
-code prints, the bot's memory stays bounded), a call that outlives its wall time plus a grace
-period kills the whole sandbox, and returned files are checked again here.
+code prints, the bot's memory stays bounded) and checked field by field, a call that outlives its
+wall time plus a grace period (writing the request included) kills the whole sandbox, and returned
+files are checked again here. A reply the bot cannot use ends the session.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ThreadlineError
+from core.sandbox.cgroups import MemoryCgroups, SessionCgroup
 
 __all__ = ["ExecResult", "OutputFile", "Sandbox", "SandboxLimits", "SandboxLost", "bwrap_command"]
 
@@ -88,13 +95,15 @@ class SandboxLimits:
                 "returned_files": self.returned_files,
                 "returned_bytes": self.returned_mb << 20,
                 "wall_seconds": self.call_seconds,
+                "end_strays": True,  # kill the code's leftover processes after each call
             }
         )
 
     @property
     def reply_bytes(self) -> int:
-        """The largest reply line the bot reads: files in base64, both outputs as JSON-escaped UTF-8, slack."""
-        return (self.returned_mb << 20) * 4 // 3 + 2 * 6 * self.output_chars + 64 * 1024
+        """The largest reply line the bot reads: files in base64, both outputs JSON-escaped (up to 12 bytes a
+        character: a surrogate pair), and room for the names of skipped files and the traceback."""
+        return (self.returned_mb << 20) * 4 // 3 + 2 * 12 * self.output_chars + 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -129,14 +138,19 @@ def _root_layout() -> list[str]:
 def bwrap_command(bwrap: str, python: Path, limits: SandboxLimits, worker_fd: int) -> list[str]:
     """The bubblewrap command line for one session; the worker's source is read from ``worker_fd``."""
     args = [bwrap, *_root_layout()]
-    for directory in _python_directories(python):
-        args += ["--ro-bind", str(directory), str(directory)]
     args += [
         "--ro-bind-data", str(worker_fd), "/opt/threadline/worker.py",
         "--proc", "/proc",
         "--dev", "/dev",
+        "--size", str(limits.tmp_mb << 20), "--tmpfs", "/dev/shm",
+        "--remount-ro", "/dev",
         "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
         "--size", str(limits.workspace_mb << 20), "--tmpfs", WORKDIR,
+    ]  # fmt: skip
+    for directory in _python_directories(python):  # after /tmp's tmpfs, which would hide one under /tmp
+        args += ["--ro-bind", str(directory), str(directory)]
+    args += [
+        "--remount-ro", "/",
         "--unshare-all", "--unshare-user", "--disable-userns",
         "--die-with-parent", "--new-session",
         "--cap-drop", "ALL",
@@ -164,27 +178,45 @@ def _python_directories(python: Path) -> list[Path]:
 class Sandbox:
     """A running session. Start with :meth:`start`; every call is :meth:`execute`; end with :meth:`close`."""
 
-    def __init__(self, process: asyncio.subprocess.Process, limits: SandboxLimits) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, limits: SandboxLimits, cgroup: SessionCgroup | None = None
+    ) -> None:
         self._process = process
         self._limits = limits
+        self._cgroup = cgroup
         self._stderr_tail = b""
         self._broken = False  # killed without waiting (a cancelled call): never used again
         self._drain = asyncio.create_task(self._keep_stderr(), name="sandbox stderr")
 
     @classmethod
-    async def start(cls, *, bwrap: str, python: Path, limits: SandboxLimits, uid: int | None) -> Sandbox:
-        """Start a session; ``uid``: the unprivileged user to run it as (needed when the bot is root)."""
+    async def start(
+        cls,
+        *,
+        bwrap: str,
+        python: Path,
+        limits: SandboxLimits,
+        uid: int | None,
+        cgroups: MemoryCgroups | None = None,
+    ) -> Sandbox:
+        """Start a session; ``uid``: the unprivileged user to run it as (needed when the bot is root);
+        ``cgroups``: where to make the session's memory cgroup (None: memory is limited per process)."""
+        source = await asyncio.to_thread(WORKER.read_bytes)
         read_end, write_end = os.pipe()
         try:
-            os.write(write_end, WORKER.read_bytes())
+            os.write(write_end, source)  # far below a pipe's buffer: never blocks
         finally:
             os.close(write_end)
         extra: dict[str, Any] = {}
         if uid is not None:
             extra = {"user": uid, "group": uid, "extra_groups": []}
+        command = bwrap_command(bwrap, python, limits, read_end)
+        cgroup = None
         try:
+            if cgroups is not None:
+                cgroup = await cgroups.session(limits.memory_mb << 20, uid)
+                command = cgroup.wrap(command)
             process = await asyncio.create_subprocess_exec(
-                *bwrap_command(bwrap, python, limits, read_end),
+                *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -194,9 +226,13 @@ class Sandbox:
                 start_new_session=True,
                 **extra,
             )
+        except BaseException:
+            if cgroup is not None:
+                await cgroup.remove()
+            raise
         finally:
             os.close(read_end)
-        sandbox = cls(process, limits)
+        sandbox = cls(process, limits, cgroup)
         try:
             await sandbox._request({"op": "ping"}, seconds=30.0)
         except SandboxLost:
@@ -222,10 +258,14 @@ class Sandbox:
 
     async def execute(self, code: str) -> ExecResult:
         reply = await self._request({"op": "exec", "code": code}, seconds=self._limits.call_seconds)
+        listed = reply.get("files") or [], reply.get("skipped") or []
+        if not all(isinstance(field, list) for field in listed):
+            await self.close()
+            raise SandboxLost("the session's reply was malformed, so it was ended")
         files: list[OutputFile] = []
-        skipped = [str(s) for s in reply.get("skipped") or []][:100]
+        skipped = [str(s)[:200] for s in listed[1][:100]]
         budget = self._limits.returned_mb << 20
-        for entry in reply.get("files") or []:
+        for entry in listed[0]:
             name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
             try:
                 data = base64.b64decode(str(entry.get("data", "")), validate=True)
@@ -258,9 +298,9 @@ class Sandbox:
         if not self.alive:
             raise SandboxLost(self._ended("the session had already ended"))
         try:
-            stdin.write(json.dumps(request).encode() + b"\n")
-            await stdin.drain()
             async with asyncio.timeout(seconds + self._limits.grace_seconds):
+                stdin.write(json.dumps(request).encode() + b"\n")
+                await stdin.drain()  # a session that reads no more requests does not hold the bot up
                 line = await stdout.readline()
         except TimeoutError:
             await self.close()
@@ -283,7 +323,7 @@ class Sandbox:
             raise SandboxLost(self._ended("the session ended"))
         try:
             reply = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             await self.close()
             raise SandboxLost("the session wrote something that was not a reply, so it was ended") from None
         if not isinstance(reply, dict):
@@ -317,6 +357,9 @@ class Sandbox:
             os.killpg(self._process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
+        for pid in self._cgroup.pids() if self._cgroup is not None else ():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     async def close(self) -> None:
         """End the session: the whole sandbox goes (its PID namespace dies with bubblewrap)."""
@@ -326,3 +369,9 @@ class Sandbox:
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._drain
+        if self._cgroup is not None:
+            cgroup, self._cgroup = self._cgroup, None
+            try:
+                await cgroup.remove()
+            except OSError as exc:
+                _log.warning("could not remove the session's cgroup %s: %s", cgroup.path, exc)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.sandbox.cgroups import MemoryCgroups
 from core.sandbox.process import ExecResult, Sandbox, SandboxLimits, SandboxLost
 
 __all__ = ["CodeSessions", "SandboxSettings", "SessionReply"]
@@ -36,6 +37,7 @@ class SandboxSettings:
     max_sessions: int = 8
     first_uid: int = 61000  # when the bot runs as root, session n runs as first_uid + n
     bwrap: str = "bwrap"
+    cgroup: Path | None = None  # where to make sessions' memory cgroups; None: inside the bot's own
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,16 @@ class _Session:
 
 
 class CodeSessions:
-    def __init__(self, settings: SandboxSettings, bwrap: str, channel_files: ChannelFiles) -> None:
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        bwrap: str,
+        channel_files: ChannelFiles,
+        cgroups: MemoryCgroups | None = None,
+    ) -> None:
         self._settings = settings
         self._bwrap = bwrap
+        self._cgroups = cgroups
         self._channel_files = channel_files
         self._sessions: dict[str, _Session] = {}
         self._ended: set[str] = set()  # channels whose session expired or was lost: the next call says so
@@ -71,13 +80,26 @@ class CodeSessions:
             return None, f"bubblewrap ({settings.bwrap}) is not installed: run `make` or apt-get install bubblewrap"
         if not os.access(settings.python, os.X_OK):
             return None, f"the sandbox's Python {settings.python} is missing: run `make sandbox`"
-        sessions = cls(settings, bwrap, channel_files)
+        cgroups, why_not = await asyncio.to_thread(MemoryCgroups.find, settings.cgroup)
+        sessions = cls(settings, bwrap, channel_files, cgroups)
         try:
-            probe = await Sandbox.start(
-                bwrap=bwrap, python=settings.python, limits=settings.limits, uid=sessions._uid(0)
-            )
+            probe = await sessions._start(0)
         except (SandboxLost, OSError) as exc:
-            return None, f"a sandbox could not be started ({exc}); model code is never run without one"
+            if cgroups is None:
+                return None, f"a sandbox could not be started ({exc}); model code is never run without one"
+            why_not = f"a session could not join a memory cgroup in {cgroups.base} ({exc})"
+            sessions = cls(settings, bwrap, channel_files)
+            try:
+                probe = await sessions._start(0)
+            except (SandboxLost, OSError) as again:
+                return None, f"a sandbox could not be started ({again}); model code is never run without one"
+        if sessions._cgroups is None:
+            _log.warning(
+                "code sessions' memory is limited per process only (%d MB each, up to %d processes): %s",
+                settings.limits.memory_mb,
+                settings.limits.processes,
+                why_not,
+            )
         try:
             # Its only network interface must be its own loopback (nothing is sent anywhere to find out).
             result = await probe.execute("import socket\nprint([name for _, name in socket.if_nameindex()])")
@@ -92,6 +114,20 @@ class CodeSessions:
 
     def _uid(self, slot: int) -> int | None:
         return self._settings.first_uid + slot if os.geteuid() == 0 else None
+
+    async def _start(self, slot: int) -> Sandbox:
+        return await Sandbox.start(
+            bwrap=self._bwrap,
+            python=self._settings.python,
+            limits=self._settings.limits,
+            uid=self._uid(slot),
+            cgroups=self._cgroups,
+        )
+
+    @property
+    def memory_per_session(self) -> bool:
+        """True when each session's processes share one memory limit (a cgroup), not one each."""
+        return self._cgroups is not None
 
     async def run(self, channel: str, code: str) -> SessionReply:
         """Run ``code`` in the channel's session, starting one (with the channel's files) if needed."""
@@ -120,9 +156,7 @@ class CodeSessions:
                 _log.info("ending the code session of %s to make room", oldest)
                 await self._drop(oldest, self._sessions[oldest], ended=True)
             slot = min(set(range(self._settings.max_sessions)) - {s.slot for s in self._sessions.values()})
-            sandbox = await Sandbox.start(
-                bwrap=self._bwrap, python=self._settings.python, limits=self._settings.limits, uid=self._uid(slot)
-            )
+            sandbox = await self._start(slot)
             try:
                 for name, data in await self._channel_files(channel):
                     await sandbox.put(_safe_name(name), data)

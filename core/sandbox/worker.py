@@ -10,6 +10,9 @@ bounded reads and its wall-clock kill). What the worker does is make the common 
 - stdout and stderr captured, each cut at ``output_chars``;
 - the value of a last bare expression shown, as in a notebook;
 - a call interrupted after ``wall_seconds`` (KeyboardInterrupt), the session kept;
+- nothing the code started outlives its call: a forked copy of the worker exits instead of
+  answering, and every other process of the session is killed after the call (only inside the
+  sandbox's own PID namespace, where that means the session's processes and nothing else);
 - open matplotlib figures saved as PNGs, and the files the call created or changed in the
   working directory returned (regular files only, capped in number and size).
 
@@ -30,10 +33,12 @@ import signal
 import stat
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
 WORKDIR = "/mnt/data"
+_MAX_SKIPPED = 100  # names of outputs not returned, listed in a reply
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._- ")
 
 
@@ -122,10 +127,34 @@ def _outputs(before: dict[str, tuple[int, int]], limits: dict[str, Any]) -> tupl
             continue
         budget -= len(data)
         files.append({"name": name, "data": base64.b64encode(data).decode()})
+    if len(skipped) > _MAX_SKIPPED:
+        skipped[_MAX_SKIPPED - 1 :] = [f"... and {len(skipped) - _MAX_SKIPPED + 1} more"]
     return files, skipped
 
 
+def _end_strays() -> None:
+    """Kill every other process of the session: what the code forked or started in the background.
+
+    ``kill(-1)`` reaches every process this one may signal except itself and the PID namespace's
+    init (bubblewrap), so it is only ever called inside the sandbox's own PID namespace."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # nothing left
+        while True:  # our own children are ours to reap; the init reaps the rest
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.005)
+
+
 def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    worker = os.getpid()
     out, err = _Capped(limits["output_chars"]), _Capped(limits["output_chars"])
     before = _snapshot()
     reply: dict[str, Any] = {"ok": True}
@@ -149,7 +178,11 @@ def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[s
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": "".join(lines)[-8000:]}
     finally:
+        if os.getpid() != worker:
+            os._exit(0)  # a forked copy of the worker: only the worker answers
         timer.cancel()
+    if limits.get("end_strays") and worker < 10:  # in the sandbox's own PID namespace
+        _end_strays()
     _save_figures()
     reply["stdout"], reply["stderr"] = out.value(), err.value()
     reply["files"], reply["skipped"] = _outputs(before, limits)
@@ -173,6 +206,7 @@ def main() -> None:
     sys.stdin = io.StringIO()  # the model's code reads nothing from the bot's pipe...
     sys.stdout = sys.stderr = io.StringIO()  # ...and writes nothing to it except through a reply
     namespace: dict[str, Any] = {"__name__": "__main__"}
+    worker = os.getpid()
     for line in channel_in:
         request = json.loads(line)
         op = request.get("op")
@@ -185,6 +219,8 @@ def main() -> None:
                 reply = {"ok": True, "pong": True}
         except BaseException as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if os.getpid() != worker:
+            os._exit(0)  # a forked copy of the worker never answers
         channel_out.write(json.dumps(reply) + "\n")
         channel_out.flush()
 
