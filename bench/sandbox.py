@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from bench.common import REPO, machine, summary, write_result
+from core.sandbox.cgroups import MemoryCgroups
 from core.sandbox.process import WORKER, Sandbox, SandboxLimits
 
 __all__ = ["BareWorker", "main"]
@@ -70,9 +71,10 @@ class BareWorker:
         self._workdir.cleanup()
 
 
-async def start_sandbox(limits: SandboxLimits, slot: int) -> Sandbox:
+async def start_sandbox(limits: SandboxLimits, slot: int, cgroups: MemoryCgroups | None) -> Sandbox:
+    """As the bot starts one: as an unprivileged uid when root, in a memory cgroup where there is one."""
     uid = 61000 + slot if os.geteuid() == 0 else None
-    return await Sandbox.start(bwrap="bwrap", python=PYTHON, limits=limits, uid=uid)
+    return await Sandbox.start(bwrap="bwrap", python=PYTHON, limits=limits, uid=uid, cgroups=cgroups)
 
 
 def _compare(bare: list[float], boxed: list[float]) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def tree_pss_kib(root: int) -> int:
     return total
 
 
-async def starts(limits: SandboxLimits, rounds: int) -> dict[str, Any]:
+async def starts(limits: SandboxLimits, cgroups: MemoryCgroups | None, rounds: int) -> dict[str, Any]:
     bare: list[float] = []
     boxed: list[float] = []
     for i in range(rounds):
@@ -120,7 +122,7 @@ async def starts(limits: SandboxLimits, rounds: int) -> dict[str, Any]:
                 bare.append(time.perf_counter() - t0)
                 await worker.close()
             else:
-                sandbox = await start_sandbox(limits, 0)
+                sandbox = await start_sandbox(limits, 0, cgroups)
                 boxed.append(time.perf_counter() - t0)
                 await sandbox.close()
     return {
@@ -130,9 +132,9 @@ async def starts(limits: SandboxLimits, rounds: int) -> dict[str, Any]:
     }
 
 
-async def calls(limits: SandboxLimits, count: int) -> dict[str, Any]:
+async def calls(limits: SandboxLimits, cgroups: MemoryCgroups | None, count: int) -> dict[str, Any]:
     worker = await BareWorker.start(limits)
-    sandbox = await start_sandbox(limits, 0)
+    sandbox = await start_sandbox(limits, 0, cgroups)
     bare: list[float] = []
     boxed: list[float] = []
     try:
@@ -157,9 +159,9 @@ async def calls(limits: SandboxLimits, count: int) -> dict[str, Any]:
     }
 
 
-async def memory(limits: SandboxLimits, sessions: int, code: str) -> dict[str, Any]:
+async def memory(limits: SandboxLimits, cgroups: MemoryCgroups | None, sessions: int, code: str) -> dict[str, Any]:
     workers = [await BareWorker.start(limits) for _ in range(sessions)]
-    boxes = [await start_sandbox(limits, slot) for slot in range(sessions)]
+    boxes = [await start_sandbox(limits, slot, cgroups) for slot in range(sessions)]
     try:
         for worker in workers:
             await worker.request({"op": "exec", "code": code})
@@ -188,11 +190,12 @@ async def main_async(args: argparse.Namespace) -> int:
         print("no .sandbox: run `make sandbox` first", file=sys.stderr)
         return 2
     limits = SandboxLimits()
-    result: dict[str, Any] = {"machine": machine(), "args": vars(args)}
-    result["start"] = await starts(limits, args.starts)
-    result["call_print_1"] = await calls(limits, args.calls)
-    result["memory_idle"] = await memory(limits, args.sessions, "x = 1")
-    result["memory_pandas"] = await memory(limits, args.sessions, "import pandas, numpy")
+    cgroups, why_not = MemoryCgroups.find()
+    result: dict[str, Any] = {"machine": machine(), "args": vars(args), "memory_cgroup": why_not or "per session"}
+    result["start"] = await starts(limits, cgroups, args.starts)
+    result["call_print_1"] = await calls(limits, cgroups, args.calls)
+    result["memory_idle"] = await memory(limits, cgroups, args.sessions, "x = 1")
+    result["memory_pandas"] = await memory(limits, cgroups, args.sessions, "import pandas, numpy")
     path = write_result("sandbox", result)
     for key in ("start", "call_print_1"):
         r = result[key]
