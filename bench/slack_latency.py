@@ -540,8 +540,10 @@ async def main_async(args: argparse.Namespace) -> int:
             client = openai.AsyncOpenAI(api_key="sk-bench-not-a-real-key", base_url=model.base_url, max_retries=0)
             try:
                 # Warm-up through Slack: caches the person's name, opens connections, captures the body.
+                # At least two: a person's first message is handed to the core before their name is
+                # looked up, so it carries their id; the body captured last must carry the name.
                 await model.command("reset")
-                for i in range(max(1, args.warmup)):
+                for i in range(max(2, args.warmup)):
                     mention = Mention(f"CWARM{i:03d}", f"1700000000.{i + 1:06d}", f"W{i:04d}")
                     seen, _ = await one_b(slack, url, mention)
                     problems += [f"warm-up {mention.tag}: {p}" for p in check_b(seen, mention, args.words)]
