@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ThreadlineError"]
+__all__ = ["ConfigError", "ThreadlineError", "UnknownCursor"]
 
 
 class ThreadlineError(Exception):
@@ -11,3 +11,12 @@ class ThreadlineError(Exception):
 
 class ConfigError(ThreadlineError):
     """The configuration is wrong; the message names the file or variable, the key and the problem."""
+
+
+class UnknownCursor(ThreadlineError):
+    """A list's ``after`` or ``before`` names no object of that list."""
+
+    def __init__(self, param: str, value: str) -> None:
+        super().__init__(f"{param}={value!r} is not the id of an object in this list.")
+        self.param = param
+        self.value = value

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 __all__ = [
     "TERMINAL_STATUSES",
     "Approval",
+    "AssistantRecord",
     "Author",
     "ChunkHit",
     "FileRecord",
     "Incoming",
+    "MessageRecord",
+    "Page",
+    "PageQuery",
     "Run",
     "RunStatus",
     "RunStep",
     "StoredMessage",
+    "ThreadRecord",
     "parse_channel_key",
 ]
+
+T = TypeVar("T")
 
 RunStatus = Literal[
     "queued", "in_progress", "requires_action", "cancelling", "cancelled", "failed", "completed", "expired"
@@ -138,3 +145,65 @@ class ChunkHit:
     text: str
     link: str | None
     score: float = 0.0
+
+
+# -- the Assistants-compatible API's objects ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssistantRecord:
+    """An assistant created over the API, owned by one API key (the chat channels' are in the assistants file)."""
+
+    id: str
+    owner: str
+    created_at: float
+    model: str
+    name: str | None = None
+    description: str | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_resources: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = None  # "auto", an object, or None
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    """A core thread as the API shows it; ``channel`` is the channel it belongs to."""
+
+    id: str
+    channel: str
+    created_at: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    tool_resources: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A person's or the assistant's message of a thread, as the API shows it: ``id`` is its public id."""
+
+    id: str
+    thread_id: str
+    role: Literal["user", "assistant"]
+    texts: tuple[str, ...]
+    created_at: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """One page of a list: ``after`` and ``before`` are ids of listed objects, in the order asked for."""
+
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool  # more objects lie beyond this page, in the direction it was asked for

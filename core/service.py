@@ -26,6 +26,7 @@ import aiohttp
 from agents import Agent, ModelSettings
 from agents.run_state import RunState
 
+from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
@@ -115,6 +116,7 @@ class Threadline:
         self._http = http
         self._notify = notify
         self.knowledge = knowledge
+        self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}

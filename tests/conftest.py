@@ -7,11 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
+from bots.api.app import ApiServer
+from bots.api.config import ApiSettings
 from core.service import Threadline
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
+from tests.helpers import API_KEY_A, API_KEY_B
 from tests.tool_modules import team_tools
 
 TEAM_ASSISTANTS = """
@@ -91,3 +95,28 @@ def smtp_settings() -> Any:
     from core.settings import SmtpSettings
 
     return SmtpSettings(host="127.0.0.1", port=9, sender="bot@example.com", starttls=False)
+
+
+# -- the Assistants-compatible API ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def api_server(service: Threadline) -> AsyncIterator[ApiServer]:
+    """The API on a free loopback port with two keys (A and B), in front of ``service``."""
+    server = await ApiServer.start(service, ApiSettings(keys=(API_KEY_A, API_KEY_B), port=0, host="127.0.0.1"))
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def client_a(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The real openai SDK with key A (no retries: a failure shows at once)."""
+    async with openai.AsyncOpenAI(base_url=api_server.base_url, api_key=API_KEY_A, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The real openai SDK with key B."""
+    async with openai.AsyncOpenAI(base_url=api_server.base_url, api_key=API_KEY_B, max_retries=0) as client:
+        yield client

@@ -15,6 +15,9 @@ from core.service import Threadline
 
 CHANNEL = "console:local:test"
 ALICE = Author(id="U_ALICE", name="alice")
+# The Assistants-compatible API's two keys in tests (the api_server fixture's).
+API_KEY_A = "tl-test-key-a-0123456789abcdef"
+API_KEY_B = "tl-test-key-b-0123456789abcdef"
 
 
 async def post(service: Threadline, text: str, *, channel: str = CHANNEL, msg_id: str | None = None) -> RunHandle:

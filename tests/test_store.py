@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from core.events import RunCompleted
 from core.store import Store
@@ -183,3 +184,36 @@ async def test_a_slow_channel_does_not_hold_up_another(service, fake_model: Fake
     assert not slow.done
     release.set()
     assert isinstance(await slow.result(), RunCompleted)
+
+
+async def test_upgrade_to_the_assistants_api_gives_every_message_a_public_id(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = await Store.open(path, stop_before="m005_assistants_api")
+    await old.post_user_message(
+        channel=CHANNEL, author_id="U1", author_name="alice", text="before", item={}, tokens=1, platform_msg_id=None
+    )
+    await old.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'assistants'").fetchone() == (0,)
+
+    new = await Store.open(path)
+    try:
+        assert (await new.applied_migrations())[-1] == "m005_assistants_api"
+        await new.post_user_message(
+            channel=CHANNEL, author_id="U1", author_name="alice", text="after", item={}, tokens=1, platform_msg_id=None
+        )
+        thread = await new.current_thread(CHANNEL)
+        run = (await new.thread_runs(thread))[-1]
+        await new.finish_run(run, status="completed", items=[("assistant", "answer", {"role": "assistant"}, 1)])
+
+        def public_ids(db: Any) -> list[tuple[str, str]]:
+            return db.execute("SELECT text, public_id FROM messages ORDER BY id").fetchall()
+
+        rows = await new.call(public_ids)
+        assert [text for text, _ in rows] == ["before", "after", "answer"]
+        ids = [public_id for _, public_id in rows]
+        assert all(public_id.startswith("msg_") and len(public_id) == 28 for public_id in ids)
+        assert len(set(ids)) == 3
+        assert await new.call(lambda db: db.table("assistants").count) == 0
+    finally:
+        await new.close()

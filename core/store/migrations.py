@@ -179,3 +179,41 @@ def m003_knowledge(db: Database) -> None:
 def m004_file_contents(db: Database) -> None:
     """The bytes of each indexed file, once per content: the code interpreter works on the originals."""
     db.table("file_contents").create({"sha256": str, "data": bytes}, pk="sha256")
+
+
+@MIGRATIONS()
+def m005_assistants_api(db: Database) -> None:
+    """The Assistants-compatible API: assistants owned by API keys, and the old API's thread and message fields.
+
+    Every message gets a public id (``msg_...``) however it was written: existing rows now, new rows by a
+    trigger, so the run loop's writes need no change to be addressable over the API.
+    """
+    db.table("assistants").create(
+        {
+            "id": str,  # asst_...
+            "owner": str,  # the API key's owner id (a hash of the key, never the key)
+            "created_at": float,
+            "name": str,
+            "description": str,
+            "instructions": str,
+            "model": str,
+            "tools": str,  # JSON list, as the API takes it
+            "tool_resources": str,  # JSON object or null
+            "metadata": str,  # JSON object
+            "temperature": float,
+            "top_p": float,
+            "response_format": str,  # JSON ("auto" or an object) or null
+        },
+        pk="id",
+        not_null={"owner", "created_at", "model", "tools", "metadata"},
+    )
+    db.table("assistants").create_index(["owner"])
+    db.table("threads").add_column("tool_resources", str)
+    db.table("messages").add_column("public_id", str)
+    db.table("messages").add_column("metadata", str)
+    db.execute("UPDATE messages SET public_id = 'msg_' || lower(hex(randomblob(12))) WHERE public_id IS NULL")
+    db.table("messages").create_index(["public_id"], unique=True)
+    db.execute(
+        "CREATE TRIGGER messages_public_id AFTER INSERT ON messages WHEN NEW.public_id IS NULL"
+        " BEGIN UPDATE messages SET public_id = 'msg_' || lower(hex(randomblob(12))) WHERE id = NEW.id; END"
+    )

@@ -1,0 +1,114 @@
+"""Wiring: the aiohttp app of the Assistants-compatible API, its server, and ``main``.
+
+The routes are the old API's (``/v1/assistants``, ``/v1/threads``, ``/v1/threads/{id}/messages``),
+so code written for it works by pointing the openai SDK's ``base_url`` here. Runs come next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from bots.api.assistants import AssistantRoutes
+from bots.api.auth import ApiKeys
+from bots.api.config import LOOPBACK, ApiSettings
+from bots.api.errors import MAX_BODY, error_middleware
+from bots.api.threads import ThreadRoutes
+from core.api_objects import ApiObjects
+from core.errors import ConfigError
+from core.logs import configure_logging
+from core.service import Threadline
+from core.settings import Settings, load_dotenv_file
+
+__all__ = ["ApiServer", "build_app", "main"]
+
+_log = logging.getLogger(__name__)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_app(objects: ApiObjects, api: ApiSettings) -> web.Application:
+    keys = ApiKeys(api.keys)
+    app = web.Application(middlewares=[error_middleware, keys.middleware()], client_max_size=api.max_body_bytes)
+    app[MAX_BODY] = api.max_body_bytes
+    app.add_routes(AssistantRoutes(objects.assistants).routes())
+    app.add_routes(ThreadRoutes(objects).routes())
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+class ApiServer:
+    """The API on a port, in front of a running service (which its caller opens and closes)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @classmethod
+    async def start(cls, service: Threadline, api: ApiSettings) -> ApiServer:
+        host = api.bind_host
+        if not api.keys:
+            _log.warning(
+                "THREADLINE_API_KEYS is not set, so the API listens on %s only and anyone on this machine may use "
+                "it without a key. Set keys to serve other machines (THREADLINE_HTTP_HOST=%s applies then).",
+                LOOPBACK,
+                api.host,
+            )
+        runner = web.AppRunner(build_app(service.objects, api), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, api.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        port = runner.addresses[0][1] if runner.addresses else api.port
+        server = cls(runner, host, port)
+        keys = f"{len(api.keys)} key{'s' if len(api.keys) != 1 else ''}" if api.keys else "no keys"
+        _log.info("Assistants-compatible API on %s (%s)", server.base_url, keys)
+        return server
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def main() -> int:
+    load_dotenv_file()
+    try:
+        settings = Settings.from_env()
+        api = ApiSettings.from_env()
+    except ConfigError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+        return 2
+    configure_logging(settings, extra_secrets=api.keys)
+    try:
+        service = await Threadline.open(settings)
+    except ConfigError as exc:
+        _log.error("%s", exc)
+        return 2
+    try:
+        server = await ApiServer.start(service, api)
+    except OSError as exc:
+        _log.error("cannot listen on %s:%s: %s", api.bind_host, api.port, exc.strerror or exc)
+        await service.close()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        await service.close()
+    return 0

@@ -1,0 +1,101 @@
+"""Errors in the old Assistants API's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+Handlers raise :class:`ApiError`; the middleware turns it, aiohttp's own HTTP errors (unknown
+route, wrong method, body too large) and anything unexpected into that shape with the old
+status codes. Messages are for the client's developer; details of server faults go to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+__all__ = ["MAX_BODY", "ApiError", "error_middleware", "invalid", "not_found", "too_large"]
+
+_log = logging.getLogger(__name__)
+
+MAX_BODY = web.AppKey("max_body", int)  # bytes a request body may have
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def invalid(message: str, param: str | None = None, *, code: str | None = None) -> ApiError:
+    """400: the request is wrong; ``param`` names the parameter at fault."""
+    return ApiError(400, message, param=param, code=code)
+
+
+def not_found(kind: str, object_id: str) -> ApiError:
+    """404, as the old API said it; also for another key's objects, which must look exactly the same."""
+    return ApiError(404, f"No {kind} found with id '{object_id}'.")
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The request body is larger than this server accepts ({limit:,} bytes). Send a smaller request.",
+        code="request_too_large",
+    )
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> ApiError:
+    route = f"{request.method} {request.path}"
+    if exc.status == 404:
+        return ApiError(404, f"Invalid URL ({route}).", code="unknown_url")
+    if exc.status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        return ApiError(
+            405,
+            f"Method {request.method} is not allowed on {request.path}; use {', '.join(allowed) or 'another URL'}.",
+            code="method_not_allowed",
+            headers={"Allow": ", ".join(allowed)},
+        )
+    if exc.status == 413:
+        return too_large(request.app[MAX_BODY])
+    return ApiError(exc.status, f"{exc.reason} ({route}).")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http(request, exc).response()
+    except Exception:
+        _log.exception("%s %s failed", request.method, request.path)
+        return ApiError(
+            500,
+            "The server had an error while processing your request; its log has the details. Retry, or tell "
+            "whoever runs this Threadline.",
+            type="server_error",
+        ).response()

@@ -1,0 +1,376 @@
+"""Request bodies, validated strictly: a wrong type, an unknown field or a bad value is a 400 naming the parameter.
+
+The models follow the old Assistants API's request parameters (the openai SDK's ``*_params``
+TypedDicts), with its limits: 16 metadata pairs, 128 tools, names of 256 characters and so on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails
+
+from bots.api.errors import MAX_BODY, ApiError, invalid, too_large
+
+__all__ = [
+    "AssistantCreate",
+    "AssistantUpdate",
+    "MessageCreate",
+    "MessageUpdate",
+    "ThreadCreate",
+    "ThreadUpdate",
+    "read_body",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+# Union members are tagged "~<tag>", so that their tags can be left out of the parameter names in errors.
+_TAG = "~"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError(f"at most 16 key-value pairs are allowed, not {len(value)}")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"keys may have at most 64 characters; {key[:20]!r}... has {len(key)}")
+        if len(item) > 512:
+            raise ValueError(f"values may have at most 512 characters; the value of {key!r} has {len(item)}")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata)]
+
+
+def _type_tag(value: Any) -> str | None:
+    """A union member's tag from its ``type``: of the JSON object when validating, of the model when dumping."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return _TAG + kind if isinstance(kind, str) else None
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+
+class FunctionDefinition(_Body):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class RankingOptions(_Body):
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+
+
+class FileSearchOptions(_Body):
+    max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(_Body):
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
+
+
+class CodeInterpreterTool(_Body):
+    type: Literal["code_interpreter"]
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag(_TAG + "function")]
+    | Annotated[FileSearchTool, Tag(_TAG + "file_search")]
+    | Annotated[CodeInterpreterTool, Tag(_TAG + "code_interpreter")],
+    Discriminator(_type_tag),
+]
+
+
+class CodeInterpreterResources(_Body):
+    file_ids: Annotated[list[str], Field(max_length=20)] | None = None
+
+
+class FileSearchResources(_Body):
+    vector_store_ids: Annotated[list[str], Field(max_length=1)] | None = None
+
+
+class ToolResources(_Body):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+# -- response_format ----------------------------------------------------------------------------
+
+
+class TextFormat(_Body):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Body):
+    type: Literal["json_object"]
+
+
+class JsonSchema(_Body):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(_Body):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+def _format_tag(value: Any) -> str | None:
+    return _TAG + "auto" if value == "auto" else _type_tag(value)
+
+
+ResponseFormat = Annotated[
+    Annotated[Literal["auto"], Tag(_TAG + "auto")]
+    | Annotated[TextFormat, Tag(_TAG + "text")]
+    | Annotated[JsonObjectFormat, Tag(_TAG + "json_object")]
+    | Annotated[JsonSchemaFormat, Tag(_TAG + "json_schema")],
+    Discriminator(_format_tag),
+]
+
+# -- assistants -----------------------------------------------------------------------------------
+
+
+class AssistantUpdate(_Body):
+    model: Annotated[str, Field(min_length=1)] | None = None
+    name: Annotated[str, Field(max_length=256)] | None = None
+    description: Annotated[str, Field(max_length=512)] | None = None
+    instructions: Annotated[str, Field(max_length=256_000)] | None = None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    response_format: ResponseFormat | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The fields the client sent, as stored: a null list of tools or metadata is an empty one."""
+        if "model" in self.model_fields_set and self.model is None:
+            raise invalid("'model' cannot be null: name the model the assistant uses.", "model")
+        fields = self.model_dump(exclude_unset=True, by_alias=True)
+        for name, empty in (("tools", []), ("metadata", {})):
+            if name in fields and fields[name] is None:
+                fields[name] = empty
+        return fields
+
+
+class AssistantCreate(AssistantUpdate):
+    model: Annotated[str, Field(min_length=1)]
+
+
+# -- threads and messages ------------------------------------------------------------------------------
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(BaseModel):
+    """Accepted by the old API, refused here with a clear error (Threadline keeps text)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_file", "image_url"]
+
+
+def _content_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _TAG + "string"
+    return _TAG + "parts" if isinstance(value, list) else None
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag(_TAG + "text")]
+    | Annotated[ImagePart, Tag(_TAG + "image_file")]
+    | Annotated[ImagePart, Tag(_TAG + "image_url")],
+    Discriminator(_type_tag),
+]
+Content = Annotated[
+    Annotated[str, Tag(_TAG + "string")] | Annotated[list[ContentPart], Tag(_TAG + "parts")],
+    Discriminator(_content_tag),
+]
+
+
+class MessageCreate(_Body):
+    role: Literal["user", "assistant"]
+    content: Content
+    attachments: list[Any] | None = None
+    metadata: Metadata | None = None
+
+    def texts(self, param: str = "") -> tuple[str, ...]:
+        """The text parts; a 400 for image parts, attachments (not kept yet) and empty content."""
+        if self.attachments:
+            raise invalid(
+                "Attachments are not supported yet: Threadline keeps files in a later version of this API.",
+                f"{param}attachments",
+            )
+        if isinstance(self.content, str):
+            texts: tuple[str, ...] = (self.content,)
+        else:
+            for index, part in enumerate(self.content):
+                if isinstance(part, ImagePart):
+                    raise invalid(
+                        f"Image content ({part.type}) is not supported: Threadline keeps text. Send text parts.",
+                        f"{param}content[{index}]",
+                    )
+            texts = tuple(part.text for part in self.content if isinstance(part, TextPart))
+        if not "".join(texts).strip():
+            raise invalid("Message content must not be empty.", f"{param}content")
+        return texts
+
+
+class MessageUpdate(_Body):
+    metadata: Metadata | None = None
+
+
+class ThreadUpdate(_Body):
+    metadata: Metadata | None = None
+    tool_resources: ToolResources | None = None
+
+
+class ThreadCreate(ThreadUpdate):
+    messages: list[MessageCreate] | None = None
+
+
+# -- reading and validating a body ---------------------------------------------------------------
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``, or a 400 (413 when too large) written for the client."""
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    raw = await request.read()  # aiohttp enforces the same limit on bodies sent without a length
+    data: Any = {}
+    if raw.strip():
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise invalid("The request body is not UTF-8 text; send JSON encoded as UTF-8.") from None
+        except json.JSONDecodeError as exc:
+            raise invalid(
+                f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                "Send a JSON object with Content-Type: application/json."
+            ) from None
+    if not isinstance(data, dict):
+        raise invalid(f"The request body must be a JSON object, not {_json_type(data)}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation(exc.errors()[0]) from None
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(_TAG):
+            out += f".{part}" if out else part
+    return out
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _from_validation(error: ErrorDetails) -> ApiError:
+    """The first validation error as the old API worded such errors, with the parameter's path."""
+    kind = error["type"]
+    param = _param(tuple(error["loc"]))
+    value = error.get("input")
+    if kind == "missing":
+        return invalid(f"Missing required parameter: '{param}'.", param, code="missing_required_parameter")
+    if kind == "extra_forbidden":
+        return invalid(f"Unrecognized request argument supplied: {param}", param, code="unknown_parameter")
+    if kind in _EXPECTED:
+        return invalid(
+            f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got {_json_type(value)} instead.",
+            param,
+            code="invalid_type",
+        )
+    if kind == "union_tag_not_found":
+        if isinstance(value, dict) and "type" in value:
+            return invalid(
+                f"Invalid type for '{param}.type': expected a string, but got {_json_type(value['type'])} instead.",
+                f"{param}.type",
+                code="invalid_type",
+            )
+        if isinstance(value, dict):
+            return invalid(
+                f"Missing required parameter: '{param}.type'.", f"{param}.type", code="missing_required_parameter"
+            )
+        expected = "a string or an array of content parts" if param.endswith("content") else "an object"
+        if param.endswith("response_format"):
+            expected = "'auto' or an object"
+        return invalid(
+            f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+            param,
+            code="invalid_type",
+        )
+    if kind == "union_tag_invalid":
+        context = error.get("ctx") or {}
+        expected = str(context.get("expected_tags", "")).replace(_TAG, "")
+        tag = str(context.get("tag", "")).removeprefix(_TAG)
+        return invalid(
+            f"Invalid value for '{param}.type': {tag!r} is not one of {expected}.",
+            f"{param}.type",
+            code="invalid_value",
+        )
+    if kind == "string_pattern_mismatch":  # only names have patterns
+        return invalid(
+            f"Invalid value for '{param}': use 1 to 64 letters, digits, underscores or dashes, not {value!r}.",
+            param,
+            code="invalid_value",
+        )
+    message = error["msg"].removeprefix("Value error, ")
+    return invalid(f"Invalid value for '{param}': {message[:1].lower()}{message[1:]}.", param, code="invalid_value")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,311 @@
+"""The Assistants-compatible API's guard rails: keys, per-key isolation, error shapes, body limits, binding."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from bots.api.app import ApiServer
+from bots.api.auth import owner_id
+from bots.api.config import ApiSettings
+from core.errors import ConfigError
+from core.models import Author, Incoming
+from core.service import Threadline
+from tests.helpers import API_KEY_A, API_KEY_B
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
+
+ERROR_KEYS = {"message", "type", "param", "code"}
+
+
+async def raw(
+    server: ApiServer, method: str, path: str, *, key: str | None = API_KEY_A, data: object = None
+) -> tuple[int, dict[str, object], dict[str, str]]:
+    """(status, JSON body, headers) of a plain HTTP request: for what the SDK cannot send."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(data, str | bytes):
+        headers["Content-Type"] = "application/json"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, server.base_url + path, headers=headers, data=data) as response,
+    ):
+        return response.status, await response.json(), dict(response.headers)
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+
+async def test_a_missing_or_wrong_key_is_401_in_the_old_shape(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body, headers = await raw(api_server, "GET", "/assistants", key=None)
+    assert status == 401
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+    assert body["error"]["code"] == "invalid_api_key"  # type: ignore[index]
+    assert "Authorization" in body["error"]["message"]  # type: ignore[index]
+    assert headers["WWW-Authenticate"] == "Bearer"
+
+    wrong = "tl-wrong-key-0123456789abcdef"
+    async with openai.AsyncOpenAI(base_url=api_server.base_url, api_key=wrong, max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError) as raised:
+            await client.beta.assistants.list()
+    assert raised.value.status_code == 401
+    assert raised.value.code == "invalid_api_key"
+    assert wrong not in raised.value.message  # a wrong key is not echoed back
+    for key in (wrong, API_KEY_A, API_KEY_B):
+        assert key not in caplog.text
+
+    status, body, _ = await raw(api_server, "GET", "/assistants", key=API_KEY_B)
+    assert status == 200
+
+
+async def test_a_key_owns_its_objects_by_a_hash_never_the_key(
+    client_a: openai.AsyncOpenAI, service: Threadline
+) -> None:
+    assistant = await client_a.beta.assistants.create(model="fake-model")
+    thread = await client_a.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+
+    def dump(db: Any) -> str:
+        return "\n".join(db.conn.iterdump())
+
+    everything = await service.store.call(dump)
+    assert API_KEY_A not in everything
+    assert f"'{owner_id(API_KEY_A)}'" in everything
+    assert assistant.id in everything
+    assert thread.id in everything
+    assert len(owner_id(API_KEY_A)) == 16
+    assert owner_id(API_KEY_A) != owner_id(API_KEY_B)
+
+
+# -- isolation -------------------------------------------------------------------------------------------
+
+
+async def test_one_key_cannot_reach_another_keys_objects(
+    client_a: openai.AsyncOpenAI, client_b: openai.AsyncOpenAI
+) -> None:
+    assistant = await client_a.beta.assistants.create(model="fake-model", name="A's")
+    thread = await client_a.beta.threads.create(messages=[{"role": "user", "content": "A's secret"}])
+    message = (await client_a.beta.threads.messages.list(thread.id)).data[0]
+    b_thread = await client_b.beta.threads.create()
+
+    attempts = [
+        client_b.beta.assistants.retrieve(assistant.id),
+        client_b.beta.assistants.update(assistant.id, name="B was here"),
+        client_b.beta.assistants.delete(assistant.id),
+        client_b.beta.threads.retrieve(thread.id),
+        client_b.beta.threads.update(thread.id, metadata={"b": "was here"}),
+        client_b.beta.threads.delete(thread.id),
+        client_b.beta.threads.messages.create(thread.id, role="user", content="B was here"),
+        client_b.beta.threads.messages.list(thread.id),
+        client_b.beta.threads.messages.retrieve(message.id, thread_id=thread.id),
+        client_b.beta.threads.messages.update(message.id, thread_id=thread.id, metadata={"b": "x"}),
+        client_b.beta.threads.messages.delete(message.id, thread_id=thread.id),
+        # A's message id through B's own thread is not found either.
+        client_b.beta.threads.messages.retrieve(message.id, thread_id=b_thread.id),
+        client_b.beta.threads.messages.delete(message.id, thread_id=b_thread.id),
+    ]
+    for attempt in attempts:
+        with pytest.raises(openai.NotFoundError):
+            await attempt
+
+    assert (await client_b.beta.assistants.list()).data == []
+    with pytest.raises(openai.BadRequestError):  # A's id is no cursor in B's list
+        await client_b.beta.assistants.list(after=assistant.id)
+
+    # A's objects are untouched.
+    assert (await client_a.beta.assistants.retrieve(assistant.id)).name == "A's"
+    assert (await client_a.beta.threads.retrieve(thread.id)).metadata == {}
+    messages = (await client_a.beta.threads.messages.list(thread.id)).data
+    assert [(m.id, m.metadata) for m in messages] == [(message.id, {})]
+    assert [a.id for a in (await client_a.beta.assistants.list()).data] == [assistant.id]
+
+
+async def test_chat_channels_threads_are_not_api_threads(client_a: openai.AsyncOpenAI, service: Threadline) -> None:
+    handle = await service.post(Incoming("slack:T1:C1", Author("U1", "alice"), "a Slack message"))
+    assert handle is not None
+    await handle.result()
+    slack_thread = await service.store.current_thread("slack:T1:C1")
+    with pytest.raises(openai.NotFoundError):
+        await client_a.beta.threads.retrieve(slack_thread)
+    with pytest.raises(openai.NotFoundError):
+        await client_a.beta.threads.messages.list(slack_thread)
+    with pytest.raises(openai.NotFoundError):
+        await client_a.beta.threads.delete(slack_thread)
+    assert await service.store.current_thread("slack:T1:C1") == slack_thread
+
+
+# -- malformed requests ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ('{"model": "fake-model",', "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (b"\xff\xfe", "UTF-8"),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_is_a_clear_400(api_server: ApiServer, data: object, words: str) -> None:
+    status, body, _ = await raw(api_server, "POST", "/assistants", data=data)
+    assert status == 400
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+    assert words in body["error"]["message"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "words"),
+    [
+        ({}, "model", "Missing required parameter: 'model'"),
+        ({"model": 5}, "model", "expected a string, but got an integer"),
+        ({"name": ["a"]}, "name", "expected a string, but got an array"),
+        ({"temperature": "hot"}, "temperature", "expected a number, but got a string"),
+        ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        ({"top_p": True}, "top_p", "expected a number, but got a boolean"),
+        ({"metadata": []}, "metadata", "expected an object"),
+        ({"tools": {"type": "code_interpreter"}}, "tools", "expected an array"),
+        ({"tools": [{"type": "browser"}]}, "tools[0].type", "'browser' is not one of"),
+        ({"tools": [{}]}, "tools[0].type", "Missing required parameter"),
+        ({"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name", "Missing required parameter"),
+        ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools[0].function.name", "letters"),
+        (
+            {"tools": [{"type": "file_search", "file_search": {"max_num_results": 99}}]},
+            "tools[0].file_search.max_num_results",
+            "50",
+        ),
+        ({"response_format": "xml"}, "response_format", "expected 'auto' or an object"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", "Missing required parameter"),
+        (
+            {"tool_resources": {"file_search": {"vector_store_ids": ["a", "b"]}}},
+            "tool_resources.file_search.vector_store_ids",
+            "at most 1",
+        ),
+        ({"colour": "blue"}, "colour", "Unrecognized request argument supplied: colour"),
+    ],
+)  # fmt: skip
+async def test_wrong_fields_are_400s_naming_the_parameter(
+    client_a: openai.AsyncOpenAI, fields: dict[str, object], param: str, words: str
+) -> None:
+    body = {"model": "fake-model", **fields} if param != "model" else fields
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client_a.post("/assistants", body=body, cast_to=object)
+    assert raised.value.param == param
+    assert words in raised.value.message
+    assert (await client_a.beta.assistants.list()).data == []
+
+
+async def test_unknown_routes_and_methods_answer_in_json(api_server: ApiServer) -> None:
+    status, body, _ = await raw(api_server, "GET", "/nothing/here")
+    assert status == 404
+    assert body["error"]["message"] == "Invalid URL (GET /v1/nothing/here)."  # type: ignore[index]
+    status, body, headers = await raw(api_server, "PUT", "/assistants", data="{}")
+    assert status == 405
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+    assert "PUT" in body["error"]["message"]  # type: ignore[index]
+    assert set(headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+# -- body size ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def small_server(service: Threadline) -> AsyncIterator[ApiServer]:
+    server = await ApiServer.start(
+        service, ApiSettings(keys=(API_KEY_A,), port=0, host="127.0.0.1", max_body_bytes=64 * 1024)
+    )
+    yield server
+    await server.stop()
+
+
+async def test_an_oversize_body_is_413(small_server: ApiServer) -> None:
+    async with openai.AsyncOpenAI(base_url=small_server.base_url, api_key=API_KEY_A, max_retries=0) as client:
+        with pytest.raises(openai.APIStatusError) as raised:
+            await client.beta.assistants.create(model="fake-model", instructions="x" * 100_000)
+        assert raised.value.status_code == 413
+        assert raised.value.code == "request_too_large"
+        assert "65,536 bytes" in raised.value.message
+        # Just under the limit is fine, and the server still answers on.
+        created = await client.beta.assistants.create(model="fake-model", instructions="x" * 60_000)
+        assert len(created.instructions or "") == 60_000
+
+
+async def test_an_oversize_body_without_a_length_is_413_too(small_server: ApiServer) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "fake-model", "instructions": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    status, body, _ = await raw(small_server, "POST", "/assistants", data=chunks())
+    assert status == 413
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+
+
+# -- binding -------------------------------------------------------------------------------------------------
+
+
+async def test_without_keys_it_listens_on_loopback_only_and_says_so(
+    service: Threadline, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bots.api.app")
+    server = await ApiServer.start(service, ApiSettings(keys=(), port=0, host="0.0.0.0"))
+    try:
+        assert server.host == "127.0.0.1"
+        assert [address[0] for address in server._runner.addresses] == ["127.0.0.1"]
+        assert "listens on 127.0.0.1 only" in caplog.text
+        # Any key (or none) is the one local owner.
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key="anything", max_retries=0) as client:
+            created = await client.beta.assistants.create(model="fake-model")
+        status, body, _ = await raw(server, "GET", f"/assistants/{created.id}", key=None)
+        assert (status, body["id"]) == (200, created.id)
+    finally:
+        await server.stop()
+
+
+async def test_with_keys_it_listens_where_it_is_told(service: Threadline) -> None:
+    server = await ApiServer.start(service, ApiSettings(keys=(API_KEY_A,), port=0, host="0.0.0.0"))
+    try:
+        assert [address[0] for address in server._runner.addresses] == ["0.0.0.0"]
+    finally:
+        await server.stop()
+
+
+def test_settings_from_the_environment() -> None:
+    settings = ApiSettings.from_env(
+        {"THREADLINE_API_KEYS": f" {API_KEY_A}, {API_KEY_B},,{API_KEY_A}", "PORT": "8080", "THREADLINE_HTTP_HOST": "::"}
+    )
+    assert settings.keys == (API_KEY_A, API_KEY_B)
+    assert (settings.port, settings.bind_host, settings.max_body_bytes) == (8080, "::", 2048 * 1024)
+    assert API_KEY_A not in repr(settings)
+    assert ApiSettings.from_env({"THREADLINE_HTTP_HOST": "0.0.0.0"}).bind_host == "127.0.0.1"
+    with pytest.raises(ConfigError, match="key #2 has 5 characters"):
+        ApiSettings.from_env({"THREADLINE_API_KEYS": f"{API_KEY_A},short"})
+    with pytest.raises(ConfigError, match="PORT"):
+        ApiSettings.from_env({"PORT": "http"})
+    assert ApiSettings.from_env({"THREADLINE_API_MAX_BODY_KB": "64"}).max_body_bytes == 64 * 1024
+
+
+# -- the event loop ----------------------------------------------------------------------------------------------
+
+
+async def test_sqlite_runs_on_the_store_thread_not_the_event_loop(
+    client_a: openai.AsyncOpenAI, service: Threadline
+) -> None:
+    seen: list[str] = []
+    service.store._db.conn.set_trace_callback(lambda sql: seen.append(threading.current_thread().name))
+    try:
+        assistant = await client_a.beta.assistants.create(model="fake-model")
+        await client_a.beta.assistants.list()
+        thread = await client_a.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+        await client_a.beta.threads.messages.list(thread.id)
+        await client_a.beta.assistants.delete(assistant.id)
+    finally:
+        service.store._db.conn.set_trace_callback(None)
+    assert seen
+    assert all(name.startswith("threadline-db") for name in seen)
