@@ -61,7 +61,7 @@ class ApiObjects:
         self._threads = ThreadStore(store)
         self._tokens = tokens
 
-    def _row(self, message: NewMessage) -> NewMessageRow:
+    def message_row(self, message: NewMessage) -> NewMessageRow:
         item = message_item(message)
         return message.role, "\n\n".join(message.texts), item, self._tokens.count_item(item), message.metadata
 
@@ -81,7 +81,7 @@ class ApiObjects:
             api_channel(owner, thread_id),
             metadata=metadata,
             tool_resources=tool_resources,
-            messages=[self._row(m) for m in messages],
+            messages=[self.message_row(m) for m in messages],
         )
 
     async def get_thread(self, owner: str, thread_id: str) -> ThreadRecord | None:
@@ -96,7 +96,7 @@ class ApiObjects:
     # -- messages ------------------------------------------------------------------------------
 
     async def add_message(self, owner: str, thread_id: str, message: NewMessage) -> MessageRecord | None:
-        return await self._threads.add_message(thread_id, api_channel(owner, thread_id), self._row(message))
+        return await self._threads.add_message(thread_id, api_channel(owner, thread_id), self.message_row(message))
 
     async def get_message(self, owner: str, thread_id: str, message_id: str) -> MessageRecord | None:
         return await self._threads.get_message(thread_id, api_channel(owner, thread_id), message_id)

@@ -111,15 +111,22 @@ class ContextBuilder:
         model: str,
         budget: int,
         fixed_tokens: int = 0,
+        last_messages: int | None = None,
     ) -> tuple[str | None, list[dict[str, Any]]]:
-        """(summary or None, input items oldest first) for a run answering turn ``up_to_turn``."""
+        """(summary or None, input items oldest first) for a run answering turn ``up_to_turn``.
+
+        ``last_messages``: only that many of the most recent stored messages are candidates (the
+        Assistants API's ``truncation_strategy``); the token budget still applies to them."""
         summary, until, rows = await self._store.context_index(thread_id, up_to_turn)
         history = [HistoryEntry(*row) for row in reversed(rows)]
+        if last_messages is not None:  # those messages and nothing older: no summary, none folded into it
+            history = history[-last_messages:] if last_messages > 0 else []
+            summary, until = None, None
         summary_cost = self._tokens.count(summary or "")
         reserve = budget // SUMMARY_SHARE
         available = max(budget - self._tokens.count(instructions) - fixed_tokens - max(summary_cost, reserve), 200)
         plan = plan_window(history, available, until)
-        if plan.fold:
+        if plan.fold and last_messages is None:
             folded = await self._fold(thread_id, summary, plan.fold, model, budget)
             if folded is not None:
                 summary = folded

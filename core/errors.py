@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ThreadlineError", "UnknownCursor"]
+__all__ = ["ConfigError", "ThreadlineError", "UnknownCursor", "UnknownObject"]
 
 
 class ThreadlineError(Exception):
@@ -20,3 +20,12 @@ class UnknownCursor(ThreadlineError):
         super().__init__(f"{param}={value!r} is not the id of an object in this list.")
         self.param = param
         self.value = value
+
+
+class UnknownObject(ThreadlineError):
+    """An id that names no object its owner can reach (another owner's ids are unknown too)."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"No {kind} found with id '{object_id}'.")
+        self.kind = kind
+        self.object_id = object_id

@@ -87,6 +87,12 @@ class Run:
     input_tokens: int = 0
     output_tokens: int = 0
     state_json: str | None = None
+    model: str | None = None
+    spec: str | None = None  # JSON RunSpec for runs created over the API; None: the assistants file's
+    assistant_id: str | None = None  # asst_... for API runs
+    metadata: str | None = None  # JSON object
+    expires_at: float | None = None
+    incomplete_details: str | None = None  # JSON object
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ class Approval:
     status: str
     expires_at: float
     decided_by: str | None = None
+    kind: str = "approval"  # approval (a person decides) | client_output (the API client runs the function)
+    output: str | None = None  # what the client submitted, for client_output
 
 
 @dataclass(frozen=True)

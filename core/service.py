@@ -43,11 +43,14 @@ from core.knowledge.base import KnowledgeBase
 from core.knowledge.tool import FILE_SEARCH, make_file_search_tool, run_context
 from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
+from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent, decision
 from core.runner import RunSegment, SegmentOutcome
 from core.sandbox.process import SandboxLimits
 from core.sandbox.sessions import CodeSessions, SandboxSettings
 from core.settings import Settings
 from core.store import Store
+from core.store.api_runs import RunStore
+from core.store.api_threads import NewMessageRow
 from core.store.store import NewItem
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
@@ -84,6 +87,10 @@ class ApprovalError(ThreadlineError):
     """An approval that cannot be decided (unknown, already decided, expired); the message is for people."""
 
 
+class ToolOutputsError(ThreadlineError):
+    """Tool outputs a run cannot take (not waiting for them, missing or unknown call ids)."""
+
+
 @dataclass
 class _Lane:
     task: asyncio.Task[None] | None = None
@@ -117,6 +124,7 @@ class Threadline:
         self._notify = notify
         self.knowledge = knowledge
         self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
+        self.runs = RunStore(store)  # and their runs
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}
@@ -238,16 +246,72 @@ class Threadline:
     async def cancel(self, channel: str) -> int:
         """Cancel the channel's active and queued runs; returns how many were cancelled."""
         runs = await self.store.runs_with_status(["queued", "in_progress", "requires_action"], channel=channel)
-        cancelled = 0
         for run in runs:
-            lane = self._lanes.get(run.thread_id)
-            if run.status == "in_progress" and lane and lane.segment_run == run.id and lane.segment:
-                await self.store.update_run(run.id, status="cancelling")
-                lane.segment.cancel()
-            else:
-                await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
-            cancelled += 1
-        return cancelled
+            await self._cancel(run)
+        return len(runs)
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Cancel one run (no-op once it has ended); returns it as it is now (``cancelling`` while it stops)."""
+        run = await self.store.get_run(run_id)
+        if run.status in ("queued", "in_progress", "requires_action"):
+            await self._cancel(run)
+        return await self.store.get_run(run_id)
+
+    async def _cancel(self, run: Run) -> None:
+        lane = self._lanes.get(run.thread_id)
+        if run.status == "in_progress" and lane and lane.segment_run == run.id and lane.segment:
+            await self.store.update_run(run.id, status="cancelling")
+            lane.segment.cancel()
+        else:
+            await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
+            self._wake(run.thread_id)  # a lane waiting on this run's approvals moves on
+
+    # -- runs of the Assistants-compatible API ---------------------------------------------------
+
+    async def queue_run(
+        self,
+        *,
+        channel: str,
+        thread_id: str,
+        spec: RunSpec,
+        assistant_id: str,
+        metadata: dict[str, str],
+        messages: list[NewMessageRow],
+    ) -> tuple[Run, RunHandle]:
+        """Queue a run of ``spec`` on an API thread after ``messages``; RunActive while another is going."""
+        run = await self.runs.queue(
+            channel=channel,
+            thread_id=thread_id,
+            spec=spec.to_json(),
+            assistant_id=assistant_id,
+            model=spec.model,
+            metadata=metadata,
+            expires_at=time.time() + CLIENT_OUTPUT_SECONDS,
+            messages=messages,
+        )
+        handle = self._handle(run)
+        self._wake(thread_id)
+        return run, handle
+
+    def watch(self, run: Run) -> RunHandle:
+        """The run's events from now on (for a stream opened after the run started)."""
+        return self._handle(run)
+
+    async def submit_tool_outputs(self, run_id: str, outputs: dict[str, str]) -> RunHandle:
+        """Outputs for every call a paused run waits for, by call id; the run goes on."""
+        run = await self.store.get_run(run_id)
+        if run.status != "requires_action":
+            raise ToolOutputsError(f"Runs in status {run.status} do not accept tool outputs.")
+        pending = await self.runs.pending_calls(run_id)
+        waiting = [a.call_id for a in pending]
+        if sorted(outputs) != sorted(waiting):
+            raise ToolOutputsError(f"Expected tool outputs for call_ids {sorted(waiting)}, got {sorted(outputs)}.")
+        decisions = [(a.id, decision(a.kind, outputs[a.call_id]), outputs[a.call_id]) for a in pending]
+        if not await self.runs.record_outputs(run_id, decisions):
+            raise ToolOutputsError("The run stopped waiting for these tool outputs (they expired); create a new run.")
+        handle = self._handle(run)
+        self._wake(run.thread_id)
+        return handle
 
     async def reset(self, channel: str) -> str:
         """Start a new thread for the channel; the old one stays stored. Returns the new thread id."""
@@ -348,6 +412,9 @@ class Threadline:
         if not self.settings.model_configured:
             await self._end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
             return
+        if run.spec is not None:
+            await self._start_spec(run, RunSpec.from_json(run.spec), lane)
+            return
         assistant = self.assistants.get(run.assistant)
         instructions = self._instructions(assistant)
         tools = self.tools.select(assistant.tools)
@@ -362,11 +429,46 @@ class Threadline:
         agent = await self._with_channel_tools(self._agent(assistant, instructions, summary), assistant, run.channel)
         await self._segment(run, lane, agent, items, run_context(run.channel, run.id))
 
+    async def _start_spec(self, run: Run, spec: RunSpec, lane: _Lane) -> None:
+        """A run created over the API: its own settings, its own tools, the client's functions."""
+        summary, items = await self._context.build(
+            thread_id=run.thread_id,
+            up_to_turn=run.trigger_message_id,
+            instructions=spec.instructions,
+            model=spec.model,
+            budget=spec.context_tokens,
+            last_messages=spec.last_messages,
+        )
+        agent = await self._spec_agent(spec, summary, {})
+        context = run_context(run.channel, run.id) | {"collections": list(spec.collections)}
+        await self._segment(run, lane, agent, items, context)
+
+    async def _spec_agent(self, spec: RunSpec, summary: str | None, outputs: dict[str, str]) -> Agent[Any]:
+        instructions = spec.instructions
+        if summary:
+            instructions += f"\n\nSummary of the earlier conversation in this thread:\n{summary}"
+        searchable = False
+        for key in spec.collections:
+            searchable = searchable or await self.knowledge.searchable(key)
+        return build_agent(
+            spec,
+            model=self._models.chat_model(spec.model),
+            registry=self.tools,
+            instructions=instructions,
+            outputs=outputs,
+            searchable=searchable,
+        )
+
     async def _resume(self, run: Run, approvals: list[Approval], lane: _Lane) -> None:
-        assistant = self.assistants.get(run.assistant)
         summary, _ = await self.store.thread_summary(run.thread_id)
-        agent = self._agent(assistant, self._instructions(assistant), summary)
-        agent = await self._with_channel_tools(agent, assistant, run.channel)
+        if run.spec is not None:
+            spec = RunSpec.from_json(run.spec)
+            submitted = {a.call_id: a.output or "" for a in approvals if a.kind == "client_output"}
+            agent = await self._spec_agent(spec, None if spec.last_messages is not None else summary, submitted)
+        else:
+            assistant = self.assistants.get(run.assistant)
+            agent = self._agent(assistant, self._instructions(assistant), summary)
+            agent = await self._with_channel_tools(agent, assistant, run.channel)
         try:
             state = await RunState.from_json(agent, json.loads(run.state_json or "{}"))
         except Exception as exc:
@@ -427,11 +529,18 @@ class Threadline:
             run = await self.store.finish_run(run, status="completed", items=self._new_items(outcome.items), **usage)
             self._emit(run, RunCompleted(run.id, outcome.text, outcome.sources))
         elif outcome.status == "requires_action":
-            expires_at = time.time() + self.settings.approval_timeout
+            client: frozenset[str] = frozenset()
+            seconds = self.settings.approval_timeout
+            if run.spec is not None:  # an API run: the client answers, within the old API's deadline
+                client = frozenset(RunSpec.from_json(run.spec).client_functions(self.tools.names()))
+                seconds = CLIENT_OUTPUT_SECONDS
+            expires_at = time.time() + seconds
             run = await self.store.finish_run(run, status="requires_action", state_json=outcome.state_json, **usage)
             approvals = await self.store.add_approvals(
-                run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at
+                run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at, client
             )
+            if run.spec is not None:
+                run = await self.store.update_run(run.id, expires_at=expires_at)
             for approval in approvals:
                 self._emit(
                     run,

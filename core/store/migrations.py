@@ -217,3 +217,23 @@ def m005_assistants_api(db: Database) -> None:
         "CREATE TRIGGER messages_public_id AFTER INSERT ON messages WHEN NEW.public_id IS NULL"
         " BEGIN UPDATE messages SET public_id = 'msg_' || lower(hex(randomblob(12))) WHERE id = NEW.id; END"
     )
+
+
+@MIGRATIONS()
+def m006_api_runs(db: Database) -> None:
+    """Runs created over the Assistants-compatible API: their own assistant settings, and tool calls the client runs.
+
+    A chat run takes its assistant from the assistants file by name; an API run carries the settings
+    it was created with (``spec``: instructions, model, tools, sampling, limits), so a paused run
+    resumes with exactly them after a restart. A call to a function the client defined waits in the
+    approvals table (``kind`` 'client_output') until the client submits its ``output``.
+    """
+    runs = db.table("runs")
+    runs.add_column("spec", str)  # JSON; null for chat runs
+    runs.add_column("assistant_id", str)  # asst_... for API runs
+    runs.add_column("metadata", str)  # JSON object
+    runs.add_column("expires_at", float)
+    runs.add_column("incomplete_details", str)  # JSON object or null
+    approvals = db.table("approvals")
+    approvals.add_column("kind", str, not_null_default="approval")  # approval | client_output
+    approvals.add_column("output", str)  # what the client submitted for a client_output call

@@ -370,16 +370,16 @@ class Store:
                 ).fetchall()
                 return "paused", run, [Approval(*a) for a in approvals]
             row = self._db.execute(
-                "SELECT id, assistant FROM runs WHERE thread_id = ? AND status = 'queued'"
+                "SELECT id, assistant, spec IS NOT NULL FROM runs WHERE thread_id = ? AND status = 'queued'"
                 " ORDER BY created_at, rowid LIMIT 1",
                 [thread_id],
             ).fetchone()
             if row is None:
                 return "idle", None, []
-            assistant, model = resolve(row[1])
-            self._update_run(
-                row[0], {"status": "in_progress", "started_at": time.time(), "assistant": assistant, "model": model}
-            )
+            fields: dict[str, Any] = {"status": "in_progress", "started_at": time.time()}
+            if not row[2]:  # a chat run: its channel's assistant from the assistants file, as it is now
+                fields["assistant"], fields["model"] = resolve(row[1])
+            self._update_run(row[0], fields)
             return "start", self._get_run(row[0]), []
 
         return await self._call(claim)
@@ -563,9 +563,16 @@ class Store:
     # -- approvals ---------------------------------------------------------------------------
 
     async def add_approvals(
-        self, run_id: str, calls: Sequence[tuple[str, str, str]], expires_at: float
+        self,
+        run_id: str,
+        calls: Sequence[tuple[str, str, str]],
+        expires_at: float,
+        client_tools: frozenset[str] = frozenset(),
     ) -> list[Approval]:
-        """Record pending approvals for (call_id, tool_name, arguments) of a paused run."""
+        """Record pending approvals for (call_id, tool_name, arguments) of a paused run.
+
+        Calls to ``client_tools`` (functions an API client defined) wait for the client's output
+        rather than for a person's decision."""
 
         def add() -> list[Approval]:
             now = time.time()
@@ -580,6 +587,7 @@ class Store:
                         arguments=arguments,
                         status="pending",
                         expires_at=expires_at,
+                        kind="client_output" if tool_name in client_tools else "approval",
                     )
                     self._db.table("approvals").insert(
                         {
@@ -591,6 +599,7 @@ class Store:
                             "status": "pending",
                             "created_at": now,
                             "expires_at": expires_at,
+                            "kind": approval.kind,
                         }
                     )
                     out.append(approval)
@@ -631,7 +640,8 @@ class Store:
 _MESSAGE_COLUMNS = "id, thread_id, turn_id, role, text, item, tokens, author_id, author_name, run_id, created_at"
 _RUN_COLUMNS = (
     "id, thread_id, channel, assistant, status, trigger_message_id, created_at, started_at, completed_at,"
-    " last_error, input_tokens, output_tokens, state_json"
+    " last_error, input_tokens, output_tokens, state_json, model, spec, assistant_id, metadata, expires_at,"
+    " incomplete_details"
 )
 _RUN_FIELDS = frozenset(
     {
@@ -646,9 +656,12 @@ _RUN_FIELDS = frozenset(
         "total_tokens",
         "state_json",
         "notified",
+        "metadata",
+        "expires_at",
+        "incomplete_details",
     }
 )
-_APPROVAL_COLUMNS = "id, run_id, call_id, tool_name, arguments, status, expires_at, decided_by"
+_APPROVAL_COLUMNS = "id, run_id, call_id, tool_name, arguments, status, expires_at, decided_by, kind, output"
 
 
 def _message(row: Sequence[Any]) -> StoredMessage:
@@ -682,4 +695,10 @@ def _run(row: Sequence[Any]) -> Run:
         input_tokens=int(row[10] or 0),
         output_tokens=int(row[11] or 0),
         state_json=row[12],
+        model=row[13],
+        spec=row[14],
+        assistant_id=row[15],
+        metadata=row[16],
+        expires_at=row[17],
+        incomplete_details=row[18],
     )

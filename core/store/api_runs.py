@@ -1,0 +1,227 @@
+"""Runs as the Assistants-compatible API reaches them: queued with their own settings, scoped by channel.
+
+A run is created on an API thread after the messages it answers (and any ``additional_messages``,
+added in the same transaction); its turn is the thread's last message. At most one run is active
+on a thread at a time, as in the old API: the check and the insert are one transaction on the
+store's only connection, so two concurrent creates cannot both pass it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from core.errors import ThreadlineError
+from core.models import Approval, Page, PageQuery, Run
+from core.store.api_threads import NewMessageRow, _insert_messages
+from core.store.paging import fetch_page
+from core.store.store import _APPROVAL_COLUMNS, _RUN_COLUMNS, Store, _run, new_id
+
+__all__ = ["ACTIVE_STATUSES", "RunActive", "RunStepRecord", "RunStore"]
+
+ACTIVE_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+_ACTIVE = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+
+
+class RunActive(ThreadlineError):
+    """The thread already has a run that has not ended."""
+
+    def __init__(self, thread_id: str, run_id: str, status: str) -> None:
+        super().__init__(f"Thread {thread_id} already has an active run {run_id}.")
+        self.thread_id, self.run_id, self.status = thread_id, run_id, status
+
+
+@dataclass(frozen=True)
+class RunStepRecord:
+    id: str
+    run_id: str
+    type: str  # message_creation | tool_calls
+    status: str
+    created_at: float
+    completed_at: float | None
+    tool_name: str | None
+    call_id: str | None
+    arguments: str | None
+    output: str | None
+
+
+_STEP_COLUMNS = "id, run_id, type, status, created_at, completed_at, tool_name, call_id, arguments, output"
+
+
+def _step(row: Sequence[Any]) -> RunStepRecord:
+    return RunStepRecord(
+        id=row[0],
+        run_id=row[1],
+        type=row[2],
+        status=row[3],
+        created_at=float(row[4] or 0),
+        completed_at=row[5],
+        tool_name=row[6],
+        call_id=row[7],
+        arguments=row[8],
+        output=row[9],
+    )
+
+
+def active_run(db: Database, thread_id: str) -> tuple[str, str] | None:
+    """(run id, status) of the thread's run that has not ended, if any."""
+    row = db.execute(
+        f"SELECT id, status FROM runs WHERE thread_id = ? AND {_ACTIVE} ORDER BY created_at LIMIT 1", [thread_id]
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+class RunStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def queue(
+        self,
+        *,
+        channel: str,
+        thread_id: str,
+        spec: str,
+        assistant_id: str,
+        model: str,
+        metadata: Mapping[str, str],
+        expires_at: float,
+        messages: Sequence[NewMessageRow] = (),
+    ) -> Run:
+        """Add ``messages`` and queue a run answering them, in one transaction; RunActive if one is going."""
+
+        def queue(db: Database) -> Run:
+            with db.atomic():
+                active = active_run(db, thread_id)
+                if active is not None:
+                    raise RunActive(thread_id, *active)
+                _insert_messages(db, thread_id, channel, messages)
+                row = db.execute("SELECT max(turn_id) FROM messages WHERE thread_id = ?", [thread_id]).fetchone()
+                run_id = new_id("run")
+                db.execute(
+                    "INSERT INTO runs (id, thread_id, channel, assistant, model, status, trigger_message_id,"
+                    " created_at, spec, assistant_id, metadata, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    [
+                        run_id,
+                        thread_id,
+                        channel,
+                        assistant_id,
+                        model,
+                        row[0] if row else None,
+                        time.time(),
+                        spec,
+                        assistant_id,
+                        json.dumps(dict(metadata)),
+                        expires_at,
+                    ],
+                )
+                return _run(db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone())
+
+        return await self._store.call(queue)
+
+    async def get(self, channel: str, thread_id: str, run_id: str) -> Run | None:
+        def get(db: Database) -> Run | None:
+            row = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ? AND channel = ? AND thread_id = ?",
+                [run_id, channel, thread_id],
+            ).fetchone()
+            return _run(row) if row else None
+
+        return await self._store.call(get)
+
+    async def page(self, channel: str, thread_id: str, query: PageQuery) -> Page[Run]:
+        return await self._store.call(
+            lambda db: fetch_page(
+                db,
+                columns=_RUN_COLUMNS,
+                table="runs",
+                where="channel = ? AND thread_id = ?",
+                params=[channel, thread_id],
+                key=["created_at", "rowid"],
+                id_column="id",
+                query=query,
+                convert=_run,
+            )
+        )
+
+    async def set_metadata(self, run_id: str, metadata: Mapping[str, str]) -> None:
+        await self._store.call(
+            lambda db: db.execute("UPDATE runs SET metadata = ? WHERE id = ?", [json.dumps(dict(metadata)), run_id])
+        )
+
+    async def pending_calls(self, run_id: str) -> list[Approval]:
+        def pending(db: Database) -> list[Approval]:
+            rows = db.execute(
+                f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? AND status = 'pending'"
+                " ORDER BY created_at, rowid",
+                [run_id],
+            ).fetchall()
+            return [Approval(*row) for row in rows]
+
+        return await self._store.call(pending)
+
+    async def record_outputs(self, run_id: str, decisions: Sequence[tuple[str, str, str]]) -> bool:
+        """Record (approval id, status, output) for every pending call of the run at once; False if any was
+        no longer pending (decided, expired) and then none is recorded."""
+
+        def record(db: Database) -> bool:
+            now = time.time()
+            with db.atomic():
+                for approval_id, status, output in decisions:
+                    cursor = db.execute(
+                        "UPDATE approvals SET status = ?, output = ?, decided_by = 'the API client', decided_at = ?"
+                        " WHERE id = ? AND run_id = ? AND status = 'pending'",
+                        [status, output, now, approval_id, run_id],
+                    )
+                    if cursor.rowcount != 1:
+                        raise _NotPending
+            return True
+
+        try:
+            return await self._store.call(record)
+        except _NotPending:
+            return False
+
+    async def steps(self, run_id: str) -> list[RunStepRecord]:
+        def steps(db: Database) -> list[RunStepRecord]:
+            rows = db.execute(
+                f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY created_at, rowid", [run_id]
+            ).fetchall()
+            return [_step(row) for row in rows]
+
+        return await self._store.call(steps)
+
+    async def step_page(self, run_id: str, query: PageQuery) -> Page[RunStepRecord]:
+        return await self._store.call(
+            lambda db: fetch_page(
+                db,
+                columns=_STEP_COLUMNS,
+                table="run_steps",
+                where="run_id = ?",
+                params=[run_id],
+                key=["created_at", "rowid"],
+                id_column="id",
+                query=query,
+                convert=_step,
+            )
+        )
+
+    async def run_message_ids(self, run_id: str) -> list[str]:
+        """Public ids of the assistant messages a run wrote, in order."""
+
+        def ids(db: Database) -> list[str]:
+            rows = db.execute(
+                "SELECT public_id FROM messages WHERE run_id = ? AND role = 'assistant' ORDER BY id", [run_id]
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._store.call(ids)
+
+
+class _NotPending(Exception):
+    """A call was decided or expired meanwhile: the transaction is rolled back."""
