@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -309,3 +310,25 @@ async def test_sqlite_runs_on_the_store_thread_not_the_event_loop(
         service.store._db.conn.set_trace_callback(None)
     assert seen
     assert all(name.startswith("threadline-db") for name in seen)
+
+
+async def test_named_keys_share_their_owners_objects_so_a_key_can_be_rotated(service: Threadline) -> None:
+    old, new, other = "rotated-old-key-0123456789", "rotated-new-key-0123456789", "someone-else-key-012345"
+    settings = ApiSettings.from_env({"THREADLINE_API_KEYS": f"team-a:{old},team-a:{new},{other}"})
+    assert settings.keys == (old, new, other)
+    server = await ApiServer.start(service, replace(settings, port=0, host="127.0.0.1"))
+    clients = {
+        key: openai.AsyncOpenAI(base_url=server.base_url, api_key=key, max_retries=0) for key in (old, new, other)
+    }
+    try:
+        created = await clients[old].beta.assistants.create(model="fake-model", name="Kept across rotation")
+        seen = await clients[new].beta.assistants.retrieve(created.id)
+        assert seen.name == "Kept across rotation"
+        with pytest.raises(openai.NotFoundError):
+            await clients[other].beta.assistants.retrieve(created.id)
+        with pytest.raises(openai.AuthenticationError):  # "team-a" itself is a name, not a key
+            await openai.AsyncOpenAI(base_url=server.base_url, api_key="team-a", max_retries=0).models.list()
+    finally:
+        for client in clients.values():
+            await client.close()
+        await server.stop()

@@ -34,7 +34,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def build_app(objects: ApiObjects, api: ApiSettings) -> web.Application:
-    keys = ApiKeys(api.keys)
+    keys = ApiKeys(api.keys, api.owners or None)
     app = web.Application(middlewares=[error_middleware, keys.middleware()], client_max_size=api.max_body_bytes)
     app[MAX_BODY] = api.max_body_bytes
     app.add_routes(AssistantRoutes(objects.assistants).routes())

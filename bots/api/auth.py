@@ -1,7 +1,9 @@
 """Bearer keys and who owns what.
 
 Each key in ``THREADLINE_API_KEYS`` is an owner: its owner id is a truncated SHA-256 of the key
-(never the key itself), and every object a request creates or reaches is scoped by it. Keys are
+(never the key itself), and every object a request creates or reaches is scoped by it. A key
+given as ``name:key`` belongs to the owner ``name`` instead (its id a hash of the name), so keys
+can be rotated: list ``name:new`` beside ``name:old``, move clients over, drop the old one. Keys are
 compared by their digests, so a wrong key's timing tells nothing, and no key is ever logged.
 With no keys configured the server listens on loopback only and every request is the one owner
 ``local``.
@@ -17,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from bots.api.errors import ApiError
 
-__all__ = ["LOCAL_OWNER", "OWNER", "ApiKeys", "owner_id"]
+__all__ = ["LOCAL_OWNER", "OWNER", "ApiKeys", "named_owner_id", "owner_id"]
 
 LOCAL_OWNER = "local"
 OWNER = web.RequestKey("owner", str)  # the owner id of the request's key
@@ -38,9 +40,17 @@ def owner_id(key: str) -> str:
     return _digest(key).hex()[:16]
 
 
+def named_owner_id(name: str) -> str:
+    """The owner id of the keys listed as ``name:key``: 16 hex digits of the name's SHA-256."""
+    return hashlib.sha256(f"name:{name}".encode()).hexdigest()[:16]
+
+
 class ApiKeys:
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._owners = {_digest(key): owner_id(key) for key in keys}
+    def __init__(self, keys: Iterable[str], owners: Iterable[str] | None = None) -> None:
+        """``owners``: each key's owner id, in order (default: the key's own)."""
+        keys = list(keys)
+        owned = list(owners) if owners is not None else [owner_id(key) for key in keys]
+        self._owners = {_digest(key): owner for key, owner in zip(keys, owned, strict=True)}
 
     @property
     def open(self) -> bool:
