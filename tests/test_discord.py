@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 
 from bots.discord.app import INTENT_MISSING, PERMISSIONS, DiscordBot, invite_url
 from bots.discord.config import DiscordSettings
+from bots.live import EditBudget
 from core.errors import ConfigError
 from core.settings import Settings
 from tests.fakes.discord_server import (
@@ -156,6 +157,17 @@ async def test_mention_gets_a_reply_that_streams_through_edits(harness: Harness)
     assert fake.calls_to("GET", r"/channels/\d+/messages") == []  # never reads channel history
     # What the model saw: the person's words, without the mention.
     assert "<@" not in last_user_text(harness.model.requests[-1])
+
+
+async def test_typing_is_skipped_when_the_request_budget_is_spent_and_the_answer_still_comes(
+    harness: Harness,
+) -> None:
+    assert harness.bot is not None
+    harness.bot.client.replies._budget = EditBudget(per_second=0.01, burst=0.01)  # as if many answers just started
+    question = await harness.fake.send_message("tell me slowly")
+    (reply,) = await harness.answer(question, ending="word79")
+    assert reply["content"] == " ".join(f"word{i}" for i in range(80))
+    assert harness.fake.typing == []
 
 
 async def test_a_long_answer_continues_in_new_messages_without_breaking_code(harness: Harness) -> None:

@@ -23,8 +23,9 @@ _log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
 TYPING_EVERY = 8.0  # Discord shows "typing" for about 10 s after each trigger
+TYPING_RETRY = 1.0  # after a trigger skipped for the request budget
 NO_PINGS = discord.AllowedMentions.none()  # the model's text never pings anyone
-# Discord allows a bot about 50 requests a second in all; in-between edits of every answer share 30 of them.
+# Discord allows a bot about 50 requests a second in all; in-between edits and typing share 30 of them.
 EDITS_PER_SECOND = 30.0
 
 
@@ -57,6 +58,7 @@ class DiscordReply:
         run_id: str = "",
     ) -> None:
         self._channel = channel
+        self._budget = budget
         self._live: LiveText[discord.Message] = LiveText(
             _ChannelSink(channel, reply_to), limit=MESSAGE_LIMIT, interval=interval, name=run_id, budget=budget
         )
@@ -136,7 +138,13 @@ class DiscordReply:
             self._typing = None
 
     async def _keep_typing(self) -> None:
+        """Show "typing" while the answer is prepared. Cosmetic, so it draws on the process's request
+        budget without waiting: when many answers start at once it is skipped (retried a second later)
+        rather than pushing the bot past Discord's global rate limit."""
         while True:
+            if self._budget is not None and self._budget.reserve(max_wait=0.0) is None:
+                await asyncio.sleep(TYPING_RETRY)
+                continue
             try:
                 await self._channel.typing()
             except discord.HTTPException as exc:  # cosmetic
