@@ -10,21 +10,61 @@ outputs, their 10-minute deadline) is the core's, shared with the chat channels.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.api_objects import NewMessage, api_channel
-from core.errors import UnknownObject
+from core.errors import ThreadlineError, UnknownObject
 from core.handles import RunHandle
-from core.models import AssistantRecord, Page, PageQuery, Run, ThreadRecord
+from core.models import TERMINAL_STATUSES, AssistantRecord, MessageRecord, Page, PageQuery, Run, ThreadRecord
+from core.run_errors import RunError, run_error
 from core.run_spec import RunSpec
-from core.store.api_runs import RunStepRecord
+from core.store.api_runs import AnswerIds, RunStepRecord, answer_ids
 
 if TYPE_CHECKING:
     from core.service import Threadline
 
-__all__ = ["ApiRuns", "RunRequest", "vector_store_ids"]
+__all__ = ["AnswerIds", "ApiRuns", "PendingCall", "RunEnded", "RunRequest", "RunView", "answer_ids", "vector_store_ids"]
+
+_log = logging.getLogger(__name__)
+
+CANCEL_WAIT_SECONDS = 10.0  # how long deleting a thread waits for its run to stop
+CANCEL_POLL_SECONDS = 0.02
+
+
+class RunEnded(ThreadlineError):
+    """The run has ended, so it cannot be cancelled; the message is the old API's."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"Cannot cancel run with status '{run.status}'.")
+        self.run = run
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as the API shows it.
+
+    ``status`` is the run's, except that a paused run whose calls all have their outputs shows as
+    ``queued`` until its thread's lane resumes it (the old API's status after submit_tool_outputs,
+    which the SDK's polling helpers rely on). ``pending``: the calls it waits for, while
+    ``requires_action``; ``error``: why it failed, for people.
+    """
+
+    run: Run
+    spec: RunSpec
+    status: str
+    pending: tuple[PendingCall, ...] = ()
+    error: RunError | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +160,10 @@ class ApiRuns:
         return await self.get(owner, thread_id, run_id)
 
     async def cancel(self, owner: str, thread_id: str, run_id: str) -> Run:
+        """Cancel the run (``cancelling`` while a model call stops); RunEnded once it has ended."""
         run = await self.get(owner, thread_id, run_id)
+        if run.status in TERMINAL_STATUSES:
+            raise RunEnded(run)
         return await self._service.cancel_run(run.id)
 
     async def submit_tool_outputs(
@@ -138,6 +181,61 @@ class ApiRuns:
         if run.status != "requires_action":
             return []
         return [(a.call_id, a.tool_name, a.arguments) for a in await self._runs.pending_calls(run.id)]
+
+    async def view(self, run: Run) -> RunView:
+        spec = RunSpec.from_json(run.spec) if run.spec else RunSpec(model=run.model or "")
+        pending = tuple(PendingCall(*call) for call in await self.pending_calls(run))
+        status = "queued" if run.status == "requires_action" and not pending else run.status
+        return RunView(run, spec, status, pending, run_error(run.status, run.last_error, run.model))
+
+    async def tool_step(self, run: Run, call_id: str) -> RunStepRecord | None:
+        """The tool-call step of one call."""
+        for step in await self._runs.steps(run.id):
+            if step.call_id == call_id:
+                return step
+        return None
+
+    async def tool_call_count(self, run: Run) -> int:
+        """How many tool calls the run has made so far: with :func:`answer_ids`, names its next message."""
+        return await self._runs.tool_call_count(run.id)
+
+    async def answer_message_id(self, run: Run) -> str:
+        """The message a completed run's message-creation step created: its last assistant message."""
+        ids = await self.message_ids(run)
+        return ids[-1] if ids else answer_ids(run.id, await self._runs.tool_call_count(run.id)).message_id
+
+    async def assistant_ids(self, messages: Sequence[MessageRecord]) -> dict[str, str]:
+        """The assistant of each run that wrote one of ``messages``, by run id."""
+        return await self._runs.assistant_ids([m.run_id for m in messages if m.run_id])
+
+    # -- what runs change about threads ----------------------------------------------------------
+
+    async def add_message(self, owner: str, thread_id: str, message: NewMessage) -> MessageRecord:
+        """Add a client's message; UnknownObject for an unknown thread, RunActive while a run is going on it."""
+        row = self._objects.message_row(message)
+        record = await self._runs.add_message(api_channel(owner, thread_id), thread_id, row)
+        if record is None:
+            raise UnknownObject("thread", thread_id)
+        return record
+
+    async def delete_thread(self, owner: str, thread_id: str) -> bool:
+        """Delete a thread, cancelling its active run first and waiting (briefly) for it to stop.
+
+        The wait reads the run's status rather than its events: a client may be streaming them.
+        """
+        thread = await self._objects.get_thread(owner, thread_id)
+        if thread is None:
+            return False
+        active = await self._runs.active(thread.id)
+        if active is not None:
+            run = await self._service.cancel_run(active[0])
+            deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
+            while run.status not in TERMINAL_STATUSES and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(CANCEL_POLL_SECONDS)
+                run = await self.get(owner, thread.id, run.id)
+            if run.status not in TERMINAL_STATUSES:
+                _log.warning("run %s did not stop in %gs; deleting its thread anyway", run.id, CANCEL_WAIT_SECONDS)
+        return await self._objects.delete_thread(owner, thread_id)
 
     async def steps(self, owner: str, thread_id: str, run_id: str, query: PageQuery) -> Page[RunStepRecord]:
         run = await self.get(owner, thread_id, run_id)

@@ -309,7 +309,8 @@ class Threadline:
         decisions = [(a.id, decision(a.kind, outputs[a.call_id]), outputs[a.call_id]) for a in pending]
         if not await self.runs.record_outputs(run_id, decisions):
             raise ToolOutputsError("The run stopped waiting for these tool outputs (they expired); create a new run.")
-        handle = self._handle(run)
+        # A fresh handle: its events start here, not with what nobody read before the run paused.
+        handle = self._handles[run.id] = RunHandle(run.id, run.channel)
         self._wake(run.thread_id)
         return handle
 
@@ -526,7 +527,13 @@ class Threadline:
         outcome = task.result()
         usage: dict[str, Any] = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
         if outcome.status == "completed":
-            run = await self.store.finish_run(run, status="completed", items=self._new_items(outcome.items), **usage)
+            items = self._new_items(outcome.items)
+            ids: tuple[list[str | None], str | None] = ([], None)
+            if run.spec is not None:  # an API run: its answer gets the ids its streams announced
+                ids = await self.runs.answer_public_ids(run.id, [role for role, *_ in items])
+            run = await self.store.finish_run(
+                run, status="completed", items=items, public_ids=ids[0], step_id=ids[1], **usage
+            )
             self._emit(run, RunCompleted(run.id, outcome.text, outcome.sources))
         elif outcome.status == "requires_action":
             client: frozenset[str] = frozenset()

@@ -1,7 +1,7 @@
 """Wiring: the aiohttp app of the Assistants-compatible API, its server, and ``main``.
 
 The routes are the old API's (``/v1/assistants``, ``/v1/threads``, ``/v1/threads/{id}/messages``),
-so code written for it works by pointing the openai SDK's ``base_url`` here. Runs come next.
+so code written for it works by pointing the openai SDK's ``base_url`` here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,13 @@ from bots.api.assistants import AssistantRoutes
 from bots.api.auth import ApiKeys
 from bots.api.config import LOOPBACK, ApiSettings
 from bots.api.errors import MAX_BODY, error_middleware
+from bots.api.files import FileRoutes
+from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
+from bots.api.vector_stores import VectorStoreRoutes
+from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
+from core.api_runs import ApiRuns
 from core.errors import ConfigError
 from core.logs import configure_logging
 from core.service import Threadline
@@ -33,12 +38,14 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(objects: ApiObjects, api: ApiSettings) -> web.Application:
+def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiRuns) -> web.Application:
     keys = ApiKeys(api.keys, api.owners or None)
     app = web.Application(middlewares=[error_middleware, keys.middleware()], client_max_size=api.max_body_bytes)
     app[MAX_BODY] = api.max_body_bytes
     app.add_routes(AssistantRoutes(objects.assistants).routes())
-    app.add_routes(ThreadRoutes(objects).routes())
+    app.add_routes(RunRoutes(objects, runs).routes())  # before threads: /v1/threads/runs is not a thread's id
+    app.add_routes(ThreadRoutes(objects, runs).routes())
+    app.add_routes([*FileRoutes(files).routes(), *VectorStoreRoutes(files.vector_stores).routes()])
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -65,7 +72,8 @@ class ApiServer:
                 LOOPBACK,
                 api.host,
             )
-        runner = web.AppRunner(build_app(service.objects, api), access_log=None)
+        files = ApiFiles(service.store, service.knowledge)  # uploads and vector stores, on the knowledge base
+        runner = web.AppRunner(build_app(service.objects, api, files, ApiRuns(service)), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, api.port).start()

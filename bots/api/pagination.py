@@ -21,10 +21,13 @@ __all__ = ["list_body", "page_query", "unknown_cursor"]
 MAX_LIMIT = 100
 
 
-def page_query(request: web.Request) -> PageQuery:
-    """The list parameters of a request's query string, or a 400 naming the one at fault."""
+def page_query(request: web.Request, *, default_limit: int = 20, max_limit: int = MAX_LIMIT) -> PageQuery:
+    """The list parameters of a request's query string, or a 400 naming the one at fault.
+
+    ``default_limit`` and ``max_limit`` are for the lists the old API bounded otherwise (files: 10,000).
+    """
     query = request.query
-    raw_limit = query.get("limit", "20")
+    raw_limit = query.get("limit", str(default_limit))
     try:
         limit = int(raw_limit)
     except ValueError:
@@ -33,11 +36,11 @@ def page_query(request: web.Request) -> PageQuery:
             "limit",
             code="invalid_type",
         ) from None
-    if not 1 <= limit <= MAX_LIMIT:
+    if not 1 <= limit <= max_limit:
         raise invalid(
-            f"Invalid 'limit': expected a value from 1 to {MAX_LIMIT}, but got {limit} instead.",
+            f"Invalid 'limit': expected a value from 1 to {max_limit}, but got {limit} instead.",
             "limit",
-            code="integer_above_max_value" if limit > MAX_LIMIT else "integer_below_min_value",
+            code="integer_above_max_value" if limit > max_limit else "integer_below_min_value",
         )
     raw_order = query.get("order", "desc")
     if raw_order not in ("asc", "desc"):

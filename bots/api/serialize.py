@@ -57,7 +57,8 @@ def thread_deleted(thread_id: str) -> dict[str, Any]:
     return ThreadDeleted(id=thread_id, object="thread.deleted", deleted=True).model_dump(mode="json", by_alias=True)
 
 
-def message(record: MessageRecord) -> dict[str, Any]:
+def message(record: MessageRecord, assistant_id: str | None = None) -> dict[str, Any]:
+    """``assistant_id``: the assistant of the run that wrote it (see ApiRuns.assistant_ids)."""
     created_at = int(record.created_at)
     return Message.model_validate(
         {
@@ -71,7 +72,7 @@ def message(record: MessageRecord) -> dict[str, Any]:
             "incomplete_at": None,
             "role": record.role,
             "content": [{"type": "text", "text": {"value": text, "annotations": []}} for text in record.texts],
-            "assistant_id": None,
+            "assistant_id": assistant_id,
             "run_id": record.run_id,
             "attachments": [],
             "metadata": record.metadata,

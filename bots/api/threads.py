@@ -1,4 +1,8 @@
-"""``/v1/threads`` and their messages: threads create, retrieve, modify (POST), delete; messages the same plus list."""
+"""``/v1/threads`` and their messages: threads create, retrieve, modify (POST), delete; messages the same plus list.
+
+While a run is active on a thread, messages cannot be added to it (as in the old API); deleting a
+thread cancels its active run first.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ from aiohttp import web
 
 from bots.api import serialize
 from bots.api.auth import OWNER
-from bots.api.errors import not_found
+from bots.api.errors import invalid, not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, read_body
 from core.api_objects import ApiObjects, NewMessage
-from core.errors import UnknownCursor
+from core.api_runs import ApiRuns
+from core.errors import UnknownCursor, UnknownObject
+from core.models import MessageRecord
+from core.store.api_runs import RunActive
 
 __all__ = ["ThreadRoutes"]
 
@@ -20,8 +27,9 @@ def _new_message(body: MessageCreate, param: str = "") -> NewMessage:
 
 
 class ThreadRoutes:
-    def __init__(self, objects: ApiObjects) -> None:
+    def __init__(self, objects: ApiObjects, runs: ApiRuns) -> None:
         self._objects = objects
+        self._runs = runs
 
     def routes(self) -> list[web.RouteDef]:
         messages = "/v1/threads/{thread_id}/messages"
@@ -65,7 +73,7 @@ class ThreadRoutes:
 
     async def delete(self, request: web.Request) -> web.Response:
         thread_id = request.match_info["thread_id"]
-        if not await self._objects.delete_thread(request[OWNER], thread_id):
+        if not await self._runs.delete_thread(request[OWNER], thread_id):
             raise not_found("thread", thread_id)
         return web.json_response(serialize.thread_deleted(thread_id))
 
@@ -74,9 +82,12 @@ class ThreadRoutes:
     async def create_message(self, request: web.Request) -> web.Response:
         thread_id = request.match_info["thread_id"]
         body = await read_body(request, MessageCreate)
-        record = await self._objects.add_message(request[OWNER], thread_id, _new_message(body))
-        if record is None:
-            raise not_found("thread", thread_id)
+        try:
+            record = await self._runs.add_message(request[OWNER], thread_id, _new_message(body))
+        except UnknownObject:
+            raise not_found("thread", thread_id) from None
+        except RunActive as exc:
+            raise invalid(f"Can't add messages to {thread_id} while a run {exc.run_id} is active.") from None
         return web.json_response(serialize.message(record))
 
     async def list_messages(self, request: web.Request) -> web.Response:
@@ -90,14 +101,16 @@ class ThreadRoutes:
             raise unknown_cursor(exc) from None
         if page is None:
             raise not_found("thread", thread_id)
-        return web.json_response(list_body([serialize.message(m) for m in page.items], page.has_more))
+        assistants = await self._runs.assistant_ids(page.items)
+        data = [serialize.message(m, assistants.get(m.run_id or "")) for m in page.items]
+        return web.json_response(list_body(data, page.has_more))
 
     async def retrieve_message(self, request: web.Request) -> web.Response:
         thread_id, message_id = request.match_info["thread_id"], request.match_info["message_id"]
         record = await self._objects.get_message(request[OWNER], thread_id, message_id)
         if record is None:
             raise await self._message_not_found(request[OWNER], thread_id, message_id)
-        return web.json_response(serialize.message(record))
+        return web.json_response(await self._message(record))
 
     async def modify_message(self, request: web.Request) -> web.Response:
         thread_id, message_id = request.match_info["thread_id"], request.match_info["message_id"]
@@ -108,13 +121,17 @@ class ThreadRoutes:
             record = await self._objects.get_message(request[OWNER], thread_id, message_id)
         if record is None:
             raise await self._message_not_found(request[OWNER], thread_id, message_id)
-        return web.json_response(serialize.message(record))
+        return web.json_response(await self._message(record))
 
     async def delete_message(self, request: web.Request) -> web.Response:
         thread_id, message_id = request.match_info["thread_id"], request.match_info["message_id"]
         if not await self._objects.delete_message(request[OWNER], thread_id, message_id):
             raise await self._message_not_found(request[OWNER], thread_id, message_id)
         return web.json_response(serialize.message_deleted(message_id))
+
+    async def _message(self, record: MessageRecord) -> dict[str, object]:
+        assistants = await self._runs.assistant_ids([record])
+        return serialize.message(record, assistants.get(record.run_id or ""))
 
     async def _message_not_found(self, owner: str, thread_id: str, message_id: str) -> Exception:
         """404 naming what is missing: the thread, or the message in it."""

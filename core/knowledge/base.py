@@ -4,6 +4,12 @@ Adapters hand over bytes (:class:`Upload`); extraction and chunking run in worke
 embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the same OpenAI-compatible
 endpoint, and everything is stored in SQLite. Search is BM25 (FTS5) always, fused with vector
 similarity when embeddings exist. A channel only ever searches its own files.
+
+A knowledge base is named by a key: a chat channel's key, or ``api:<owner>:<vector store id>``
+for a vector store of the Assistants-compatible API. Vector stores keep every file they are given
+(no merging of equal contents, no replacing by name) and index in the background
+(:meth:`KnowledgeBase.add_in_background`); a run over the API may search several of them at once
+(:meth:`KnowledgeBase.search_many`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,10 +87,20 @@ class KnowledgeBase:
         self._vectors: OrderedDict[str, tuple[int, VectorMatrix]] = OrderedDict()  # a cache: channel → matrix
         self._versions: dict[str, int] = {}  # bumped when a channel's chunks change, to drop stale matrices
         self._reembed: asyncio.Task[None] | None = None
+        self._indexing: dict[str, asyncio.Task[AddResult]] = {}  # file id → its background indexing
 
     @property
     def embedding_model(self) -> str | None:
         return self._settings.embedding_model
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest file accepted (``THREADLINE_MAX_FILE_MB``)."""
+        return int(self._settings.max_file_mb * 1024 * 1024)
+
+    @property
+    def max_file_mb(self) -> float:
+        return self._settings.max_file_mb
 
     async def recover(self) -> None:
         """Files a stop left half-indexed are marked failed, with a reason people can act on."""
@@ -105,6 +121,7 @@ class KnowledgeBase:
             await asyncio.shield(self._reembed)
 
     async def close(self) -> None:
+        await self.cancel_indexing(list(self._indexing))
         if self._reembed is not None:
             self._reembed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,7 +131,44 @@ class KnowledgeBase:
     # -- files ----------------------------------------------------------------------------------
 
     async def add(self, channel: str, upload: Upload) -> AddResult:
-        """Index a file for a channel. Bad input ends as a ``failed`` file with a reason, never an exception."""
+        """Index a file for a channel. Bad input ends as a ``failed`` file with a reason, never an exception.
+
+        The same bytes twice are indexed once; a new file with an old file's name replaces it.
+        """
+        started = await self._begin(channel, upload, dedupe=True)
+        if isinstance(started, AddResult):
+            return started
+        return await self._index(started, upload, replace_same_name=True)
+
+    async def add_in_background(self, channel: str, upload: Upload) -> FileRecord:
+        """Register a file (``in_progress``) and index it in a task this knowledge base owns; returns at once.
+
+        For vector stores: every file is kept as given (equal contents and equal names included).
+        The file's row tells when indexing is done; :meth:`cancel_indexing` and :meth:`close` stop it.
+        """
+        started = await self._begin(channel, upload, dedupe=False)
+        if isinstance(started, AddResult):
+            return started.file
+        task = asyncio.create_task(self._index(started, upload, replace_same_name=False), name=f"index {started.id}")
+        self._indexing[started.id] = task
+        task.add_done_callback(lambda done: self._indexed(started.id, done))
+        return started
+
+    def _indexed(self, file_id: str, task: asyncio.Task[AddResult]) -> None:
+        self._indexing.pop(file_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("indexing file %s failed", file_id, exc_info=exc)
+
+    async def cancel_indexing(self, file_ids: Iterable[str]) -> list[str]:
+        """Stop indexing these files (each ends ``failed``); returns the ids that were still being indexed."""
+        tasks = {file_id: task for file_id in file_ids if (task := self._indexing.get(file_id)) and not task.done()}
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        return list(tasks)
+
+    async def _begin(self, channel: str, upload: Upload, *, dedupe: bool) -> FileRecord | AddResult:
+        """The file's row, ready to index; or the final result when there is nothing to index."""
         size = max(len(upload.data), upload.declared_size or 0)
         common: dict[str, Any] = {
             "channel": channel,
@@ -132,12 +186,20 @@ class KnowledgeBase:
                 f"{upload.name} is {size / 1024 / 1024:.1f} MB, over the {limit:g} MB limit for files here. "
                 "Upload a smaller file, or split it."
             )
-            return AddResult(await self._files.create(**common, sha256="", status="failed", error=error))
+            failed = await self._files.create(
+                **common, sha256="", status="failed", error=error, error_code="invalid_file"
+            )
+            return AddResult(failed)
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(upload.data).hexdigest())
-        same = await self._files.find_same_content(channel, sha256)
-        if same is not None:
-            return AddResult(same, duplicate=True)
-        record = await self._files.create(**common, sha256=sha256)
+        if dedupe:
+            same = await self._files.find_same_content(channel, sha256)
+            if same is not None:
+                return AddResult(same, duplicate=True)
+        return await self._files.create(**common, sha256=sha256)
+
+    async def _index(self, record: FileRecord, upload: Upload, *, replace_same_name: bool) -> AddResult:
+        """Extract, chunk, embed and store a registered file; bad input ends as a failed file, never an exception."""
+        channel, sha256, size = record.channel, record.sha256, record.size
         try:
             prepared = await self._pool.prepare(
                 upload.name,
@@ -149,7 +211,8 @@ class KnowledgeBase:
             )
             if prepared.error is not None:
                 _log.info("file %s in %s refused: %s", upload.name, channel, prepared.error)
-                return AddResult(await self._files.fail(record.id, prepared.error, prepared.kind))
+                failed = await self._files.fail(record.id, prepared.error, prepared.kind, code=prepared.error_code)
+                return AddResult(failed)
             texts = [c.text for c in prepared.chunks]
             vectors, dim = await self._embed(texts)
             await self._files.save_content(sha256, upload.data)
@@ -161,6 +224,7 @@ class KnowledgeBase:
                 vectors=vectors,
                 model=self.embedding_model if vectors is not None else None,
                 dim=dim,
+                replace_same_name=replace_same_name,
             )
             if completed is None:  # forgotten while it was being read
                 gone = FileRecord(record.id, channel, upload.name, size, sha256, "failed")
@@ -202,19 +266,31 @@ class KnowledgeBase:
     async def has_platform_file(self, channel: str, platform_file_id: str) -> bool:
         return any(f.platform_file_id == platform_file_id for f in await self._files.in_channel(channel))
 
-    async def searchable(self, channel: str) -> bool:
+    async def searchable(self, channel: str | Sequence[str]) -> bool:
+        """Whether the knowledge base (or any of several) has a file to search."""
         return await self._files.searchable(channel)
 
     # -- search -----------------------------------------------------------------------------------
 
     async def search(self, channel: str, query: str, k: int = 5) -> list[ChunkHit]:
         """The channel's ``k`` best chunks for ``query``: BM25, fused with embeddings when there are any."""
+        return await self.search_many([channel], query, k)
+
+    async def search_many(self, keys: Sequence[str], query: str, k: int = 5) -> list[ChunkHit]:
+        """The ``k`` best chunks for ``query`` across several knowledge bases, ranked together.
+
+        One BM25 ranking over all of them (the full-text index is shared, so scores compare) and
+        one cosine ranking merged from each one's embeddings, fused as for a single channel.
+        """
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
         if self.embedding_model:  # the keyword search and the query's embedding at once
             matches, semantic = await asyncio.gather(
-                self._files.keyword_search(channel, query, CANDIDATES), self._semantic(channel, query)
+                self._files.keyword_search(keys, query, CANDIDATES), self._semantic(keys, query)
             )
         else:
-            matches, semantic = await self._files.keyword_search(channel, query, CANDIDATES), []
+            matches, semantic = await self._files.keyword_search(keys, query, CANDIDATES), []
         keyword = [chunk_id for chunk_id, _ in matches]
         rankings = [keyword, semantic] if semantic else [keyword]
         fused = reciprocal_rank_fusion(rankings)[:k] if len(rankings) > 1 else [(i, 0.0) for i in keyword[:k]]
@@ -225,7 +301,7 @@ class KnowledgeBase:
             if (h := hits.get(chunk_id)) is not None
         ]
 
-    async def _semantic(self, channel: str, query: str) -> list[int]:
+    async def _semantic(self, keys: Sequence[str], query: str) -> list[int]:
         model = self.embedding_model
         assert model is not None
         try:
@@ -233,8 +309,15 @@ class KnowledgeBase:
         except Exception as exc:
             _log.warning("embedding a query failed (%s: %s); keyword search only", type(exc).__name__, exc)
             return []
-        matrix = await self._matrix(channel, model)
-        return await asyncio.to_thread(matrix.top, vector, CANDIDATES)
+        if len(keys) == 1:
+            matrix = await self._matrix(keys[0], model)
+            return await asyncio.to_thread(matrix.top, vector, CANDIDATES)
+        scored: list[tuple[float, int]] = []
+        for key in keys:
+            matrix = await self._matrix(key, model)
+            scored += await asyncio.to_thread(matrix.top_scored, vector, CANDIDATES)
+        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        return [chunk_id for _, chunk_id in scored[:CANDIDATES]]
 
     async def _matrix(self, channel: str, model: str) -> VectorMatrix:
         version = self._versions.get(channel, 0)

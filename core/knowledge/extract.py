@@ -39,6 +39,7 @@ __all__ = [
     "Extracted",
     "ExtractionError",
     "Section",
+    "UnsupportedFile",
     "detect_kind",
     "extract",
 ]
@@ -78,6 +79,10 @@ class ExtractLimits:
 
 class ExtractionError(ThreadlineError):
     """Why a file cannot be indexed, written for the person who uploaded it: what happened and what to do."""
+
+
+class UnsupportedFile(ExtractionError):
+    """The file is of a kind Threadline does not read (the message names the kinds it does)."""
 
 
 # --- kind detection ----------------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def extract(name: str, data: bytes, mime: str | None = None, limits: ExtractLimi
         raise ExtractionError(f"{name} is empty (0 bytes), so there is nothing to search. Check it's the right file.")
     kind = detect_kind(name, data, mime)
     if kind is None:
-        raise ExtractionError(_unsupported_message(name))
+        raise UnsupportedFile(_unsupported_message(name))
     try:
         extracted = _EXTRACTORS[kind](name, data, limits)
     except ExtractionError:

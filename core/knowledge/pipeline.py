@@ -16,7 +16,7 @@ import resource
 from dataclasses import dataclass
 
 from core.knowledge.chunking import Chunk, chunk_sections
-from core.knowledge.extract import ExtractionError, extract
+from core.knowledge.extract import ExtractionError, UnsupportedFile, extract
 from core.tokens import TokenCounter
 
 __all__ = ["ExtractionPool", "Prepared", "prepare"]
@@ -28,12 +28,13 @@ WORKER_MEMORY_BYTES = 2 * 1024**3
 
 @dataclass(frozen=True)
 class Prepared:
-    """A file ready to store: its chunks, or why it cannot be indexed (for people)."""
+    """A file ready to store: its chunks, or why it cannot be indexed (for people, and as the old API's code)."""
 
     kind: str | None
     pages: int | None
     chunks: list[Chunk]
     error: str | None = None
+    error_code: str = "invalid_file"  # or unsupported_file: a kind Threadline does not read
 
 
 def prepare(name: str, data: bytes, mime: str | None, size: int, overlap: int, exact_tokens: bool) -> Prepared:
@@ -41,7 +42,8 @@ def prepare(name: str, data: bytes, mime: str | None, size: int, overlap: int, e
     try:
         extracted = extract(name, data, mime)
     except ExtractionError as exc:
-        return Prepared(kind=None, pages=None, chunks=[], error=str(exc))
+        code = "unsupported_file" if isinstance(exc, UnsupportedFile) else "invalid_file"
+        return Prepared(kind=None, pages=None, chunks=[], error=str(exc), error_code=code)
     counter = _worker_counter(exact_tokens)
     chunks = chunk_sections(extracted.sections, size=size, overlap=overlap, counter=counter)
     if not chunks:

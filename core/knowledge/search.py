@@ -43,6 +43,10 @@ class VectorMatrix:
 
     def top(self, query: Sequence[float], k: int) -> list[int]:
         """Ids of the ``k`` rows most similar to ``query``, best first."""
+        return [chunk_id for _, chunk_id in self.top_scored(query, k)]
+
+    def top_scored(self, query: Sequence[float], k: int) -> list[tuple[float, int]]:
+        """(cosine similarity, id) of the ``k`` rows most similar to ``query``, best first."""
         if len(self.ids) == 0 or k <= 0:
             return []
         vector = np.asarray(query, dtype=np.float32)
@@ -53,7 +57,7 @@ class VectorMatrix:
         k = min(k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best])]
-        return [int(i) for i in self.ids[best]]
+        return [(float(scores[i]), int(self.ids[i])) for i in best]
 
 
 def to_blob(vector: Sequence[float]) -> bytes:

@@ -1,4 +1,8 @@
-"""The ``file_search`` tool: the assistant searches the files uploaded to its channel and cites them."""
+"""The ``file_search`` tool: the assistant searches the files uploaded to its channel and cites them.
+
+A run whose context names ``collections`` (knowledge-base keys: an API run's vector stores)
+searches those instead of its channel, ranked together.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +40,13 @@ def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
             query: What to look for: a question or keywords, in the files' language.
         """
         context = ctx.context if isinstance(ctx.context, dict) else {}
-        channel = context.get("channel")
-        if not isinstance(channel, str):
+        keys = _knowledge_keys(context)
+        if not keys:
             return "File search is not available in this conversation."
-        hits = await knowledge.search(channel, query, k=RESULTS)
+        hits = await knowledge.search_many(keys, query, k=RESULTS)
         if not hits:
-            return "No passage in this channel's files matches that. Try other words, or say the files don't cover it."
+            where = "the attached files" if "collections" in context else "this channel's files"
+            return f"No passage in {where} matches that. Try other words, or say the files don't cover it."
         sources: list[dict[str, Any]] = context.setdefault("sources", [])
         known = {(s["chunk_id"]): s["number"] for s in sources}
         parts = []
@@ -66,3 +71,12 @@ def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
         return "\n\n".join(parts)
 
     return file_search
+
+
+def _knowledge_keys(context: dict[str, Any]) -> list[str]:
+    """The knowledge bases a run searches: its ``collections`` when it has them, else its channel's."""
+    if "collections" in context:
+        collections = context["collections"]
+        return [key for key in collections if isinstance(key, str)] if isinstance(collections, (list, tuple)) else []
+    channel = context.get("channel")
+    return [channel] if isinstance(channel, str) else []

@@ -8,6 +8,7 @@ store's only connection, so two concurrent creates cannot both pass it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -17,12 +18,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import ThreadlineError
-from core.models import Approval, Page, PageQuery, Run
-from core.store.api_threads import NewMessageRow, _insert_messages
+from core.models import Approval, MessageRecord, Page, PageQuery, Run
+from core.store.api_threads import NewMessageRow, _get_message, _get_thread, _insert_messages
 from core.store.paging import fetch_page
 from core.store.store import _APPROVAL_COLUMNS, _RUN_COLUMNS, Store, _run, new_id
 
-__all__ = ["ACTIVE_STATUSES", "RunActive", "RunStepRecord", "RunStore"]
+__all__ = ["ACTIVE_STATUSES", "AnswerIds", "RunActive", "RunStepRecord", "RunStore", "answer_ids"]
 
 ACTIVE_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 _ACTIVE = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
@@ -34,6 +35,23 @@ class RunActive(ThreadlineError):
     def __init__(self, thread_id: str, run_id: str, status: str) -> None:
         super().__init__(f"Thread {thread_id} already has an active run {run_id}.")
         self.thread_id, self.run_id, self.status = thread_id, run_id, status
+
+
+@dataclass(frozen=True)
+class AnswerIds:
+    message_id: str  # the public id of the assistant message
+    step_id: str  # the id of its message-creation step
+
+
+def answer_ids(run_id: str, tool_calls_before: int) -> AnswerIds:
+    """The ids of the assistant message a run writes after ``tool_calls_before`` of its tool calls.
+
+    Derived from the run, not random, so that a stream can name a message (and its step) while the
+    model is still writing it, and the run stores it under the same ids when it completes: a run
+    writes at most one assistant message between two tool calls, so the count names it.
+    """
+    digest = hashlib.sha256(f"{run_id}:{tool_calls_before}".encode()).hexdigest()
+    return AnswerIds(message_id=f"msg_{digest[:24]}", step_id=f"step_{digest[24:48]}")
 
 
 @dataclass(frozen=True)
@@ -219,6 +237,62 @@ class RunStore:
                 "SELECT public_id FROM messages WHERE run_id = ? AND role = 'assistant' ORDER BY id", [run_id]
             ).fetchall()
             return [str(row[0]) for row in rows]
+
+        return await self._store.call(ids)
+
+    async def tool_call_count(self, run_id: str) -> int:
+        """How many tool calls the run has made so far (its tool-call steps)."""
+        row = await self._store.call(
+            lambda db: db.execute(
+                "SELECT count(*) FROM run_steps WHERE run_id = ? AND type = 'tool_calls'", [run_id]
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def answer_public_ids(self, run_id: str, roles: Sequence[str]) -> tuple[list[str | None], str]:
+        """The public ids of a completing run's messages (by their roles, in order: None for all but the
+        assistant's) and the id of its message-creation step, as :func:`answer_ids` named them."""
+        total = await self.tool_call_count(run_id)
+        ids: list[str | None] = [None] * len(roles)
+        calls_after = 0
+        for index in range(len(roles) - 1, -1, -1):
+            if roles[index] == "tool_call":
+                calls_after += 1
+            elif roles[index] == "assistant":
+                ids[index] = answer_ids(run_id, total - calls_after).message_id
+        return ids, answer_ids(run_id, total).step_id
+
+    async def active(self, thread_id: str) -> tuple[str, str] | None:
+        """(run id, status) of the thread's run that has not ended, if any."""
+        return await self._store.call(lambda db: active_run(db, thread_id))
+
+    async def add_message(self, channel: str, thread_id: str, message: NewMessageRow) -> MessageRecord | None:
+        """Append a client's message unless a run is active on the thread (RunActive); None: no such thread."""
+
+        def add(db: Database) -> MessageRecord | None:
+            with db.atomic():
+                if _get_thread(db, thread_id, channel) is None:
+                    return None
+                active = active_run(db, thread_id)
+                if active is not None:
+                    raise RunActive(thread_id, *active)
+                (public_id,) = _insert_messages(db, thread_id, channel, [message])
+            return _get_message(db, channel, thread_id, public_id)
+
+        return await self._store.call(add)
+
+    async def assistant_ids(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The assistant each of these runs ran, by run id."""
+        wanted = sorted(set(run_ids))
+        if not wanted:
+            return {}
+
+        def ids(db: Database) -> dict[str, str]:
+            marks = ", ".join("?" * len(wanted))
+            rows = db.execute(
+                f"SELECT id, assistant_id FROM runs WHERE id IN ({marks}) AND assistant_id IS NOT NULL", wanted
+            ).fetchall()
+            return {str(row[0]): str(row[1]) for row in rows}
 
         return await self._store.call(ids)
 

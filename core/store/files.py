@@ -15,7 +15,7 @@ from sqlite_utils import Database
 from core.models import ChunkHit, FileRecord
 from core.store.store import Store, new_id
 
-__all__ = ["FileStore", "NewChunk", "fts_query"]
+__all__ = ["FileStore", "NewChunk", "drop_unused_content", "fts_query"]
 
 # (location, text, tokens)
 NewChunk = tuple[str, str, int]
@@ -91,17 +91,18 @@ class FileStore:
         link: str | None,
         status: str = "in_progress",
         error: str | None = None,
+        error_code: str | None = None,
     ) -> FileRecord:
         file_id = new_id("file")
 
         def create(db: Database) -> FileRecord:
             now = time.time()
             db.execute(
-                "INSERT INTO files (id, channel, name, size, sha256, mime, status, error, uploader_id, uploader_name,"
-                " platform_file_id, link, chunk_count, created_at, completed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                "INSERT INTO files (id, channel, name, size, sha256, mime, status, error, error_code, uploader_id,"
+                " uploader_name, platform_file_id, link, chunk_count, created_at, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 [
-                    file_id, channel, name, size, sha256, mime, status, error, uploader_id, uploader_name,
+                    file_id, channel, name, size, sha256, mime, status, error, error_code, uploader_id, uploader_name,
                     platform_file_id, link, now, now if status != "in_progress" else None,
                 ],
             )  # fmt: skip
@@ -117,7 +118,8 @@ class FileStore:
             for row in rows:
                 _delete_chunks(db, row[0])
             db.execute(
-                "UPDATE files SET status = 'failed', error = ?, completed_at = ? WHERE status = 'in_progress'",
+                "UPDATE files SET status = 'failed', error = ?, error_code = 'server_error', completed_at = ?"
+                " WHERE status = 'in_progress'",
                 [reason, time.time()],
             )
             return [_file(row) for row in rows]
@@ -147,13 +149,15 @@ class FileStore:
         vectors: Sequence[bytes] | None = None,
         model: str | None = None,
         dim: int = 0,
+        replace_same_name: bool = True,
     ) -> tuple[FileRecord, list[FileRecord]] | None:
         """Store a file's chunks (and embeddings), then mark it completed.
 
         Chunks go in in batches, each a short transaction, so a large file never holds the store
         (and every other channel) for long; they are not searchable until the file is completed.
-        Older files of the same name in the channel are replaced: returns (the file, the replaced
-        ones), or None when the file was removed while it was being indexed.
+        Older files of the same name in the channel are replaced (unless ``replace_same_name`` is
+        false): returns (the file, the replaced ones), or None when the file was removed while it
+        was being indexed.
         """
         if vectors is not None and len(vectors) != len(chunks):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
@@ -193,14 +197,18 @@ class FileStore:
                 return None
             record = _file(row)
             with db.atomic():
-                replaced = [
-                    _file(row)
-                    for row in db.execute(
-                        f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND name = ? AND id != ?"
-                        " AND status != 'in_progress'",
-                        [record.channel, record.name, file_id],
-                    ).fetchall()
-                ]
+                replaced = (
+                    [
+                        _file(row)
+                        for row in db.execute(
+                            f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND name = ? AND id != ?"
+                            " AND status != 'in_progress'",
+                            [record.channel, record.name, file_id],
+                        ).fetchall()
+                    ]
+                    if replace_same_name
+                    else []
+                )
                 for old in replaced:
                     _delete_file(db, old.id)
                 db.execute(
@@ -212,13 +220,17 @@ class FileStore:
 
         return await self._store.call(finish)
 
-    async def fail(self, file_id: str, error: str, kind: str | None = None) -> FileRecord:
+    async def fail(
+        self, file_id: str, error: str, kind: str | None = None, *, code: str = "server_error"
+    ) -> FileRecord:
+        """Mark a file failed with a reason for people and a code (the old API's ``last_error.code``)."""
+
         def fail(db: Database) -> FileRecord:
             _delete_chunks(db, file_id)
             db.execute(
-                "UPDATE files SET status = 'failed', error = ?, kind = coalesce(?, kind), completed_at = ?"
-                " WHERE id = ?",
-                [error, kind, time.time(), file_id],
+                "UPDATE files SET status = 'failed', error = ?, error_code = ?, kind = coalesce(?, kind),"
+                " completed_at = ? WHERE id = ?",
+                [error, code, kind, time.time(), file_id],
             )
             return _get(db, file_id)
 
@@ -277,24 +289,34 @@ class FileStore:
 
         return await self._store.call(remove)
 
-    async def searchable(self, channel: str) -> bool:
+    async def searchable(self, channel: str | Sequence[str]) -> bool:
+        """Whether the channel (or any of several) has a file to search."""
+        channels = _channels(channel)
+
         def any_(db: Database) -> bool:
             row = db.execute(
-                "SELECT 1 FROM files WHERE channel = ? AND status = 'completed' AND chunk_count > 0 LIMIT 1", [channel]
+                f"SELECT 1 FROM files WHERE channel IN ({_marks(channels)}) AND status = 'completed'"
+                " AND chunk_count > 0 LIMIT 1",
+                channels,
             ).fetchone()
             return row is not None
 
         return await self._store.call(any_)
 
-    async def keyword_search(self, channel: str, query: str, limit: int, *, enough: int = 5) -> list[tuple[int, float]]:
+    async def keyword_search(
+        self, channel: str | Sequence[str], query: str, limit: int, *, enough: int = 5
+    ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
+
+        Several channels are searched as one: the index is shared, so their scores compare.
 
         Ranking every chunk that holds any word of a question means scoring most of a large channel,
         so the search narrows first: chunks holding every word; then, while fewer than ``enough`` are
         found, chunks holding all words but one; and only then chunks holding any word.
         """
+        channels = _channels(channel)
         words = query_words(query)
-        if not words:
+        if not words or not channels:
             return []
         steps = [_match(words, "AND")]
         if len(words) >= 3:
@@ -307,8 +329,8 @@ class FileStore:
                 "SELECT chunks.id, bm25(chunks_fts) AS score FROM chunks_fts"
                 " JOIN chunks ON chunks.id = chunks_fts.rowid"
                 " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
-                " WHERE chunks_fts MATCH ? AND chunks.channel = ? ORDER BY score LIMIT ?",
-                [match, channel, limit],
+                f" WHERE chunks_fts MATCH ? AND chunks.channel IN ({_marks(channels)}) ORDER BY score LIMIT ?",
+                [match, *channels, limit],
             ).fetchall()
             return [(int(r[0]), float(r[1])) for r in rows]
 
@@ -403,7 +425,21 @@ def _delete_file(db: Database, file_id: str) -> None:
     row = db.execute("SELECT sha256 FROM files WHERE id = ?", [file_id]).fetchone()
     db.execute("DELETE FROM files WHERE id = ?", [file_id])
     if row is not None:  # the bytes go with the last file that has them
-        db.execute(
-            "DELETE FROM file_contents WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)",
-            [row[0], row[0]],
-        )
+        drop_unused_content(db, row[0])
+
+
+def drop_unused_content(db: Database, sha256: str) -> None:
+    """Delete stored bytes that no knowledge-base file and no file uploaded over the API has any more."""
+    db.execute(
+        "DELETE FROM file_contents WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM api_files WHERE sha256 = ?)",
+        [sha256, sha256, sha256],
+    )
+
+
+def _channels(channel: str | Sequence[str]) -> list[str]:
+    return [channel] if isinstance(channel, str) else list(dict.fromkeys(channel))
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))

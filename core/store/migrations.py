@@ -237,3 +237,62 @@ def m006_api_runs(db: Database) -> None:
     approvals = db.table("approvals")
     approvals.add_column("kind", str, not_null_default="approval")  # approval | client_output
     approvals.add_column("output", str)  # what the client submitted for a client_output call
+
+
+@MIGRATIONS()
+def m007_api_files_and_vector_stores(db: Database) -> None:
+    """Files uploaded over the Assistants-compatible API, and vector stores: each one a knowledge base of its own.
+
+    An uploaded file is a row of ``api_files``, owned by a key; its bytes live once in
+    ``file_contents`` (by SHA-256), shared with the knowledge base. A vector store's files are
+    the ``files`` rows of its knowledge base, ``api:<owner>:<vector store id>``, each naming the
+    uploaded file in ``platform_file_id``: indexing sets their status, and ``error_code`` keeps
+    the old API's ``last_error.code``. A batch remembers which files it attached.
+    """
+    db.table("api_files").create(
+        {
+            "id": str,  # file-...
+            "owner": str,
+            "filename": str,
+            "bytes": int,
+            "sha256": str,
+            "mime": str,
+            "purpose": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"owner", "filename", "bytes", "sha256", "purpose", "created_at"},
+    )
+    db.table("api_files").create_index(["owner"])
+    db.table("api_files").create_index(["sha256"])
+    db.table("vector_stores").create(
+        {
+            "id": str,  # vs_...
+            "owner": str,
+            "knowledge_key": str,  # api:<owner>:<id>, the knowledge base's key
+            "name": str,
+            "description": str,
+            "metadata": str,  # JSON object
+            "expires_after": str,  # JSON object or null
+            "created_at": float,
+            "last_active_at": float,
+        },
+        pk="id",
+        not_null={"owner", "knowledge_key", "metadata", "created_at", "last_active_at"},
+    )
+    db.table("vector_stores").create_index(["owner"])
+    db.table("vector_store_file_batches").create(
+        {"id": str, "vector_store_id": str, "created_at": float, "cancelled_at": float},
+        pk="id",
+        not_null={"vector_store_id", "created_at"},
+        foreign_keys=[("vector_store_id", "vector_stores", "id")],
+    )
+    db.table("vector_store_file_batches").create_index(["vector_store_id"])
+    db.table("vector_store_batch_files").create(
+        {"batch_id": str, "file_id": str},
+        pk=("batch_id", "file_id"),
+        foreign_keys=[("batch_id", "vector_store_file_batches", "id")],
+    )
+    files = db.table("files")
+    files.add_column("error_code", str)  # server_error | unsupported_file | invalid_file
+    files.add_column("attributes", str)  # JSON object: a vector store file's attributes

@@ -233,10 +233,13 @@ class Store:
 
         await self._call(add)
 
-    def _insert_run_messages(self, run: Run, items: Sequence[NewItem], now: float) -> None:
+    def _insert_run_messages(
+        self, run: Run, items: Sequence[NewItem], now: float, public_ids: Sequence[str | None] = ()
+    ) -> None:
+        """``public_ids``: the public ids of the first items (None, or none given: the trigger makes one)."""
         self._db.conn.executemany(
-            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, run_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, run_id, created_at,"
+            " public_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     run.thread_id,
@@ -248,8 +251,9 @@ class Store:
                     tokens,
                     run.id,
                     now,
+                    public_ids[index] if index < len(public_ids) else None,
                 )
-                for role, text, item, tokens in items
+                for index, (role, text, item, tokens) in enumerate(items)
             ],
         )
 
@@ -394,11 +398,15 @@ class Store:
         output_tokens: int | None = None,
         last_error: str | None = None,
         state_json: str | None = None,
+        public_ids: Sequence[str | None] = (),
+        step_id: str | None = None,
     ) -> Run:
         """Record the end of a stretch of a run in one transaction.
 
         Appends what the run produced to its turn, closes its open steps (a completed run gets its
-        message-creation step), and sets its status, usage and error.
+        message-creation step), and sets its status, usage and error. ``public_ids`` and ``step_id``:
+        ids chosen in advance for the items and the message-creation step (API runs announce them
+        while they stream); random ones otherwise.
         """
 
         def finish() -> Run:
@@ -411,12 +419,12 @@ class Store:
             if status in {"completed", "failed", "cancelled", "expired"}:
                 fields.update(completed_at=now, last_error=last_error)
             with self._db.atomic():
-                self._insert_run_messages(run, items, now)
+                self._insert_run_messages(run, items, now, public_ids)
                 if status == "completed":
                     self._db.execute(
                         "INSERT INTO run_steps (id, run_id, type, status, created_at, completed_at)"
                         " VALUES (?, ?, 'message_creation', 'completed', ?, ?)",
-                        [new_id("step"), run.id, now, now],
+                        [step_id or new_id("step"), run.id, now, now],
                     )
                 elif status != "requires_action":
                     self._db.execute(

@@ -1,0 +1,106 @@
+"""File search across vector stores: a run whose context names ``collections`` searches those knowledge bases.
+
+Vector stores are filled over the API with the real openai SDK; the search goes through the
+core's own ``file_search`` tool, as a run calls it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+from agents.tool_context import ToolContext
+
+from bots.api.auth import owner_id
+from core.api_objects import api_channel
+from core.knowledge.base import Upload
+from core.knowledge.tool import make_file_search_tool, run_context
+from core.service import Threadline
+from tests.conftest import ServiceFactory
+from tests.helpers import API_KEY_A
+
+HANDBOOK = b"# Handbook\n\n## Holidays\nEvery employee has 27 days of paid holiday a year.\n"
+ONBOARDING = b"# Onboarding\n\n## First week\nNew starters book their holiday days with the office manager.\n"
+UNRELATED = b"# Kitchen\n\nThe dishwasher runs at six; holiday rota for the kitchen is on the fridge.\n"
+
+
+async def file_search(service: Threadline, context: dict[str, Any], query: str) -> str:
+    """Call the file_search tool as a run does, with the run's context."""
+    tool = make_file_search_tool(service.knowledge)
+    raw = json.dumps({"query": query})
+    call = ToolContext(context=context, tool_name=tool.name, tool_call_id="call_1", tool_arguments=raw)
+    result = await tool.on_invoke_tool(call, raw)
+    assert isinstance(result, str)
+    return result
+
+
+async def store_with(client: openai.AsyncOpenAI, name: str, data: bytes) -> str:
+    store = await client.vector_stores.create(name=name)
+    file = await client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=(name, data))
+    assert file.status == "completed"
+    return store.id
+
+
+async def test_a_run_with_collections_finds_passages_in_two_vector_stores(
+    client_a: openai.AsyncOpenAI, service: Threadline
+) -> None:
+    handbook = await store_with(client_a, "handbook.md", HANDBOOK)
+    onboarding = await store_with(client_a, "onboarding.md", ONBOARDING)
+    kitchen = await store_with(client_a, "kitchen.md", UNRELATED)
+    owner = owner_id(API_KEY_A)
+    thread_channel = api_channel(owner, "thread_x")
+    context = run_context(thread_channel, "run_1") | {
+        "collections": [api_channel(owner, handbook), api_channel(owner, onboarding)]
+    }
+
+    result = await file_search(service, context, "holiday days")
+    assert "handbook.md" in result
+    assert "onboarding.md" in result
+    assert "kitchen.md" not in result  # a vector store the run was not given
+    assert {s["file_name"] for s in context["sources"]} == {"handbook.md", "onboarding.md"}
+    assert [s["number"] for s in context["sources"]] == [1, 2]
+
+    # Only the kitchen's store: only its passage.
+    only = run_context(thread_channel, "run_2") | {"collections": [api_channel(owner, kitchen)]}
+    assert "kitchen.md" in await file_search(service, only, "holiday rota")
+    assert "handbook.md" not in await file_search(service, only, "holiday days")
+
+
+async def test_collections_replace_the_channel_and_the_chat_path_is_unchanged(
+    client_a: openai.AsyncOpenAI, service: Threadline
+) -> None:
+    channel = "slack:T1:CHAT"
+    await service.knowledge.add(channel, Upload(name="chat.md", data=UNRELATED))
+    handbook = await store_with(client_a, "handbook.md", HANDBOOK)
+
+    chat = await file_search(service, run_context(channel, "run_1"), "holiday")
+    assert "chat.md" in chat
+    assert "handbook.md" not in chat
+
+    collections = run_context(channel, "run_2") | {"collections": [api_channel(owner_id(API_KEY_A), handbook)]}
+    searched = await file_search(service, collections, "holiday")
+    assert "handbook.md" in searched
+    assert "chat.md" not in searched  # the channel is not searched when the run names its collections
+
+    none = run_context(channel, "run_3") | {"collections": []}
+    assert "not available" in await file_search(service, none, "holiday")
+    missing = run_context(channel, "run_4") | {"collections": [api_channel(owner_id(API_KEY_A), handbook)]}
+    assert "No passage in the attached files" in await file_search(service, missing, "zebra")
+
+
+async def test_search_many_ranks_across_knowledge_bases_by_score(open_service: ServiceFactory) -> None:
+    for embedding_model in (None, "fake-embedding"):
+        service = await open_service(assistants_file=None, embedding_model=embedding_model)
+        strong = "api:o:vs_strong"
+        weak = "api:o:vs_weak"
+        await service.knowledge.add(weak, Upload(name="weak.txt", data=b"Holiday is mentioned once here, among cats."))
+        await service.knowledge.add(
+            strong, Upload(name="strong.txt", data=b"Unused holiday days expire at the end of March each year.")
+        )
+        hits = await service.knowledge.search_many([weak, strong], "when do unused holiday days expire?")
+        assert [h.file_name for h in hits] == ["strong.txt", "weak.txt"], embedding_model
+        assert await service.knowledge.search_many([], "holiday") == []
+        assert await service.knowledge.searchable([weak, "api:o:vs_empty"])
+        assert not await service.knowledge.searchable(["api:o:vs_empty"])
+        await service.close()
