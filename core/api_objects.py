@@ -33,9 +33,9 @@ __all__ = ["API_PLATFORM", "ApiObjects", "NewMessage", "api_channel"]
 API_PLATFORM = "api"
 
 
-def api_channel(owner: str, thread_id: str) -> str:
-    """The channel an API thread belongs to."""
-    return f"{API_PLATFORM}:{owner}:{thread_id}"
+def api_channel(owner: str, object_id: str) -> str:
+    """The channel of an owner's API thread, or the knowledge-base key of an owner's vector store."""
+    return f"{API_PLATFORM}:{owner}:{object_id}"
 
 
 @dataclass(frozen=True)

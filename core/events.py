@@ -85,6 +85,7 @@ class Source:
     file_name: str
     location: str  # "page 3", "sheet Revenue", "Install > Linux", or ""
     link: str | None  # the original upload on the platform, when it gave one
+    file_id: str | None = None  # the knowledge base's id of the file
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,7 @@ class MessageRecord:
     created_at: float
     metadata: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
+    annotations: tuple[dict[str, Any], ...] = ()  # file citations in its text (core/citations.py)
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,8 @@ def cited_sources(text: str, context: Any) -> tuple[Source, ...]:
     if not found:
         return ()
     sources = [
-        Source(int(s["number"]), str(s["file_name"]), str(s.get("location") or ""), s.get("link")) for s in found
+        Source(int(s["number"]), str(s["file_name"]), str(s.get("location") or ""), s.get("link"), s.get("file_id"))
+        for s in found
     ]
     cited = [s for s in sources if f"[{s.number}]" in text]
     return tuple(cited or sources)

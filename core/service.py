@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from agents.run_state import RunState
 
 from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
+from core.citations import citations
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
 from core.events import (
@@ -448,9 +449,7 @@ class Threadline:
         instructions = spec.instructions
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this thread:\n{summary}"
-        searchable = False
-        for key in spec.collections:
-            searchable = searchable or await self.knowledge.searchable(key)
+        searchable = bool(spec.collections) and await self.knowledge.searchable(spec.collections)
         return build_agent(
             spec,
             model=self._models.chat_model(spec.model),
@@ -534,6 +533,8 @@ class Threadline:
             run = await self.store.finish_run(
                 run, status="completed", items=items, public_ids=ids[0], step_id=ids[1], **usage
             )
+            if run.spec is not None and outcome.sources:
+                await self._annotate(run, outcome)
             self._emit(run, RunCompleted(run.id, outcome.text, outcome.sources))
         elif outcome.status == "requires_action":
             client: frozenset[str] = frozenset()
@@ -555,6 +556,12 @@ class Threadline:
                 )
         else:
             await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items, **usage)
+
+    async def _annotate(self, run: Run, outcome: SegmentOutcome) -> None:
+        """An API run's answer gets the old API's file citations, with the ids its owner uploaded."""
+        uploads = await self.runs.upload_ids([s.file_id for s in outcome.sources if s.file_id])
+        found = citations(outcome.text, outcome.sources, uploads)
+        await self.runs.set_annotations(run.id, [asdict(c) for c in found])
 
     async def _expire(self, run: Run, pending: list[Approval]) -> None:
         live = run.id in self._handles  # someone is watching this run; otherwise tell the channel

@@ -104,3 +104,40 @@ async def test_search_many_ranks_across_knowledge_bases_by_score(open_service: S
         assert await service.knowledge.searchable([weak, "api:o:vs_empty"])
         assert not await service.knowledge.searchable(["api:o:vs_empty"])
         await service.close()
+
+
+async def test_document_qa_over_the_api_answers_with_a_file_citation(
+    client_a: openai.AsyncOpenAI, fake_model: Any
+) -> None:
+    """The old API's document Q&A flow: upload, vector store, assistant with file_search, ask, cited answer."""
+    from tests.fakes.openai_server import Reply, ToolCall, tool_results
+
+    def script(request: dict[str, Any]) -> Reply:
+        if results := tool_results(request):
+            assert "27 days" in results[0]["content"]
+            return Reply(text="Everyone has 27 days of holiday a year [1].")
+        return Reply(tool_calls=(ToolCall("file_search", {"query": "holiday days"}),))
+
+    fake_model.script = script
+    upload = await client_a.files.create(file=("handbook.md", HANDBOOK), purpose="assistants")
+    store = await client_a.vector_stores.create(name="Handbook")
+    attached = await client_a.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=upload.id)
+    assert attached.status == "completed"
+    helper = await client_a.beta.assistants.create(
+        model="fake-model",
+        instructions="Answer from the handbook.",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    thread = await client_a.beta.threads.create(messages=[{"role": "user", "content": "How many holiday days?"}])
+    run = await client_a.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=helper.id, poll_interval_ms=50
+    )
+    assert run.status == "completed"
+    answer = (await client_a.beta.threads.messages.list(thread.id, limit=1)).data[0]
+    text = answer.content[0].text  # type: ignore[union-attr]
+    assert text.value == "Everyone has 27 days of holiday a year [1]."
+    (citation,) = text.annotations
+    assert citation.type == "file_citation"
+    assert citation.file_citation.file_id == upload.id  # type: ignore[union-attr]
+    assert text.value[citation.start_index : citation.end_index] == citation.text == "[1]"

@@ -60,6 +60,7 @@ def thread_deleted(thread_id: str) -> dict[str, Any]:
 def message(record: MessageRecord, assistant_id: str | None = None) -> dict[str, Any]:
     """``assistant_id``: the assistant of the run that wrote it (see ApiRuns.assistant_ids)."""
     created_at = int(record.created_at)
+    cited = _annotations(record) if len(record.texts) == 1 else []  # offsets are into the one text part
     return Message.model_validate(
         {
             "id": record.id,
@@ -71,13 +72,27 @@ def message(record: MessageRecord, assistant_id: str | None = None) -> dict[str,
             "completed_at": created_at if record.run_id else None,  # as the old API: null when added by hand
             "incomplete_at": None,
             "role": record.role,
-            "content": [{"type": "text", "text": {"value": text, "annotations": []}} for text in record.texts],
+            "content": [{"type": "text", "text": {"value": text, "annotations": cited}} for text in record.texts],
             "assistant_id": assistant_id,
             "run_id": record.run_id,
             "attachments": [],
             "metadata": record.metadata,
         }
     ).model_dump(mode="json", by_alias=True)
+
+
+def _annotations(record: MessageRecord) -> list[dict[str, Any]]:
+    """The answer's file citations (core/citations.py) in the old API's shape."""
+    return [
+        {
+            "type": "file_citation",
+            "text": a["text"],
+            "start_index": a["start_index"],
+            "end_index": a["end_index"],
+            "file_citation": {"file_id": a["file_id"]},
+        }
+        for a in record.annotations
+    ]
 
 
 def message_deleted(message_id: str) -> dict[str, Any]:

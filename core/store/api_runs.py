@@ -296,6 +296,29 @@ class RunStore:
 
         return await self._store.call(ids)
 
+    async def upload_ids(self, file_ids: Sequence[str]) -> dict[str, str]:
+        """For knowledge-base files added from an API upload, the upload's id, by knowledge-base id."""
+
+        def ids(db: Database) -> dict[str, str]:
+            marks = ", ".join("?" * len(file_ids))
+            rows = db.execute(
+                f"SELECT id, platform_file_id FROM files WHERE id IN ({marks}) AND platform_file_id IS NOT NULL",
+                list(file_ids),
+            ).fetchall()
+            return {str(a): str(b) for a, b in rows}
+
+        return await self._store.call(ids) if file_ids else {}
+
+    async def set_annotations(self, run_id: str, annotations: Sequence[Mapping[str, Any]]) -> None:
+        """Annotate the run's last assistant message (its answer)."""
+        await self._store.call(
+            lambda db: db.execute(
+                "UPDATE messages SET annotations = ? WHERE id ="
+                " (SELECT max(id) FROM messages WHERE run_id = ? AND role = 'assistant')",
+                [json.dumps(list(annotations)), run_id],
+            )
+        )
+
 
 class _NotPending(Exception):
     """A call was decided or expired meanwhile: the transaction is rolled back."""

@@ -25,7 +25,7 @@ __all__ = ["NewMessageRow", "ThreadStore", "item_texts"]
 NewMessageRow = tuple[str, str, dict[str, Any], int, Mapping[str, str]]
 
 _THREAD_COLUMNS = "id, channel, created_at, metadata, tool_resources"
-_MESSAGE_COLUMNS = "public_id, thread_id, role, item, created_at, metadata, run_id"
+_MESSAGE_COLUMNS = "public_id, thread_id, role, item, created_at, metadata, run_id, annotations"
 # The API shows people's and the assistant's messages; tool calls and their results stay inside runs.
 _LISTED = "role IN ('user', 'assistant')"
 
@@ -59,6 +59,7 @@ def _message(row: Sequence[Any]) -> MessageRecord:
         created_at=float(row[4] or 0),
         metadata=json.loads(row[5]) if row[5] else {},
         run_id=row[6],
+        annotations=tuple(json.loads(row[7])) if row[7] else (),
     )
 
 

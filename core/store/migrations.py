@@ -296,3 +296,9 @@ def m007_api_files_and_vector_stores(db: Database) -> None:
     files = db.table("files")
     files.add_column("error_code", str)  # server_error | unsupported_file | invalid_file
     files.add_column("attributes", str)  # JSON object: a vector store file's attributes
+
+
+@MIGRATIONS()
+def m008_message_annotations(db: Database) -> None:
+    """File citations of an answer, as the Assistants API annotated them (JSON list; see core/citations.py)."""
+    db.table("messages").add_column("annotations", str)
