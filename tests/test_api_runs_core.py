@@ -184,3 +184,37 @@ async def test_the_service_stops_at_once_with_a_run_waiting_for_outputs_and_it_s
     assert time.monotonic() - started < 5
     again = await open_service()
     assert (await ApiRuns(again).get(OWNER, thread.id, run.id)).status == "requires_action"
+
+
+def _deploy_script(request: dict[str, Any]) -> Reply:
+    if results := tool_results(request):
+        return Reply(text=f"Result: {results[0]['content']}")
+    return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+
+
+@pytest.mark.parametrize(("output", "ran"), [("approve", True), ("not today", False)])
+async def test_threadlines_own_tool_named_without_parameters_runs_here_and_its_approval_is_the_clients_output(
+    service: Threadline, fake_model: FakeOpenAI, output: str, ran: bool
+) -> None:
+    """A function named like one of Threadline's tools, with no parameters, is that tool (the team's
+    ``deploy``, which needs approval): Threadline runs it, and the client's output decides."""
+    from tests.tool_modules import team_tools
+
+    fake_model.script = _deploy_script
+    runs = ApiRuns(service)
+    thread, assistant = await _thread_and_assistant(
+        service, tools=[{"type": "function", "function": {"name": "deploy"}}], text="Deploy billing."
+    )
+    run, handle = await runs.create(OWNER, thread.id, RunRequest(assistant_id=assistant.id))
+    async for event in handle.events():
+        if isinstance(event, ApprovalRequired):
+            break
+    first = fake_model.chat_requests[0]
+    assert first["tools"][0]["function"]["parameters"]["properties"]["service"]["type"] == "string"  # its schema
+    ((call_id, name, _),) = await runs.pending_calls(await runs.get(OWNER, thread.id, run.id))
+    assert name == "deploy"
+    _, handle = await runs.submit_tool_outputs(OWNER, thread.id, run.id, {call_id: output})
+    result = await handle.result()
+    assert isinstance(result, RunCompleted)
+    assert (team_tools.TIMELINE == ["deployed billing"]) is ran
+    assert ("billing deployed" in result.text) is ran
