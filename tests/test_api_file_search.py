@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import openai
+import pytest
 from agents.tool_context import ToolContext
 
 from bots.api.auth import owner_id
@@ -19,6 +20,8 @@ from core.knowledge.tool import make_file_search_tool, run_context
 from core.service import Threadline
 from tests.conftest import ServiceFactory
 from tests.helpers import API_KEY_A
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
 
 HANDBOOK = b"# Handbook\n\n## Holidays\nEvery employee has 27 days of paid holiday a year.\n"
 ONBOARDING = b"# Onboarding\n\n## First week\nNew starters book their holiday days with the office manager.\n"

@@ -62,9 +62,10 @@ def test_openai_and_sqlite_utils_are_each_imported_in_one_place() -> None:
     assert all(p.startswith("core/store/") for p in sqlite_users)
 
 
-# The Assistants-compatible API serialises its objects with the openai SDK's own types, in its serializer modules.
+# The Assistants-compatible API serialises its objects with the openai SDK's own types, in its serializer modules,
+# and its OpenAPI document takes its response schemas from the same types.
 API_SERIALIZERS = tuple(
-    ROOT / "bots" / "api" / name for name in ("serialize.py", "serialize_files.py", "serialize_runs.py")
+    ROOT / "bots" / "api" / name for name in ("serialize.py", "serialize_files.py", "serialize_runs.py", "openapi.py")
 )
 
 

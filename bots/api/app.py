@@ -7,17 +7,20 @@ so code written for it works by pointing the openai SDK's ``base_url`` here.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bots.api.assistants import AssistantRoutes
 from bots.api.auth import ApiKeys
 from bots.api.config import LOOPBACK, ApiSettings
 from bots.api.errors import MAX_BODY, error_middleware
 from bots.api.files import FileRoutes
+from bots.api.openapi import document
 from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
 from bots.api.vector_stores import VectorStoreRoutes
@@ -38,6 +41,19 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _openapi_handler() -> Handler:
+    """``GET /openapi.json``: the API's OpenAPI document (bots/api/openapi.py), no key needed. It is built at the
+    first request, off the event loop, and kept."""
+    built: list[str] = []
+
+    async def openapi(request: web.Request) -> web.Response:
+        if not built:
+            built.append(await asyncio.to_thread(lambda: json.dumps(document(), separators=(",", ":"))))
+        return web.Response(text=built[0], content_type="application/json")
+
+    return openapi
+
+
 def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiRuns) -> web.Application:
     keys = ApiKeys(api.keys, api.owners or None)
     app = web.Application(middlewares=[error_middleware, keys.middleware()], client_max_size=api.max_body_bytes)
@@ -47,6 +63,7 @@ def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiR
     app.add_routes(ThreadRoutes(objects, runs).routes())
     app.add_routes([*FileRoutes(files).routes(), *VectorStoreRoutes(files.vector_stores).routes()])
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/openapi.json", _openapi_handler())
     return app
 
 
@@ -57,6 +74,10 @@ class ApiServer:
         self._runner = runner
         self.host = host
         self.port = port
+
+    @property
+    def app(self) -> web.Application:
+        return self._runner.app
 
     @property
     def base_url(self) -> str:

@@ -12,12 +12,28 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import BaseModel
 
-__all__ = ["MAX_BODY", "ApiError", "error_middleware", "invalid", "not_found", "too_large"]
+__all__ = ["MAX_BODY", "ApiError", "ErrorBody", "ErrorDetail", "error_middleware", "invalid", "not_found", "too_large"]
 
 _log = logging.getLogger(__name__)
 
 MAX_BODY = web.AppKey("max_body", int)  # bytes a request body may have
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a message for the client's developer, its kind, the parameter at fault, a code."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body (the OpenAPI document's error schema is this model's)."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -40,7 +56,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        detail = ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
+        return ErrorBody(error=detail).model_dump(mode="json")
 
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.status, headers=self.headers)

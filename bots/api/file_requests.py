@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bots.api.errors import invalid
-from bots.api.requests import Metadata
+from bots.api.requests import Metadata, metadata_limits
 from core.vector_stores import FileAttachment
 
 __all__ = [
@@ -40,7 +40,9 @@ def _attributes(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Attributes = Annotated[dict[str, str | bool | int | float], AfterValidator(_attributes)]
+Attributes = Annotated[
+    dict[str, str | bool | int | float], AfterValidator(_attributes), Field(json_schema_extra=metadata_limits)
+]
 FileId = Annotated[str, Field(min_length=1, max_length=64)]
 
 

@@ -54,7 +54,14 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata)]
+def metadata_limits(schema: dict[str, Any]) -> None:
+    """The limits _metadata checks (in its own words), stated in the JSON schema for the OpenAPI document."""
+    schema.update(maxProperties=16, propertyNames={"maxLength": 64})
+    if schema.get("additionalProperties") == {"type": "string"}:
+        schema["additionalProperties"] = {"type": "string", "maxLength": 512}
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata), Field(json_schema_extra=metadata_limits)]
 
 
 def _type_tag(value: Any) -> str | None:
@@ -210,8 +217,11 @@ ContentPart = Annotated[
     | Annotated[ImagePart, Tag(_TAG + "image_url")],
     Discriminator(_type_tag),
 ]
+# What texts() refuses is stated in the schema too (for the OpenAPI document), its wording kept: a string
+# with no visible character, attachments.
+TextContent = Annotated[str, Field(json_schema_extra={"pattern": r"\S"})]
 Content = Annotated[
-    Annotated[str, Tag(_TAG + "string")] | Annotated[list[ContentPart], Tag(_TAG + "parts")],
+    Annotated[TextContent, Tag(_TAG + "string")] | Annotated[list[ContentPart], Tag(_TAG + "parts")],
     Discriminator(_content_tag),
 ]
 
@@ -219,7 +229,7 @@ Content = Annotated[
 class MessageCreate(_Body):
     role: Literal["user", "assistant"]
     content: Content
-    attachments: list[Any] | None = None
+    attachments: Annotated[list[Any], Field(json_schema_extra={"maxItems": 0})] | None = None  # none kept yet
     metadata: Metadata | None = None
 
     def texts(self, param: str = "") -> tuple[str, ...]:
@@ -269,7 +279,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     data: Any = {}
     if raw.strip():
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), parse_float=_number)
         except UnicodeDecodeError:
             raise invalid("The request body is not UTF-8 text; send JSON encoded as UTF-8.") from None
         except json.JSONDecodeError as exc:
@@ -283,6 +293,13 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _from_validation(exc.errors()[0]) from None
+
+
+def _number(text: str) -> int | float:
+    """A JSON number without a fraction (``30.0``) is an integer, as JSON Schema counts it (strict models take
+    only ints for integer fields, and an int for a float one)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

@@ -50,6 +50,7 @@ from core.run_errors import RunError
 from core.store.api_runs import RunStepRecord
 
 __all__ = [
+    "STREAM_EVENTS",
     "error_payload",
     "message_delta",
     "message_step",
@@ -60,8 +61,9 @@ __all__ = [
     "tool_step_delta",
 ]
 
-# The stream's events by name: each one's ``data`` is checked against the SDK's type for it.
-_EVENTS: Mapping[str, type[BaseModel]] = MappingProxyType(
+# The stream's events by name: each one's ``data`` is checked against the SDK's type for it (and the OpenAPI
+# document describes the stream with these types).
+STREAM_EVENTS: Mapping[str, type[BaseModel]] = MappingProxyType(
     {
         get_args(cls.model_fields["event"].annotation)[0]: cls
         for cls in (
@@ -322,7 +324,7 @@ def error_payload(message: str) -> dict[str, Any]:
 
 def stream_event(name: str, data: dict[str, Any]) -> str:
     """One server-sent event: ``event: NAME`` and its ``data``, checked against the SDK's type of that event."""
-    kind = _EVENTS[name]
+    kind = STREAM_EVENTS[name]
     if kind is ErrorEvent:
         ErrorEvent.model_validate({"event": name, "data": data["error"]})
     else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bots.api.errors import ApiError, invalid
 
@@ -67,6 +68,8 @@ async def read_upload(request: web.Request, max_bytes: int, too_large: Callable[
                 raise invalid(message, part.name, code="unknown_parameter")
     except ValueError as exc:  # aiohttp's word for a malformed multipart body
         raise invalid(f"The multipart/form-data body could not be read ({exc}). {_EXPECTED}") from None
+    except HttpProcessingError as exc:  # ... and for a part's malformed headers
+        raise invalid(f"The multipart/form-data body could not be read ({exc.message}). {_EXPECTED}") from None
     if file is None:
         raise invalid("Missing required parameter: 'file'.", "file", code="missing_required_parameter")
     if not purpose:

@@ -41,7 +41,7 @@ def _json(body: dict[str, Any]) -> web.Response:
 
 def _status_filter(request: web.Request) -> FileStatus | None:
     raw = request.query.get("filter")
-    if not raw:
+    if raw is None:
         return None
     for status in FILE_STATUSES:
         if raw == status:
