@@ -26,6 +26,7 @@ import aiohttp
 from agents import Agent, ModelSettings
 from agents.run_state import RunState
 
+from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
 from core.citations import citations
@@ -126,6 +127,7 @@ class Threadline:
         self.knowledge = knowledge
         self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
         self.runs = RunStore(store)  # and their runs
+        self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}

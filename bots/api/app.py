@@ -93,8 +93,7 @@ class ApiServer:
                 LOOPBACK,
                 api.host,
             )
-        files = ApiFiles(service.store, service.knowledge)  # uploads and vector stores, on the knowledge base
-        runner = web.AppRunner(build_app(service.objects, api, files, ApiRuns(service)), access_log=None)
+        runner = web.AppRunner(build_app(service.objects, api, service.files, ApiRuns(service)), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, api.port).start()
