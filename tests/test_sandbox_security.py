@@ -785,6 +785,19 @@ async def test_code_that_ignores_interrupts_ends_the_session_and_a_new_one_works
         await _assert_healthy(fresh)
 
 
+KILLED_BY = {
+    "SIGKILL, as the out-of-memory killer sends": ("SIGKILL", "killed: most likely out of memory"),
+    "SIGXCPU, at the CPU time limit": ("SIGXCPU", "used up its CPU time"),
+}
+
+
+@pytest.mark.parametrize(("signal_name", "said"), KILLED_BY.values(), ids=KILLED_BY.keys())
+async def test_a_session_the_kernel_ends_says_why(signal_name: str, said: str) -> None:
+    async with _opened() as box:
+        with pytest.raises(SandboxLost, match=said):
+            await box.execute(f"import os, signal\nos.kill(os.getpid(), signal.{signal_name})")
+
+
 async def test_a_call_that_stops_reading_requests_still_ends_in_time(sandbox: Sandbox) -> None:
     """The code answers for the worker and keeps running, so the worker reads no more requests: the
     next call's request (larger than the pipe's buffer) must not wait forever to be written."""

@@ -332,12 +332,14 @@ class Sandbox:
         return reply
 
     def _ended(self, what: str) -> str:
-        code = self._process.returncode
+        code = self._process.returncode or 0
+        # The worker's own death by a signal comes back as bubblewrap's exit status 128 + signal.
+        killed_by = -code if code < 0 else code - 128 if code > 128 else 0
         reason = {
-            -signal.SIGKILL: " (killed: most likely out of memory)",
-            -signal.SIGXCPU: " (it used up its CPU time)",
-            -signal.SIGXFSZ: " (it wrote a file past the size limit)",
-        }.get(code or 0, "")
+            signal.SIGKILL: " (killed: most likely out of memory)",
+            signal.SIGXCPU: " (it used up its CPU time)",
+            signal.SIGXFSZ: " (it wrote a file past the size limit)",
+        }.get(killed_by, "")
         _log.info("sandbox %s ended with %s; stderr: %s", self._process.pid, code, self._stderr_tail[-500:])
         return what + reason
 
@@ -353,10 +355,13 @@ class Sandbox:
             self._stderr_tail = (self._stderr_tail + chunk)[-4096:]
 
     def _kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self._process.kill()
+        # Not also ``self._process.kill()`` after the group: Popen polls (and so reaps) the process
+        # before it signals, racing asyncio's child watcher, which then loses the exit status.
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)  # bubblewrap leads its own process group
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
         for pid in self._cgroup.pids() if self._cgroup is not None else ():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
