@@ -335,11 +335,12 @@ class Sandbox:
         code = self._process.returncode or 0
         # The worker's own death by a signal comes back as bubblewrap's exit status 128 + signal.
         killed_by = -code if code < 0 else code - 128 if code > 128 else 0
-        reason = {
+        reasons: dict[int, str] = {
             signal.SIGKILL: " (killed: most likely out of memory)",
             signal.SIGXCPU: " (it used up its CPU time)",
             signal.SIGXFSZ: " (it wrote a file past the size limit)",
-        }.get(killed_by, "")
+        }
+        reason = reasons.get(killed_by, "")
         _log.info("sandbox %s ended with %s; stderr: %s", self._process.pid, code, self._stderr_tail[-500:])
         return what + reason
 
