@@ -88,8 +88,11 @@ class LiveText(Generic[M]):
         render: Callable[[str], str] = str,
         name: str = "",
         budget: EditBudget | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
+        """``on_retry``: called each time a failed edit is left to the next sync (metrics count it)."""
         self._sink = sink
+        self._on_retry = on_retry
         self._limit = limit
         self._interval = interval
         self._render = render
@@ -162,6 +165,8 @@ class LiveText(Generic[M]):
                 await self._sync()
             except Exception as exc:
                 _log.warning("showing the answer in %s failed, will retry: %s", self._name or "a channel", exc)
+                if self._on_retry is not None:
+                    self._on_retry()
 
     async def _sync(self) -> None:
         async with self._syncing:  # the flusher and finish() never edit at the same time

@@ -11,18 +11,25 @@
     temperature = 0.3                  # optional: the model's default
     context_tokens = 16000             # optional: the token budget for context
 
+    [prices."gpt-5.4-mini"]            # optional: per model, for /usage (built in: gpt-5.4-mini's list price)
+    input_per_million = 0.75
+    output_per_million = 4.50
+    currency = "USD"                   # optional: USD
+
 A bad file fails at start with the file, the key and the problem named.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.usage import DEFAULT_PRICES, Price
 
 __all__ = [
     "DEFAULT_ASSISTANT_NAME",
@@ -42,7 +49,8 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 _ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
-_TOP_KEYS = {"default", "tool_modules", "assistants"}
+_TOP_KEYS = {"default", "tool_modules", "assistants", "prices"}
+_PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class AssistantsConfig:
     default: str
     tool_modules: tuple[str, ...] = ()
     source: str = "built-in"
+    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))  # model → price
 
     def get(self, name: str | None) -> Assistant:
         """The named assistant, or the default one when the name is unknown or None."""
@@ -122,7 +131,34 @@ def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfi
     if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
         raise ConfigError(f"{where}: key 'tool_modules' must be a list of Python module names.")
 
-    return AssistantsConfig(assistants, default, tuple(modules), where)
+    prices = {**DEFAULT_PRICES, **_parse_prices(data.get("prices", {}), where)}
+    return AssistantsConfig(assistants, default, tuple(modules), where, prices)
+
+
+def _parse_prices(table: Any, where: str) -> dict[str, Price]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: 'prices' must be a table of models ([prices.\"MODEL\"]).")
+    prices: dict[str, Price] = {}
+    for model, entry in table.items():
+        at = f'{where}: [prices."{model}"]'
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: must be a table with input_per_million and output_per_million.")
+        for key in entry:
+            if key not in _PRICE_KEYS:
+                raise ConfigError(f"{at}: unknown key {key!r} (expected one of: {', '.join(sorted(_PRICE_KEYS))}).")
+        amounts = []
+        for key in ("input_per_million", "output_per_million"):
+            value = entry.get(key)
+            if value is None:
+                raise ConfigError(f"{at}: key {key!r} is required (the price of a million tokens).")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{at}: key {key!r} must be a number of at least 0, not {value!r}.")
+            amounts.append(float(value))
+        currency = entry.get("currency", "USD")
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+            raise ConfigError(f"{at}: key 'currency' must be a three-letter code such as \"USD\", not {currency!r}.")
+        prices[model] = Price(amounts[0], amounts[1], currency)
+    return prices
 
 
 def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from core.export import export_conversation
 from core.models import FileRecord
 from core.service import Threadline
+from core.store.usage import UsageStore
+from core.usage import all_channels_report, channel_report, period_starts
 
-__all__ = ["CommandReply", "format_files", "handle_command", "is_command"]
+__all__ = ["CommandReply", "format_files", "handle_command", "is_command", "usage_reply"]
+
+TOP_USERS = 5
 
 HELP = """Commands:
 /files          list this channel's files (status, size, chunks)
 /forget NAME    remove a file from this channel's files; /forget --all removes every file
 /reset          start a new conversation in this channel (files are kept; the old conversation stays stored)
 /cancel         stop the answer being written and any queued ones
+/export         this channel's conversation as a Markdown file, sent only to you
+/usage          this channel's tokens and cost today and this month (UTC), and its top users; /usage all: every channel
 /help           this list
 Anything else is a message for the assistant."""
 
 
 @dataclass(frozen=True)
 class CommandReply:
+    """What a command answers: text for the person, and maybe a file (name, bytes) the adapter sends them."""
+
     text: str
+    file: tuple[str, bytes] | None = None
 
 
 def is_command(text: str) -> bool:
@@ -42,6 +53,15 @@ async def handle_command(service: Threadline, channel: str, text: str) -> Comman
         return CommandReply(format_files(await service.knowledge.files(channel)))
     if name == "/forget":
         return CommandReply(await _forget(service, channel, argument))
+    if name == "/export":
+        export = await export_conversation(service.store, channel, time.time())
+        if export is None:
+            return CommandReply("This channel's conversation has no messages yet, so there is nothing to export.")
+        size = f"{export.messages} message{'s' if export.messages != 1 else ''}"
+        text = f"This channel's conversation ({size}) as Markdown: {export.name}"
+        return CommandReply(text, (export.name, export.data))
+    if name == "/usage":
+        return CommandReply(await usage_reply(service, channel, argument, time.time()))
     if name == "/help":
         return CommandReply(HELP)
     return CommandReply(f"Unknown command {name}. Try /help.")
@@ -59,6 +79,20 @@ async def _forget(service: Threadline, channel: str, argument: str) -> str:
     if not removed:
         return f"No file called {argument} here. /files lists this channel's files."
     return f"Removed {argument} from this channel's files."
+
+
+async def usage_reply(service: Threadline, channel: str, argument: str, now: float) -> str:
+    """/usage (this channel) or /usage all (every channel's totals this month), priced from the assistants file."""
+    usage, prices = UsageStore(service.store), service.assistants.prices
+    day, month = period_starts(now)
+    if argument.lower() == "all":
+        return all_channels_report(await usage.channels(month), prices)
+    if argument:
+        return f"/usage takes nothing or 'all', not {argument!r}."
+    today = await usage.by_model(day, channel=channel)
+    this_month = await usage.by_model(month, channel=channel)
+    users = await usage.top_users(channel, month, limit=TOP_USERS)
+    return channel_report(channel, today, this_month, users, prices)
 
 
 def format_files(files: list[FileRecord]) -> str:

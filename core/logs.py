@@ -1,15 +1,61 @@
-"""Logging set-up: text or JSON lines, and secrets never written."""
+"""Logging set-up: text or JSON lines, each with the channel, thread and run being worked on; secrets never written.
+
+Message bodies are not logged; ``THREADLINE_LOG_CONTENT=1`` (settings.log_content) lets the core log them at
+DEBUG level for debugging, and is off by default.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from core.settings import Settings
 
-__all__ = ["RedactSecrets", "configure_logging", "secrets_of"]
+__all__ = ["LogContext", "RedactSecrets", "RunIds", "configure_logging", "log_context", "secrets_of"]
+
+_FIELDS = ("channel", "thread", "run")
+_ATTRIBUTE = "run_ids"  # the LogRecord attribute (``record.thread`` is already the OS thread's id)
+
+
+@dataclass(frozen=True)
+class RunIds:
+    channel: str | None = None
+    thread: str | None = None
+    run: str | None = None
+
+
+# Which run the current task works on. A ContextVar holds a value per asyncio task (tasks copy it when
+# created), so it is not state shared between runs: the lane sets it, the run's own tasks inherit it.
+_CURRENT: ContextVar[RunIds | None] = ContextVar("threadline_run_ids", default=None)
+
+
+@contextmanager
+def log_context(*, channel: str | None, thread: str | None, run: str | None) -> Iterator[None]:
+    """Every log line written inside (and in tasks created inside) carries these ids."""
+    token = _CURRENT.set(RunIds(channel, thread, run))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+class LogContext(logging.Filter):
+    """Puts the current channel, thread and run ids on each record (as ``record.run_ids``; empty outside a run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, _ATTRIBUTE):
+            setattr(record, _ATTRIBUTE, _CURRENT.get() or RunIds())
+        return True
+
+
+def _ids(record: logging.LogRecord) -> list[tuple[str, str]]:
+    ids = getattr(record, _ATTRIBUTE, None) or RunIds()
+    return [(name, value) for name in _FIELDS if (value := getattr(ids, name)) is not None]
 
 
 class RedactSecrets(logging.Filter):
@@ -41,9 +87,25 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        entry.update(_ids(record))
         if record.exc_info or record.exc_text:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(entry)
+
+
+class _TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message`` and, during a run, `` [channel=... thread=... run=...]``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [f"{name}={value}" for name, value in _ids(record)]
+        if not ids:
+            return line
+        first, newline, rest = line.partition("\n")  # after the message, before a traceback
+        return f"{first} [{' '.join(ids)}]{newline}{rest}"
 
 
 def secrets_of(settings: Settings, extra: Iterable[str | None] = ()) -> list[str]:
@@ -58,7 +120,8 @@ def configure_logging(
     if settings.log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter())
+    handler.addFilter(LogContext())
     handler.addFilter(RedactSecrets(secrets_of(settings, extra_secrets)))
     root = logging.getLogger()
     root.handlers[:] = [handler]

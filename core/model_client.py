@@ -15,7 +15,7 @@ from agents import OpenAIChatCompletionsModel
 
 from core.settings import Settings
 
-__all__ = ["ModelClient", "describe_model_error", "is_model_error"]
+__all__ = ["ModelClient", "describe_model_error", "endpoint_unusable", "is_model_error"]
 
 _log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ class ModelClient:
 
 def is_model_error(exc: BaseException) -> bool:
     return isinstance(exc, openai.OpenAIError)
+
+
+def endpoint_unusable(exc: BaseException) -> bool:
+    """True when the error says the endpoint cannot serve runs at all (readiness), not that one request was bad."""
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return True
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
 
 
 def describe_model_error(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
 from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
-from core.model_client import describe_model_error, is_model_error
+from core.model_client import describe_model_error, endpoint_unusable, is_model_error
 from core.store import Store
 
 __all__ = ["PendingCall", "RunSegment", "SegmentOutcome"]
@@ -50,6 +50,7 @@ class SegmentOutcome:
     sources: tuple[Source, ...] = ()
     input_tokens: int = 0
     output_tokens: int = 0
+    model_error: str = ""  # set when the model endpoint could not serve the run (readiness reports it)
 
 
 class RunSegment:
@@ -106,10 +107,12 @@ class RunSegment:
             else:
                 _log.exception("run %s failed", self._run_id)
                 message = "Something went wrong on the bot's side while answering; the details are in its log."
+            error = f"{type(exc).__name__}: {exc}"[:2000]
             return SegmentOutcome(
                 status="failed",
                 message=message,
-                error=f"{type(exc).__name__}: {exc}"[:2000],
+                error=error,
+                model_error=type(exc).__name__ if endpoint_unusable(exc) else "",  # no bodies: they may echo keys
                 items=_complete_pairs(result.new_items),
                 **_usage(result),
             )

@@ -41,10 +41,14 @@ from core.events import (
     RunStarted,
 )
 from core.handles import RunHandle
+from core.health import ModelStatus, core_problems
 from core.knowledge.base import KnowledgeBase
 from core.knowledge.tool import FILE_SEARCH, make_file_search_tool, run_context
+from core.logs import log_context
+from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
+from core.retention import RetentionJob
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent, decision
 from core.runner import RunSegment, SegmentOutcome
 from core.sandbox.process import SandboxLimits
@@ -115,8 +119,11 @@ class Threadline:
         http: aiohttp.ClientSession,
         knowledge: KnowledgeBase,
         notify: Notifier | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()  # Prometheus series (core/metrics.py); adapters count platform errors
+        self.model_status = ModelStatus()  # the model endpoint as the last run found it (readiness)
         self.store = store
         self.assistants = assistants
         self.tools = tools
@@ -135,16 +142,25 @@ class Threadline:
         self._closing = False
         self._sessions: CodeSessions | None = None  # code interpreter sessions, when a sandbox works here
         self._outbox = FileOutbox()
+        self.retention = RetentionJob(
+            store, knowledge, days=settings.retention_days, keep_last=settings.retention_keep_last
+        )
 
     @classmethod
-    async def open(cls, settings: Settings, *, notify: Notifier | None = None) -> Threadline:
-        """Load the assistants file, open and migrate the store, and close runs a crash left open."""
+    async def open(
+        cls, settings: Settings, *, notify: Notifier | None = None, metrics: Metrics | None = None
+    ) -> Threadline:
+        """Load the assistants file, open and migrate the store, and close runs a crash left open.
+
+        ``metrics``: an adapter that counts platform calls before the service exists passes its own.
+        """
+        metrics = metrics or Metrics()
         assistants = await asyncio.to_thread(load_assistants, settings.assistants_file, default_model=settings.model)
         tokens = await load_token_counter(settings.tokenizer)
         store = await Store.open(settings.db_path)
         http = aiohttp.ClientSession()
         models = ModelClient(settings)
-        knowledge = KnowledgeBase(settings, store, models, tokens)
+        knowledge = KnowledgeBase(settings, store, models, tokens, metrics)
         outbox = FileOutbox()
         sessions: CodeSessions | None = None
         try:
@@ -167,11 +183,12 @@ class Threadline:
             await models.close()
             await store.close()
             raise
-        service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify)
+        service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify, metrics)
         service._sessions, service._outbox = sessions, outbox
         await service._recover()
         await knowledge.recover()
         knowledge.start()
+        service.retention.start()
         return service
 
     async def close(self) -> None:
@@ -191,6 +208,7 @@ class Threadline:
                 await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
         if self._sessions is not None:
             await self._sessions.close()
+        await self.retention.close()
         await self.knowledge.close()
         await self._models.close()
         await self._http.close()
@@ -214,6 +232,8 @@ class Threadline:
         if posted is None:
             _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
             return None
+        if self.settings.log_content:  # THREADLINE_LOG_CONTENT=1: a debugging aid, off by default
+            _log.debug("message %s in %s: %s", incoming.platform_msg_id, incoming.channel, incoming.text)
         _, run = posted
         handle = self._handle(run)
         self._wake(run.thread_id)
@@ -321,6 +341,18 @@ class Threadline:
         """Start a new thread for the channel; the old one stays stored. Returns the new thread id."""
         return await self.store.reset_thread(channel)
 
+    async def problems(self) -> dict[str, str]:
+        """What keeps the core from serving (``database``, ``model``), for readiness checks; empty when ready."""
+        return await core_problems(self.settings, self.store, self.model_status)
+
+    async def metrics_exposition(self) -> bytes:
+        """``/metrics``: the service's series in Prometheus' text format, with the queue depth counted now."""
+        try:
+            self.metrics.set_queued(len(await self.store.runs_with_status(["queued"])))
+        except Exception as exc:  # the database is down: /readyz says so; the other series are still worth serving
+            _log.warning("could not count queued runs for /metrics: %s: %s", type(exc).__name__, exc)
+        return self.metrics.exposition()
+
     async def wait_idle(self) -> None:
         """Wait until no lane has work (tests and benchmarks)."""
         while tasks := [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]:
@@ -335,6 +367,7 @@ class Threadline:
         return handle
 
     def _emit(self, run: Run, event: Event) -> None:
+        self.metrics.observe(run, event)
         handle = self._handle(run)
         handle.put(event)
         if handle.done:
@@ -372,6 +405,10 @@ class Threadline:
         kind, run, approvals = await self.store.claim(thread_id, self._resolve_assistant)
         if run is None:
             return False
+        with log_context(channel=run.channel, thread=thread_id, run=run.id):
+            return await self._step_run(kind, run, approvals, lane)
+
+    async def _step_run(self, kind: str, run: Run, approvals: list[Approval], lane: _Lane) -> bool:
         if kind == "start":
             await self._guarded(run, self._start(run, lane))
             return True
@@ -526,6 +563,7 @@ class Threadline:
             await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
             return
         outcome = task.result()
+        self.model_status.record(outcome.model_error)
         usage: dict[str, Any] = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
         if outcome.status == "completed":
             items = self._new_items(outcome.items)
@@ -660,7 +698,7 @@ class Threadline:
 
     async def _tell(self, channel: str, text: str) -> None:
         if self._notify is None:
-            _log.info("no notifier; message for %s not delivered: %s", channel, text)
+            _log.info("no notifier; a message for %s was not delivered", channel)
             return
         try:
             await self._notify(channel, text)

@@ -41,6 +41,9 @@ class Settings:
     open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1"
     smtp: SmtpSettings | None = None
     log_format: str = "text"
+    log_content: bool = False  # THREADLINE_LOG_CONTENT: message bodies in DEBUG logs (off: never logged)
+    metrics_port: int | None = None  # THREADLINE_METRICS_PORT; None: unset (bots use 9100, the console none)
+    metrics_host: str | None = None  # THREADLINE_METRICS_HOST; None: loopback, and public servers hide /metrics
     model_timeout: float = 60.0
     model_max_retries: int = 3
     run_timeout: float = 600.0
@@ -61,6 +64,8 @@ class Settings:
     sandbox_max_sessions: int = 8
     sandbox_first_uid: int = 61000
     sandbox_cgroup: Path | None = None  # None: session cgroups inside the bot's own memory cgroup
+    retention_days: float | None = None  # None: keep conversation data forever
+    retention_keep_last: int = 20  # messages of a channel's current thread retention never deletes
 
     @property
     def model_configured(self) -> bool:
@@ -134,6 +139,10 @@ class Settings:
         if log_format not in {"text", "json"}:
             raise ConfigError(f"THREADLINE_LOG_FORMAT={log_format!r} must be 'text' or 'json'.")
 
+        metrics_port = text("THREADLINE_METRICS_PORT")
+        if metrics_port is not None and not (metrics_port.isdigit() and int(metrics_port) < 65536):
+            raise ConfigError(f"THREADLINE_METRICS_PORT={metrics_port!r} is not a port number (0 picks a free one).")
+
         tokenizer = (text("THREADLINE_TOKENIZER") or "tiktoken").lower()
         if tokenizer not in {"tiktoken", "estimate"}:
             raise ConfigError(f"THREADLINE_TOKENIZER={tokenizer!r} must be 'tiktoken' or 'estimate'.")
@@ -161,6 +170,9 @@ class Settings:
             open_meteo_geocoding_url=(text("OPEN_METEO_GEOCODING_URL") or cls.open_meteo_geocoding_url).rstrip("/"),
             smtp=smtp,
             log_format=log_format,
+            log_content=flag("THREADLINE_LOG_CONTENT", False),
+            metrics_port=int(metrics_port) if metrics_port is not None else None,
+            metrics_host=text("THREADLINE_METRICS_HOST"),
             model_timeout=number("THREADLINE_MODEL_TIMEOUT", 60.0),
             model_max_retries=count("THREADLINE_MODEL_MAX_RETRIES", 3),
             run_timeout=number("THREADLINE_RUN_TIMEOUT", 600.0),
@@ -181,6 +193,8 @@ class Settings:
             sandbox_max_sessions=max(count("THREADLINE_SANDBOX_MAX_SESSIONS", 8), 1),
             sandbox_first_uid=max(count("THREADLINE_SANDBOX_FIRST_UID", 61000), 1000),
             sandbox_cgroup=Path(cgroup) if (cgroup := text("THREADLINE_SANDBOX_CGROUP")) else None,
+            retention_days=number("THREADLINE_RETENTION_DAYS", 0.0) or None,
+            retention_keep_last=count("THREADLINE_RETENTION_KEEP_LAST", 20),
         )
 
 

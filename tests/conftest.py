@@ -63,6 +63,7 @@ def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path) -> S
         model_max_retries=2,
         tokenizer="estimate",
         code_interpreter=False,  # tests/test_code_interpreter.py turns the sandbox on where it is the subject
+        metrics_port=0,  # bots that serve /metrics on a port of their own take a free one, never 9100
     )
 
 

@@ -154,3 +154,36 @@ async def test_upload_then_ask_prints_sources(tmp_path: Path) -> None:
     assert "- handbook.md (" in out
     assert "27 days [1]." in out
     assert "[1] handbook.md, Holidays" in out
+
+
+async def test_export_saves_the_conversation_as_markdown(tmp_path: Path) -> None:
+    (tmp_path / "handbook.md").write_text("# Holidays\nEvery employee has 27 days of paid holiday a year.\n")
+
+    def script(req: dict[str, Any]) -> Reply:
+        if tool_results(req):
+            return Reply(text="27 days [1].")
+        return Reply(tool_calls=(ToolCall("file_search", {"query": "holiday days"}),))
+
+    async with FakeOpenAI(script) as fake:
+        env = console_env(tmp_path, OPENAI_BASE_URL=fake.base_url)
+        stdin = f"/export\n/upload {tmp_path / 'handbook.md'}\nholidays?\n/export\n"
+        code, out, err = await run_console(env, stdin, tmp_path)
+    assert code == 0, err
+    assert "nothing to export" in out  # before the first message
+    assert "This channel's conversation (4 messages) as Markdown" in out
+    [saved] = [line.removeprefix("[file] ") for line in out.splitlines() if line.startswith("[file] ")]
+    path = Path(saved)
+    assert path.parent == (tmp_path / "exports").resolve()  # beside the database
+    markdown = await asyncio.to_thread(path.read_text)
+    assert markdown.startswith("# Conversation in console:local:default\n")
+    order = [
+        markdown.index("holidays?"),
+        markdown.index("### Tool call: file_search"),
+        markdown.index('{"query": "holiday days"}'),
+        markdown.index("### Result of file_search"),
+        markdown.index("[1] handbook.md, Holidays"),
+        markdown.index("## Assistant"),
+        markdown.index("27 days [1]."),
+        markdown.index("Sources:\n- [1] handbook.md, Holidays"),
+    ]
+    assert order == sorted(order)

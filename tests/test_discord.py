@@ -324,6 +324,33 @@ async def test_attachments_can_be_limited_to_messages_for_the_bot(harness: Harne
     assert fake.downloads == [kept.url]
 
 
+async def test_export_attaches_the_conversation_to_an_ephemeral_follow_up(harness: Harness) -> None:
+    fake = harness.fake
+    notes = fake.attachment("notes.txt", b"The office opens at 9 on weekdays.")
+    shared = await fake.send_message("notes", mention_bot=False, attachments=[notes])
+    await fake.wait_until(lambda: bool(harness.replies_to(shared)), what="the note about the file")
+    question = await fake.send_message("when does the office open?")
+    await harness.answer(question)
+    assert harness.bot is not None
+    await harness.bot.service.wait_idle()
+    assert {c["name"] for c in fake.synced_commands["global"]} >= {"export"}
+
+    export = await fake.slash_command("export")
+    await fake.wait_until(lambda: bool(fake.followups.get(export.token)), what="the /export answer")
+    assert fake.interaction_responses[export.id][0]["data"]["flags"] & EPHEMERAL
+    answer = fake.followups[export.token][-1]
+    assert answer["flags"] & EPHEMERAL
+    assert "as Markdown" in answer["content"]
+    [attachment] = answer["attachments"]
+    assert attachment["filename"].endswith(".md")
+    [markdown] = [data.decode() for name, data in fake.uploads if name == attachment["filename"]]
+    assert markdown.startswith(f"# Conversation in discord:{GUILD_ID}:{CHANNEL_ID}")
+    assert "when does the office open?" in markdown
+    assert "### Tool call: file_search" in markdown
+    assert "The office opens at 9" in markdown  # the tool's result
+    assert "Sources:\n- [1] notes.txt" in markdown
+
+
 async def test_a_chart_from_the_code_interpreter_is_posted_as_a_file(harness: Harness) -> None:
     await harness.stop()
     harness.settings = replace(harness.settings, code_interpreter=True, sandbox_python=SANDBOX_PYTHON)
@@ -555,3 +582,29 @@ def test_the_invite_url_asks_for_exactly_what_the_bot_uses() -> None:
     assert "scope=bot+applications.commands" in url
     assert not PERMISSIONS.administrator
     assert not PERMISSIONS.mention_everyone
+
+
+async def test_usage_is_registered_and_answers_only_the_person_who_asked(harness: Harness) -> None:
+    fake = harness.fake
+    [synced] = [c for c in fake.synced_commands["global"] if c["name"] == "usage"]
+    assert [choice["value"] for choice in synced["options"][0]["choices"]] == ["all"]
+    question = await fake.send_message("hello")
+    await harness.answer(question)
+    assert harness.bot is not None
+    await harness.bot.service.wait_idle()
+    [run] = await harness.bot.service.store.runs_with_status(["completed"])
+
+    usage = await fake.slash_command("usage")
+    await fake.wait_until(lambda: bool(fake.followups.get(usage.token)), what="the /usage answer")
+    assert fake.interaction_responses[usage.id][0]["data"]["flags"] & EPHEMERAL
+    answer = fake.followups[usage.token][-1]
+    assert answer["flags"] & EPHEMERAL
+    tokens = f"{run.input_tokens + run.output_tokens} tokens ({run.input_tokens} in, {run.output_tokens} out)"
+    assert f"Today: {tokens} in 1 run, no price set for fake-model" in answer["content"]
+
+    everything = await fake.slash_command("usage", {"scope": "all"})
+    await fake.wait_until(lambda: bool(fake.followups.get(everything.token)), what="the /usage all answer")
+    assert (
+        f"- discord:{GUILD_ID}:{CHANNEL_ID}: {run.input_tokens + run.output_tokens} tokens"
+        in (fake.followups[everything.token][-1]["content"])
+    )

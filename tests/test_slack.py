@@ -237,6 +237,31 @@ async def test_slash_commands_answer_only_the_person(harness: Harness) -> None:
     assert "no files yet" in await command("/files", "", "r4")
 
 
+async def test_export_is_uploaded_into_the_persons_direct_messages(harness: Harness) -> None:
+    info = harness.slack.add_file("F_HANDBOOK", "handbook.md", b"# Holidays\nEvery employee has 27 days of holiday.\n")
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000021.000100"))
+    await harness.answer(CHANNEL, "1700000021.000100", run=False)
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> how many holiday days?", "1700000022.000100"))
+    await harness.answer(CHANNEL, "1700000022.000100")
+
+    body = slash_command_form("/export", "", CHANNEL, ALICE, harness.slack.response_url("r-export"))
+    assert await harness.send(body) == 200
+    [response] = await harness.slack.wait_for_response("r-export")
+    assert response["response_type"] == "ephemeral"
+    assert "I sent it to you in a direct message." in response["text"]
+    [opened] = harness.slack.calls_to("conversations.open")
+    assert opened["users"] == ALICE
+    [upload] = harness.slack.uploads
+    assert upload.channel == "D_ALICE"  # the person's DM with the bot, not the channel
+    assert upload.name.endswith(".md")
+    markdown = upload.data.decode()
+    assert markdown.startswith(f"# Conversation in slack:{TEAM_ID}:{CHANNEL}")
+    assert "how many holiday days?" in markdown
+    assert "### Tool call: file_search" in markdown
+    assert "Every employee has 27 days" in markdown  # the tool's result
+    assert "Sources:\n- [1] handbook.md, Holidays" in markdown
+
+
 async def approval_message(harness: Harness, thread_ts: str) -> Any:
     def posted() -> bool:
         return any(m.blocks for m in harness.slack.thread(CHANNEL, thread_ts))

@@ -24,6 +24,7 @@ from bots.api.openapi import document
 from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
 from bots.api.vector_stores import VectorStoreRoutes
+from bots.health import Health, always_ready
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.api_runs import ApiRuns
@@ -35,10 +36,6 @@ from core.settings import Settings, load_dotenv_file
 __all__ = ["ApiServer", "build_app", "main"]
 
 _log = logging.getLogger(__name__)
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
 
 
 def _openapi_handler() -> Handler:
@@ -62,7 +59,6 @@ def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiR
     app.add_routes(RunRoutes(objects, runs).routes())  # before threads: /v1/threads/runs is not a thread's id
     app.add_routes(ThreadRoutes(objects, runs).routes())
     app.add_routes([*FileRoutes(files).routes(), *VectorStoreRoutes(files.vector_stores).routes()])
-    app.router.add_get("/healthz", _healthz)
     app.router.add_get("/openapi.json", _openapi_handler())
     return app
 
@@ -93,7 +89,9 @@ class ApiServer:
                 LOOPBACK,
                 api.host,
             )
-        runner = web.AppRunner(build_app(service.objects, api, service.files, ApiRuns(service)), access_log=None)
+        app = build_app(service.objects, api, service.files, ApiRuns(service))
+        Health.on_public_server(service, always_ready).add_to(app)  # ready once it answers: the server started
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, api.port).start()

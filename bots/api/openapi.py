@@ -60,6 +60,14 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class Readiness(BaseModel):
+    """``/readyz``: each check (database, platform, model) is ``ok`` or says what is wrong."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+    failed: list[str] | None = None
+
+
 class _Page(BaseModel):
     """The old API's list envelope; ``data`` is typed by each list (see :func:`_list_of`)."""
 
@@ -105,6 +113,7 @@ Multipart = Literal["multipart"]
 Stream = Literal["stream"]  # a Run, or with ``stream: true`` the run's server-sent events
 Binary = Literal["binary"]
 Document = Literal["openapi"]
+Metrics = Literal["metrics"]  # Prometheus' text format
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,12 @@ class Operation:
     path: str
     operation_id: str
     summary: str
-    response: type[BaseModel] | Stream | Binary | Document
+    response: type[BaseModel] | Stream | Binary | Document | Metrics
     body: type[BaseModel] | Multipart | None = None
     query: tuple[Query, ...] = ()
     errors: tuple[int, ...] = ()  # besides 401 for a missing or wrong key, on every /v1 operation
     list_of: bool = False  # the response is a list envelope of ``response``
+    unavailable: bool = False  # may answer 503 with the same body (not ready)
 
     @property
     def authenticated(self) -> bool:
@@ -129,7 +139,7 @@ def _op(
     path: str,
     operation_id: str,
     summary: str,
-    response: type[BaseModel] | Stream | Binary | Document,
+    response: type[BaseModel] | Stream | Binary | Document | Metrics,
     **options: Any,
 ) -> Operation:
     return Operation(method, path, operation_id, summary, response, **options)
@@ -153,6 +163,10 @@ _ONE = (404,)
 
 OPERATIONS: tuple[Operation, ...] = (
     _op("get", "/healthz", "healthz", "Whether the server is up", Health),
+    _op("get", "/readyz", "readyz", "Whether the database, the model endpoint and the server are ready "
+        "(loopback clients only unless THREADLINE_METRICS_HOST is set)", Readiness, unavailable=True),
+    _op("get", "/metrics", "metrics", "Prometheus metrics (loopback clients only unless THREADLINE_METRICS_HOST "
+        "is set)", "metrics"),
     _op("get", "/openapi.json", "openapi", "This document", "openapi"),
     # assistants
     _op("post", "/v1/assistants", "createAssistant", "Create an assistant", Assistant, body=AssistantCreate,
@@ -365,10 +379,14 @@ def _responses(op: Operation, schemas: _Schemas, response: type[BaseModel] | Non
         content = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     elif op.response == "openapi":
         content = _json({"type": "object", "description": "An OpenAPI 3.1 document."})
+    elif op.response == "metrics":
+        content = {"text/plain": {"schema": {"type": "string", "description": "Prometheus' text format."}}}
     else:
         assert response is not None
         content = _json(schemas.ref(response))
     out: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    if op.unavailable:
+        out["503"] = {"description": "Not ready: `failed` names the checks that failed.", "content": content}
     for status in sorted({*op.errors, *((401,) if op.authenticated else ())}):
         out[str(status)] = {"$ref": f"#/components/responses/{_ERROR_NAMES[status]}"}
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bots.formatting import format_sources
+from bots.health import Health, HealthServer, always_ready
 from core.commands import handle_command, is_command
 from core.errors import ConfigError
 from core.events import Event, FileOutput
@@ -90,6 +91,9 @@ class ConsoleChannel:
             if is_command(text):
                 reply = await handle_command(self._service, self._channel, text)
                 self.say(reply.text)
+                if reply.file is not None:
+                    folder = self._service.settings.db_path.parent / "exports"
+                    self.say(f"[file] {await asyncio.to_thread(_save_export, folder, *reply.file)}")
                 continue
             handle = await self._service.post(Incoming(self._channel, self._author, text))
             if handle is not None:
@@ -189,6 +193,14 @@ def _save_output(folder: Path, output: FileOutput) -> Path:
     return path.resolve()
 
 
+def _save_export(folder: Path, name: str, data: bytes) -> Path:
+    """Save a command's file (an /export) under ``folder``; returns where."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(name).name
+    path.write_bytes(data)
+    return path.resolve()
+
+
 def _read_local_file(argument: str) -> tuple[Path, bytes]:
     path = Path(argument).expanduser().resolve()
     return path, path.read_bytes()
@@ -213,6 +225,8 @@ async def main() -> int:
     except ConfigError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return 2
+    # Only when THREADLINE_METRICS_PORT is set: a terminal session must never fail on a busy default port.
+    health = await HealthServer.start(Health(service, always_ready), settings, default_port=None)
     try:
         live = out.isatty()
         if not settings.model_configured:
@@ -223,5 +237,7 @@ async def main() -> int:
         console = ConsoleChannel(service, settings.channel, read_line=stdin_reader(), out=out, live=live)
         await console.serve()
     finally:
+        if health is not None:
+            await health.stop()
         await service.close()
     return 0

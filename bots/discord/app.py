@@ -18,6 +18,7 @@ from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
 from bots.discord.render import NO_PINGS, Replies
+from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
 from core.errors import ConfigError
 from core.logs import configure_logging
 from core.service import Threadline
@@ -79,7 +80,7 @@ class ThreadlineBot(commands.Bot):
         )
         self.service = service
         self.settings = settings
-        self.replies = Replies(settings.edit_interval)
+        self.replies = Replies(settings.edit_interval, service.metrics)
 
     async def setup_hook(self) -> None:
         await self.add_cog(ConversationCog(self, self.service, self.settings, self.replies))
@@ -93,6 +94,19 @@ class ThreadlineBot(commands.Bot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """Messages go to the conversation cog only: this bot has no prefix commands."""
+
+    async def on_disconnect(self) -> None:
+        """The gateway connection dropped (discord.py reconnects by itself); /readyz shows it meanwhile."""
+        if not self.is_closed():
+            self.service.metrics.platform_error("discord", "gateway_disconnect")
+
+    async def readiness(self) -> str | None:
+        """None while the gateway is connected and the session ready; else what is wrong (for /readyz)."""
+        if self.is_closed():
+            return "the Discord client is closed"
+        if self.ws is None or not self.ws.open or not self.is_ready():
+            return "the Discord gateway is not connected (discord.py is reconnecting)"
+        return None
 
     async def _sync_commands(self) -> None:
         try:
@@ -133,6 +147,7 @@ class DiscordBot:
         self.client = client
         self.service = service
         self._connection = connection
+        self.health: HealthServer | None = None  # /healthz, /readyz, /metrics on THREADLINE_METRICS_PORT
 
     @classmethod
     async def start(cls, settings: Settings, discord_settings: DiscordSettings, **options: Any) -> DiscordBot:
@@ -172,7 +187,10 @@ class DiscordBot:
             raise
         me = client.user
         _log.info("connected to Discord as %s in %d servers", me, len(client.guilds))
-        return cls(client, service, connection)
+        bot = cls(client, service, connection)
+        health = Health(service, client.readiness)
+        bot.health = await HealthServer.start(health, settings, default_port=DEFAULT_METRICS_PORT)
+        return bot
 
     async def wait_closed(self) -> None:
         """Wait until the gateway connection ends for good (it reconnects by itself otherwise)."""
@@ -180,6 +198,8 @@ class DiscordBot:
 
     async def stop(self) -> None:
         """Stop the runs (each channel is told its answer stopped), let that be shown, then disconnect."""
+        if self.health is not None:
+            await self.health.stop()
         await self.service.close()
         await self.client.replies.drain(grace=5.0)
         await self.client.close()

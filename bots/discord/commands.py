@@ -1,4 +1,4 @@
-"""Slash commands: /reset, /files, /forget (with autocomplete over the channel's files), /cancel.
+"""Slash commands: /reset, /files, /forget (with autocomplete over the channel's files), /cancel, /export, /usage.
 
 Each is deferred at once (Discord allows 3 s), runs the core's command for the channel it was
 used in, and answers only the person who used it.
@@ -6,6 +6,7 @@ used in, and answers only the person who used it.
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -65,11 +66,28 @@ class CommandsCog(commands.Cog):
         """Stop the answer being written in this channel, and any queued ones."""
         await self._run(interaction, "/cancel")
 
+    @app_commands.command(name="export")
+    async def export(self, interaction: discord.Interaction[Any]) -> None:
+        """This channel's conversation as a Markdown file, sent only to you."""
+        await self._run(interaction, "/export")
+
+    @app_commands.command(name="usage")
+    @app_commands.describe(scope="Leave empty for this channel; all: every channel's totals this month")
+    @app_commands.choices(scope=[app_commands.Choice(name="all channels", value="all")])
+    async def usage(self, interaction: discord.Interaction[Any], scope: str = "") -> None:
+        """This channel's tokens and cost today and this month (UTC), and its top users."""
+        await self._run(interaction, f"/usage {scope}".strip())
+
     async def _run(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await handle_command(self._service, _channel(interaction), text)
-        for piece in split_message(reply.text, 2000):
-            await interaction.followup.send(piece, ephemeral=True)
+        pieces = split_message(reply.text, 2000)
+        for index, piece in enumerate(pieces):
+            if reply.file is not None and index == len(pieces) - 1:  # the file comes with the last words
+                name, data = reply.file
+                await interaction.followup.send(piece, ephemeral=True, file=discord.File(io.BytesIO(data), name))
+            else:
+                await interaction.followup.send(piece, ephemeral=True)
 
 
 async def on_tree_error(interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:

@@ -126,6 +126,7 @@ class ConversationCog(commands.Cog):
                 await message.reply(piece, mention_author=False, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             _log.warning("could not confirm files in channel %s: %s", message.channel.id, exc)
+            self._service.metrics.platform_error("discord", "http")
 
     async def _add_file(self, key: str, message: discord.Message, attachment: discord.Attachment) -> tuple[str, bool]:
         """Add one attachment to the channel's files; returns the line to tell people, and whether it was added."""
@@ -134,6 +135,7 @@ class ConversationCog(commands.Cog):
             data = b"" if attachment.size > limit else await attachment.read()
         except discord.HTTPException as exc:
             _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
+            self._service.metrics.platform_error("discord", "download")
             return f"I could not download {attachment.filename} from Discord, so it was not added; try again.", False
         upload = Upload(
             name=attachment.filename,

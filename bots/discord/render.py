@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from bots.formatting import format_sources
 from bots.live import EditBudget, LiveText
 from core.events import ApprovalRequired, Event
 from core.handles import RunHandle
+from core.metrics import Metrics
 
 __all__ = ["MESSAGE_LIMIT", "DiscordReply", "Replies"]
 
@@ -56,11 +58,18 @@ class DiscordReply:
         interval: float,
         budget: EditBudget | None = None,
         run_id: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._channel = channel
         self._budget = budget
+        self._metrics = metrics or Metrics()
         self._live: LiveText[discord.Message] = LiveText(
-            _ChannelSink(channel, reply_to), limit=MESSAGE_LIMIT, interval=interval, name=run_id, budget=budget
+            _ChannelSink(channel, reply_to),
+            limit=MESSAGE_LIMIT,
+            interval=interval,
+            name=run_id,
+            budget=budget,
+            on_retry=partial(self._metrics.platform_retry, "discord", "edit"),
         )
         self._approvals: dict[str, tuple[discord.Message, str]] = {}
         self._decided: set[str] = set()
@@ -78,6 +87,7 @@ class DiscordReply:
                     await self._show(event)
                 except (discord.HTTPException, aiohttp.ClientError) as exc:  # the run goes on; the log has it
                     _log.warning("Discord refused a call while showing run %s: %s", handle.run_id, exc)
+                    self._metrics.platform_error("discord", _kind(exc))
         finally:
             self._stop_typing()
             await self._live.close()
@@ -156,8 +166,9 @@ class DiscordReply:
 class Replies:
     """Which runs this process is showing, and how a run is shown."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, metrics: Metrics | None = None) -> None:
         self._interval = interval
+        self._metrics = metrics or Metrics()  # counts Discord calls that failed or were retried
         self._budget = EditBudget(EDITS_PER_SECOND)
         self._showing: dict[str, tuple[asyncio.Task[Any], DiscordReply]] = {}
         self._idle = asyncio.Event()
@@ -170,7 +181,12 @@ class Replies:
         self, handle: RunHandle, channel: discord.abc.Messageable, reply_to: discord.Message | None = None
     ) -> None:
         reply = DiscordReply(
-            channel, reply_to=reply_to, interval=self._interval, budget=self._budget, run_id=handle.run_id
+            channel,
+            reply_to=reply_to,
+            interval=self._interval,
+            budget=self._budget,
+            run_id=handle.run_id,
+            metrics=self._metrics,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -196,3 +212,10 @@ class Replies:
                 await self._idle.wait()
         for task, _ in list(self._showing.values()):
             task.cancel()
+
+
+def _kind(exc: Exception) -> str:
+    """A bounded label for a failed Discord call: ``ratelimited``, ``http_4xx``, ``http_5xx`` or ``connection``."""
+    if isinstance(exc, discord.HTTPException):
+        return "ratelimited" if exc.status == 429 else f"http_{exc.status // 100}xx"
+    return "connection"

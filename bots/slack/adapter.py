@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
-COMMANDS = ("reset", "files", "forget")
+COMMANDS = ("reset", "files", "forget", "export", "usage")
 NAME_CACHE = 2000
 
 
@@ -117,6 +117,7 @@ class SlackAdapter:
                 await self._client.reactions_remove(channel=channel_id, timestamp=ts, name=THINKING)
         except SlackApiError as exc:  # a missing reaction is cosmetic
             _log.debug("reaction %s failed: %s", "add" if add else "remove", exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
 
     async def _name(self, user: str) -> str:
         if not user:
@@ -131,6 +132,7 @@ class SlackAdapter:
             name = str(profile.get("display_name") or profile.get("real_name") or user)
         except SlackApiError as exc:
             _log.debug("users.info %s failed: %s", user, exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
         self._names[user] = name
         while len(self._names) > NAME_CACHE:
             self._names.popitem(last=False)
@@ -149,6 +151,7 @@ class SlackAdapter:
             info = await self._client.files_info(file=file_id)
         except SlackApiError as exc:
             _log.warning("files.info %s failed: %s", file_id, exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
             return
         await self._ingest(key, channel_id, None, info.get("file") or {}, event.get("user_id"))
 
@@ -217,7 +220,22 @@ class SlackAdapter:
         name = command["command"].lstrip("/").removeprefix(self._settings.command_prefix)
         key = channel_key(command.get("team_id", ""), command["channel_id"])
         reply = await handle_command(self._service, key, f"/{name} {command.get('text') or ''}".strip())
-        await respond(text=reply.text, response_type="ephemeral")
+        text = reply.text
+        if reply.file is not None:
+            text = await self._send_privately(command.get("user_id", ""), reply.file, text)
+        await respond(text=text, response_type="ephemeral")
+
+    async def _send_privately(self, user: str, file: tuple[str, bytes], text: str) -> str:
+        """Upload a command's file into the person's direct messages with the bot; returns what to tell them."""
+        name, data = file
+        try:
+            opened = await self._client.conversations_open(users=user)
+            dm = str((opened.get("channel") or {}).get("id") or "")
+            await self._client.files_upload_v2(channel=dm, content=data, filename=name, title=name)
+        except SlackApiError as exc:
+            _log.warning("sending %s to %s failed: %s", name, user, exc)
+            return f"I could not send you {name} as a direct message ({exc.response.get('error')}). Try again later."
+        return f"{text}\nI sent it to you in a direct message."
 
     # -- approvals -------------------------------------------------------------------------------
 
@@ -288,3 +306,8 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter, settings: SlackSett
         app.command(settings.command(name))(adapter.on_command)
     app.action(APPROVE_ACTION)(adapter.on_approval)
     app.action(DENY_ACTION)(adapter.on_approval)
+
+
+def _error_code(exc: SlackApiError) -> str:
+    """Slack's error code (``ratelimited``, ``channel_not_found``...): a bounded label for the metrics."""
+    return str(exc.response.get("error") or "unknown")[:40]

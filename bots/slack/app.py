@@ -19,10 +19,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
 from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
+from bots.slack.retries import CountedRetries
 from core.errors import ConfigError
 from core.logs import configure_logging
+from core.metrics import Metrics
 from core.service import Threadline
 from core.settings import Settings, load_dotenv_file
 
@@ -46,6 +49,14 @@ def web_client(settings: SlackSettings, session: aiohttp.ClientSession | None = 
     )
 
 
+def count_retries(client: AsyncWebClient, metrics: Metrics) -> None:
+    """Count the client's retries in ``metrics`` (threadline_platform_retries{platform="slack"})."""
+    client.retry_handlers = [
+        CountedRetries(h, metrics, "ratelimited" if isinstance(h, AsyncRateLimitErrorRetryHandler) else "connection")
+        for h in client.retry_handlers
+    ]
+
+
 class SlackBot:
     """The running Slack adapter: build with :meth:`start`, stop with :meth:`stop`."""
 
@@ -55,13 +66,16 @@ class SlackBot:
         self.service = service
         self._stack = stack
         self.port: int | None = None
+        self.health: HealthServer | None = None  # Socket Mode: /healthz, /readyz, /metrics on THREADLINE_METRICS_PORT
 
     @classmethod
     async def start(cls, settings: Settings, slack: SlackSettings) -> SlackBot:
         """Check the token, open the core, and start serving (HTTP on ``slack.port``, or Socket Mode)."""
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(aiohttp.ClientSession())
+            metrics = Metrics()  # before the service: the client counts its retries from the first call
             client = web_client(slack, http)
+            count_retries(client, metrics)
             try:
                 auth = await client.auth_test()
             except SlackApiError as exc:
@@ -75,7 +89,7 @@ class SlackBot:
             async def notify(channel: str, text: str) -> None:
                 await adapter_box[0].notify(channel, text)
 
-            service = await Threadline.open(settings, notify=notify)
+            service = await Threadline.open(settings, notify=notify, metrics=metrics)
             stack.push_async_callback(service.close)
             adapter = SlackAdapter(service, slack, client, http, auth.get("user_id"))
             adapter_box.append(adapter)
@@ -96,8 +110,19 @@ class SlackBot:
             await handler.connect_async()  # type: ignore[no-untyped-call]
             self._stack.push_async_callback(handler.close_async)
             _log.info("connected to Slack in Socket Mode")
+
+            async def connected() -> str | None:
+                ok = await handler.client.is_connected()  # type: ignore[no-untyped-call]
+                return None if ok else "the Slack Socket Mode connection is down (reconnecting)"
+
+            health = Health(self.service, connected)
+            self.health = await HealthServer.start(health, self.service.settings, default_port=DEFAULT_METRICS_PORT)
+            if self.health is not None:
+                self._stack.push_async_callback(self.health.stop)
             return
-        runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH), access_log=None)
+        web_app = self.app.web_app(path=EVENTS_PATH)
+        Health.on_public_server(self.service, always_ready).add_to(web_app)  # ready once it answers: it started
+        runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, slack.host, slack.port)
         await site.start()

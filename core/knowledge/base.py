@@ -25,6 +25,7 @@ from typing import Any
 
 from core.knowledge.pipeline import ExtractionPool
 from core.knowledge.search import VectorMatrix, reciprocal_rank_fusion, to_blob
+from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import ChunkHit, FileRecord
 from core.settings import Settings
@@ -78,8 +79,16 @@ class AddResult:
 
 
 class KnowledgeBase:
-    def __init__(self, settings: Settings, store: Store, models: ModelClient, tokens: TokenCounter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        models: ModelClient,
+        tokens: TokenCounter,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._files = FileStore(store)
         self._models = models
         self._tokens = tokens
@@ -189,6 +198,7 @@ class KnowledgeBase:
             failed = await self._files.create(
                 **common, sha256="", status="failed", error=error, error_code="invalid_file"
             )
+            self._metrics.file_indexed(False)
             return AddResult(failed)
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(upload.data).hexdigest())
         if dedupe:
@@ -199,6 +209,11 @@ class KnowledgeBase:
 
     async def _index(self, record: FileRecord, upload: Upload, *, replace_same_name: bool) -> AddResult:
         """Extract, chunk, embed and store a registered file; bad input ends as a failed file, never an exception."""
+        result = await self._index_file(record, upload, replace_same_name=replace_same_name)
+        self._metrics.file_indexed(result.file.status == "completed")
+        return result
+
+    async def _index_file(self, record: FileRecord, upload: Upload, *, replace_same_name: bool) -> AddResult:
         channel, sha256, size = record.channel, record.sha256, record.size
         try:
             prepared = await self._pool.prepare(
@@ -261,6 +276,13 @@ class KnowledgeBase:
     async def forget_platform_file(self, channel: str, platform_file_id: str) -> list[FileRecord]:
         removed = await self._files.remove(channel, platform_file_id=platform_file_id)
         self._changed(channel)
+        return removed
+
+    async def forget_older_than(self, cutoff: float) -> list[FileRecord]:
+        """Remove chat channels' files added before ``cutoff`` (retention); vector stores' files stay."""
+        removed = await self._files.remove_created_before(cutoff)
+        for channel in {f.channel for f in removed}:
+            self._changed(channel)
         return removed
 
     async def has_platform_file(self, channel: str, platform_file_id: str) -> bool:

@@ -289,6 +289,34 @@ class FileStore:
 
         return await self._store.call(remove)
 
+    async def remove_created_before(
+        self, cutoff: float, *, skip_prefix: str = "api:", batch: int = 100
+    ) -> list[FileRecord]:
+        """Remove files added before ``cutoff`` (not those of keys starting ``skip_prefix``, nor any being indexed).
+
+        As :meth:`remove` does, with their chunks, full-text rows, embeddings and unused bytes;
+        ``batch`` files per transaction.
+        """
+
+        def remove(db: Database) -> list[FileRecord]:
+            rows = db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE created_at < ? AND channel NOT LIKE ?"
+                " AND status != 'in_progress' ORDER BY created_at LIMIT ?",
+                [cutoff, skip_prefix + "%", batch],
+            ).fetchall()
+            files = [_file(row) for row in rows]
+            with db.atomic():
+                for record in files:
+                    _delete_file(db, record.id)
+            return files
+
+        removed: list[FileRecord] = []
+        while found := await self._store.call(remove):
+            removed += found
+            if len(found) < batch:
+                break
+        return removed
+
     async def searchable(self, channel: str | Sequence[str]) -> bool:
         """Whether the channel (or any of several) has a file to search."""
         channels = _channels(channel)

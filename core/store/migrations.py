@@ -302,3 +302,10 @@ def m007_api_files_and_vector_stores(db: Database) -> None:
 def m008_message_annotations(db: Database) -> None:
     """File citations of an answer, as the Assistants API annotated them (JSON list; see core/citations.py)."""
     db.table("messages").add_column("annotations", str)
+
+
+@MIGRATIONS()
+def m009_retention_indexes(db: Database) -> None:
+    """Retention finds old conversation turns and old files by age without reading every row."""
+    db.table("messages").create_index(["created_at"])
+    db.table("files").create_index(["created_at"])

@@ -29,16 +29,18 @@ from typing import Any, overload
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
-__all__ = ["FunctionTool", "tool", "tool_failure_message"]
+__all__ = ["TOOL_FAILED_PREFIX", "FunctionTool", "tool", "tool_failure_message"]
 
 _log = logging.getLogger(__name__)
+
+TOOL_FAILED_PREFIX = "The tool failed ("  # metrics count a result starting so as a failed call
 
 
 def tool_failure_message(context: RunContextWrapper[Any], error: Exception) -> str:
     """What the model reads when a tool raised: enough to explain it to the user, nothing more."""
     _log.warning("tool failed: %s: %s", type(error).__name__, error, exc_info=error)
     detail = str(error)[:300] or type(error).__name__
-    return f"The tool failed ({type(error).__name__}: {detail}). Tell the user; do not invent a result."
+    return f"{TOOL_FAILED_PREFIX}{type(error).__name__}: {detail}). Tell the user; do not invent a result."
 
 
 @overload

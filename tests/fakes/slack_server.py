@@ -204,6 +204,7 @@ class FakeSlack:
             "assistant.threads.setStatus": self._set_status,
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
+            "conversations.open": self._conversations_open,
             "files.info": self._files_info,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -725,6 +726,13 @@ class FakeSlack:
         more = offset + limit < len(members)
         cursor = base64.b64encode(f"offset:{offset + limit}".encode()).decode() if more else ""
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A direct message with one person: its channel id is ``D`` + the user id (``D_ALICE`` for ``U_ALICE``)."""
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if len(users) != 1:
+            raise _SlackError("users_list_not_supplied" if not users else "not_enough_users")
+        return {"channel": {"id": "D" + users[0].removeprefix("U")}}
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = _require(params, "channel", "channel_not_found")

@@ -1,0 +1,132 @@
+"""Prometheus metrics: what operators graph and alert on. One registry per service, no global state.
+
+The service feeds :meth:`Metrics.observe` every event it emits; adapters count platform API errors
+and retries with :meth:`Metrics.platform_error` and :meth:`Metrics.platform_retry`; the knowledge
+base counts files with :meth:`Metrics.file_indexed`. ``/metrics`` serves :meth:`Metrics.exposition`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.events import Event
+from core.models import Run
+from core.tools import TOOL_FAILED_PREFIX
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_RUN_SECONDS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+_FIRST_TOKEN_SECONDS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 60)
+
+
+class Metrics:
+    """The service's Prometheus series, on a registry of their own (one per service: tests run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter("threadline_runs", "Runs that ended, by final status.", ["status"], registry=r)
+        self.run_seconds = Histogram(
+            "threadline_run_duration_seconds",
+            "Time from a run's start to its end (approval waits included).",
+            buckets=_RUN_SECONDS,
+            registry=r,
+        )
+        self.first_token_seconds = Histogram(
+            "threadline_time_to_first_token_seconds",
+            "Time from a run's start to the first answer text from the model.",
+            buckets=_FIRST_TOKEN_SECONDS,
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "threadline_tool_calls",
+            "Finished tool calls, by tool and outcome (ok, error, denied).",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "threadline_tokens",
+            "Model tokens used by ended runs, by channel and direction (input, output).",
+            ["channel", "direction"],
+            registry=r,
+        )
+        self.queued_runs = Gauge("threadline_queued_runs", "Runs waiting for their thread's lane.", registry=r)
+        self.files = Counter(
+            "threadline_files",
+            "Files the knowledge base finished, by result (indexed, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.platform_errors = Counter(
+            "threadline_platform_errors",
+            "Calls to a chat platform's API that failed, by platform and kind.",
+            ["platform", "kind"],
+            registry=r,
+        )
+        self.platform_retries = Counter(
+            "threadline_platform_retries",
+            "Calls to a chat platform's API that were retried, by platform and kind.",
+            ["platform", "kind"],
+            registry=r,
+        )
+        self._started: dict[str, float] = {}  # run id -> monotonic start, until its first text arrives
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def observe(self, run: Run, event: Event) -> None:
+        """Count what ``event`` says about ``run`` (``run`` as stored when the event was emitted)."""
+        match event.type:
+            case "run_started":
+                self._started[run.id] = time.monotonic()
+            case "text_delta":
+                if (start := self._started.pop(run.id, None)) is not None:
+                    self.first_token_seconds.observe(time.monotonic() - start)
+            case "approval_required":  # time spent waiting for people is not the model's
+                self._started.pop(run.id, None)
+            case "tool_call_finished":
+                self.tool_calls.labels(event.tool or "unknown", _tool_outcome(event.output)).inc()
+            case "run_completed" | "run_failed":
+                self._ended(run, "completed" if event.type == "run_completed" else event.status)
+            case _:
+                pass
+
+    def _ended(self, run: Run, status: str) -> None:
+        self._started.pop(run.id, None)
+        self.runs.labels(status).inc()
+        if run.started_at is not None and run.completed_at is not None:
+            self.run_seconds.observe(max(run.completed_at - run.started_at, 0.0))
+        if run.input_tokens:
+            self.tokens.labels(run.channel, "input").inc(run.input_tokens)
+        if run.output_tokens:
+            self.tokens.labels(run.channel, "output").inc(run.output_tokens)
+
+    def set_queued(self, count: int) -> None:
+        self.queued_runs.set(count)
+
+    # -- files and platforms ---------------------------------------------------------------------
+
+    def file_indexed(self, ok: bool) -> None:
+        self.files.labels("indexed" if ok else "failed").inc()
+
+    def platform_error(self, platform: str, kind: str) -> None:
+        """A platform API call failed (``kind``: a short, bounded word such as ``ratelimited`` or ``http``)."""
+        self.platform_errors.labels(platform, kind).inc()
+
+    def platform_retry(self, platform: str, kind: str) -> None:
+        self.platform_retries.labels(platform, kind).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def _tool_outcome(output: str) -> str:
+    if output.startswith(TOOL_FAILED_PREFIX):
+        return "error"
+    if " denied this call to " in output:  # the rejection message core.service gives the model
+        return "denied"
+    return "ok"

@@ -1,0 +1,161 @@
+"""Deleting old conversation data: the SQL of retention (``THREADLINE_RETENTION_DAYS``).
+
+What goes: whole turns (a person's message and everything a run wrote for it) whose newest
+message is older than the cutoff, the runs those turns started with their steps and approvals,
+and threads that are no longer a channel's current one once nothing is left in them. What stays:
+the turns holding a current thread's last ``keep_last`` messages, every turn of a run that is
+still active (queued, in progress, waiting for approval, cancelling), and everything of the
+Assistants-compatible API (channels ``api:...``): API threads, files and vector stores are
+objects their client deletes. Turns go whole so that a tool call is never kept without its result.
+
+Work is done in batches, each one short transaction on the store's thread (``Store.call``),
+so other channels never wait long. The knowledge base's files are removed through
+:meth:`core.store.files.FileStore.remove_created_before`, which also drops their chunks,
+full-text index rows, embeddings and unused bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from sqlite_utils import Database
+
+from core.models import TERMINAL_STATUSES
+from core.store.store import Store
+
+__all__ = ["RetentionCounts", "RetentionStore"]
+
+TURN_BATCH = 500  # turns deleted per transaction
+API_CHANNELS = "api:%"
+_ACTIVE = ", ".join(f"'{status}'" for status in ("queued", "in_progress", "requires_action", "cancelling"))
+_TERMINAL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
+
+
+@dataclass(frozen=True)
+class RetentionCounts:
+    """How many rows of each kind one retention pass deleted."""
+
+    threads: int = 0
+    messages: int = 0
+    runs: int = 0
+    run_steps: int = 0
+    approvals: int = 0
+    files: int = 0
+
+    def __add__(self, other: RetentionCounts) -> RetentionCounts:
+        return RetentionCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+class RetentionStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def prune_conversations(self, cutoff: float, keep_last: int) -> RetentionCounts:
+        """Delete chat channels' turns, runs and closed threads older than ``cutoff`` (a Unix time)."""
+        thread_ids = await self._store.call(lambda db: _candidate_threads(db, cutoff))
+        total = RetentionCounts()
+        for thread_id in thread_ids:
+
+            def prune(db: Database, thread_id: str = thread_id) -> tuple[RetentionCounts, bool]:
+                return _prune_thread(db, thread_id, cutoff, keep_last)
+
+            while True:
+                counts, more = await self._store.call(prune)
+                total += counts
+                if not more:
+                    break
+        return total
+
+
+def _candidate_threads(db: Database, cutoff: float) -> list[str]:
+    """Chat threads begun before the cutoff: only they can hold anything older than it."""
+    rows = db.execute(
+        "SELECT id FROM threads WHERE created_at < ? AND channel NOT LIKE ? ORDER BY created_at",
+        [cutoff, API_CHANNELS],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -> tuple[RetentionCounts, bool]:
+    """One batch for one thread, in one transaction: (what was deleted, whether more may be left)."""
+    row = db.execute(
+        "SELECT t.channel, c.thread_id = t.id FROM threads t LEFT JOIN channels c ON c.key = t.channel WHERE t.id = ?",
+        [thread_id],
+    ).fetchone()
+    if row is None:
+        return RetentionCounts(), False
+    current = bool(row[1])
+    keep_from = _first_kept_turn(db, thread_id, keep_last) if current else None
+    sql = (
+        "SELECT turn_id FROM messages WHERE thread_id = ?"
+        f" AND turn_id NOT IN (SELECT trigger_message_id FROM runs WHERE thread_id = ? AND status IN ({_ACTIVE})"
+        " AND trigger_message_id IS NOT NULL)"
+    )
+    params: list[object] = [thread_id, thread_id]
+    if keep_from is not None:
+        sql += " AND turn_id < ?"
+        params.append(keep_from)
+    sql += " GROUP BY turn_id HAVING max(created_at) < ? ORDER BY turn_id LIMIT ?"
+    params += [cutoff, TURN_BATCH]
+    turns = [int(r[0]) for r in db.execute(sql, params).fetchall()]
+    with db.atomic():
+        messages = 0
+        for start in range(0, len(turns), 250):
+            batch = turns[start : start + 250]
+            marks = ",".join("?" * len(batch))
+            sql = f"DELETE FROM messages WHERE thread_id = ? AND turn_id IN ({marks})"
+            messages += db.execute(sql, [thread_id, *batch]).rowcount
+        runs, steps, approvals = _delete_old_runs(db, thread_id, cutoff)
+        threads = 0
+        if not current and len(turns) < TURN_BATCH:
+            threads = _delete_thread_if_empty(db, thread_id, cutoff)
+    counts = RetentionCounts(threads, messages, runs, steps, approvals)
+    return counts, len(turns) == TURN_BATCH
+
+
+def _first_kept_turn(db: Database, thread_id: str, keep_last: int) -> int | None:
+    """The first turn holding one of the thread's last ``keep_last`` messages (None: keep none)."""
+    if keep_last <= 0:
+        return None
+    row = db.execute(
+        "SELECT min(turn_id) FROM (SELECT turn_id FROM messages WHERE thread_id = ?"
+        " ORDER BY turn_id DESC, id DESC LIMIT ?)",
+        [thread_id, keep_last],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, int, int]:
+    """Ended runs begun before the cutoff whose turn is gone, with their steps and approvals."""
+    runs = (
+        f"SELECT id FROM runs WHERE thread_id = ? AND created_at < ? AND status IN ({_TERMINAL})"
+        " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = runs.thread_id"
+        " AND m.turn_id = runs.trigger_message_id)"
+    )
+    ids = [str(r[0]) for r in db.execute(runs, [thread_id, cutoff]).fetchall()]
+    if not ids:
+        return 0, 0, 0
+    steps = approvals = deleted = 0
+    for start in range(0, len(ids), 250):
+        batch = ids[start : start + 250]
+        marks = ",".join("?" * len(batch))
+        approvals += db.execute(f"DELETE FROM approvals WHERE run_id IN ({marks})", batch).rowcount
+        steps += db.execute(f"DELETE FROM run_steps WHERE run_id IN ({marks})", batch).rowcount
+        deleted += db.execute(f"DELETE FROM runs WHERE id IN ({marks})", batch).rowcount
+    return deleted, steps, approvals
+
+
+def _delete_thread_if_empty(db: Database, thread_id: str, cutoff: float) -> int:
+    """A closed thread goes once no message and no run is left in it."""
+    cursor = db.execute(
+        "DELETE FROM threads WHERE id = ? AND created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM messages WHERE thread_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM channels WHERE thread_id = ?)",
+        [thread_id, cutoff, thread_id, thread_id, thread_id],
+    )
+    return cursor.rowcount

@@ -1,0 +1,152 @@
+"""Retention (THREADLINE_RETENTION_DAYS): old conversation data goes, and only that.
+
+The conversations are real runs against the scripted model; "old" is made by moving rows' times
+back 40 days, as if they had been written then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from core.events import ApprovalRequired
+from core.knowledge.base import Upload
+from core.service import Threadline
+from core.store.retention import RetentionCounts
+from tests.conftest import ServiceFactory
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
+from tests.helpers import CHANNEL, ask, collect, post
+
+OTHER = "console:local:other"
+VECTOR_STORE = "api:owner1:vs_kept"
+DAYS = 40 * 86400.0
+
+
+def script(req: dict[str, Any]) -> Reply:
+    if results := tool_results(req):
+        return Reply(text=f"Done: {results[0]['content']}")
+    question = last_user_text(req)
+    if "ticket" in question:
+        return Reply(tool_calls=(ToolCall("lookup_ticket", {"ticket_id": 7}),))
+    if "deploy" in question:
+        return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    return Reply(text=f"echo: {question}")
+
+
+async def age_everything(service: Threadline) -> None:
+    """Every row written so far becomes 40 days older."""
+
+    def age(db: Database) -> None:
+        for table in ("threads", "messages", "runs", "run_steps", "approvals", "files"):
+            db.execute(f"UPDATE {table} SET created_at = created_at - ?", [DAYS])
+
+    await service.store.call(age)
+
+
+async def count(service: Threadline, sql: str, *params: Any) -> int:
+    return int(await service.store.call(lambda db: db.execute(sql, list(params)).fetchone()[0]))
+
+
+async def test_retention_deletes_old_data_and_keeps_what_it_must(
+    open_service: ServiceFactory, fake_model: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_model.script = script
+    service = await open_service(retention_days=30.0, retention_keep_last=3)
+
+    # An old conversation with a tool call and a decided approval, then /reset: a closed thread.
+    await ask(service, "hello there")
+    await ask(service, "check ticket 7")
+    handle = await post(service, "deploy it")
+    approval = next(e for e in await _until_approval(handle))
+    await service.decide(approval.approval_id, approve=False, decided_by="U_BOB")
+    await collect(handle)
+    closed = await service.store.current_thread(CHANNEL)
+    closed_runs = [r.id for r in await service.store.thread_runs(closed)]
+    await service.reset(CHANNEL)
+    # The current thread: three old turns...
+    for text in ("first old", "second old", "third old"):
+        await ask(service, text)
+    # ...another channel's closed thread whose run still waits for approval...
+    paused = await post(service, "deploy now", channel=OTHER)
+    await _until_approval(paused)
+    paused_thread = await service.store.current_thread(OTHER)
+    await service.reset(OTHER)
+    # ...an old file in the channel, and an old file of an API vector store.
+    old_file = Upload("zanzibar.txt", b"The zanzibar protocol rotates keys weekly.")
+    assert (await service.knowledge.add(CHANNEL, old_file)).file.status == "completed"
+    assert (await service.knowledge.add(VECTOR_STORE, Upload("api.txt", b"Quokka notes."))).file.status == "completed"
+    await age_everything(service)
+    # Recent: one more turn and one more file.
+    await ask(service, "fresh question")
+    await service.knowledge.add(CHANNEL, Upload("recent.txt", b"Recent notes about otters."))
+
+    current = await service.store.current_thread(CHANNEL)
+    before = await service.store.thread_messages(current)
+    expected_messages = await count(service, "SELECT count(*) FROM messages WHERE thread_id = ?", closed) + 4
+    expected_steps = await count(
+        service, f"SELECT count(*) FROM run_steps WHERE run_id IN ({','.join('?' * len(closed_runs))})", *closed_runs
+    )
+
+    with caplog.at_level(logging.INFO, logger="core.retention"):
+        counts = await service.retention.run_once()
+
+    # The closed thread went with its runs, their steps and the approval.
+    assert await count(service, "SELECT count(*) FROM threads WHERE id = ?", closed) == 0
+    assert await count(service, "SELECT count(*) FROM runs WHERE thread_id = ?", closed) == 0
+    # The current thread lost its two oldest turns; its last 3 messages' turns (one old, one new) stay.
+    after = await service.store.thread_messages(current)
+    assert [m.text for m in after] == [m.text for m in before[4:]]
+    assert [m.text for m in after if m.role == "user"] == ["third old", "fresh question"]
+    assert counts == RetentionCounts(
+        threads=1, messages=expected_messages, runs=5, run_steps=expected_steps + 2, approvals=1, files=1
+    )
+    # The paused run's thread, though closed and old, stays whole.
+    assert (await service.store.get_run(paused.run_id)).status == "requires_action"
+    assert len(await service.store.thread_messages(paused_thread)) == 1
+    # Files: the old one is gone, with its chunks and its full-text rows; the others stay.
+    assert [f.name for f in await service.knowledge.files(CHANNEL)] == ["recent.txt"]
+    assert await service.knowledge.search(CHANNEL, "zanzibar protocol") == []
+    assert await count(service, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'zanzibar'") == 0
+    assert await count(service, "SELECT count(*) FROM file_contents WHERE data = ?", old_file.data) == 0
+    assert [f.name for f in await service.knowledge.files(VECTOR_STORE)] == ["api.txt"]
+    # One line with the counts.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "core.retention"]
+    assert f"deleted 1 threads, {expected_messages} messages, 5 runs" in line
+    assert "1 approvals, 1 files older than 30 days" in line
+
+    # A second pass finds nothing more.
+    assert (await service.retention.run_once()).total == 0
+
+
+async def test_without_retention_days_nothing_is_deleted(open_service: ServiceFactory) -> None:
+    service = await open_service()
+    await ask(service, "keep me")
+    await service.reset(CHANNEL)
+    await age_everything(service)
+    assert not service.retention.enabled
+    assert (await service.retention.run_once()).total == 0
+    assert await count(service, "SELECT count(*) FROM messages") == 2
+
+
+async def test_keep_last_zero_keeps_only_recent_turns(open_service: ServiceFactory) -> None:
+    service = await open_service(retention_days=30.0, retention_keep_last=0)
+    await ask(service, "old")
+    await age_everything(service)
+    counts = await service.retention.run_once()
+    assert (counts.messages, counts.runs, counts.threads) == (2, 1, 0)  # the current thread itself stays
+    assert await service.store.thread_messages(await service.store.current_thread(CHANNEL)) == []
+    await ask(service, "new")  # and works as before
+    assert [m.text for m in await service.store.thread_messages(await service.store.current_thread(CHANNEL))] == [
+        "new",
+        "echo: alice: new",
+    ]
+
+
+async def _until_approval(handle: Any) -> list[ApprovalRequired]:
+    async for event in handle.events():
+        if isinstance(event, ApprovalRequired):
+            return [event]
+    raise AssertionError("the run ended without asking for approval")
