@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from core.models import AssistantRecord, Page, PageQuery
 from core.store.paging import fetch_page
+from core.store.rows import insert_row, update_row
 from core.store.store import Store, new_id
 
 __all__ = ["ASSISTANT_FIELDS", "AssistantStore"]
@@ -84,9 +85,7 @@ class AssistantStore:
         row.update(id=new_id("asst"), owner=owner, created_at=time.time())
 
         def create(db: Database) -> AssistantRecord:
-            db.execute(
-                f"INSERT INTO assistants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
+            insert_row(db, "assistants", row)
             record = _get(db, owner, row["id"])
             assert record is not None
             return record
@@ -101,12 +100,7 @@ class AssistantStore:
         columns = _columns(fields)
 
         def update(db: Database) -> AssistantRecord | None:
-            if columns:
-                assignments = ", ".join(f"{name} = ?" for name in columns)
-                db.execute(
-                    f"UPDATE assistants SET {assignments} WHERE id = ? AND owner = ?",
-                    [*columns.values(), assistant_id, owner],
-                )
+            update_row(db, "assistants", columns, "id = ? AND owner = ?", [assistant_id, owner])
             return _get(db, owner, assistant_id)
 
         return await self._store.call(update)

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 
 from core.models import MessageRecord, Page, PageQuery, ThreadRecord, parse_channel_key
 from core.store.paging import fetch_page
+from core.store.rows import update_row
 from core.store.store import Store
 
 __all__ = ["NewMessageRow", "ThreadStore", "item_texts"]
@@ -141,12 +142,8 @@ class ThreadStore:
             raise ValueError(f"unknown thread fields: {sorted(unknown)}")
 
         def update(db: Database) -> ThreadRecord | None:
-            if fields:
-                assignments = ", ".join(f"{name} = ?" for name in fields)
-                values = [_json_or_null(value) for value in fields.values()]
-                db.execute(
-                    f"UPDATE threads SET {assignments} WHERE id = ? AND channel = ?", [*values, thread_id, channel]
-                )
+            columns = {name: _json_or_null(value) for name, value in fields.items()}
+            update_row(db, "threads", columns, "id = ? AND channel = ?", [thread_id, channel])
             return _get_thread(db, thread_id, channel)
 
         return await self._store.call(update)

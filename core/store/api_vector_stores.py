@@ -20,6 +20,7 @@ from sqlite_utils import Database
 from core.file_records import FileBatchRecord, FileCounts, FileStatus, VectorStoreFileRecord, VectorStoreRecord
 from core.models import Page, PageQuery
 from core.store.paging import fetch_page
+from core.store.rows import insert_row, update_row
 from core.store.store import Store
 
 __all__ = ["VECTOR_STORE_FIELDS", "VectorStoreStore"]
@@ -151,10 +152,7 @@ class VectorStoreStore:
         row.update(id=vector_store_id, owner=owner, knowledge_key=knowledge_key, created_at=now, last_active_at=now)
 
         def create(db: Database) -> VectorStoreRecord:
-            db.execute(
-                f"INSERT INTO vector_stores ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                list(row.values()),
-            )
+            insert_row(db, "vector_stores", row)
             record = _get_store(db, owner, vector_store_id)
             assert record is not None
             return record
@@ -169,12 +167,7 @@ class VectorStoreStore:
         columns = _columns(fields)
 
         def update(db: Database) -> VectorStoreRecord | None:
-            if columns:
-                assignments = ", ".join(f"{name} = ?" for name in columns)
-                db.execute(
-                    f"UPDATE vector_stores SET {assignments} WHERE id = ? AND owner = ?",
-                    [*columns.values(), vector_store_id, owner],
-                )
+            update_row(db, "vector_stores", columns, "id = ? AND owner = ?", [vector_store_id, owner])
             return _get_store(db, owner, vector_store_id)
 
         return await self._store.call(update)
