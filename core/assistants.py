@@ -16,6 +16,9 @@
     output_per_million = 4.50
     currency = "USD"                   # optional: USD
 
+    [policy]                           # optional: access control, see core/policy.py
+    managers = ["slack:U123"]
+
 A bad file fails at start with the file, the key and the problem named.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.policy import Policy, parse_policy
 from core.usage import DEFAULT_PRICES, Price
 
 __all__ = [
@@ -49,7 +53,7 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 _ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
-_TOP_KEYS = {"default", "tool_modules", "assistants", "prices"}
+_TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
 
@@ -70,6 +74,7 @@ class AssistantsConfig:
     tool_modules: tuple[str, ...] = ()
     source: str = "built-in"
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))  # model → price
+    policy: Policy = field(default_factory=Policy)  # [policy]: access control (core/policy.py)
 
     def get(self, name: str | None) -> Assistant:
         """The named assistant, or the default one when the name is unknown or None."""
@@ -87,6 +92,7 @@ class AssistantsConfig:
                         f"{self.source}: assistant {assistant.name!r}, key 'tools': unknown tool {tool!r} "
                         f"(available here: {choices}; email needs SMTP_HOST, your own tools need tool_modules)."
                     )
+        self.policy.check_tools(known, self.source)
 
 
 def builtin_assistant(model: str) -> Assistant:
@@ -132,7 +138,8 @@ def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfi
         raise ConfigError(f"{where}: key 'tool_modules' must be a list of Python module names.")
 
     prices = {**DEFAULT_PRICES, **_parse_prices(data.get("prices", {}), where)}
-    return AssistantsConfig(assistants, default, tuple(modules), where, prices)
+    policy = parse_policy(data.get("policy", {}), where)
+    return AssistantsConfig(assistants, default, tuple(modules), where, prices, policy)
 
 
 def _parse_prices(table: Any, where: str) -> dict[str, Price]:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from core.export import export_conversation
-from core.models import FileRecord
+from core.models import Author, FileRecord
 from core.service import Threadline
 from core.store.usage import UsageStore
 from core.usage import all_channels_report, channel_report, period_starts
 
 __all__ = ["CommandReply", "format_files", "handle_command", "is_command", "usage_reply"]
 
+_log = logging.getLogger(__name__)
+
 TOP_USERS = 5
+MANAGERS_ONLY = "Only this bot's channel managers may {what}. Ask one of them."
 
 HELP = """Commands:
 /files          list this channel's files (status, size, chunks)
@@ -22,6 +26,7 @@ HELP = """Commands:
 /cancel         stop the answer being written and any queued ones
 /export         this channel's conversation as a Markdown file, sent only to you
 /usage          this channel's tokens and cost today and this month (UTC), and its top users; /usage all: every channel
+/assistant      this channel's assistant (name, model, tools); /assistant NAME switches it (managers)
 /help           this list
 Anything else is a message for the assistant."""
 
@@ -38,9 +43,14 @@ def is_command(text: str) -> bool:
     return text.startswith("/") and not text.startswith("//")
 
 
-async def handle_command(service: Threadline, channel: str, text: str) -> CommandReply:
+async def handle_command(service: Threadline, channel: str, text: str, person: Author | None = None) -> CommandReply:
+    """Run one command; ``person``: who asked (for manager-only commands; None: nobody in particular)."""
     name, _, argument = text.strip().partition(" ")
     name, argument = name.lower(), argument.strip()
+    refusal = service.policy.refusal(channel)
+    if refusal is not None:
+        _log.info("command %s from %s in %s not served (policy)", name, _who(person), channel)
+        return CommandReply(refusal)
     if name == "/reset":
         await service.reset(channel)
         files = [f for f in await service.knowledge.files(channel) if f.status == "completed"]
@@ -61,10 +71,38 @@ async def handle_command(service: Threadline, channel: str, text: str) -> Comman
         text = f"This channel's conversation ({size}) as Markdown: {export.name}"
         return CommandReply(text, (export.name, export.data))
     if name == "/usage":
+        if argument.lower() == "all" and not service.policy.is_manager(person):
+            _log.info("/usage all from %s in %s refused: not a manager (policy)", _who(person), channel)
+            return CommandReply(MANAGERS_ONLY.format(what="see every channel's usage"))
         return CommandReply(await usage_reply(service, channel, argument, time.time()))
+    if name == "/assistant":
+        return CommandReply(await _assistant(service, channel, argument, person))
     if name == "/help":
         return CommandReply(HELP)
     return CommandReply(f"Unknown command {name}. Try /help.")
+
+
+async def _assistant(service: Threadline, channel: str, argument: str, person: Author | None) -> str:
+    names = ", ".join(sorted(service.assistants.assistants))
+    if not argument:
+        current = await service.channel_assistant(channel)
+        tools = current.tools if current.tools is not None else service.tools.builtin_names
+        return (
+            f"This channel's assistant: {current.name} (model {current.model}; "
+            f"tools: {', '.join(tools) or 'none'}). Others: {names}."
+        )
+    if argument not in service.assistants.assistants:
+        return f"There is no assistant called {argument}. The assistants here: {names}."
+    if not service.policy.is_manager(person):
+        _log.info("/assistant %s from %s in %s refused: not a manager (policy)", argument, _who(person), channel)
+        return MANAGERS_ONLY.format(what="switch this channel's assistant")
+    switched = await service.set_channel_assistant(channel, argument)
+    _log.info("%s switched %s to assistant %s", _who(person), channel, switched.name)
+    return f"This channel now uses {switched.name} (model {switched.model}) from its next message on."
+
+
+def _who(person: Author | None) -> str:
+    return person.key if person is not None and person.key else "someone"
 
 
 async def _forget(service: Threadline, channel: str, argument: str) -> str:

@@ -42,8 +42,12 @@ def parse_channel_key(key: str) -> tuple[str, str, str]:
 
 @dataclass(frozen=True)
 class Author:
+    """A person: ``id`` as the platform names them; ``key`` and ``roles`` as access control does."""
+
     id: str
     name: str = ""
+    key: str = ""  # the user key policies name: slack:U123, discord:456, console:NAME
+    roles: tuple[str, ...] = ()  # role keys (Discord: discord-role:789)
 
 
 @dataclass(frozen=True)

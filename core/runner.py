@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from agents import Agent, MaxTurnsExceeded, RunConfig, Runner
 from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
+from agents.run_config import ToolErrorFormatterArgs
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
@@ -56,12 +57,42 @@ class SegmentOutcome:
 class RunSegment:
     """Runs ``agent`` from fresh input or a paused state until it answers, pauses or fails."""
 
-    def __init__(self, store: Store, *, run_id: str, emit: Emit, timeout: float, tracing: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        run_id: str,
+        emit: Emit,
+        timeout: float,
+        tracing: bool,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
+        """``refused``: tools the person who asked may not use; they are not offered, and a call to one
+        (the model may copy one from the history) is answered with a refusal instead of failing the run."""
         self._store = store
         self._run_id = run_id
         self._emit = emit
         self._timeout = timeout
+        self._refused = refused
         self._config = RunConfig(tracing_disabled=not tracing, workflow_name="threadline run")
+        if refused:
+            self._config = RunConfig(
+                tracing_disabled=not tracing,
+                workflow_name="threadline run",
+                tool_not_found_behavior="return_error_to_model",
+                tool_error_formatter=self._refusal,
+            )
+
+    def _refusal(self, args: ToolErrorFormatterArgs[Any]) -> str | None:
+        if args.kind != "tool_not_found" or args.tool_name not in self._refused:
+            return None
+        _log.info(
+            "run %s: call to %s refused: the person who asked may not use it (policy)", self._run_id, args.tool_name
+        )
+        return (
+            f"Refused: the person who asked may not use {args.tool_name} here, so it was not run. "
+            "Tell them, and do not call it again."
+        )
 
     async def execute(
         self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any], context: dict[str, Any] | None = None

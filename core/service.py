@@ -47,7 +47,8 @@ from core.knowledge.tool import FILE_SEARCH, make_file_search_tool, run_context
 from core.logs import log_context
 from core.metrics import Metrics
 from core.model_client import ModelClient
-from core.models import TERMINAL_STATUSES, Approval, Incoming, Run
+from core.models import TERMINAL_STATUSES, Approval, Author, Incoming, Run
+from core.policy import Policy
 from core.retention import RetentionJob
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent, decision
 from core.runner import RunSegment, SegmentOutcome
@@ -62,7 +63,7 @@ from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
 from core.tools.registry import ToolRegistry
 
-__all__ = ["ApprovalError", "Notifier", "Threadline"]
+__all__ = ["ApprovalError", "ChannelNotServed", "Notifier", "Threadline"]
 
 _log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ def sandbox_settings(settings: Settings) -> SandboxSettings:
 
 class ApprovalError(ThreadlineError):
     """An approval that cannot be decided (unknown, already decided, expired); the message is for people."""
+
+
+class ChannelNotServed(ThreadlineError):
+    """A message in a channel the policy does not serve; the message (for people) says so."""
 
 
 class ToolOutputsError(ThreadlineError):
@@ -216,8 +221,20 @@ class Threadline:
 
     # -- the adapter-facing API ---------------------------------------------------------
 
+    @property
+    def policy(self) -> Policy:
+        """Access control from the assistants file's [policy] (core/policy.py)."""
+        return self.assistants.policy
+
     async def post(self, incoming: Incoming) -> RunHandle | None:
-        """Store a person's message and queue the answer. None: this platform message was seen before."""
+        """Store a person's message and queue the answer. None: this platform message was seen before.
+
+        Raises ChannelNotServed (nothing stored) when the policy does not serve the channel.
+        """
+        refusal = self.policy.refusal(incoming.channel)
+        if refusal is not None:
+            _log.info("message from %s in %s not served (policy)", incoming.author.key or "?", incoming.channel)
+            raise ChannelNotServed(refusal)
         content = f"{incoming.author.name}: {incoming.text}" if incoming.author.name else incoming.text
         item = {"role": "user", "content": content}
         posted = await self.store.post_user_message(
@@ -228,6 +245,7 @@ class Threadline:
             item=item,
             tokens=self._tokens.count_item(item),
             platform_msg_id=incoming.platform_msg_id,
+            actor=_actor_json(incoming.author),
         )
         if posted is None:
             _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
@@ -239,11 +257,20 @@ class Threadline:
         self._wake(run.thread_id)
         return handle
 
-    async def decide(self, approval_id: str, *, approve: bool, decided_by: str) -> RunHandle:
-        """Approve or deny a pending tool call; returns the run's handle (its events go on there)."""
+    async def decide(
+        self, approval_id: str, *, approve: bool, decided_by: str, person: Author | None = None
+    ) -> RunHandle:
+        """Approve or deny a pending tool call; returns the run's handle (its events go on there).
+
+        ``person``: who pressed, for the policy's ``approve`` rule of the tool (None: nobody in particular).
+        """
         approval = await self.store.get_approval(approval_id)
         if approval is None:
             raise ApprovalError("That approval request is unknown here.")
+        if approval.kind == "approval" and not self.policy.may_approve(approval.tool_name, person):
+            who = person.key if person and person.key else decided_by
+            _log.info("%s may not decide %s (%s): refused (policy)", who, approval.id, approval.tool_name)
+            raise ApprovalError(f"You may not approve or deny {approval.tool_name} here; ask a channel manager.")
         if approval.status != "pending":
             who = f" by {approval.decided_by}" if approval.decided_by else ""
             raise ApprovalError(f"That request was already {approval.status}{who}.")
@@ -336,6 +363,17 @@ class Threadline:
         handle = self._handles[run.id] = RunHandle(run.id, run.channel)
         self._wake(run.thread_id)
         return handle
+
+    async def channel_assistant(self, channel: str) -> Assistant:
+        """The assistant the channel uses (the default one unless switched)."""
+        _, name = await self.store.channel_info(channel)
+        return self.assistants.get(name)
+
+    async def set_channel_assistant(self, channel: str, name: str) -> Assistant:
+        """Switch the channel's next runs to the named assistant (KeyError: no such assistant)."""
+        assistant = self.assistants.assistants[name]
+        await self.store.set_channel_assistant(channel, assistant.name)
+        return assistant
 
     async def reset(self, channel: str) -> str:
         """Start a new thread for the channel; the old one stays stored. Returns the new thread id."""
@@ -458,7 +496,8 @@ class Threadline:
             return
         assistant = self.assistants.get(run.assistant)
         instructions = self._instructions(assistant)
-        tools = self.tools.select(assistant.tools)
+        person = _actor(await self.store.run_actor(run.id))
+        tools = [t for t in self.tools.select(assistant.tools) if self.policy.may_use(t.name, person)]
         summary, items = await self._context.build(
             thread_id=run.thread_id,
             up_to_turn=run.trigger_message_id,
@@ -467,8 +506,9 @@ class Threadline:
             budget=assistant.context_tokens,
             fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
         )
-        agent = await self._with_channel_tools(self._agent(assistant, instructions, summary), assistant, run.channel)
-        await self._segment(run, lane, agent, items, run_context(run.channel, run.id))
+        agent = self._agent(assistant, instructions, summary, person)
+        agent = await self._with_channel_tools(agent, assistant, run.channel, person)
+        await self._segment(run, lane, agent, items, run_context(run.channel, run.id), refused=self._refused(person))
 
     async def _start_spec(self, run: Run, spec: RunSpec, lane: _Lane) -> None:
         """A run created over the API: its own settings, its own tools, the client's functions."""
@@ -504,10 +544,13 @@ class Threadline:
             spec = RunSpec.from_json(run.spec)
             submitted = {a.call_id: a.output or "" for a in approvals if a.kind == "client_output"}
             agent = await self._spec_agent(spec, None if spec.last_messages is not None else summary, submitted)
+            refused = frozenset[str]()
         else:
             assistant = self.assistants.get(run.assistant)
-            agent = self._agent(assistant, self._instructions(assistant), summary)
-            agent = await self._with_channel_tools(agent, assistant, run.channel)
+            person = _actor(await self.store.run_actor(run.id))
+            agent = self._agent(assistant, self._instructions(assistant), summary, person)
+            agent = await self._with_channel_tools(agent, assistant, run.channel, person)
+            refused = self._refused(person)
         try:
             state = await RunState.from_json(agent, json.loads(run.state_json or "{}"))
         except Exception as exc:
@@ -535,10 +578,17 @@ class Threadline:
                     "Tell the user, and do not retry it unless they ask.",
                 )
         run = await self.store.update_run(run.id, status="in_progress", state_json=None)
-        await self._segment(run, lane, agent, state)
+        await self._segment(run, lane, agent, state, refused=refused)
 
     async def _segment(
-        self, run: Run, lane: _Lane, agent: Agent[Any], start: Any, context: dict[str, Any] | None = None
+        self,
+        run: Run,
+        lane: _Lane,
+        agent: Agent[Any],
+        start: Any,
+        context: dict[str, Any] | None = None,
+        *,
+        refused: frozenset[str] = frozenset(),
     ) -> None:
         segment = RunSegment(
             self.store,
@@ -546,6 +596,7 @@ class Threadline:
             emit=self._emitter(run),
             timeout=self.settings.run_timeout,
             tracing=self.settings.tracing,
+            refused=refused,
         )
         task = asyncio.create_task(segment.execute(agent, start, context), name=f"run {run.id}")
         lane.segment, lane.segment_run = task, run.id
@@ -654,25 +705,36 @@ class Threadline:
         today = datetime.now(UTC).strftime("%A %d %B %Y")
         return f"{assistant.instructions}\n\nToday is {today} (UTC)."
 
-    def _agent(self, assistant: Assistant, instructions: str, summary: str | None) -> Agent[Any]:
-        """The openai-agents Agent for an assistant; reused while its instructions stay the same."""
+    def _agent(self, assistant: Assistant, instructions: str, summary: str | None, person: Author | None) -> Agent[Any]:
+        """The openai-agents Agent for an assistant and the tools ``person`` may use; reused while its
+        instructions stay the same."""
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
-        cached = self._agents.get(assistant.name)
+        tools = [t for t in self.tools.select(assistant.tools) if self.policy.may_use(t.name, person)]
+        key = f"{assistant.name}\0{','.join(t.name for t in tools)}"
+        cached = self._agents.get(key)
         if cached is not None and cached.instructions == instructions:
             return cached
-        agent = self._agents[assistant.name] = Agent(
+        agent = self._agents[key] = Agent(
             name=assistant.name,
             instructions=instructions,
             model=self._models.chat_model(assistant.model),
-            tools=list(self.tools.select(assistant.tools)),
+            tools=list(tools),
             model_settings=ModelSettings(temperature=assistant.temperature, include_usage=True),
         )
         return agent
 
-    async def _with_channel_tools(self, agent: Agent[Any], assistant: Assistant, channel: str) -> Agent[Any]:
-        """``agent`` plus file search when the assistant may use it and the channel has indexed files."""
+    def _refused(self, person: Author | None) -> frozenset[str]:
+        """The tools ``person`` may not use: a call to one of them is answered with a refusal."""
+        return frozenset(self.tools.names()) - self.policy.usable(self.tools.names(), person)
+
+    async def _with_channel_tools(
+        self, agent: Agent[Any], assistant: Assistant, channel: str, person: Author | None
+    ) -> Agent[Any]:
+        """``agent`` plus file search when the assistant and ``person`` may use it and the channel has indexed files."""
         file_search = self.tools.channel_tool(FILE_SEARCH, assistant.tools)
+        if not self.policy.may_use(FILE_SEARCH, person):
+            return agent
         if file_search is None or not await self.knowledge.searchable(channel):
             return agent
         return agent.clone(tools=[*agent.tools, file_search])
@@ -722,3 +784,17 @@ class Threadline:
             _log.warning("closed %d runs left open by a previous stop", len(interrupted))
         for run in await self.store.runs_with_status(["requires_action"]):
             self._wake(run.thread_id)
+
+
+def _actor_json(person: Author) -> str | None:
+    """Who asked for a run, as stored with it (only what the policy needs)."""
+    if not person.key and not person.roles:
+        return None
+    return json.dumps({"key": person.key, "roles": list(person.roles)})
+
+
+def _actor(stored: str | None) -> Author | None:
+    if not stored:
+        return None
+    data = json.loads(stored)
+    return Author(id="", key=str(data.get("key") or ""), roles=tuple(str(r) for r in data.get("roles") or ()))

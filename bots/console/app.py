@@ -25,7 +25,7 @@ from core.handles import RunHandle
 from core.knowledge.base import Upload
 from core.logs import configure_logging
 from core.models import Author, Incoming
-from core.service import ApprovalError, Threadline
+from core.service import ApprovalError, ChannelNotServed, Threadline
 from core.settings import Settings, load_dotenv_file
 
 __all__ = ["ConsoleChannel", "main"]
@@ -73,7 +73,7 @@ class ConsoleChannel:
         self._out = out
         self._live = live
         user = getpass.getuser() or "you"
-        self._author = Author(id=f"console:{user}", name=user)
+        self._author = Author(id=f"console:{user}", name=user, key=f"console:{user}")
 
     def say(self, text: str) -> None:
         self._out.write(text if text.endswith("\n") else text + "\n")
@@ -89,13 +89,17 @@ class ConsoleChannel:
                 self.say(await self._upload(text.partition(" ")[2].strip()))
                 continue
             if is_command(text):
-                reply = await handle_command(self._service, self._channel, text)
+                reply = await handle_command(self._service, self._channel, text, self._author)
                 self.say(reply.text)
                 if reply.file is not None:
                     folder = self._service.settings.db_path.parent / "exports"
                     self.say(f"[file] {await asyncio.to_thread(_save_export, folder, *reply.file)}")
                 continue
-            handle = await self._service.post(Incoming(self._channel, self._author, text))
+            try:
+                handle = await self._service.post(Incoming(self._channel, self._author, text))
+            except ChannelNotServed as exc:
+                self.say(str(exc))
+                continue
             if handle is not None:
                 await self._render(handle)
 
@@ -161,7 +165,9 @@ class ConsoleChannel:
                 answer = await self._read_line()
                 approve = (answer or "").strip().lower() in {"y", "yes"}
                 try:
-                    await self._service.decide(event.approval_id, approve=approve, decided_by=self._author.name)
+                    await self._service.decide(
+                        event.approval_id, approve=approve, decided_by=self._author.name, person=self._author
+                    )
                 except ApprovalError as exc:
                     self.say(str(exc))
                 return False

@@ -17,6 +17,7 @@ from typing import Any
 import discord
 from discord import ui
 
+from bots.discord.people import person
 from bots.formatting import pretty_arguments
 from core.events import ApprovalRequired
 from core.handles import RunHandle
@@ -88,7 +89,9 @@ class ApprovalDesk:
         approval = await self._service.approval(approval_id)
         who = interaction.user.mention
         try:
-            handle = await self._service.decide(approval_id, approve=approve, decided_by=who)
+            handle = await self._service.decide(
+                approval_id, approve=approve, decided_by=who, person=person(interaction.user)
+            )
         except ApprovalError as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return

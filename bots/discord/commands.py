@@ -1,4 +1,5 @@
-"""Slash commands: /reset, /files, /forget (with autocomplete over the channel's files), /cancel, /export, /usage.
+"""Slash commands: /reset, /files, /forget (with autocomplete over the channel's files), /cancel, /export, /usage,
+/assistant (with autocomplete over the assistants file's names).
 
 Each is deferred at once (Discord allows 3 s), runs the core's command for the channel it was
 used in, and answers only the person who used it.
@@ -15,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bots.discord.conversation import channel_key
+from bots.discord.people import person
 from bots.text import split_message
 from core.commands import handle_command
 from core.service import Threadline
@@ -78,9 +80,23 @@ class CommandsCog(commands.Cog):
         """This channel's tokens and cost today and this month (UTC), and its top users."""
         await self._run(interaction, f"/usage {scope}".strip())
 
+    @app_commands.command(name="assistant")
+    @app_commands.describe(name="Leave empty to see this channel's assistant; a name switches to it (managers)")
+    async def assistant(self, interaction: discord.Interaction[Any], name: str = "") -> None:
+        """This channel's assistant (name, model, tools), or switch to another one."""
+        await self._run(interaction, f"/assistant {name}".strip())
+
+    @assistant.autocomplete("name")
+    async def _assistant_names(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        wanted = current.casefold()
+        names = sorted(n for n in self._service.assistants.assistants if wanted in n.casefold())
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names[:CHOICES]]
+
     async def _run(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await handle_command(self._service, _channel(interaction), text)
+        reply = await handle_command(self._service, _channel(interaction), text, person(interaction.user))
         pieces = split_message(reply.text, 2000)
         for index, piece in enumerate(pieces):
             if reply.file is not None and index == len(pieces) - 1:  # the file comes with the last words

@@ -14,11 +14,12 @@ import discord
 from discord.ext import commands
 
 from bots.discord.config import DiscordSettings
+from bots.discord.people import person
 from bots.discord.render import NO_PINGS, Replies
 from bots.text import split_message
 from core.knowledge.base import Upload
-from core.models import Author, Incoming
-from core.service import Threadline
+from core.models import Incoming
+from core.service import ChannelNotServed, Threadline
 
 __all__ = ["ConversationCog", "channel_key"]
 
@@ -68,8 +69,13 @@ class ConversationCog(commands.Cog):
         if not text:
             return
         key = channel_key(message.guild.id if message.guild else None, message.channel.id)
-        author = Author(id=str(message.author.id), name=message.author.display_name)
-        handle = await self._service.post(Incoming(key, author, text, platform_msg_id=str(message.id)))
+        try:
+            handle = await self._service.post(
+                Incoming(key, person(message.author), text, platform_msg_id=str(message.id))
+            )
+        except ChannelNotServed as exc:
+            await message.reply(str(exc), mention_author=False, allowed_mentions=NO_PINGS)
+            return
         if handle is None:  # Discord delivered this message before (a replay after a resume)
             _log.debug("message %s already seen", message.id)
             return

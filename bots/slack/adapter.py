@@ -22,7 +22,7 @@ from core.commands import handle_command
 from core.handles import RunHandle
 from core.knowledge.base import Upload
 from core.models import Author, Incoming
-from core.service import ApprovalError, Threadline
+from core.service import ApprovalError, ChannelNotServed, Threadline
 
 __all__ = ["SlackAdapter", "channel_key", "register_listeners"]
 
@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
-COMMANDS = ("reset", "files", "forget", "export", "usage")
+COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant")
 NAME_CACHE = 2000
 
 
@@ -82,8 +82,14 @@ class SlackAdapter:
         key = channel_key(team_id, channel_id)
         # Post before any other Slack call, so that messages reach the core in the order they came:
         # a name not yet known is looked up afterwards, for the person's next message.
-        author = Author(id=user, name=self._names.get(user, user))
-        handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
+        author = Author(id=user, name=self._names.get(user, user), key=f"slack:{user}")
+        try:
+            handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
+        except ChannelNotServed as exc:
+            await self._client.chat_postMessage(
+                channel=channel_id, thread_ts=event.get("thread_ts") or ts, text=str(exc)
+            )
+            return
         if user not in self._names:
             await self._name(user)
         if handle is None:  # Slack delivered this message before
@@ -219,7 +225,9 @@ class SlackAdapter:
         await ack()
         name = command["command"].lstrip("/").removeprefix(self._settings.command_prefix)
         key = channel_key(command.get("team_id", ""), command["channel_id"])
-        reply = await handle_command(self._service, key, f"/{name} {command.get('text') or ''}".strip())
+        user = command.get("user_id", "")
+        person = Author(id=user, name=command.get("user_name", ""), key=f"slack:{user}")
+        reply = await handle_command(self._service, key, f"/{name} {command.get('text') or ''}".strip(), person)
         text = reply.text
         if reply.file is not None:
             text = await self._send_privately(command.get("user_id", ""), reply.file, text)
@@ -255,7 +263,9 @@ class SlackAdapter:
         approve = action["action_id"] == APPROVE_ACTION
         approval = await self._service.approval(approval_id)
         try:
-            handle = await self._service.decide(approval_id, approve=approve, decided_by=f"<@{user}>")
+            handle = await self._service.decide(
+                approval_id, approve=approve, decided_by=f"<@{user}>", person=Author(id=user, key=f"slack:{user}")
+            )
         except ApprovalError as exc:
             await respond(text=str(exc), response_type="ephemeral", replace_original=False)
             return

@@ -309,3 +309,10 @@ def m009_retention_indexes(db: Database) -> None:
     """Retention finds old conversation turns and old files by age without reading every row."""
     db.table("messages").create_index(["created_at"])
     db.table("files").create_index(["created_at"])
+
+
+@MIGRATIONS()
+def m010_run_actor(db: Database) -> None:
+    """Who asked for a chat run (user key and roles, JSON): a run paused for approval resumes after a restart
+    with the tools that person may use (core/policy.py)."""
+    db.table("runs").add_column("actor", str)

@@ -123,6 +123,24 @@ class Store:
 
         return await self._call(info)
 
+    async def set_channel_assistant(self, channel: str, assistant: str | None) -> None:
+        """The assistant the channel's next runs use (None: the default); the channel is created if new."""
+
+        def update() -> None:
+            self._ensure_channel(channel)
+            self._db.execute("UPDATE channels SET assistant = ? WHERE key = ?", [assistant, channel])
+
+        await self._call(update)
+
+    async def run_actor(self, run_id: str) -> str | None:
+        """Who asked for a chat run, as stored with it (JSON), or None."""
+
+        def get() -> str | None:
+            row = self._db.execute("SELECT actor FROM runs WHERE id = ?", [run_id]).fetchone()
+            return row[0] if row else None
+
+        return await self._call(get)
+
     async def current_thread(self, channel: str) -> str:
         """The channel's current thread id (the channel and thread are created on first use)."""
         return await self._call(self._ensure_channel, channel)
@@ -172,6 +190,7 @@ class Store:
         item: dict[str, Any],
         tokens: int,
         platform_msg_id: str | None,
+        actor: str | None = None,
     ) -> tuple[int, Run] | None:
         """Store a person's message and queue a run for it, atomically.
 
@@ -206,9 +225,9 @@ class Store:
                     message_id = int(cursor.lastrowid or 0)
                     self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
                     self._db.execute(
-                        "INSERT INTO runs (id, thread_id, channel, assistant, status, trigger_message_id, created_at)"
-                        " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                        [run_id, thread_id, channel, assistant, message_id, now],
+                        "INSERT INTO runs (id, thread_id, channel, assistant, status, trigger_message_id, created_at,"
+                        " actor) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        [run_id, thread_id, channel, assistant, message_id, now, actor],
                     )
             except sqlite3.IntegrityError:
                 if platform_msg_id is not None and self._message_exists(channel, platform_msg_id):
