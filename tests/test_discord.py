@@ -32,6 +32,7 @@ from tests.fakes.discord_server import (
     NO_VIEW_PERMS,
     OTHER_BOT,
     OTHER_CHANNEL_ID,
+    TEAM_LEADS_ROLE_ID,
     THREAD_ID,
     FakeDiscord,
 )
@@ -608,3 +609,33 @@ async def test_usage_is_registered_and_answers_only_the_person_who_asked(harness
         f"- discord:{GUILD_ID}:{CHANNEL_ID}: {run.input_tokens + run.output_tokens} tokens"
         in (fake.followups[everything.token][-1]["content"])
     )
+
+
+async def test_a_member_with_the_manager_role_switches_the_assistant_and_others_cannot(
+    harness: Harness, tmp_path: Path
+) -> None:
+    await harness.stop()
+    assistants = tmp_path / "discord-policy.toml"
+    assistants.write_text(
+        DISCORD_ASSISTANTS
+        + '\n[[assistants]]\nname = "terse"\ninstructions = "Be terse."\nmodel = "terse-model"\n'
+        + f'\n[policy]\nmanagers = ["discord-role:{TEAM_LEADS_ROLE_ID}"]\n'
+    )
+    harness.settings = replace(harness.settings, assistants_file=assistants)
+    await harness.start()
+    fake = harness.fake
+
+    async def switch(**member: Any) -> str:
+        interaction = await fake.slash_command("assistant", {"name": "terse"}, **member)
+        await fake.wait_until(lambda: bool(fake.followups.get(interaction.token)), what="the /assistant answer")
+        return str(fake.followups[interaction.token][-1]["content"])
+
+    assert "managers" in await switch(user=BOB)  # no manager role: refused
+    question = await fake.send_message("hello")
+    await harness.answer(question)
+    assert harness.model.requests[-1]["model"] == "fake-model"
+
+    assert "terse" in await switch(user=BOB, roles=[TEAM_LEADS_ROLE_ID])
+    question = await fake.send_message("hello again")
+    await harness.answer(question)
+    assert harness.model.requests[-1]["model"] == "terse-model"

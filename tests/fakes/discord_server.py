@@ -86,6 +86,7 @@ __all__ = [
     "NO_VIEW_PERMS",
     "OTHER_BOT",
     "OTHER_CHANNEL_ID",
+    "TEAM_LEADS_ROLE_ID",
     "THREAD_ID",
     "VIEW_CHANNEL",
     "Attachment",
@@ -102,6 +103,7 @@ BOT_USER_ID = 1000
 APPLICATION_ID = 1000  # Discord bots created since 2021 have the application id as user id
 GUILD_ID = 2000
 BOT_ROLE_ID = 2001  # the bot's managed role in the guild
+TEAM_LEADS_ROLE_ID = 2002  # a plain role people can be given (slash_command(roles=...))
 OWNER_ID = 4999  # the guild's owner: nobody the tests talk as
 CHANNEL_ID = 3000
 OTHER_CHANNEL_ID = 3001
@@ -760,6 +762,20 @@ class FakeDiscord:
                 "flags": 0,
                 "tags": {"bot_id": str(BOT_USER_ID)},
             },
+            {
+                "id": str(TEAM_LEADS_ROLE_ID),
+                "name": "team-leads",
+                "permissions": str(EVERYONE_PERMS),
+                "position": 2,
+                "color": 0,
+                "colors": role_colors,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "icon": None,
+                "unicode_emoji": None,
+                "flags": 0,
+            },
         ]
         return {
             "id": str(GUILD_ID),
@@ -1114,6 +1130,7 @@ class FakeDiscord:
         channel_id: int,
         permissions: int,
         command: str | None = None,
+        roles: Iterable[int] = (),
     ) -> tuple[_InteractionState, dict[str, Any]]:
         channel = self._channel(channel_id)
         iid = self._snowflake()
@@ -1138,7 +1155,7 @@ class FakeDiscord:
                 "guild_id": str(GUILD_ID),
                 "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
                 "guild_locale": "en-US",
-                "member": _member_payload(user) | {"permissions": str(permissions)},
+                "member": _member_payload(user, roles=roles) | {"permissions": str(permissions)},
                 "authorizing_integration_owners": {"0": str(GUILD_ID)},
                 "context": 0,
             }
@@ -1173,11 +1190,13 @@ class FakeDiscord:
         user: User = ALICE,
         channel_id: int = CHANNEL_ID,
         permissions: int = ALL_PERMS,
+        roles: Iterable[int] = (),
     ) -> Interaction:
         """Dispatch INTERACTION_CREATE for ``/name`` (type 2); option types follow the Python values.
 
         A command synced to the guild carries ``data.guild_id`` as Discord sends it (discord.py's
-        CommandTree looks guild commands up by it). ``permissions`` are the member's in the channel.
+        CommandTree looks guild commands up by it). ``permissions`` are the member's in the channel,
+        ``roles`` the ids of the member's roles.
         """
         options_payload: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
@@ -1191,7 +1210,7 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         state, payload = self._new_interaction(
-            2, data, user=user, channel_id=channel_id, permissions=permissions, command=name
+            2, data, user=user, channel_id=channel_id, permissions=permissions, command=name, roles=roles
         )
         await self.dispatch("INTERACTION_CREATE", payload)
         return Interaction(state.id, state.token, payload)
