@@ -13,31 +13,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from openai.types.beta.assistant_stream_event import (
-    ErrorEvent,
-    ThreadCreated,
-    ThreadMessageCompleted,
-    ThreadMessageCreated,
-    ThreadMessageDelta,
-    ThreadMessageIncomplete,
-    ThreadMessageInProgress,
-    ThreadRunCancelled,
-    ThreadRunCancelling,
-    ThreadRunCompleted,
-    ThreadRunCreated,
-    ThreadRunExpired,
-    ThreadRunFailed,
-    ThreadRunInProgress,
-    ThreadRunQueued,
-    ThreadRunRequiresAction,
-    ThreadRunStepCancelled,
-    ThreadRunStepCompleted,
-    ThreadRunStepCreated,
-    ThreadRunStepDelta,
-    ThreadRunStepExpired,
-    ThreadRunStepFailed,
-    ThreadRunStepInProgress,
-)
+from openai.types.beta import AssistantStreamEvent
+from openai.types.beta.assistant_stream_event import ErrorEvent, ThreadRunIncomplete
 from openai.types.beta.threads import Message, MessageDeltaEvent, Run
 from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
 from openai.types.shared import ErrorObject
@@ -66,31 +43,8 @@ __all__ = [
 STREAM_EVENTS: Mapping[str, type[BaseModel]] = MappingProxyType(
     {
         get_args(cls.model_fields["event"].annotation)[0]: cls
-        for cls in (
-            ErrorEvent,
-            ThreadCreated,
-            ThreadMessageCompleted,
-            ThreadMessageCreated,
-            ThreadMessageDelta,
-            ThreadMessageIncomplete,
-            ThreadMessageInProgress,
-            ThreadRunCancelled,
-            ThreadRunCancelling,
-            ThreadRunCompleted,
-            ThreadRunCreated,
-            ThreadRunExpired,
-            ThreadRunFailed,
-            ThreadRunInProgress,
-            ThreadRunQueued,
-            ThreadRunRequiresAction,
-            ThreadRunStepCancelled,
-            ThreadRunStepCompleted,
-            ThreadRunStepCreated,
-            ThreadRunStepDelta,
-            ThreadRunStepExpired,
-            ThreadRunStepFailed,
-            ThreadRunStepInProgress,
-        )
+        for cls in get_args(get_args(AssistantStreamEvent)[0])  # the SDK's union of stream events
+        if cls is not ThreadRunIncomplete  # a Threadline run never ends incomplete
     }
 )
 
