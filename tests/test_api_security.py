@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,8 @@ from core.errors import ConfigError
 from core.models import Author, Incoming
 from core.service import Threadline
 from tests.helpers import API_KEY_A, API_KEY_B
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
 
@@ -332,3 +336,41 @@ async def test_named_keys_share_their_owners_objects_so_a_key_can_be_rotated(ser
         for client in clients.values():
             await client.close()
         await server.stop()
+
+
+async def test_the_entry_point_stops_cleanly_on_sigterm(tmp_path: Any, fake_model: Any) -> None:
+    """``python -m bots.api`` as a process manager runs it: serving until SIGTERM, then exit 0."""
+    import signal
+    import socket
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "OPENAI_BASE_URL": fake_model.base_url,
+        "THREADLINE_DB": str(tmp_path / "api.db"),
+        "THREADLINE_TOKENIZER": "estimate",
+        "THREADLINE_CODE_INTERPRETER": "off",
+        "PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bots.api", env=env, cwd=str(ROOT))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("python -m bots.api did not serve /healthz")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sys
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
 from bots.api.vector_stores import VectorStoreRoutes
 from bots.health import Health, always_ready
+from bots.signals import stop_requested
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.api_runs import ApiRuns
@@ -128,12 +128,8 @@ async def main() -> int:
         _log.error("cannot listen on %s:%s: %s", api.bind_host, api.port, exc.strerror or exc)
         await service.close()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_requested()
     finally:
         await server.stop()
         await service.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from typing import Any
 
@@ -19,6 +18,7 @@ from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
 from bots.discord.render import NO_PINGS, Replies
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
+from bots.signals import stop_requested
 from core.errors import ConfigError
 from core.logs import configure_logging
 from core.service import Threadline
@@ -221,11 +221,7 @@ async def main() -> int:
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    stopping = asyncio.create_task(stop.wait())
+    stopping = asyncio.create_task(stop_requested())
     closed = asyncio.create_task(bot.wait_closed())
     try:
         await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)

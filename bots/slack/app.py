@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 from contextlib import AsyncExitStack
 
@@ -20,6 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
+from bots.signals import stop_requested
 from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
 from bots.slack.retries import CountedRetries
@@ -149,12 +148,8 @@ async def main() -> int:
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_requested()
     finally:
         await bot.stop()
     return 0
