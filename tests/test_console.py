@@ -27,8 +27,9 @@ def console_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_console(env: dict[str, str], stdin: str, cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
+async def start_console(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """``python -m bots.console`` with pipes for its standard input, output and errors."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bots.console",
@@ -38,6 +39,10 @@ async def run_console(env: dict[str, str], stdin: str, cwd: Path) -> tuple[int, 
         env={**env, "PYTHONPATH": str(ROOT)},
         cwd=cwd,
     )
+
+
+async def run_console(env: dict[str, str], stdin: str, cwd: Path) -> tuple[int, str, str]:
+    process = await start_console(env, cwd)
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
     return process.returncode or 0, out.decode(), err.decode()
 

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from core.service import Threadline
 from core.settings import Settings
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 from tests.helpers import CHANNEL, ask
-from tests.test_console import console_env
+from tests.test_console import console_env, start_console
 from tests.test_discord import ROOT, Harness, harness  # noqa: F401 - the Discord harness fixture
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -196,16 +195,7 @@ async def console_with_metrics(tmp_path: Path) -> AsyncIterator[tuple[asyncio.su
     async with FakeOpenAI() as fake:
         port = free_port()
         env = console_env(tmp_path, OPENAI_BASE_URL=fake.base_url, THREADLINE_METRICS_PORT=str(port))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bots.console",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            cwd=tmp_path,
-        )
+        process = await start_console(env, tmp_path)
         try:
             yield process, f"http://127.0.0.1:{port}"
         finally:
