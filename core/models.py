@@ -97,6 +97,7 @@ class Run:
     metadata: str | None = None  # JSON object
     expires_at: float | None = None
     incomplete_details: str | None = None  # JSON object
+    actor: str | None = None  # who asked for a chat run (JSON: the policy's key and roles)
 
 
 @dataclass(frozen=True)

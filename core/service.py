@@ -496,7 +496,7 @@ class Threadline:
             return
         assistant = self.assistants.get(run.assistant)
         instructions = self._instructions(assistant)
-        person = _actor(await self.store.run_actor(run.id))
+        person = _actor(run.actor)
         tools = [t for t in self.tools.select(assistant.tools) if self.policy.may_use(t.name, person)]
         summary, items = await self._context.build(
             thread_id=run.thread_id,
@@ -547,7 +547,7 @@ class Threadline:
             refused = frozenset[str]()
         else:
             assistant = self.assistants.get(run.assistant)
-            person = _actor(await self.store.run_actor(run.id))
+            person = _actor(run.actor)
             agent = self._agent(assistant, self._instructions(assistant), summary, person)
             agent = await self._with_channel_tools(agent, assistant, run.channel, person)
             refused = self._refused(person)

@@ -132,15 +132,6 @@ class Store:
 
         await self._call(update)
 
-    async def run_actor(self, run_id: str) -> str | None:
-        """Who asked for a chat run, as stored with it (JSON), or None."""
-
-        def get() -> str | None:
-            row = self._db.execute("SELECT actor FROM runs WHERE id = ?", [run_id]).fetchone()
-            return row[0] if row else None
-
-        return await self._call(get)
-
     async def current_thread(self, channel: str) -> str:
         """The channel's current thread id (the channel and thread are created on first use)."""
         return await self._call(self._ensure_channel, channel)
@@ -668,7 +659,7 @@ _MESSAGE_COLUMNS = "id, thread_id, turn_id, role, text, item, tokens, author_id,
 _RUN_COLUMNS = (
     "id, thread_id, channel, assistant, status, trigger_message_id, created_at, started_at, completed_at,"
     " last_error, input_tokens, output_tokens, state_json, model, spec, assistant_id, metadata, expires_at,"
-    " incomplete_details"
+    " incomplete_details, actor"
 )
 _RUN_FIELDS = frozenset(
     {
@@ -728,4 +719,5 @@ def _run(row: Sequence[Any]) -> Run:
         metadata=row[16],
         expires_at=row[17],
         incomplete_details=row[18],
+        actor=row[19],
     )
