@@ -1,6 +1,8 @@
 """Prometheus metrics: what operators graph and alert on. One registry per service, no global state.
 
-The service feeds :meth:`Metrics.observe` every event it emits; adapters count platform API errors
+The service feeds :meth:`Metrics.observe` every event it emits, with the assistants file's price table
+(cost by channel is counted when a run ends, with its tokens); at each scrape it sets the queue depths from
+the database with :meth:`Metrics.set_queues`. Adapters count platform API errors
 and retries with :meth:`Metrics.platform_error` and :meth:`Metrics.platform_retry`; the knowledge
 base counts files with :meth:`Metrics.file_indexed`. ``/metrics`` serves :meth:`Metrics.exposition`.
 """
@@ -8,12 +10,15 @@ base counts files with :meth:`Metrics.file_indexed`. ``/metrics`` serves :meth:`
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.events import Event
 from core.models import Run
+from core.store.queue import MAX_THREADS, QueueDepths
 from core.tools import TOOL_FAILED_PREFIX
+from core.usage import ModelUsage, Price, cost
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -54,7 +59,21 @@ class Metrics:
             ["channel", "direction"],
             registry=r,
         )
+        self.cost = Counter(
+            "threadline_cost",
+            "Model cost of ended runs, by channel and currency, at the assistants file's [prices];"
+            " tokens of a model without a price are not counted here.",
+            ["channel", "currency"],
+            registry=r,
+        )
         self.queued_runs = Gauge("threadline_queued_runs", "Runs waiting for their thread's lane.", registry=r)
+        self.thread_queued_runs = Gauge(
+            "threadline_thread_queued_runs",
+            "Runs waiting for their thread's lane (status queued; the run in progress or awaiting approval"
+            f" is not counted), per thread that has any, the deepest {MAX_THREADS} threads at most.",
+            ["channel", "thread"],
+            registry=r,
+        )
         self.files = Counter(
             "threadline_files",
             "Files the knowledge base finished, by result (indexed, failed).",
@@ -77,8 +96,11 @@ class Metrics:
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def observe(self, run: Run, event: Event) -> None:
-        """Count what ``event`` says about ``run`` (``run`` as stored when the event was emitted)."""
+    def observe(self, run: Run, event: Event, *, prices: Mapping[str, Price] | None = None) -> None:
+        """Count what ``event`` says about ``run`` (``run`` as stored when the event was emitted).
+
+        ``prices``: the assistants file's price table, to count what an ending run cost (None: not counted).
+        """
         match event.type:
             case "run_started":
                 self._started[run.id] = time.monotonic()
@@ -90,11 +112,11 @@ class Metrics:
             case "tool_call_finished":
                 self.tool_calls.labels(event.tool or "unknown", _tool_outcome(event.output)).inc()
             case "run_completed" | "run_failed":
-                self._ended(run, "completed" if event.type == "run_completed" else event.status)
+                self._ended(run, "completed" if event.type == "run_completed" else event.status, prices)
             case _:
                 pass
 
-    def _ended(self, run: Run, status: str) -> None:
+    def _ended(self, run: Run, status: str, prices: Mapping[str, Price] | None) -> None:
         self._started.pop(run.id, None)
         self.runs.labels(status).inc()
         if run.started_at is not None and run.completed_at is not None:
@@ -103,9 +125,17 @@ class Metrics:
             self.tokens.labels(run.channel, "input").inc(run.input_tokens)
         if run.output_tokens:
             self.tokens.labels(run.channel, "output").inc(run.output_tokens)
+        if prices is not None and (run.input_tokens or run.output_tokens):
+            usage = ModelUsage(run.model or "unknown model", run.input_tokens, run.output_tokens)
+            for currency, amount in cost([usage], prices).amounts.items():
+                self.cost.labels(run.channel, currency).inc(amount)
 
-    def set_queued(self, count: int) -> None:
-        self.queued_runs.set(count)
+    def set_queues(self, depths: QueueDepths) -> None:
+        """The queue depths as the database has them now: threads no longer waiting lose their series."""
+        self.queued_runs.set(depths.total)
+        self.thread_queued_runs.clear()
+        for thread in depths.threads:
+            self.thread_queued_runs.labels(thread.channel, thread.thread_id).set(thread.queued)
 
     # -- files and platforms ---------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from core.settings import Settings
 from core.store import Store
 from core.store.api_runs import RunStore
 from core.store.api_threads import NewMessageRow
+from core.store.queue import QueueStore
 from core.store.store import NewItem
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
@@ -384,9 +385,9 @@ class Threadline:
         return await core_problems(self.settings, self.store, self.model_status)
 
     async def metrics_exposition(self) -> bytes:
-        """``/metrics``: the service's series in Prometheus' text format, with the queue depth counted now."""
+        """``/metrics``: the service's series in Prometheus' text format, with the queue depths counted now."""
         try:
-            self.metrics.set_queued(len(await self.store.runs_with_status(["queued"])))
+            self.metrics.set_queues(await QueueStore(self.store).depths())
         except Exception as exc:  # the database is down: /readyz says so; the other series are still worth serving
             _log.warning("could not count queued runs for /metrics: %s: %s", type(exc).__name__, exc)
         return self.metrics.exposition()
@@ -405,7 +406,7 @@ class Threadline:
         return handle
 
     def _emit(self, run: Run, event: Event) -> None:
-        self.metrics.observe(run, event)
+        self.metrics.observe(run, event, prices=self.assistants.prices)
         handle = self._handle(run)
         handle.put(event)
         if handle.done:
