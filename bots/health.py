@@ -14,6 +14,7 @@ to loopback unless ``THREADLINE_METRICS_HOST`` says otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,15 +25,27 @@ from core.metrics import CONTENT_TYPE
 from core.service import Threadline
 from core.settings import Settings
 
-__all__ = ["DEFAULT_METRICS_PORT", "LOOPBACK", "Health", "HealthServer", "PlatformCheck", "always_ready"]
+__all__ = ["DEFAULT_METRICS_PORT", "LOOPBACK", "Health", "HealthServer", "PlatformCheck", "always_ready", "is_loopback"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 9100
 LOOPBACK = "127.0.0.1"
-_LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 PlatformCheck = Callable[[], Awaitable[str | None]]  # None when connected, else what is wrong, for people
+
+
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer address is this machine's loopback: 127.0.0.0/8, ``::1``, or 127.x mapped into IPv6.
+
+    ``remote`` is the connection's own peer (aiohttp's ``request.remote``), never a forwarded header.
+    """
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:  # no address (a Unix socket) or something unexpected: not loopback
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 async def always_ready() -> str | None:
@@ -93,7 +106,7 @@ class Health:
             return handler
 
         async def local_only(request: web.Request) -> web.StreamResponse:
-            if request.remote not in _LOOPBACK_CLIENTS:
+            if not is_loopback(request.remote):
                 return web.json_response(
                     {"error": f"{request.path} answers this machine only; THREADLINE_METRICS_HOST opens it to others."},
                     status=403,

@@ -18,6 +18,10 @@ run of characters. People are named by user key (``slack:U123``, ``discord:456``
 ``console:NAME``) and, on Discord, by role (``discord-role:789``). In a list, ``"managers"``
 stands for every manager. With no managers configured, manager-only commands are open to
 everyone (a tool rule naming managers then is a configuration error).
+
+On Discord the @everyone role's id is the server's (guild's) id, and every member has it:
+``discord-role:GUILD_ID`` names every member of that server (in its channels; direct messages
+carry no roles). Check that a role id you copy is not the server's id, unless that is what you mean.
 """
 
 from __future__ import annotations

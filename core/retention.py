@@ -4,9 +4,9 @@ The service owns one :class:`RetentionJob`: it runs a pass at start and then eve
 ``interval`` seconds, until the service closes. A pass deletes old turns of chat channels'
 threads (keeping a current thread's last ``THREADLINE_RETENTION_KEEP_LAST`` messages and every
 turn of an active run), their runs with steps and approvals, closed threads left empty, and
-knowledge-base files added before the cutoff; it logs one line with the counts. What the
-Assistants-compatible API created (threads, files, vector stores) is left to its client; see
-core/store/retention.py.
+knowledge-base files added before the cutoff; it logs one line with the counts. A thread's
+rolling summary of what left its context window stays. What the Assistants-compatible API
+created (threads, files, vector stores) is left to its client; see core/store/retention.py.
 """
 
 from __future__ import annotations

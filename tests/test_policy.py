@@ -1,7 +1,8 @@
-"""Access control and per-channel assistants over the real protocols (Slack, console), and the policy's matching."""
+"""Access control and per-channel assistants over real protocols (Slack, Discord, console); the policy's matching."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 from collections.abc import AsyncIterator
@@ -13,12 +14,35 @@ import pytest
 from bots.slack.render import APPROVE_ACTION
 from core.errors import ConfigError
 from core.models import Author
-from core.policy import parse_policy
+from core.policy import NOT_SERVED, parse_policy
 from core.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI, offered_tools
-from tests.fakes.slack_server import FakeSlack, app_mention, block_action, dm_message, slash_command_form
+from tests.fakes.discord_server import BOB as DISCORD_BOB
+from tests.fakes.discord_server import DM_CHANNEL_ID, GUILD_ID, FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI, offered_tools, tool_results
+from tests.fakes.slack_server import (
+    TEAM_ID,
+    FakeSlack,
+    app_mention,
+    block_action,
+    dm_message,
+    event_callback,
+    signed_headers,
+    slash_command_form,
+)
 from tests.test_console import console_env, run_console
-from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, approval_message, button_value, chat_script
+from tests.test_discord import DISCORD_ASSISTANTS
+from tests.test_discord import Harness as DiscordHarness
+from tests.test_discord import chat_script as discord_chat_script
+from tests.test_slack import (
+    ALICE,
+    CHANNEL,
+    SECRET,
+    SLACK_ASSISTANTS,
+    Harness,
+    approval_message,
+    button_value,
+    chat_script,
+)
 from tests.tool_modules import team_tools
 
 BOB = "U_BOB"
@@ -65,6 +89,27 @@ async def test_a_denied_channels_mention_gets_one_short_refusal(harness: Harness
     assert harness.model.chat_requests == []
 
 
+async def test_a_refusal_is_posted_once_when_slack_redelivers_the_event(harness: Harness) -> None:
+    """Nothing is stored for a message in a channel not served, so a redelivery is recognised by Slack's retry
+    headers: after a late answer (http_timeout) the first delivery was handled and refused; stay quiet."""
+    mention = app_mention(SECRET_CHANNEL, ALICE, "<@U_BOT> hello", "1700000106.000100")
+    assert await harness.event(mention, event_id="EvREFUSED") == 200
+    await harness.answer(SECRET_CHANNEL, "1700000106.000100", run=False)
+    for retry_num in (1, 2):  # the fake's retry reason: http_timeout, the bot answered Slack too late
+        assert await harness.event(mention, event_id="EvREFUSED", retry_num=retry_num) == 200
+    # A message whose first delivery never reached the bot (the connection failed) is still refused, once.
+    lost = app_mention(SECRET_CHANNEL, ALICE, "<@U_BOT> are you there?", "1700000107.000100")
+    body = json.dumps(event_callback(lost, "EvLOST"))
+    headers = signed_headers(SECRET, body, retry_num=1, retry_reason="connection_failed")
+    async with harness.http.post(harness.url, data=body, headers=headers) as response:
+        assert response.status == 200
+    assert len(await harness.answer(SECRET_CHANNEL, "1700000107.000100", run=False)) == 1
+    await asyncio.sleep(0.3)  # bounded wait for something that must not happen
+    assert harness.replies(SECRET_CHANNEL, "1700000106.000100") == [NOT_SERVED]
+    assert harness.replies(SECRET_CHANNEL, "1700000107.000100") == [NOT_SERVED]
+    assert harness.model.chat_requests == []
+
+
 async def test_a_direct_message_with_direct_messages_off_is_refused(harness: Harness) -> None:
     await harness.event(dm_message("D_ALICE", ALICE, "what's up", "1700000101.000100"))
     replies = await harness.answer("D_ALICE", "1700000101.000100", run=False)
@@ -80,6 +125,25 @@ async def test_a_managers_only_tool_is_offered_only_to_managers(harness: Harness
     await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> hello again", "1700000103.000100"))
     await harness.answer(CHANNEL, "1700000103.000100")
     assert "deploy" in offered_tools(harness.model.chat_requests[-1])
+
+
+async def test_a_tool_the_person_may_not_use_is_refused_when_the_model_calls_it_anyway(harness: Harness) -> None:
+    """Carol may not use deploy, so it is not offered; the scripted model calls it all the same (as one copied
+    from the history would): the run completes, deploy never runs, and the refusal is the call's result."""
+    await harness.event(app_mention(CHANNEL, "U_CAROL", "<@U_BOT> deploy billing", "1700000105.000100"))
+    [answer] = await harness.answer(CHANNEL, "1700000105.000100")
+    first, second = harness.model.chat_requests
+    assert "deploy" not in offered_tools(first)
+    assert team_tools.TIMELINE == []
+    assert not any(m.blocks for m in harness.slack.thread(CHANNEL, "1700000105.000100"))  # no approval asked
+    [result] = tool_results(second)
+    assert result["content"].startswith("Refused: the person who asked may not use deploy here, so it was not run.")
+    assert answer.startswith("Done [1]: Refused")
+    assert harness.bot is not None
+    [run] = await harness.bot.service.store.thread_runs(
+        await harness.bot.service.store.current_thread(f"slack:{TEAM_ID}:{CHANNEL}")
+    )
+    assert run.status == "completed"
 
 
 async def test_an_approval_pressed_by_someone_not_allowed_is_refused(harness: Harness) -> None:
@@ -200,3 +264,32 @@ def test_bad_policies_name_the_key(table: dict[str, object], message: str) -> No
     with pytest.raises(ConfigError) as caught:
         parse_policy(table, "t.toml")
     assert message in str(caught.value)
+
+
+# -- Discord: the @everyone role's id is the server's id ---------------------------------------------------
+
+
+@pytest.fixture
+async def discord_harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[DiscordHarness]:
+    """The Discord bot with deploy ruled to ``discord-role:GUILD_ID``: the server's @everyone role."""
+    assistants = tmp_path / "discord-policy.toml"
+    assistants.write_text(DISCORD_ASSISTANTS + f'\n[policy.tools.deploy]\nuse = ["discord-role:{GUILD_ID}"]\n')
+    fake_model.script = discord_chat_script
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        h = DiscordHarness(fake, fake_model, replace(settings, assistants_file=assistants))
+        await h.start()
+        yield h
+        await h.stop()
+
+
+async def test_the_server_id_as_a_discord_role_names_every_member_of_that_server(
+    discord_harness: DiscordHarness,
+) -> None:
+    fake = discord_harness.fake
+    in_server = await fake.send_message("hello", author=DISCORD_BOB)  # Bob has no role of his own
+    await discord_harness.answer(in_server, ending="hello")
+    assert "deploy" in offered_tools(discord_harness.model.requests[-1])
+    in_private = await fake.send_message("hello in private", channel_id=DM_CHANNEL_ID, mention_bot=False)
+    await discord_harness.answer(in_private, ending="hello in private")
+    assert "deploy" not in offered_tools(discord_harness.model.requests[-1])  # a direct message: no roles

@@ -150,3 +150,49 @@ async def _until_approval(handle: Any) -> list[ApprovalRequired]:
         if isinstance(event, ApprovalRequired):
             return [event]
     raise AssertionError("the run ended without asking for approval")
+
+
+SUMMARY_MARK = "You keep the running summary"
+
+
+async def test_retention_keeps_the_rolling_summary_and_new_messages_after_it(
+    open_service: ServiceFactory, fake_model: FakeOpenAI
+) -> None:
+    """Deleting every old message of a summarised thread keeps its summary, and the next question is still sent.
+
+    SQLite reuses the highest message ids once their rows are gone: without care, the new question gets an
+    id the summary already claims to cover, and the model would be asked nothing.
+    """
+    service = await open_service(retention_days=30.0, retention_keep_last=0)
+    thread = await service.store.current_thread(CHANNEL)
+    history = [
+        ("user" if n % 2 == 0 else "assistant", f"message number {n} about the quarterly plan", 20) for n in range(400)
+    ]
+    rows = [(role, text, {"role": role, "content": text}, tokens) for role, text, tokens in history]
+    await service.store.import_messages(thread, CHANNEL, rows)
+
+    def summarising(req: dict[str, Any]) -> Reply:
+        if req["messages"][0]["content"].startswith(SUMMARY_MARK):
+            return Reply(text="SUMMARY: the quarterly plan was agreed")
+        return Reply(text=f"echo: {last_user_text(req)}")
+
+    fake_model.script = summarising
+    await ask(service, "what did we decide?")
+    summary, until = await service.store.thread_summary(thread)
+    assert summary == "SUMMARY: the quarterly plan was agreed"
+    assert until is not None
+    await age_everything(service)
+
+    counts = await service.retention.run_once()
+
+    assert counts.messages == 402  # everything: keep_last is 0
+    assert await service.store.thread_summary(thread) == (summary, None)  # it stays, covering nothing left
+    events = await ask(service, "and what is next?")
+    assert events[-1].type == "run_completed"
+    request = fake_model.chat_requests[-1]["messages"]
+    assert summary in request[0]["content"]
+    assert request[-1] == {"role": "user", "content": "alice: and what is next?"}
+    assert [m.text for m in await service.store.thread_messages(thread)] == [
+        "and what is next?",
+        "echo: alice: and what is next?",
+    ]

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -32,6 +33,10 @@ _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
 COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant")
 NAME_CACHE = 2000
+# Why Slack redelivers an event when the earlier delivery reached the bot and only its answer was late.
+# Bolt answers before it handles an event, so that earlier delivery is handled (HTTP: X-Slack-Retry-Reason;
+# Socket Mode: the envelope's retry_reason, which Bolt passes on as the same header).
+LATE_ANSWER_RETRIES = frozenset({"http_timeout", "timeout"})
 
 
 def channel_key(team_id: str, channel_id: str) -> str:
@@ -58,18 +63,18 @@ class SlackAdapter:
 
     # -- conversation ---------------------------------------------------------------------------
 
-    async def on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        await self._converse(event, body)
+    async def on_mention(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        await self._converse(event, body, request)
 
-    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def on_message(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
         subtype = event.get("subtype")
         if subtype == "file_share":
             await self._ingest_files(event, body)
         is_dm = event.get("channel_type") == "im"
         if is_dm and subtype in (None, "file_share") and (event.get("text") or "").strip():
-            await self._converse(event, body)
+            await self._converse(event, body, request)
 
-    async def _converse(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def _converse(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
         if self._from_a_bot(event):
             return
         team_id = _team(body, event)
@@ -86,6 +91,13 @@ class SlackAdapter:
         try:
             handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
         except ChannelNotServed as exc:
+            # Nothing is stored for a refusal, so the core cannot tell a redelivery from the first delivery.
+            # A redelivery because the bot answered Slack late comes after a first delivery that was handled
+            # and refused already: stay quiet. After any other failure (an error status, no connection) the
+            # earlier delivery most likely never reached the bot, and the person would otherwise hear nothing.
+            if _retry_reason(request) in LATE_ANSWER_RETRIES:
+                _log.info("not refusing %s again: Slack redelivered %s after a late answer", key, ts)
+                return
             await self._client.chat_postMessage(
                 channel=channel_id, thread_ts=event.get("thread_ts") or ts, text=str(exc)
             )
@@ -301,6 +313,13 @@ class SlackAdapter:
         """Post a message from the core (restart notices, expired approvals) to a channel."""
         channel_id = key.split(":", 2)[2]
         await self._client.chat_postMessage(channel=channel_id, text=text)
+
+
+def _retry_reason(request: AsyncBoltRequest) -> str | None:
+    """Why Slack redelivered this event (X-Slack-Retry-Reason), or None for a first delivery."""
+    if not request.headers.get("x-slack-retry-num"):
+        return None
+    return (request.headers.get("x-slack-retry-reason") or [""])[0]
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:

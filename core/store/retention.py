@@ -7,6 +7,8 @@ the turns holding a current thread's last ``keep_last`` messages, every turn of 
 still active (queued, in progress, waiting for approval, cancelling), and everything of the
 Assistants-compatible API (channels ``api:...``): API threads, files and vector stores are
 objects their client deletes. Turns go whole so that a tool call is never kept without its result.
+A thread's rolling summary (core/context.py) stays; its mark of what it covers is moved back to a
+message that is left, so that messages written later are never taken as already summarised.
 
 Work is done in batches, each one short transaction on the store's thread (``Store.call``),
 so other channels never wait long. The knowledge base's files are removed through
@@ -109,6 +111,8 @@ def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -
             marks = ",".join("?" * len(batch))
             sql = f"DELETE FROM messages WHERE thread_id = ? AND turn_id IN ({marks})"
             messages += db.execute(sql, [thread_id, *batch]).rowcount
+        if messages:
+            _fit_summary_to_what_is_left(db, thread_id)
         runs, steps, approvals = _delete_old_runs(db, thread_id, cutoff)
         threads = 0
         if not current and len(turns) < TURN_BATCH:
@@ -127,6 +131,26 @@ def _first_kept_turn(db: Database, thread_id: str, keep_last: int) -> int | None
         [thread_id, keep_last],
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else None
+
+
+def _fit_summary_to_what_is_left(db: Database, thread_id: str) -> None:
+    """Keep the thread's rolling summary, but let it claim to cover only messages that are still there.
+
+    The summary says which messages it covers by the (turn_id, id) of the last one. Messages ids are
+    SQLite rowids, which are reused once the highest rows are deleted: left pointing at a deleted message,
+    the summary would claim the thread's next messages as already summarised, and they would never be
+    sent to the model. So its mark moves back to the newest remaining message it covers, or is cleared
+    (the summary text stays: it covers nothing that is left, and everything left is sent after it).
+    """
+    db.execute(
+        "UPDATE threads SET (summary_turn_id, summary_message_id) = ("
+        " SELECT m.turn_id, m.id FROM messages m WHERE m.thread_id = threads.id"
+        " AND (m.turn_id < threads.summary_turn_id"
+        " OR (m.turn_id = threads.summary_turn_id AND m.id <= threads.summary_message_id))"
+        " ORDER BY m.turn_id DESC, m.id DESC LIMIT 1)"
+        " WHERE id = ? AND summary_turn_id IS NOT NULL",
+        [thread_id],
+    )
 
 
 def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, int, int]:
