@@ -74,14 +74,14 @@ class RunSegment:
         self._emit = emit
         self._timeout = timeout
         self._refused = refused
-        self._config = RunConfig(tracing_disabled=not tracing, workflow_name="threadline run")
-        if refused:
-            self._config = RunConfig(
-                tracing_disabled=not tracing,
-                workflow_name="threadline run",
-                tool_not_found_behavior="return_error_to_model",
-                tool_error_formatter=self._refusal,
-            )
+        # A call to a tool that is not offered (refused by the policy, or one the model made up) is
+        # answered with an error the model can read, instead of failing the run.
+        self._config = RunConfig(
+            tracing_disabled=not tracing,
+            workflow_name="threadline run",
+            tool_not_found_behavior="return_error_to_model",
+            tool_error_formatter=self._refusal,
+        )
 
     def _refusal(self, args: ToolErrorFormatterArgs[Any]) -> str | None:
         if args.kind != "tool_not_found" or args.tool_name not in self._refused:

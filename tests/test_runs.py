@@ -93,6 +93,21 @@ async def test_tool_that_raises_or_times_out_becomes_a_result(service, fake_mode
     assert "timed out" in stuck
 
 
+async def test_a_call_to_a_tool_that_does_not_exist_is_answered_not_fatal(service, fake_model: FakeOpenAI) -> None:
+    """Models make up tool names; the run goes on with an error result the model can read."""
+
+    def script(req: dict[str, Any]) -> Reply:
+        if results := tool_results(req):
+            return Reply(text="sorry: " + results[0]["content"])
+        return Reply(tool_calls=(ToolCall("make_coffee", {"strength": "double"}),))
+
+    fake_model.script = script
+    events = await ask(service, "coffee?")
+    assert isinstance(events[-1], RunCompleted), events[-1]
+    [result] = tool_results(fake_model.chat_requests[-1])
+    assert "make_coffee" in result["content"]
+
+
 async def test_messages_queued_during_a_run_are_answered_in_order(service, fake_model: FakeOpenAI) -> None:
     release = asyncio.Event()
 
