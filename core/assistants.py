@@ -19,6 +19,9 @@
     [policy]                           # optional: access control, see core/policy.py
     managers = ["slack:U123"]
 
+    [budgets]                          # optional: spending limits, see core/budgets.py
+    channel = { day = "5 USD" }
+
 A bad file fails at start with the file, the key and the problem named.
 """
 
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.budgets import BudgetConfig, parse_budgets
 from core.errors import ConfigError
 from core.policy import Policy, parse_policy
 from core.usage import DEFAULT_PRICES, Price
@@ -53,7 +57,7 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 _ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
-_TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy"}
+_TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
 
@@ -75,6 +79,7 @@ class AssistantsConfig:
     source: str = "built-in"
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))  # model → price
     policy: Policy = field(default_factory=Policy)  # [policy]: access control (core/policy.py)
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # [budgets]: default limits (core/budgets.py)
 
     def get(self, name: str | None) -> Assistant:
         """The named assistant, or the default one when the name is unknown or None."""
@@ -139,7 +144,8 @@ def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfi
 
     prices = {**DEFAULT_PRICES, **_parse_prices(data.get("prices", {}), where)}
     policy = parse_policy(data.get("policy", {}), where)
-    return AssistantsConfig(assistants, default, tuple(modules), where, prices, policy)
+    budgets = parse_budgets(data.get("budgets", {}), where, prices, (a.model for a in assistants.values()))
+    return AssistantsConfig(assistants, default, tuple(modules), where, prices, policy, budgets)
 
 
 def _parse_prices(table: Any, where: str) -> dict[str, Price]:

@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from core.budget_command import budget_reply
 from core.export import export_conversation
 from core.models import Author, FileRecord
 from core.service import Threadline
@@ -27,6 +28,7 @@ HELP = """Commands:
 /export         this channel's conversation as a Markdown file, sent only to you
 /usage          this channel's tokens and cost today and this month (UTC), and its top users; /usage all: every channel
 /assistant      this channel's assistant (name, model, tools); /assistant NAME switches it (managers)
+/budget         this channel's budgets and yours, and how much is used; managers change them (/budget help)
 /help           this list
 Anything else is a message for the assistant."""
 
@@ -77,6 +79,8 @@ async def handle_command(service: Threadline, channel: str, text: str, person: A
         return CommandReply(await usage_reply(service, channel, argument, time.time()))
     if name == "/assistant":
         return CommandReply(await _assistant(service, channel, argument, person))
+    if name == "/budget":
+        return CommandReply(await budget_reply(service, channel, argument, person))
     if name == "/help":
         return CommandReply(HELP)
     return CommandReply(f"Unknown command {name}. Try /help.")

@@ -74,6 +74,13 @@ class Metrics:
             ["channel", "thread"],
             registry=r,
         )
+        self.budget_refusals = Counter(
+            "threadline_budget_refusals",
+            "Runs refused before they started, and model calls refused midway, by the budget that was full"
+            " (scope channel or user, period day or month).",
+            ["scope", "period", "when"],
+            registry=r,
+        )
         self.files = Counter(
             "threadline_files",
             "Files the knowledge base finished, by result (indexed, failed).",

@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agents import Agent, MaxTurnsExceeded, RunConfig, Runner
+from agents import Agent, MaxTurnsExceeded, RunConfig, RunContextWrapper, RunHooks, Runner
 from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
 from agents.run_config import ToolErrorFormatterArgs
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
+from core.budgets import BudgetExceeded
 from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
 from core.model_client import describe_model_error, endpoint_unusable, is_model_error
+from core.run_budget import RunBudget
 from core.store import Store
 
 __all__ = ["PendingCall", "RunSegment", "SegmentOutcome"]
@@ -66,10 +68,13 @@ class RunSegment:
         timeout: float,
         tracing: bool,
         refused: frozenset[str] = frozenset(),
+        budget: RunBudget | None = None,
     ) -> None:
         """``refused``: tools the person who asked may not use; they are not offered, and a call to one
-        (the model may copy one from the history) is answered with a refusal instead of failing the run."""
+        (the model may copy one from the history) is answered with a refusal instead of failing the run.
+        ``budget``: reserves every model call against the budgets that apply (None: none do)."""
         self._store = store
+        self._hooks = _BudgetHooks(budget) if budget is not None else None
         self._run_id = run_id
         self._emit = emit
         self._timeout = timeout
@@ -103,6 +108,7 @@ class RunSegment:
             context=context,
             max_turns=MAX_TURNS,
             run_config=self._config,
+            hooks=self._hooks,
         )
         try:
             async with asyncio.timeout(self._timeout):
@@ -122,6 +128,15 @@ class RunSegment:
         except asyncio.CancelledError:
             result.cancel()
             raise
+        except BudgetExceeded as exc:
+            budget = exc.budget
+            return SegmentOutcome(
+                status="failed",
+                message=str(exc),
+                error=f"{budget.scope} {budget.period} budget reached ({budget.limit.describe()})",
+                items=_complete_pairs(result.new_items),
+                **_usage(result),
+            )
         except MaxTurnsExceeded as exc:
             return SegmentOutcome(
                 status="failed",
@@ -194,6 +209,21 @@ class RunSegment:
             output = item.output if isinstance(item.output, str) else json.dumps(item.output, default=str)
             tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output)
             await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
+
+
+class _BudgetHooks(RunHooks[Any]):
+    """Reserves each model call against the run's budgets just before it is sent."""
+
+    def __init__(self, budget: RunBudget) -> None:
+        self._budget = budget
+
+    async def on_llm_start(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: list[Any]
+    ) -> None:
+        usage = context.usage
+        await self._budget.before_call(
+            int(usage.input_tokens or 0), int(usage.output_tokens or 0), system_prompt, input_items, agent.tools
+        )
 
 
 def cited_sources(text: str, context: Any) -> tuple[Source, ...]:

@@ -29,6 +29,7 @@ from agents.run_state import RunState
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
+from core.budgets import Budget
 from core.citations import citations
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
@@ -50,6 +51,7 @@ from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Author, Incoming, Run
 from core.policy import Policy
 from core.retention import RetentionJob
+from core.run_budget import RunBudget
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent, decision
 from core.runner import RunSegment, SegmentOutcome
 from core.sandbox.process import SandboxLimits
@@ -58,6 +60,7 @@ from core.settings import Settings
 from core.store import Store
 from core.store.api_runs import RunStore
 from core.store.api_threads import NewMessageRow
+from core.store.budgets import BudgetStore, Subjects
 from core.store.queue import QueueStore
 from core.store.store import NewItem
 from core.tokens import TokenCounter, load_token_counter
@@ -141,6 +144,7 @@ class Threadline:
         self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
         self.runs = RunStore(store)  # and their runs
         self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
+        self.budgets = BudgetStore(store, assistants.budgets, assistants.prices)  # spending limits (core/budgets.py)
         self._context = ContextBuilder(store, models, tokens)
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, RunHandle] = {}
@@ -495,6 +499,11 @@ class Threadline:
         if run.spec is not None:
             await self._start_spec(run, RunSpec.from_json(run.spec), lane)
             return
+        budget = await self._run_budget(run)
+        refusal = await budget.refusal() if budget is not None else None
+        if refusal is not None:  # before any model call, the context's summary included
+            await self._end(run, "failed", refusal, "budget used up before the run started", [])
+            return
         assistant = self.assistants.get(run.assistant)
         instructions = self._instructions(assistant)
         person = _actor(run.actor)
@@ -509,7 +518,8 @@ class Threadline:
         )
         agent = self._agent(assistant, instructions, summary, person)
         agent = await self._with_channel_tools(agent, assistant, run.channel, person)
-        await self._segment(run, lane, agent, items, run_context(run.channel, run.id), refused=self._refused(person))
+        context = run_context(run.channel, run.id)
+        await self._segment(run, lane, agent, items, context, refused=self._refused(person), budget=budget)
 
     async def _start_spec(self, run: Run, spec: RunSpec, lane: _Lane) -> None:
         """A run created over the API: its own settings, its own tools, the client's functions."""
@@ -579,7 +589,7 @@ class Threadline:
                     "Tell the user, and do not retry it unless they ask.",
                 )
         run = await self.store.update_run(run.id, status="in_progress", state_json=None)
-        await self._segment(run, lane, agent, state, refused=refused)
+        await self._segment(run, lane, agent, state, refused=refused, budget=await self._run_budget(run))
 
     async def _segment(
         self,
@@ -590,6 +600,7 @@ class Threadline:
         context: dict[str, Any] | None = None,
         *,
         refused: frozenset[str] = frozenset(),
+        budget: RunBudget | None = None,
     ) -> None:
         segment = RunSegment(
             self.store,
@@ -598,6 +609,7 @@ class Threadline:
             timeout=self.settings.run_timeout,
             tracing=self.settings.tracing,
             refused=refused,
+            budget=budget,
         )
         task = asyncio.create_task(segment.execute(agent, start, context), name=f"run {run.id}")
         lane.segment, lane.segment_run = task, run.id
@@ -648,6 +660,8 @@ class Threadline:
                 )
         else:
             await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items, **usage)
+        if budget is not None and outcome.input_tokens + outcome.output_tokens:
+            await budget.after()
 
     async def _annotate(self, run: Run, outcome: SegmentOutcome) -> None:
         """An API run's answer gets the old API's file citations, with the ids its owner uploaded."""
@@ -725,6 +739,26 @@ class Threadline:
         )
         return agent
 
+    async def _run_budget(self, run: Run) -> RunBudget | None:
+        """The budgets of a chat run, or None when none apply (API runs have none)."""
+        if run.spec is not None:
+            return None
+        person = _actor(run.actor)
+        subjects = Subjects(run.channel, person.key if person else "", person.name if person else "")
+        budgets: list[Budget] = await self.budgets.budgets(subjects, time.time())
+        if not budgets:
+            return None
+        return RunBudget(
+            self.budgets,
+            self._tokens,
+            self._tell,
+            self.metrics,
+            run_id=run.id,
+            run_started=run.created_at,
+            model=run.model or self.assistants.get(run.assistant).model,
+            subjects=subjects,
+        )
+
     def _refused(self, person: Author | None) -> frozenset[str]:
         """The tools ``person`` may not use: a call to one of them is answered with a refusal."""
         return frozenset(self.tools.names()) - self.policy.usable(self.tools.names(), person)
@@ -791,11 +825,16 @@ def _actor_json(person: Author) -> str | None:
     """Who asked for a run, as stored with it (only what the policy needs)."""
     if not person.key and not person.roles:
         return None
-    return json.dumps({"key": person.key, "roles": list(person.roles)})
+    return json.dumps({"key": person.key, "roles": list(person.roles), "name": person.name})
 
 
 def _actor(stored: str | None) -> Author | None:
     if not stored:
         return None
     data = json.loads(stored)
-    return Author(id="", key=str(data.get("key") or ""), roles=tuple(str(r) for r in data.get("roles") or ()))
+    return Author(
+        id="",
+        name=str(data.get("name") or ""),
+        key=str(data.get("key") or ""),
+        roles=tuple(str(r) for r in data.get("roles") or ()),
+    )

@@ -639,3 +639,41 @@ async def test_a_member_with_the_manager_role_switches_the_assistant_and_others_
     question = await fake.send_message("hello again")
     await harness.answer(question)
     assert harness.model.requests[-1]["model"] == "terse-model"
+
+
+async def test_a_manager_sets_a_members_budget_with_slash_budget_and_it_holds(harness: Harness, tmp_path: Path) -> None:
+    await harness.stop()
+    assistants = tmp_path / "discord-budgets.toml"
+    assistants.write_text(DISCORD_ASSISTANTS + f'\n[policy]\nmanagers = ["discord-role:{TEAM_LEADS_ROLE_ID}"]\n')
+    harness.settings = replace(harness.settings, assistants_file=assistants)
+    await harness.start()
+    fake = harness.fake
+
+    async def budget(options: dict[str, Any], **member: Any) -> str:
+        interaction = await fake.slash_command("budget", options, **member)
+        await fake.wait_until(lambda: bool(fake.followups.get(interaction.token)), what="the /budget answer")
+        return str(fake.followups[interaction.token][-1]["content"])
+
+    limit = {"scope": "user", "member": ALICE, "period": "day", "limit": "10 tokens"}
+    assert "Only this bot's channel managers may change budgets" in await budget(limit, user=BOB)
+    assert f"The daily budget of discord:{ALICE.id} is now 10 tokens." in await budget(
+        limit, user=BOB, roles=[TEAM_LEADS_ROLE_ID]
+    )
+    assert "- You, daily budget: 0 tokens of 10 tokens (0%), resets at 00:00 UTC" in await budget({}, user=ALICE)
+
+    requests = len(harness.model.requests)
+    await fake.send_message("hello", author=ALICE)
+
+    def refusals() -> list[str]:
+        return [m["content"] for m in fake.bot_messages(CHANNEL_ID) if "budget" in m["content"]]
+
+    await fake.wait_until(lambda: bool(refusals()), what="the budget refusal")
+    [refusal] = refusals()
+    assert "Alice has 10 tokens left of their daily budget" in refusal
+    assert "a manager can raise it with /budget" in refusal
+    assert len(harness.model.requests) == requests  # refused before the model was called
+
+    question = await fake.send_message("hello", author=BOB)  # Bob has no limit
+    [reply] = await harness.answer(question)
+    assert "limit" not in reply["content"]
+    assert len(harness.model.requests) == requests + 1

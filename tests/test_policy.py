@@ -188,6 +188,20 @@ managers = [{manager!r}]
 """
 
 
+async def test_slash_budget_over_slack_names_a_person_by_their_escaped_mention(harness: Harness) -> None:
+    """/budget's manifest entry escapes mentions, so Slack sends <@U_BOB|bob>: the limit is Bob's."""
+    change = f"user <@{BOB}|bob> day 5 tokens"
+    assert "Only this bot's channel managers may change budgets" in await command(harness, "/budget", change, BOB, "b1")
+    assert f"The daily budget of slack:{BOB} is now 5 tokens." in await command(harness, "/budget", change, ALICE, "b2")
+    assert "- You, daily budget: 0 tokens of 5 tokens (0%)" in await command(harness, "/budget", "", BOB, "b3")
+    assert "No budget applies here" in await command(harness, "/budget", "", ALICE, "b4")
+
+    await harness.event(app_mention(CHANNEL, BOB, "<@U_BOT> deploy please", "1700000300.000100"))
+    [reply] = await harness.answer(CHANNEL, "1700000300.000100")
+    assert "has 5 tokens left of their daily budget" in reply
+    assert harness.model.chat_requests == []  # refused before the model was called
+
+
 async def test_assistant_switch_is_for_managers_and_survives_a_restart(tmp_path: Path) -> None:
     me = f"console:{getpass.getuser() or 'you'}"
     refused, allowed = tmp_path / "refused.toml", tmp_path / "allowed.toml"

@@ -1,5 +1,5 @@
 """Slash commands: /reset, /files, /forget (with autocomplete over the channel's files), /cancel, /export, /usage,
-/assistant (with autocomplete over the assistants file's names).
+/assistant (with autocomplete over the assistants file's names), /budget.
 
 Each is deferred at once (Discord allows 3 s), runs the core's command for the channel it was
 used in, and answers only the person who used it.
@@ -85,6 +85,29 @@ class CommandsCog(commands.Cog):
     async def assistant(self, interaction: discord.Interaction[Any], name: str = "") -> None:
         """This channel's assistant (name, model, tools), or switch to another one."""
         await self._run(interaction, f"/assistant {name}".strip())
+
+    @app_commands.command(name="budget")
+    @app_commands.describe(
+        scope="Leave empty to see the budgets; channel or user to change one (managers)",
+        member="Whose budget, with scope user",
+        period="day or month",
+        limit="Like 10 USD or 200k tokens; none: no limit; default: the assistants file's",
+    )
+    @app_commands.choices(
+        scope=[app_commands.Choice(name=n, value=n) for n in ("channel", "user")],
+        period=[app_commands.Choice(name=n, value=n) for n in ("day", "month")],
+    )
+    async def budget(
+        self,
+        interaction: discord.Interaction[Any],
+        scope: str = "",
+        member: discord.User | None = None,
+        period: str = "",
+        limit: str = "",
+    ) -> None:
+        """This channel's budgets and yours, and how much is used; managers change them."""
+        whose = f"<@{member.id}>" if member is not None and scope == "user" else ""
+        await self._run(interaction, " ".join(p for p in ("/budget", scope, whose, period, limit) if p))
 
     @assistant.autocomplete("name")
     async def _assistant_names(

@@ -31,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
-COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant")
+COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant", "budget")
 NAME_CACHE = 2000
 # Why Slack redelivers an event when the earlier delivery reached the bot and only its answer was late.
 # Bolt answers before it handles an event, so that earlier delivery is handled (HTTP: X-Slack-Retry-Reason;

@@ -316,3 +316,64 @@ def m010_run_actor(db: Database) -> None:
     """Who asked for a chat run (user key and roles, JSON): a run paused for approval resumes after a restart
     with the tools that person may use (core/policy.py)."""
     db.table("runs").add_column("actor", str)
+
+
+@MIGRATIONS()
+def m011_budgets(db: Database) -> None:
+    """Budgets (core/budgets.py): limits managers set per channel or person, what running calls have
+    reserved, which 80% notices were given, and what each channel and person spent per UTC day and
+    month by model, kept by a trigger on runs' token counts (a budget check reads a few rows, not a
+    month of runs)."""
+    db.execute(
+        "CREATE TABLE budget_limits (scope TEXT NOT NULL, subject TEXT NOT NULL, period TEXT NOT NULL,"
+        " amount REAL, unit TEXT, set_by TEXT, set_at REAL NOT NULL, PRIMARY KEY (scope, subject, period))"
+    )  # amount NULL: no limit (lifted by a manager)
+    db.execute(
+        "CREATE TABLE budget_holds (run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,"
+        " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, updated_at REAL NOT NULL)"
+    )  # a running run's expected total so far; removed when the run's usage is recorded
+    db.execute(
+        "CREATE TABLE budget_notices (scope TEXT NOT NULL, subject TEXT NOT NULL, period TEXT NOT NULL,"
+        " period_start REAL NOT NULL, limit_text TEXT NOT NULL, created_at REAL NOT NULL,"
+        " PRIMARY KEY (scope, subject, period, period_start, limit_text))"
+    )
+    db.execute(
+        "CREATE TABLE budget_spent (scope TEXT NOT NULL, subject TEXT NOT NULL, period TEXT NOT NULL,"
+        " period_start INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL DEFAULT 0,"
+        " output_tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (scope, subject, period, period_start, model))"
+    )
+    for event, old_input, old_output in (
+        ("INSERT", "0", "0"),
+        ("UPDATE OF input_tokens, output_tokens", "OLD.input_tokens", "OLD.output_tokens"),
+    ):
+        name = "runs_spent_" + event.split()[0].lower()
+        db.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON runs"
+            f" WHEN COALESCE(NEW.input_tokens, 0) != COALESCE({old_input}, 0)"
+            f" OR COALESCE(NEW.output_tokens, 0) != COALESCE({old_output}, 0) BEGIN"
+            " INSERT INTO budget_spent (scope, subject, period, period_start, model, input_tokens, output_tokens)"
+            " SELECT who.scope, who.subject, span.period, span.start, COALESCE(NEW.model, 'unknown model'),"
+            f" COALESCE(NEW.input_tokens, 0) - COALESCE({old_input}, 0),"
+            f" COALESCE(NEW.output_tokens, 0) - COALESCE({old_output}, 0)"
+            " FROM (SELECT 'channel' AS scope, NEW.channel AS subject"
+            "  UNION ALL SELECT 'user', json_extract(NEW.actor, '$.key')"
+            "  WHERE COALESCE(json_extract(NEW.actor, '$.key'), '') != '') AS who,"
+            " (SELECT 'day' AS period, CAST(strftime('%s', NEW.created_at, 'unixepoch', 'start of day') AS INTEGER)"
+            "  AS start UNION ALL"
+            "  SELECT 'month', CAST(strftime('%s', NEW.created_at, 'unixepoch', 'start of month') AS INTEGER)) AS span"
+            " WHERE true ON CONFLICT (scope, subject, period, period_start, model) DO UPDATE SET"
+            " input_tokens = input_tokens + excluded.input_tokens,"
+            " output_tokens = output_tokens + excluded.output_tokens;"
+            " END"
+        )
+    # what runs before this migration spent, so budgets start from the truth
+    for scope, subject in (("channel", "channel"), ("user", "json_extract(actor, '$.key')")):
+        for period in ("day", "month"):
+            db.execute(
+                "INSERT INTO budget_spent (scope, subject, period, period_start, model, input_tokens, output_tokens)"
+                f" SELECT '{scope}', {subject}, '{period}',"
+                f" CAST(strftime('%s', created_at, 'unixepoch', 'start of {period}') AS INTEGER) AS start,"
+                " COALESCE(model, 'unknown model'), SUM(input_tokens), SUM(output_tokens) FROM runs"
+                f" WHERE COALESCE({subject}, '') != '' AND (input_tokens > 0 OR output_tokens > 0)"
+                " GROUP BY 2, 4, 5"
+            )

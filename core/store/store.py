@@ -442,6 +442,8 @@ class Store:
                         ["cancelled" if status == "cancelled" else status, now, run.id],
                     )
                 self._update_run(run.id, fields)
+                # its budget reservation ends where its usage is recorded (core/store/budgets.py)
+                self._db.execute("DELETE FROM budget_holds WHERE run_id = ?", [run.id])
             return self._get_run(run.id)
 
         return await self._call(finish)
@@ -504,9 +506,21 @@ class Store:
                         " WHERE run_id = ? AND status = 'in_progress'",
                         [now, run.id],
                     )
+                    self._keep_reserved_usage(run.id)
             return runs
 
         return await self._call(close)
+
+    def _keep_reserved_usage(self, run_id: str) -> None:
+        """A run stopped by a crash spent at most what it had reserved (budgets): record that, as its usage."""
+        self._db.execute(
+            "UPDATE runs SET input_tokens = MAX(runs.input_tokens, h.input_tokens),"
+            " output_tokens = MAX(runs.output_tokens, h.output_tokens),"
+            " total_tokens = MAX(runs.input_tokens, h.input_tokens) + MAX(runs.output_tokens, h.output_tokens)"
+            " FROM budget_holds h WHERE h.run_id = runs.id AND runs.id = ?",
+            [run_id],
+        )
+        self._db.execute("DELETE FROM budget_holds WHERE run_id = ?", [run_id])
 
     # -- run steps ---------------------------------------------------------------------------
 
