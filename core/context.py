@@ -112,11 +112,13 @@ class ContextBuilder:
         budget: int,
         fixed_tokens: int = 0,
         last_messages: int | None = None,
+        run_id: str | None = None,
     ) -> tuple[str | None, list[dict[str, Any]]]:
         """(summary or None, input items oldest first) for a run answering turn ``up_to_turn``.
 
         ``last_messages``: only that many of the most recent stored messages are candidates (the
-        Assistants API's ``truncation_strategy``); the token budget still applies to them."""
+        Assistants API's ``truncation_strategy``); the token budget still applies to them. ``run_id``:
+        the run that a summary call made now is counted to (its tokens are the run's usage too)."""
         summary, until, rows = await self._store.context_index(thread_id, up_to_turn)
         history = [HistoryEntry(*row) for row in reversed(rows)]
         if last_messages is not None:  # those messages and nothing older: no summary, none folded into it
@@ -127,14 +129,20 @@ class ContextBuilder:
         available = max(budget - self._tokens.count(instructions) - fixed_tokens - max(summary_cost, reserve), 200)
         plan = plan_window(history, available, until)
         if plan.fold and last_messages is None:
-            folded = await self._fold(thread_id, summary, plan.fold, model, budget)
+            folded = await self._fold(thread_id, summary, plan.fold, model, budget, run_id)
             if folded is not None:
                 summary = folded
         messages = await self._store.messages_by_id(e.id for e in plan.window)
         return summary, [m.item for m in messages]
 
     async def _fold(
-        self, thread_id: str, summary: str | None, fold: list[HistoryEntry], model: str, budget: int
+        self,
+        thread_id: str,
+        summary: str | None,
+        fold: list[HistoryEntry],
+        model: str,
+        budget: int,
+        run_id: str | None = None,
     ) -> str | None:
         """Fold ``fold`` into the thread's summary with one model call; None if that failed."""
         limit = budget // FOLD_INPUT_SHARE
@@ -157,7 +165,7 @@ class ContextBuilder:
         words = max(100, budget // SUMMARY_SHARE * 3 // 4)
         prompt = f"Current summary:\n{summary or '(none yet)'}\n\nNew messages:\n" + "\n".join(lines)
         try:
-            new_summary = await self._models.complete(
+            completion = await self._models.complete(
                 model, SUMMARY_INSTRUCTIONS.format(words=words), prompt, max_tokens=budget // SUMMARY_SHARE
             )
         except Exception:
@@ -167,6 +175,9 @@ class ContextBuilder:
                 exc_info=True,
             )
             return None
+        if run_id is not None and (completion.input_tokens or completion.output_tokens):
+            await self._store.add_summary_usage(run_id, completion.input_tokens, completion.output_tokens)
+        new_summary = completion.text
         if not new_summary:
             return None
         await self._store.set_thread_summary(thread_id, new_summary, fold[-1].key)

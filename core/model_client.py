@@ -9,17 +9,25 @@ openai SDK retries with exponential backoff on 429, 5xx, timeouts and dropped co
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import openai
 from agents import OpenAIChatCompletionsModel
 
 from core.settings import Settings
 
-__all__ = ["ModelClient", "describe_model_error", "endpoint_unusable", "is_model_error"]
+__all__ = ["Completion", "ModelClient", "describe_model_error", "endpoint_unusable", "is_model_error"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class ModelClient:
@@ -36,14 +44,16 @@ class ModelClient:
     def chat_model(self, model: str) -> OpenAIChatCompletionsModel:
         return OpenAIChatCompletionsModel(model=model, openai_client=self._client)
 
-    async def complete(self, model: str, system: str, user: str, *, max_tokens: int | None = None) -> str:
-        """One plain, non-streamed completion (used for the rolling summary)."""
+    async def complete(self, model: str, system: str, user: str, *, max_tokens: int | None = None) -> Completion:
+        """One plain, non-streamed completion (used for the rolling summary), with the tokens it used."""
         response = await self._client.chat.completions.create(
             model=model,
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
             max_tokens=max_tokens,
         )
-        return (response.choices[0].message.content or "").strip() if response.choices else ""
+        text = (response.choices[0].message.content or "").strip() if response.choices else ""
+        usage = response.usage
+        return Completion(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings for ``texts`` (one request), in order."""

@@ -515,6 +515,7 @@ class Threadline:
             model=assistant.model,
             budget=assistant.context_tokens,
             fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
+            run_id=run.id,
         )
         agent = self._agent(assistant, instructions, summary, person)
         agent = await self._with_channel_tools(agent, assistant, run.channel, person)
@@ -530,6 +531,7 @@ class Threadline:
             model=spec.model,
             budget=spec.context_tokens,
             last_messages=spec.last_messages,
+            run_id=run.id,
         )
         agent = await self._spec_agent(spec, summary, {})
         context = run_context(run.channel, run.id) | {"collections": list(spec.collections)}

@@ -132,3 +132,20 @@ async def test_a_failed_summary_call_still_answers_from_the_window(service, fake
     assert isinstance(events[-1], RunCompleted)
     assert await service.store.thread_summary(thread) == (None, None)
     assert _request_tokens(fake_model.chat_requests[-1]["messages"]) <= 4000
+
+
+async def test_the_summary_calls_tokens_are_part_of_the_runs_usage(service, fake_model: FakeOpenAI) -> None:
+    """The fold's model call is paid for like any other: /usage, budgets and metrics see it in the run."""
+    thread = await service.store.current_thread(CHANNEL)
+    await service.store.import_messages(thread, CHANNEL, [_history_row(n) for n in range(2_000)])
+
+    def script(req: dict[str, Any]) -> Reply:
+        if req["messages"][0]["content"].startswith(SUMMARY_MARK):
+            return Reply(text="SUMMARY", prompt_tokens=2_500, completion_tokens=400)
+        return Reply(text="answer", prompt_tokens=900, completion_tokens=60)
+
+    fake_model.script = script
+    events = await ask(service, "what did we decide?")
+    assert isinstance(events[-1], RunCompleted)
+    run = await service.store.get_run(events[-1].run_id)
+    assert (run.input_tokens, run.output_tokens) == (2_500 + 900, 400 + 60)

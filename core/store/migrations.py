@@ -377,3 +377,11 @@ def m011_budgets(db: Database) -> None:
                 f" WHERE COALESCE({subject}, '') != '' AND (input_tokens > 0 OR output_tokens > 0)"
                 " GROUP BY 2, 4, 5"
             )
+
+
+@MIGRATIONS()
+def m012_summary_usage(db: Database) -> None:
+    """Tokens of the rolling summary's model calls made for a run: part of the run's usage (and so of
+    /usage, budgets and metrics), kept apart so a later stretch of the run does not overwrite them."""
+    db.table("runs").add_column("summary_input_tokens", int, not_null_default=0)
+    db.table("runs").add_column("summary_output_tokens", int, not_null_default=0)

@@ -423,9 +423,11 @@ class Store:
             now = time.time()
             fields: dict[str, Any] = {"status": status, "state_json": state_json}
             if input_tokens is not None and output_tokens is not None:
-                fields.update(
-                    input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
-                )
+                summary_in, summary_out = self._db.execute(
+                    "SELECT summary_input_tokens, summary_output_tokens FROM runs WHERE id = ?", [run.id]
+                ).fetchone()
+                used_in, used_out = input_tokens + summary_in, output_tokens + summary_out
+                fields.update(input_tokens=used_in, output_tokens=used_out, total_tokens=used_in + used_out)
             if status in {"completed", "failed", "cancelled", "expired"}:
                 fields.update(completed_at=now, last_error=last_error)
             with self._db.atomic():
@@ -447,6 +449,16 @@ class Store:
             return self._get_run(run.id)
 
         return await self._call(finish)
+
+    async def add_summary_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
+        """A summary call made for the run: its tokens count as the run's from now on (finish_run keeps them)."""
+        await self._call(
+            self._db.execute,
+            "UPDATE runs SET summary_input_tokens = summary_input_tokens + ?,"
+            " summary_output_tokens = summary_output_tokens + ?, input_tokens = input_tokens + ?,"
+            " output_tokens = output_tokens + ?, total_tokens = total_tokens + ? WHERE id = ?",
+            [input_tokens, output_tokens, input_tokens, output_tokens, input_tokens + output_tokens, run_id],
+        )
 
     async def add_run_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
         await self._call(
