@@ -226,3 +226,50 @@ async def test_upgrade_to_the_assistants_api_gives_every_message_a_public_id(tmp
         assert await new.call(lambda db: db.table("assistants").count) == 0
     finally:
         await new.close()
+
+
+async def _post(store: Store, text: str, msg_id: str) -> int:
+    posted = await store.post_user_message(
+        channel=CHANNEL, author_id="U1", author_name="alice", text=text, item={}, tokens=1, platform_msg_id=msg_id
+    )
+    assert posted is not None
+    return await store.call(
+        lambda db: db.execute("SELECT id FROM messages WHERE platform_msg_id = ?", [msg_id]).fetchone()[0]
+    )
+
+
+async def test_a_deleted_newest_messages_id_is_never_handed_out_again(tmp_path: Path) -> None:
+    """Upgraded from the schema before m013: ids, public ids, indexes and triggers are kept, and an id freed
+    by deleting the newest message stays unused (a plain rowid table hands it out again)."""
+    path = tmp_path / "ids.db"
+    old = await Store.open(path, stop_before="m013_message_ids_never_reused")
+    try:
+        first = await _post(old, "first", "m1")
+        newest = await _post(old, "newest", "m2")
+        await old.call(lambda db: db.execute("DELETE FROM messages WHERE id = ?", [newest]))
+        reused = await _post(old, "reused", "m3")
+        assert reused == newest  # the hazard, before the migration
+        before = await old.call(lambda db: db.execute("SELECT id, public_id, text FROM messages").fetchall())
+    finally:
+        await old.close()
+
+    new = await Store.open(path)
+    try:
+        assert await new.call(lambda db: db.execute("SELECT id, public_id, text FROM messages").fetchall()) == before
+        indexes = await new.call(
+            lambda db: {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'messages'")}
+        )
+        assert {"idx_messages_thread_id_turn_id_id", "idx_messages_public_id", "messages_public_id"} <= indexes
+        await new.call(lambda db: db.execute("DELETE FROM messages WHERE id = ?", [reused]))
+        after = await _post(new, "after", "m4")
+        assert after > reused > first
+        public_id = await new.call(
+            lambda db: db.execute("SELECT public_id FROM messages WHERE id = ?", [after]).fetchone()[0]
+        )
+        assert public_id.startswith("msg_")  # the public-id trigger is back
+        duplicate = await new.post_user_message(
+            channel=CHANNEL, author_id="U1", author_name="alice", text="again", item={}, tokens=1, platform_msg_id="m4"
+        )
+        assert duplicate is None  # the unique index on (channel, platform_msg_id) is back
+    finally:
+        await new.close()

@@ -385,3 +385,33 @@ def m012_summary_usage(db: Database) -> None:
     /usage, budgets and metrics), kept apart so a later stretch of the run does not overwrite them."""
     db.table("runs").add_column("summary_input_tokens", int, not_null_default=0)
     db.table("runs").add_column("summary_output_tokens", int, not_null_default=0)
+
+
+@MIGRATIONS()
+def m013_message_ids_never_reused(db: Database) -> None:
+    """Message ids with AUTOINCREMENT: a plain rowid is handed out again once the newest messages are
+    deleted (retention with keep_last = 0, an API client deleting its last message), and an id that
+    comes back would match a summary's mark or a run's trigger that meant the deleted message.
+
+    SQLite cannot add AUTOINCREMENT to a table, so the table is rebuilt with the same columns,
+    rows, indexes and triggers; ids are kept."""
+    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'").fetchone()[0]
+    extras = [
+        row[0]
+        for row in db.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'messages' AND type IN ('index', 'trigger')"
+            " AND sql IS NOT NULL ORDER BY type, name"
+        ).fetchall()
+    ]
+    key = '"id" INTEGER PRIMARY KEY,'
+    if key not in table_sql or not table_sql.startswith('CREATE TABLE "messages"'):
+        raise RuntimeError(f"m013: the messages table is not as expected: {table_sql!r}")
+    rebuilt = table_sql.replace(key, '"id" INTEGER PRIMARY KEY AUTOINCREMENT,', 1).replace(
+        'CREATE TABLE "messages"', 'CREATE TABLE "messages_rebuilt"', 1
+    )
+    db.execute(rebuilt)
+    db.execute("INSERT INTO messages_rebuilt SELECT * FROM messages")
+    db.execute("DROP TABLE messages")
+    db.execute("ALTER TABLE messages_rebuilt RENAME TO messages")
+    for sql in extras:
+        db.execute(sql)
