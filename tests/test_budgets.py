@@ -25,6 +25,7 @@ from tests.conftest import ServiceFactory
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.helpers import collect
 from tests.test_console import console_env, run_console
+from tests.test_context import SUMMARY_MARK, _history_row
 
 
 def _utc(*parts: int) -> float:
@@ -339,3 +340,33 @@ async def test_what_runs_spent_before_budgets_existed_counts_from_the_start(tmp_
         assert [(s.budget.scope, s.used) for s in standings] == [("channel", 120), ("user", 450)]
     finally:
         await store.close()
+
+
+async def test_a_summary_call_does_not_hide_the_first_model_call_from_the_budget(
+    tmp_path: Path, fake_model: FakeOpenAI, open_service: ServiceFactory
+) -> None:
+    """The summary's 2,900 tokens are the run's usage; its first chat call must still reserve what it sends on
+    top of them (the 2,100 left cannot hold a window of over 1,000 tokens plus 1,000 for the answer)."""
+
+    def script(request: dict[str, Any]) -> Reply:
+        if request["messages"][0]["content"].startswith(SUMMARY_MARK):
+            return Reply("SUMMARY", prompt_tokens=2_500, completion_tokens=400)
+        return Reply("answer", prompt_tokens=2_000, completion_tokens=100)
+
+    fake_model.script = script
+    path = tmp_path / "budgets.toml"
+    path.write_text(
+        'default = "small"\n[[assistants]]\nname = "small"\ninstructions = "Help."\ncontext_tokens = 4000\n'
+        '[budgets]\nchannel = { day = "5000 tokens" }\nreserve_output_tokens = 1000\n'
+    )
+    service = await open_service(assistants_file=path)
+    channel = "console:local:test"
+    thread = await service.store.current_thread(channel)
+    await service.store.import_messages(thread, channel, [_history_row(n) for n in range(1_000)])
+
+    handle = await service.post(Incoming(channel, Author(id="U1", name="ann", key="console:ann"), "so?"))
+    assert handle is not None
+    outcome = (await collect(handle))[-1]
+    assert isinstance(outcome, RunFailed), outcome
+    assert "This channel has 2,100 tokens left of its daily budget" in outcome.message
+    assert [r["messages"][0]["content"].startswith(SUMMARY_MARK) for r in fake_model.chat_requests] == [True]

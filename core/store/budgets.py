@@ -164,10 +164,15 @@ class BudgetStore:
         expected: ModelUsage,
         now: float,
     ) -> Standing | None:
-        row = db.execute("SELECT input_tokens, output_tokens FROM runs WHERE id = ?", [run_id]).fetchone()
-        recorded = (int(row[0] or 0), int(row[1] or 0)) if row is not None else (0, 0)
-        beyond = ModelUsage(  # already counted in budget_spent: what the run recorded so far
-            expected.model, max(expected.input_tokens - recorded[0], 0), max(expected.output_tokens - recorded[1], 0)
+        row = db.execute(
+            "SELECT input_tokens, output_tokens, summary_input_tokens, summary_output_tokens FROM runs WHERE id = ?",
+            [run_id],
+        ).fetchone()
+        recorded_in, recorded_out, summary_in, summary_out = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
+        # ``expected`` counts what openai-agents saw; the run's recorded usage also has its summary calls
+        expected = ModelUsage(expected.model, expected.input_tokens + summary_in, expected.output_tokens + summary_out)
+        beyond = ModelUsage(  # what budget_spent does not have yet: beyond what the run recorded so far
+            expected.model, max(expected.input_tokens - recorded_in, 0), max(expected.output_tokens - recorded_out, 0)
         )
         for budget in self._budgets(db, subjects, now):
             counts = budget.since <= run_started < budget.until
