@@ -155,14 +155,11 @@ async def _until_approval(handle: Any) -> list[ApprovalRequired]:
 SUMMARY_MARK = "You keep the running summary"
 
 
-async def test_retention_keeps_the_rolling_summary_and_new_messages_after_it(
+async def test_retention_deletes_a_summary_with_the_last_message_it_covers(
     open_service: ServiceFactory, fake_model: FakeOpenAI
 ) -> None:
-    """Deleting every old message of a summarised thread keeps its summary, and the next question is still sent.
-
-    SQLite reuses the highest message ids once their rows are gone: without care, the new question gets an
-    id the summary already claims to cover, and the model would be asked nothing.
-    """
+    """Deleting every message a summary covers deletes the summary too (all it says is older than the
+    cutoff), and the next question is sent on its own."""
     service = await open_service(retention_days=30.0, retention_keep_last=0)
     thread = await service.store.current_thread(CHANNEL)
     history = [
@@ -186,13 +183,51 @@ async def test_retention_keeps_the_rolling_summary_and_new_messages_after_it(
     counts = await service.retention.run_once()
 
     assert counts.messages == 402  # everything: keep_last is 0
-    assert await service.store.thread_summary(thread) == (summary, None)  # it stays, covering nothing left
+    assert await service.store.thread_summary(thread) == (None, None)
     events = await ask(service, "and what is next?")
     assert events[-1].type == "run_completed"
     request = fake_model.chat_requests[-1]["messages"]
-    assert summary in request[0]["content"]
+    assert summary not in request[0]["content"]
     assert request[-1] == {"role": "user", "content": "alice: and what is next?"}
     assert [m.text for m in await service.store.thread_messages(thread)] == [
         "and what is next?",
         "echo: alice: and what is next?",
     ]
+
+
+async def test_a_summary_stays_while_some_message_it_covers_is_left(
+    open_service: ServiceFactory, fake_model: FakeOpenAI
+) -> None:
+    """Only the oldest half of what the summary covers is old enough to go: the summary and its mark stay."""
+    service = await open_service(retention_days=30.0, retention_keep_last=20)
+    thread = await service.store.current_thread(CHANNEL)
+    texts = [f"message number {n} about the quarterly plan" for n in range(400)]
+    rows = [
+        ("user" if n % 2 == 0 else "assistant", t, {"role": "user" if n % 2 == 0 else "assistant", "content": t}, 20)
+        for n, t in enumerate(texts)
+    ]
+    await service.store.import_messages(thread, CHANNEL, rows)
+
+    def summarising(req: dict[str, Any]) -> Reply:
+        if req["messages"][0]["content"].startswith(SUMMARY_MARK):
+            return Reply(text="SUMMARY")
+        return Reply(text="ok")
+
+    fake_model.script = summarising
+    await ask(service, "what did we decide?")
+    summary, until = await service.store.thread_summary(thread)
+    assert summary == "SUMMARY"
+    assert until is not None
+
+    def age_oldest(db: Database) -> None:  # the first 50 messages only: the summary covers far more
+        db.execute(
+            "UPDATE messages SET created_at = created_at - ? WHERE id IN"
+            " (SELECT id FROM messages WHERE thread_id = ? ORDER BY turn_id, id LIMIT 50)",
+            [DAYS, thread],
+        )
+        db.execute("UPDATE threads SET created_at = created_at - ? WHERE id = ?", [DAYS, thread])
+
+    await service.store.call(age_oldest)
+    counts = await service.retention.run_once()
+    assert counts.messages == 50
+    assert await service.store.thread_summary(thread) == (summary, until)

@@ -7,8 +7,8 @@ the turns holding a current thread's last ``keep_last`` messages, every turn of 
 still active (queued, in progress, waiting for approval, cancelling), and everything of the
 Assistants-compatible API (channels ``api:...``): API threads, files and vector stores are
 objects their client deletes. Turns go whole so that a tool call is never kept without its result.
-A thread's rolling summary (core/context.py) stays; its mark of what it covers is moved back to a
-message that is left, so that messages written later are never taken as already summarised.
+A thread's rolling summary (core/context.py) goes when every message it covers is gone (all it says
+is older than the cutoff); while some are left it stays, its mark moved back to the newest of them.
 
 Work is done in batches, each one short transaction on the store's thread (``Store.call``),
 so other channels never wait long. The knowledge base's files are removed through
@@ -134,13 +134,12 @@ def _first_kept_turn(db: Database, thread_id: str, keep_last: int) -> int | None
 
 
 def _fit_summary_to_what_is_left(db: Database, thread_id: str) -> None:
-    """Keep the thread's rolling summary, but let it claim to cover only messages that are still there.
+    """Let the thread's rolling summary claim only messages that are still there, and drop it with the last.
 
-    The summary says which messages it covers by the (turn_id, id) of the last one. Messages ids are
-    SQLite rowids, which are reused once the highest rows are deleted: left pointing at a deleted message,
-    the summary would claim the thread's next messages as already summarised, and they would never be
-    sent to the model. So its mark moves back to the newest remaining message it covers, or is cleared
-    (the summary text stays: it covers nothing that is left, and everything left is sent after it).
+    The summary says which messages it covers by the (turn_id, id) of the last one; its mark moves back to
+    the newest remaining message it covers. When none is left, everything the summary says comes from
+    messages retention deleted, so it is deleted too: retention is for forgetting. (While some of them are
+    left, it stays, and with it the gist of older ones: a summary cannot be split by age.)
     """
     db.execute(
         "UPDATE threads SET (summary_turn_id, summary_message_id) = ("
@@ -151,6 +150,7 @@ def _fit_summary_to_what_is_left(db: Database, thread_id: str) -> None:
         " WHERE id = ? AND summary_turn_id IS NOT NULL",
         [thread_id],
     )
+    db.execute("UPDATE threads SET summary = NULL WHERE id = ? AND summary_turn_id IS NULL", [thread_id])
 
 
 def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, int, int]:
