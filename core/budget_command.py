@@ -97,6 +97,6 @@ async def _report(service: Threadline, channel: str, person: Author | None) -> s
     lines = ["Budgets (UTC):"]
     for standing in standings:
         whose = "This channel" if standing.budget.scope == "channel" else "You"
-        lines.append(f"- {whose}, {standing.report()[0].lower()}{standing.report()[1:]}")
+        lines.append(f"- {whose}, {standing.report()}")
     lines.append(USAGE)
     return "\n".join(lines)

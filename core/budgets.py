@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.errors import ConfigError, ThreadlineError
-from core.usage import ModelUsage, Price, format_money, format_tokens
+from core.usage import ModelUsage, Period, Price, format_money, format_tokens, period_bounds
 
 __all__ = [
     "PERIODS",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 Scope = Literal["channel", "user"]
-Period = Literal["day", "month"]
 SCOPES: tuple[Scope, ...] = ("channel", "user")
 PERIODS: tuple[Period, ...] = ("day", "month")
 TOKENS = "tokens"
@@ -161,18 +160,6 @@ def unpriced(limit: Limit, prices: Mapping[str, Price], models: Iterable[str]) -
     return [m for m in sorted(set(models)) if (p := prices.get(m)) is None or p.currency != limit.unit]
 
 
-def period_bounds(period: Period, now: float) -> tuple[float, float]:
-    """[start, end) of the UTC day or month around ``now``, as Unix times."""
-    moment = datetime.fromtimestamp(now, UTC)
-    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "month":
-        start = start.replace(day=1)
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    else:
-        end = datetime.fromtimestamp(start.timestamp() + 86_400, UTC)
-    return start.timestamp(), end.timestamp()
-
-
 def measure(limit: Limit, usage: Iterable[ModelUsage], prices: Mapping[str, Price]) -> float:
     """What ``usage`` counts against ``limit``: its tokens, or its cost in the limit's currency.
 
@@ -261,10 +248,11 @@ class Standing:
         )
 
     def report(self) -> str:
+        """One line of /budget: "daily budget: 600 tokens of 1,000 tokens (60%), resets at 00:00 UTC"."""
         limit = self.budget.limit
         share = f"{math.floor(self.fraction() * 100)}%" if limit.amount else "all"
         return (
-            f"{self.budget.label().capitalize()}: {limit.describe(self.total)} of {limit.describe()} ({share}), "
+            f"{self.budget.label()}: {limit.describe(self.total)} of {limit.describe()} ({share}), "
             f"resets {_resets(self.budget)}"
         )
 

@@ -11,12 +11,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 __all__ = [
     "DEFAULT_PRICES",
     "ChannelUsage",
     "Cost",
     "ModelUsage",
+    "Period",
     "Price",
     "UserUsage",
     "all_channels_report",
@@ -25,8 +27,11 @@ __all__ = [
     "format_cost",
     "format_money",
     "format_tokens",
+    "period_bounds",
     "period_starts",
 ]
+
+Period = Literal["day", "month"]
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,21 @@ def format_tokens(count: int) -> str:
     return f"{count:,} token{'s' if count != 1 else ''}"
 
 
+def period_bounds(period: Period, now: float) -> tuple[float, float]:
+    """[start, end) of the UTC day or month around ``now``, as Unix times."""
+    moment = datetime.fromtimestamp(now, UTC)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    else:
+        end = datetime.fromtimestamp(start.timestamp() + 86_400, UTC)
+    return start.timestamp(), end.timestamp()
+
+
 def period_starts(now: float) -> tuple[float, float]:
     """(start of today, start of this month), UTC, as Unix times."""
-    moment = datetime.fromtimestamp(now, UTC)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day.timestamp(), day.replace(day=1).timestamp()
+    return period_bounds("day", now)[0], period_bounds("month", now)[0]
 
 
 def _usage_line(label: str, models: Iterable[ModelUsage], prices: Mapping[str, Price]) -> list[str]:

@@ -36,7 +36,6 @@ from core.usage import ModelUsage, Price
 __all__ = ["BudgetStore", "Subjects"]
 
 T = TypeVar("T")
-Overrides = dict[tuple[Scope, Period], Limit | None]
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,7 @@ class BudgetStore:
     async def limit(self, scope: Scope, subject: str, period: Period) -> Limit | None:
         """The limit in force for one subject and period (a manager's, else the file's; None: unlimited)."""
 
-        def read(db: Database) -> Limit | None:
-            overrides = _overrides(db, scope, subject)
-            return overrides.get((scope, period), self._config.default(scope, period))
-
-        return await self._store.call(read)
+        return await self._store.call(lambda db: self._limits(db, scope, subject)[period])
 
     async def set_limit(
         self, scope: Scope, subject: str, period: Period, limit: Limit | None, set_by: str, *, default: bool = False
@@ -145,15 +140,21 @@ class BudgetStore:
         for scope, subject in whose:
             if not subject:
                 continue
-            overrides = _overrides(db, scope, subject)
-            for period in PERIODS:
-                limit = overrides.get((scope, period), self._config.default(scope, period))
+            for period, limit in self._limits(db, scope, subject).items():
                 if limit is None:
                     continue
                 since, until = period_bounds(period, now)
                 name = subjects.person_name if scope == "user" else ""
                 found.append(Budget(scope, subject, period, limit, since, until, name))
         return found
+
+    def _limits(self, db: Database, scope: Scope, subject: str) -> dict[Period, Limit | None]:
+        """The limit in force per period: a manager's (None: lifted) where one is set, else the file's."""
+        rows = db.execute(
+            "SELECT period, amount, unit FROM budget_limits WHERE scope = ? AND subject = ?", [scope, subject]
+        ).fetchall()
+        managers = {p: None if amount is None else Limit(float(amount), str(unit)) for p, amount, unit in rows}
+        return {p: managers[p] if p in managers else self._config.default(scope, p) for p in PERIODS}
 
     def _reserve(
         self,
@@ -208,15 +209,6 @@ class BudgetStore:
         params += [except_run, budget.subject, budget.since, budget.until]
         usage = [ModelUsage(str(m), int(i or 0), int(o or 0)) for m, i, o in db.execute(sql, params).fetchall()]
         return measure(budget.limit, usage, self._prices)
-
-
-def _overrides(db: Database, scope: Scope, subject: str) -> Overrides:
-    rows = db.execute(
-        "SELECT period, amount, unit FROM budget_limits WHERE scope = ? AND subject = ?", [scope, subject]
-    ).fetchall()
-    return {
-        (scope, period): None if amount is None else Limit(float(amount), str(unit)) for period, amount, unit in rows
-    }
 
 
 def _first_notice(db: Database, budget: Budget, now: float) -> bool:
