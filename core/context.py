@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.conversation_items import model_input
 from core.model_client import ModelClient
 from core.store import Store
 from core.tokens import TokenCounter
@@ -133,7 +134,7 @@ class ContextBuilder:
             if folded is not None:
                 summary = folded
         messages = await self._store.messages_by_id(e.id for e in plan.window)
-        return summary, [m.item for m in messages]
+        return summary, [model_input(m.item, m.id) for m in messages]
 
     async def _fold(
         self,

@@ -21,6 +21,7 @@ from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
 from core.budgets import BudgetExceeded
+from core.conversation_items import stored
 from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
 from core.model_client import describe_model_error, endpoint_unusable, is_model_error
 from core.run_budget import RunBudget
@@ -251,20 +252,6 @@ def _arguments(item: ToolApprovalItem) -> str:
     return str(value or "")
 
 
-def _portable(item: dict[str, Any]) -> dict[str, Any]:
-    """The item in the plainest form every model back end replays: no provider ids or extras."""
-    if item.get("type") == "message" and item.get("role") == "assistant":
-        content = item.get("content")
-        if isinstance(content, list):
-            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        return {"role": "assistant", "content": content or ""}
-    if item.get("type") == "function_call":
-        return {k: item[k] for k in ("type", "call_id", "name", "arguments") if k in item}
-    if item.get("type") == "function_call_output":
-        return {k: item[k] for k in ("type", "call_id", "output") if k in item}
-    return {k: v for k, v in item.items() if k not in {"provider_data", "id"}}
-
-
 def _usage(result: Any) -> dict[str, Any]:
     usage = result.context_wrapper.usage
     return {"input_tokens": int(usage.input_tokens or 0), "output_tokens": int(usage.output_tokens or 0)}
@@ -281,7 +268,7 @@ def _complete_pairs(new_items: list[Any]) -> list[dict[str, Any]]:
         except Exception:  # an item kind that cannot be replayed: leave it out of the history
             _log.debug("skipping %s in history", type(run_item).__name__)
             continue
-        items.append(_portable(item))
+        items.append(stored(item))
     calls = {i.get("call_id") for i in items if i.get("type") == "function_call"}
     outputs = {i.get("call_id") for i in items if i.get("type") == "function_call_output"}
     paired = calls & outputs

@@ -32,6 +32,7 @@ from core.assistants import Assistant, AssistantsConfig, load_assistants
 from core.budgets import Budget
 from core.citations import citations
 from core.context import ContextBuilder
+from core.conversation_items import text_of
 from core.errors import ThreadlineError
 from core.events import (
     ApprovalRequired,
@@ -786,12 +787,7 @@ class Threadline:
                 output = item.get("output")
                 role, text = "tool_result", output if isinstance(output, str) else json.dumps(output)
             else:
-                role = str(item.get("role") or kind or "other")
-                content = item.get("content")
-                if isinstance(content, list):
-                    text = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-                else:
-                    text = str(content or "")
+                role, text = str(item.get("role") or kind or "other"), text_of(item.get("content"))
             out.append((role, text, item, self._tokens.count_item(item)))
         return out
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.events import ApprovalRequired, ApprovalResolved, RunCompleted, RunFailed, ToolCallFinished
 from core.service import ApprovalError
-from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, tool_results
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 from tests.helpers import CHANNEL, post
 from tests.tool_modules import team_tools
 
@@ -137,3 +137,57 @@ async def test_cancelling_a_paused_run_closes_its_approval(service, fake_model: 
     with pytest.raises(ApprovalError, match="no longer waiting: its run was cancelled"):
         await service.decide(approval.approval_id, approve=True, decided_by="U_BOB")
     assert team_tools.TIMELINE == []
+
+
+def chatty_deploy_script(req: dict[str, Any]) -> Reply:
+    """Answers "hi" in words, and "deploy" with a call needing approval."""
+    if results := tool_results(req):
+        return Reply(text=f"Result: {results[0]['content']}")
+    if "deploy" in last_user_text(req):
+        return Reply(tool_calls=(ToolCall("deploy", {"service": "billing"}),))
+    if "ticket" in last_user_text(req):
+        return Reply(tool_calls=(ToolCall("lookup_ticket", {"ticket_id": 7}),))
+    return Reply(text="Hello! How can I help?")
+
+
+@pytest.mark.parametrize("approve", [True, False])
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize("summary", [False, True])
+async def test_decision_in_a_thread_with_earlier_answers_and_tool_calls(
+    open_service, fake_model: FakeOpenAI, approve: bool, restart: bool, summary: bool
+) -> None:
+    """The thread has answers, a completed tool call, an earlier approval and (or not) a rolling summary
+    before the paused call."""
+    fake_model.script = chatty_deploy_script
+    service = await open_service()
+    if summary:  # a long history first, folded into a summary when it outgrows the assistant's 4,000 tokens
+        for n in range(8):
+            assert isinstance(await (await post(service, f"note {n}: " + "lorem ipsum " * 160)).result(), RunCompleted)
+    assert isinstance(await (await post(service, "hi")).result(), RunCompleted)
+    assert isinstance(await (await post(service, "weather ticket please")).result(), RunCompleted)
+    earlier = await until_approval(await post(service, "deploy billing"))
+    await service.decide(earlier.approval_id, approve=True, decided_by="U_BOB")
+    handle = await post(service, "deploy billing again")
+    approval = await until_approval(handle)
+    if restart:
+        await service.close()
+        service = await open_service()
+    thread = await service.store.current_thread(CHANNEL)
+    assert ((await service.store.thread_summary(thread))[0] is not None) == summary
+    resumed = await service.decide(approval.approval_id, approve=approve, decided_by="U_BOB")
+    result = await resumed.result()
+    assert isinstance(result, RunCompleted), result
+    run = await service.store.get_run(handle.run_id)
+    assert run.status == "completed"
+    sent = fake_model.chat_requests[-1]["messages"]
+    if summary:
+        assert "Summary of the earlier conversation" in sent[0]["content"]
+    else:
+        assert [m["role"] for m in sent if m["role"] != "system"][:4] == ["user", "assistant", "user", "assistant"]
+    assert any(m.get("content") == "Hello! How can I help?" for m in sent)
+    if approve:
+        assert result.text == "Result: billing deployed"
+        assert team_tools.TIMELINE == ["deployed billing", "deployed billing"]
+    else:
+        assert "U_BOB denied" in tool_results(fake_model.chat_requests[-1])[0]["content"]
+        assert team_tools.TIMELINE == ["deployed billing"]

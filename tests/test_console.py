@@ -10,7 +10,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, tool_results
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,12 +95,14 @@ class Mailbox:
 def email_script(req: dict[str, Any]) -> Reply:
     if results := tool_results(req):
         return Reply(text=f"Done: {results[0]['content']}")
+    if last_user_text(req).endswith(": hi"):
+        return Reply(text="Hello! How can I help?")
     return Reply(
         tool_calls=(ToolCall("send_email", {"to": "ops@example.com", "subject": "Hi", "body": "Deploy at 5"}),)
     )
 
 
-async def _email_session(tmp_path: Path, answer: str) -> tuple[str, Mailbox, FakeOpenAI]:
+async def _email_session(tmp_path: Path, answer: str, *, before: str = "") -> tuple[str, Mailbox, FakeOpenAI]:
     mailbox = Mailbox()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(mailbox), "127.0.0.1", 0)
@@ -116,7 +118,7 @@ async def _email_session(tmp_path: Path, answer: str) -> tuple[str, Mailbox, Fak
                 SMTP_STARTTLS="false",
                 SMTP_PASSWORD="hunter2-secret-value",
             )
-            code, out, err = await run_console(env, f"email ops please\n{answer}\n", tmp_path)
+            code, out, err = await run_console(env, f"{before}email ops please\n{answer}\n", tmp_path)
     finally:
         server.close()
     assert code == 0, err
@@ -139,6 +141,15 @@ async def test_email_denied_is_not_sent(tmp_path: Path) -> None:
     assert mailbox.envelopes == []
     assert "send_email: denied" in out
     assert "denied" in tool_results(fake.chat_requests[-1])[0]["content"]
+
+
+async def test_approval_after_an_earlier_answer(tmp_path: Path) -> None:
+    """`hi`, then an email, then `y`: the paused run's history holds an answer (issue 14)."""
+    out, mailbox, fake = await _email_session(tmp_path, "y", before="hi\n")
+    assert "Hello! How can I help?" in out
+    assert len(mailbox.envelopes) == 1
+    assert "Done: Email sent to ops@example.com" in out
+    assert any(m.get("content") == "Hello! How can I help?" for m in fake.chat_requests[-1]["messages"])
 
 
 async def test_upload_then_ask_prints_sources(tmp_path: Path) -> None:

@@ -461,6 +461,24 @@ async def test_approve_runs_the_tool_and_a_refused_press_changes_nothing(harness
     assert question["id"]
 
 
+async def test_approval_in_a_channel_with_an_earlier_answer(harness: Harness) -> None:
+    """The paused run's history holds an answer: it must survive the paused state (issue 14)."""
+    fake = harness.fake
+    await fake.send_message("hello there")
+    await fake.wait_until(
+        lambda: any(m["content"] == "Answer to: hello there" for m in fake.bot_messages(CHANNEL_ID)),
+        what="the first answer",
+    )
+    await fake.send_message("please deploy billing")
+    approval = await _approval_message(harness)
+    await fake.press_button(approval, _buttons(approval)["Approve"], user=ALICE)
+    await fake.wait_until(
+        lambda: any(m["content"].startswith("Done [1]: billing deployed") for m in fake.bot_messages(CHANNEL_ID)),
+        what="the answer after the approval",
+    )
+    assert team_tools.TIMELINE == ["deployed billing"]
+
+
 async def test_deny_tells_the_model_and_the_channel(harness: Harness) -> None:
     fake = harness.fake
     await fake.send_message("please deploy billing")

@@ -293,6 +293,24 @@ async def test_approve_button_runs_the_tool(harness: Harness) -> None:
     assert "actions" not in json.dumps(updated.blocks)  # the buttons are gone
 
 
+async def test_approval_in_a_channel_with_an_earlier_answer(harness: Harness) -> None:
+    """The paused run's history holds an answer: it must survive the paused state (issue 14)."""
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> hello there", "1700000030.000100"))
+    assert await harness.answer(CHANNEL, "1700000030.000100") == ["Answer to: hello there"]
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000031.000100"))
+    message = await approval_message(harness, "1700000031.000100")
+    body = block_action(
+        APPROVE_ACTION, button_value(message), ALICE, CHANNEL, message.ts, harness.slack.response_url("a30"),
+        thread_ts="1700000031.000100",
+    )  # fmt: skip
+    assert await harness.send(body) == 200
+    [answer] = await harness.answer(CHANNEL, "1700000031.000100")
+    assert answer.startswith("Done [1]: billing deployed")
+    assert team_tools.TIMELINE == ["deployed billing"]
+    sent = harness.model.chat_requests[-1]["messages"]
+    assert any(m["role"] == "assistant" and m.get("content") == "Answer to: hello there" for m in sent)
+
+
 async def test_deny_and_an_outsider_press(harness: Harness) -> None:
     await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000011.000100"))
     message = await approval_message(harness, "1700000011.000100")
