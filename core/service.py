@@ -51,6 +51,7 @@ from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import TERMINAL_STATUSES, Approval, Author, Incoming, Run
 from core.policy import Policy
+from core.process_lease import ProcessLease
 from core.retention import RetentionJob
 from core.run_budget import RunBudget
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent, decision
@@ -62,23 +63,29 @@ from core.store import Store
 from core.store.api_runs import RunStore
 from core.store.api_threads import NewMessageRow
 from core.store.budgets import BudgetStore, Subjects
+from core.store.leases import ACTIVE
+from core.store.processes import Notice, ProcessStore, Recovered
 from core.store.queue import QueueStore
 from core.store.store import NewItem
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
 from core.tools.registry import ToolRegistry
 
-__all__ = ["ApprovalError", "ChannelNotServed", "Notifier", "Threadline"]
+__all__ = ["AdoptedRenderer", "ApprovalError", "ChannelNotServed", "Notifier", "Threadline"]
 
 _log = logging.getLogger(__name__)
 
 Notifier = Callable[[str, str], Awaitable[None]]
+# Shows a run this process took over: (its handle, the platform message id of the question or None).
+AdoptedRenderer = Callable[[RunHandle, str | None], Awaitable[None]]
 
 NO_MODEL_MESSAGE = (
     "No model endpoint is configured, so I cannot answer yet. Whoever runs the bot should set "
     "OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a local OpenAI-compatible server) and restart it."
 )
 RESTART_REASON = "Threadline stopped while this run was queued or in progress."
+BUSY_POLL_SECONDS = 0.5  # how often a lane looks again at a thread another process is answering in
+TAKEN_OVER_MESSAGE = "Another instance of the bot took over this answer, so it stopped here."
 STOPPED_MESSAGE = "I was stopped (the bot is restarting) before I could answer this. Your message is saved; ask again."
 SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
 
@@ -113,6 +120,13 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     segment: asyncio.Task[SegmentOutcome] | None = None
     segment_run: str | None = None
+    run: str | None = None  # the run the lane holds (claimed, maybe not yet in a segment)
+    cancelled: bool = False  # someone asked to cancel ``run``
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.segment is not None:
+            self.segment.cancel()
 
 
 class Threadline:
@@ -130,6 +144,7 @@ class Threadline:
         knowledge: KnowledgeBase,
         notify: Notifier | None = None,
         metrics: Metrics | None = None,
+        platforms: frozenset[str] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()  # Prometheus series (core/metrics.py); adapters count platform errors
@@ -156,14 +171,34 @@ class Threadline:
         self.retention = RetentionJob(
             store, knowledge, days=settings.retention_days, keep_last=settings.retention_keep_last
         )
+        self.processes = ProcessStore(store, platforms=platforms, lease_seconds=settings.lease_seconds)
+        self._lease = ProcessLease(
+            self.processes,
+            lease_seconds=settings.lease_seconds,
+            restart_reason=RESTART_REASON,
+            on_recovered=self._on_recovered,
+            deliver=self._deliver,
+            on_tick=self._cancel_from_elsewhere,
+        )
+        self._render_adopted: AdoptedRenderer | None = None
+        self._adopted: dict[str, RunHandle] = {}  # runs taken over from a process that is gone, not yet rendered
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, notify: Notifier | None = None, metrics: Metrics | None = None
+        cls,
+        settings: Settings,
+        *,
+        notify: Notifier | None = None,
+        metrics: Metrics | None = None,
+        platforms: frozenset[str] | set[str] | tuple[str, ...] | None = None,
     ) -> Threadline:
-        """Load the assistants file, open and migrate the store, and close runs a crash left open.
+        """Load the assistants file, open and migrate the store, and take over what stopped processes left.
 
         ``metrics``: an adapter that counts platform calls before the service exists passes its own.
+        ``platforms``: the channel platforms this process serves (``slack``, ``discord``, ``console``,
+        ``api``; None: all). Only their runs are taken over from stopped processes, and only their
+        notices are delivered here; the others wait in the database for a process that serves them.
         """
         metrics = metrics or Metrics()
         assistants = await asyncio.to_thread(load_assistants, settings.assistants_file, default_model=settings.model)
@@ -194,9 +229,10 @@ class Threadline:
             await models.close()
             await store.close()
             raise
-        service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify, metrics)
+        served = frozenset(platforms) if platforms is not None else None
+        service = cls(settings, store, assistants, tools, models, tokens, http, knowledge, notify, metrics, served)
         service._sessions, service._outbox = sessions, outbox
-        await service._recover()
+        await service._lease.start()
         await knowledge.recover()
         knowledge.start()
         service.retention.start()
@@ -213,10 +249,14 @@ class Threadline:
             task.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
         self._lanes.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for run_id in list(self._handles):  # queued runs (one in progress was ended by its lane)
             run = await self.store.get_run(run_id)
             if run.status in ("queued", "in_progress", "cancelling"):
-                await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
+                await self._end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [], expect=(run.status,))
+        await self._lease.close()
         if self._sessions is not None:
             await self._sessions.close()
         await self.retention.close()
@@ -315,12 +355,25 @@ class Threadline:
 
     async def _cancel(self, run: Run) -> None:
         lane = self._lanes.get(run.thread_id)
-        if run.status == "in_progress" and lane and lane.segment_run == run.id and lane.segment:
+        if run.status == "in_progress" and lane and lane.run == run.id:
             await self.store.update_run(run.id, status="cancelling")
-            lane.segment.cancel()
-        else:
-            await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
+            lane.cancel()
+        elif run.status == "in_progress":  # another process runs it: it stops it at its next tick
+            await self.store.update_run_if(run.id, ("in_progress",), status="cancelling")
+        elif await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [], expect=(run.status,)):
             self._wake(run.thread_id)  # a lane waiting on this run's approvals moves on
+        else:  # it started meanwhile
+            current = await self.store.get_run(run.id)
+            if current.status == "in_progress":
+                await self._cancel(current)
+
+    async def _cancel_from_elsewhere(self) -> None:
+        """Runs of this process that another one asked to cancel: stop them."""
+        running = {lane.run: lane for lane in self._lanes.values() if lane.run}
+        if not running:
+            return
+        for run_id in await self.processes.cancelling(list(running)):
+            running[run_id].cancel()
 
     # -- runs of the Assistants-compatible API ---------------------------------------------------
 
@@ -398,8 +451,11 @@ class Threadline:
         return self.metrics.exposition()
 
     async def wait_idle(self) -> None:
-        """Wait until no lane has work (tests and benchmarks)."""
-        while tasks := [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]:
+        """Wait until no lane has work and nothing this service started is left running (tests, benchmarks)."""
+        while tasks := [
+            *(lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()),
+            *(task for task in self._tasks if not task.done()),
+        ]:
             await asyncio.wait(tasks)
 
     # -- lanes ---------------------------------------------------------------------------------
@@ -416,6 +472,10 @@ class Threadline:
         handle.put(event)
         if handle.done:
             self._handles.pop(run.id, None)
+            if self._adopted.pop(run.id, None) is not None:  # taken over, and nobody shows it: post the end
+                text = event.text if isinstance(event, RunCompleted) else getattr(event, "message", "")
+                if text and run.spec is None:
+                    self._own(self._tell(run.channel, text))
 
     def _wake(self, thread_id: str) -> None:
         if self._closing:
@@ -447,25 +507,31 @@ class Threadline:
     async def _step(self, thread_id: str, lane: _Lane) -> bool:
         """Do the thread's next piece of work; False when there is none."""
         kind, run, approvals = await self.store.claim(thread_id, self._resolve_assistant)
+        if kind == "busy":  # another process answers in this thread now; a run queued here waits its turn
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), timeout=BUSY_POLL_SECONDS)
+            return True
         if run is None:
             return False
         with log_context(channel=run.channel, thread=thread_id, run=run.id):
-            return await self._step_run(kind, run, approvals, lane)
+            if kind != "paused":
+                lane.run, lane.cancelled = run.id, False
+            try:
+                return await self._step_run(kind, run, approvals, lane)
+            finally:
+                lane.run, lane.cancelled = None, False
 
     async def _step_run(self, kind: str, run: Run, approvals: list[Approval], lane: _Lane) -> bool:
         if kind == "start":
             await self._guarded(run, self._start(run, lane))
-            return True
-        pending = [a for a in approvals if a.status == "pending"]
-        if not pending:
+        elif kind == "resume":
             await self._guarded(run, self._resume(run, approvals, lane))
-            return True
-        expires = min(a.expires_at for a in pending)
-        if time.time() >= expires:
-            await self._expire(run, pending)
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lane.wake.wait(), timeout=expires - time.time())
+        elif kind == "expire":
+            await self._expire(run, approvals)
+        else:  # paused: until someone decides, or the first approval expires
+            expires = min(a.expires_at for a in approvals if a.status == "pending")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), timeout=max(expires - time.time(), 0))
         return True
 
     def _resolve_assistant(self, name: str | None) -> tuple[str, str]:
@@ -496,6 +562,8 @@ class Threadline:
         self._emit(run, RunStarted(run.id, run.channel))
         if not self.settings.model_configured:
             await self._end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
+            if run.trigger_message_id is not None and run.spec is None:  # not to be sent again once a model is set
+                await self.store.delete_message(run.trigger_message_id)
             return
         if run.spec is not None:
             await self._start_spec(run, RunSpec.from_json(run.spec), lane)
@@ -591,7 +659,7 @@ class Threadline:
                     rejection_message=f"{who} denied this call to {item.tool_name}; it was not run. "
                     "Tell the user, and do not retry it unless they ask.",
                 )
-        run = await self.store.update_run(run.id, status="in_progress", state_json=None)
+        run = await self.store.update_run(run.id, state_json=None)
         await self._segment(run, lane, agent, state, refused=refused, budget=await self._run_budget(run))
 
     async def _segment(
@@ -614,6 +682,9 @@ class Threadline:
             refused=refused,
             budget=budget,
         )
+        if lane.cancelled:  # asked to stop before it got here
+            await self._end(run, "cancelled", "Cancelled.", "cancelled by request", [])
+            return
         task = asyncio.create_task(segment.execute(agent, start, context), name=f"run {run.id}")
         lane.segment, lane.segment_run = task, run.id
         try:
@@ -637,9 +708,13 @@ class Threadline:
             ids: tuple[list[str | None], str | None] = ([], None)
             if run.spec is not None:  # an API run: its answer gets the ids its streams announced
                 ids = await self.runs.answer_public_ids(run.id, [role for role, *_ in items])
-            run = await self.store.finish_run(
-                run, status="completed", items=items, public_ids=ids[0], step_id=ids[1], **usage
+            finished = await self.store.finish_run(
+                run, status="completed", items=items, public_ids=ids[0], step_id=ids[1], expect=ACTIVE, **usage
             )
+            if finished is None:
+                self._taken_over(run)
+                return
+            run = finished
             if run.spec is not None and outcome.sources:
                 await self._annotate(run, outcome)
             self._emit(run, RunCompleted(run.id, outcome.text, outcome.sources))
@@ -650,10 +725,17 @@ class Threadline:
                 client = frozenset(RunSpec.from_json(run.spec).client_functions(self.tools.names()))
                 seconds = CLIENT_OUTPUT_SECONDS
             expires_at = time.time() + seconds
-            run = await self.store.finish_run(run, status="requires_action", state_json=outcome.state_json, **usage)
+            # The approvals first: a run another process sees paused always has them.
             approvals = await self.store.add_approvals(
                 run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at, client
             )
+            paused = await self.store.finish_run(
+                run, status="requires_action", state_json=outcome.state_json, expect=ACTIVE, **usage
+            )
+            if paused is None:
+                self._taken_over(run)
+                return
+            run = paused
             if run.spec is not None:
                 run = await self.store.update_run(run.id, expires_at=expires_at)
             for approval in approvals:
@@ -661,10 +743,18 @@ class Threadline:
                     run,
                     ApprovalRequired(run.id, approval.id, approval.tool_name, approval.arguments, expires_at),
                 )
-        else:
-            await self._end(run, outcome.status, outcome.message, outcome.error, outcome.items, **usage)
+        elif not await self._end(
+            run, outcome.status, outcome.message, outcome.error, outcome.items, expect=ACTIVE, **usage
+        ):
+            self._taken_over(run)
+            return
         if budget is not None and outcome.input_tokens + outcome.output_tokens:
             await budget.after()
+
+    def _taken_over(self, run: Run) -> None:
+        """The run was taken from this process while it ran (its lease ran out): its result is not recorded."""
+        _log.error("run %s was taken over by another process while this one ran it; its result is dropped", run.id)
+        self._emit(run, RunFailed(run.id, "failed", TAKEN_OVER_MESSAGE))
 
     async def _annotate(self, run: Run, outcome: SegmentOutcome) -> None:
         """An API run's answer gets the old API's file citations, with the ids its owner uploaded."""
@@ -673,9 +763,9 @@ class Threadline:
         await self.runs.set_annotations(run.id, [asdict(c) for c in found])
 
     async def _expire(self, run: Run, pending: list[Approval]) -> None:
+        """The claim marked ``pending`` expired and took the run: end it, and say so."""
         live = run.id in self._handles  # someone is watching this run; otherwise tell the channel
         for approval in pending:
-            await self.store.decide_approval(approval.id, "expired", None)
             self._emit(run, ApprovalResolved(run.id, approval.id, approval.tool_name, "expired", None))
         tools = ", ".join(sorted({a.tool_name for a in pending}))
         minutes = self.settings.approval_timeout / 60
@@ -696,17 +786,24 @@ class Threadline:
         *,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
-    ) -> None:
-        """Close a run that did not complete: record why, keep finished tool calls, tell its handle."""
-        run = await self.store.finish_run(
+        expect: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Close a run that did not complete: record why, keep finished tool calls, tell its handle.
+
+        ``expect``: only if the run is still in one of these statuses (False, and nothing done, if not)."""
+        ended = await self.store.finish_run(
             run,
             status=status,
             items=self._new_items(items),
             last_error=error,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            expect=expect,
         )
-        self._emit(run, RunFailed(run.id, status, message))  # type: ignore[arg-type]
+        if ended is None:
+            return False
+        self._emit(ended, RunFailed(ended.id, status, message))  # type: ignore[arg-type]
+        return True
 
     def _emitter(self, run: Run) -> Callable[[Event], Awaitable[None]]:
         async def emit(event: Event) -> None:
@@ -792,31 +889,73 @@ class Threadline:
         return out
 
     async def _tell(self, channel: str, text: str) -> None:
-        if self._notify is None:
-            _log.info("no notifier; a message for %s was not delivered", channel)
-            return
-        try:
-            await self._notify(channel, text)
-        except Exception:
-            _log.exception("could not tell channel %s", channel)
+        """A message for a channel outside any run's stream. Sent now when this process serves the channel;
+        kept in the database for a process that does otherwise, or when sending fails (tried again)."""
+        if self.processes.serves(channel):
+            if self._notify is None:
+                _log.info("no notifier; a message for %s was not delivered", channel)
+                return
+            try:
+                await self._notify(channel, text)
+                return
+            except Exception as exc:
+                _log.warning("could not tell channel %s (%s: %s); trying again later", channel, type(exc).__name__, exc)
+        await self.processes.queue_notice(channel, text)
+        self._lease.poke()
 
-    async def _recover(self) -> None:
-        """Close runs a crash left open (telling each channel once) and watch paused runs again."""
-        interrupted = await self.store.close_interrupted_runs(RESTART_REASON)
+    async def _deliver(self, notice: Notice) -> None:
+        """A notice waiting in the database for this process's platforms (raises: tried again later)."""
+        if self._notify is None:
+            raise RuntimeError("this process has no way to post to its channels")
+        await self._notify(notice.channel, notice.text)
+
+    async def _on_recovered(self, found: Recovered) -> None:
+        """Runs this process took over from processes that are gone: answer, or tell the channel once."""
         by_channel: dict[str, int] = {}
-        for run in interrupted:
+        for run in found.failed:
             by_channel[run.channel] = by_channel.get(run.channel, 0) + 1
         for channel, count in by_channel.items():
             what = "a message" if count == 1 else f"{count} messages"
             await self._tell(
                 channel,
-                f"I was restarted while answering {what} here, so I did not finish. "
-                "Your messages are saved; please ask again.",
+                f"I was restarted while answering {what} here, after I had started using a tool, so I did not "
+                "finish. Your messages are saved; please ask again.",
             )
-        if interrupted:
-            _log.warning("closed %d runs left open by a previous stop", len(interrupted))
-        for run in await self.store.runs_with_status(["requires_action"]):
+        for run in found.adopted:
+            self._adopted[run.id] = self._handle(run)
+            self._hand_over(run.id)
             self._wake(run.thread_id)
+        for thread_id in found.paused_threads:
+            if thread_id not in self._lanes:
+                self._wake(thread_id)
+
+    def adopt_with(self, render: AdoptedRenderer) -> None:
+        """Show runs this process takes over (their question was asked through a process that is gone)
+        with ``render(handle, platform_msg_id of the question)``, as the adapter shows its own runs.
+        Without one, such a run's answer is posted to its channel as a plain message."""
+        self._render_adopted = render
+        for run_id in list(self._adopted):
+            self._hand_over(run_id)
+
+    def _hand_over(self, run_id: str) -> None:
+        render = self._render_adopted
+        handle = self._adopted.get(run_id)
+        if render is None or handle is None:
+            return
+        del self._adopted[run_id]
+
+        async def show() -> None:
+            try:
+                await render(handle, await self.store.question_msg_id(run_id))
+            except Exception:
+                _log.exception("could not show run %s, taken over from a stopped process", run_id)
+
+        self._own(show())
+
+    def _own(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _actor_json(person: Author) -> str | None:

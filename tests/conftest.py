@@ -75,8 +75,8 @@ async def open_service(settings: Settings) -> AsyncIterator[ServiceFactory]:
     """Open services (several, to simulate restarts); all are closed at the end."""
     opened: list[Threadline] = []
 
-    async def factory(notify: Any = None, **overrides: Any) -> Threadline:
-        service = await Threadline.open(replace(settings, **overrides), notify=notify)
+    async def factory(notify: Any = None, platforms: Any = None, **overrides: Any) -> Threadline:
+        service = await Threadline.open(replace(settings, **overrides), notify=notify, platforms=platforms)
         opened.append(service)
         return service
 

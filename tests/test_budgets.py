@@ -4,6 +4,7 @@ and /budget — in the core with concurrent runs, and through the console."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from core.events import RunCompleted, RunFailed
 from core.models import Author, Incoming
 from core.settings import Settings
 from core.store.budgets import BudgetStore, Subjects
+from core.store.processes import ProcessStore
 from core.store.store import Store
 from core.store.usage import UsageStore
 from core.usage import ModelUsage
@@ -158,9 +160,19 @@ async def test_a_crashed_runs_reservation_is_kept_as_its_usage(tmp_path: Path) -
         subjects = Subjects("slack:T1:C1", "slack:U1")
         expected = ModelUsage("m", 300, 200)
         await budgets.reserve(run_id, subjects, run_started=run.created_at, expected=expected, now=run.created_at)
-        await store.close_interrupted_runs("stopped")
+        # Another process finds the run of the one that crashed, and queues it again to answer it afresh.
+        other = await Store.open(tmp_path / "c.db")
+        try:
+            found = await ProcessStore(other, platforms=None, lease_seconds=15).recover("stopped")
+        finally:
+            await other.close()
+        assert [r.id for r in found.adopted] == [run_id]
+        assert (await store.get_run(run_id)).status == "queued"
         assert await UsageStore(store).by_model(0, channel="slack:T1:C1") == [ModelUsage("m", 300, 200, 1)]
         assert await store.call(lambda db: db.execute("SELECT COUNT(*) FROM budget_holds").fetchone()[0]) == 0
+        # ... and the next attempt's usage adds to what the cut-off one spent
+        await store.finish_run(await store.get_run(run_id), status="completed", input_tokens=10, output_tokens=5)
+        assert await UsageStore(store).by_model(0, channel="slack:T1:C1") == [ModelUsage("m", 310, 205, 1)]
     finally:
         await store.close()
 
@@ -317,12 +329,16 @@ async def test_what_runs_spent_before_budgets_existed_counts_from_the_start(tmp_
     """The migration that adds budgets adds up earlier runs by channel, person, day and month."""
     store = await Store.open(tmp_path / "old.db", stop_before="m011_budgets")
     try:
-        earlier = await _queued_run(store, "slack:T1:C1", "slack:U1")
-        await store.update_run(earlier, status="completed")
-        await store.call(
-            lambda db: db.execute("UPDATE runs SET input_tokens = 300, output_tokens = 30 WHERE id = ?", [earlier])
+        thread_id, _ = await store.channel_info("slack:T1:C1")
+        created = time.time()
+        await store.call(  # as that schema stored a run (today's store writes columns it does not have yet)
+            lambda db: db.execute(
+                "INSERT INTO runs (id, thread_id, channel, assistant, model, status, created_at, actor,"
+                " input_tokens, output_tokens, total_tokens)"
+                " VALUES ('run_earlier', ?, 'slack:T1:C1', NULL, 'm', 'completed', ?, ?, 300, 30, 330)",
+                [thread_id, created, '{"key": "slack:U1", "roles": []}'],
+            )
         )
-        created = (await store.get_run(earlier)).created_at
     finally:
         await store.close()
     store = await Store.open(tmp_path / "old.db")

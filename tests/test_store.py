@@ -97,13 +97,11 @@ async def test_history_survives_a_restart(open_service, fake_model: FakeOpenAI) 
     ]
 
 
-async def test_runs_left_open_by_a_crash_are_closed_and_the_channel_told_once(
-    open_service, fake_model: FakeOpenAI, tmp_path: Path
-) -> None:
-    # A crash: two runs queued and one in progress in the database, nothing running.
-    store = await Store.open(tmp_path / "threadline.db")
+async def _crashed_runs(path: Path, channels: list[str]) -> tuple[Store, list[Any]]:
+    """A crash: runs queued in the database by a process that is gone, nothing running them."""
+    store = await Store.open(path)
     runs = []
-    for n, channel in enumerate([CHANNEL, CHANNEL, "slack:T1:C9"]):
+    for n, channel in enumerate(channels):
         posted = await store.post_user_message(
             channel=channel,
             author_id="U1",
@@ -115,7 +113,15 @@ async def test_runs_left_open_by_a_crash_are_closed_and_the_channel_told_once(
         )
         assert posted is not None
         runs.append(posted[1])
-    await store.update_run(runs[0].id, status="in_progress")
+    return store, runs
+
+
+async def test_runs_a_crash_left_are_answered_and_nothing_is_lost(
+    open_service, fake_model: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Queued runs are answered; one in progress that had not started a tool is answered again."""
+    store, runs = await _crashed_runs(tmp_path / "threadline.db", [CHANNEL, CHANNEL, "slack:T1:C9"])
+    await store.update_run(runs[0].id, status="in_progress", started_at=1.0)
     await store.close()
 
     told: list[tuple[str, str]] = []
@@ -124,23 +130,60 @@ async def test_runs_left_open_by_a_crash_are_closed_and_the_channel_told_once(
         told.append((channel, text))
 
     service = await open_service(notify=notify)
+    await service.wait_idle()
     for run in runs:
-        stored = await service.store.get_run(run.id)
-        assert stored.status == "failed"
-        assert "stopped" in (stored.last_error or "")
-    assert sorted(channel for channel, _ in told) == [CHANNEL, "slack:T1:C9"]
-    assert "2 messages" in dict(told)[CHANNEL]
-    # Nothing the user wrote is lost, and the model was not called for the dead runs.
-    assert [m.text for m in await service.store.thread_messages(await service.store.current_thread(CHANNEL))] == [
+        assert (await service.store.get_run(run.id)).status == "completed"
+    # Nobody watches these runs here: each answer reaches its channel as a message, in order, and once.
+    assert told == [
+        (CHANNEL, "echo: alice: question 0"),
+        (CHANNEL, "echo: alice: question 1"),
+        ("slack:T1:C9", "echo: alice: question 2"),
+    ] or sorted(told) == sorted(
+        [
+            (CHANNEL, "echo: alice: question 0"),
+            (CHANNEL, "echo: alice: question 1"),
+            ("slack:T1:C9", "echo: alice: question 2"),
+        ]
+    )
+    assert [t for c, t in told if c == CHANNEL] == ["echo: alice: question 0", "echo: alice: question 1"]
+    history = await service.store.thread_messages(await service.store.current_thread(CHANNEL))
+    assert [m.text for m in history] == [
         "question 0",
+        "echo: alice: question 0",
         "question 1",
+        "echo: alice: question 1",
     ]
-    assert fake_model.chat_requests == []
+    assert len(fake_model.chat_requests) == 3
     await service.close()
 
-    told.clear()
-    await open_service(notify=notify)
-    assert told == []  # told once
+
+async def test_a_run_a_crash_cut_off_after_a_tool_started_is_closed_and_its_channel_told_once(
+    open_service, fake_model: FakeOpenAI, tmp_path: Path
+) -> None:
+    store, runs = await _crashed_runs(tmp_path / "threadline.db", [CHANNEL, CHANNEL])
+    await store.update_run(runs[0].id, status="in_progress", started_at=1.0)
+    await store.add_step(runs[0].id, "tool_calls", tool_name="deploy", call_id="call_1", arguments="{}")
+    await store.close()
+
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    service = await open_service(notify=notify)
+    await service.wait_idle()
+    cut = await service.store.get_run(runs[0].id)
+    assert cut.status == "failed"
+    assert "stopped" in (cut.last_error or "")
+    assert [s.status for s in await service.store.run_steps(cut.id)] == ["failed"]
+    assert (await service.store.get_run(runs[1].id)).status == "completed"
+    assert [t for _, t in told if "restarted" in t] == [told[0][1]]
+    assert "after I had started using a tool" in told[0][1]
+    assert told[1:] == [(CHANNEL, "echo: alice: question 1")]
+    await service.close()
+    again = await open_service(notify=notify)  # a second restart says nothing again
+    await again.wait_idle()
+    assert len(told) == 2
 
 
 async def test_reset_starts_a_new_thread_and_keeps_the_old(service, fake_model: FakeOpenAI) -> None:
@@ -238,16 +281,31 @@ async def _post(store: Store, text: str, msg_id: str) -> int:
     )
 
 
+async def _post_in_old_schema(store: Store, text: str, msg_id: str) -> int:
+    """A person's message as an older schema stores it (the store's own code writes today's columns)."""
+    thread_id, _ = await store.channel_info(CHANNEL)
+
+    def insert(db: Any) -> int:
+        cursor = db.execute(
+            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, platform_msg_id, created_at)"
+            " VALUES (?, ?, 0, 'user', ?, '{}', 1, ?, 0)",
+            [thread_id, CHANNEL, text, msg_id],
+        )
+        return int(cursor.lastrowid)
+
+    return await store.call(insert)
+
+
 async def test_a_deleted_newest_messages_id_is_never_handed_out_again(tmp_path: Path) -> None:
     """Upgraded from the schema before m013: ids, public ids, indexes and triggers are kept, and an id freed
     by deleting the newest message stays unused (a plain rowid table hands it out again)."""
     path = tmp_path / "ids.db"
     old = await Store.open(path, stop_before="m013_message_ids_never_reused")
     try:
-        first = await _post(old, "first", "m1")
-        newest = await _post(old, "newest", "m2")
+        first = await _post_in_old_schema(old, "first", "m1")
+        newest = await _post_in_old_schema(old, "newest", "m2")
         await old.call(lambda db: db.execute("DELETE FROM messages WHERE id = ?", [newest]))
-        reused = await _post(old, "reused", "m3")
+        reused = await _post_in_old_schema(old, "reused", "m3")
         assert reused == newest  # the hazard, before the migration
         before = await old.call(lambda db: db.execute("SELECT id, public_id, text FROM messages").fetchall())
     finally:

@@ -118,7 +118,7 @@ async def main() -> int:
         return 2
     configure_logging(settings, extra_secrets=api.keys)
     try:
-        service = await Threadline.open(settings)
+        service = await Threadline.open(settings, platforms={"api"})
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2

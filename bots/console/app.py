@@ -227,7 +227,7 @@ async def main() -> int:
         out.flush()
 
     try:
-        service = await Threadline.open(settings, notify=notify)
+        service = await Threadline.open(settings, notify=notify, platforms={"console"})
     except ConfigError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return 2

@@ -158,7 +158,7 @@ class DiscordBot:
         async def notify(channel: str, text: str) -> None:
             await clients[0].notify(channel, text)
 
-        service = await Threadline.open(settings, notify=notify)
+        service = await Threadline.open(settings, notify=notify, platforms={"discord"})
         client = ThreadlineBot(service, discord_settings, **options)
         clients.append(client)
         connection: asyncio.Task[None] | None = None

@@ -88,7 +88,7 @@ class SlackBot:
             async def notify(channel: str, text: str) -> None:
                 await adapter_box[0].notify(channel, text)
 
-            service = await Threadline.open(settings, notify=notify, metrics=metrics)
+            service = await Threadline.open(settings, notify=notify, metrics=metrics, platforms={"slack"})
             stack.push_async_callback(service.close)
             adapter = SlackAdapter(service, slack, client, http, auth.get("user_id"))
             adapter_box.append(adapter)

@@ -122,8 +122,8 @@ class RunStore:
                 run_id = new_id("run")
                 db.execute(
                     "INSERT INTO runs (id, thread_id, channel, assistant, model, status, trigger_message_id,"
-                    " created_at, spec, assistant_id, metadata, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    " created_at, spec, assistant_id, metadata, expires_at, origin)"
+                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                     [
                         run_id,
                         thread_id,
@@ -136,6 +136,7 @@ class RunStore:
                         assistant_id,
                         json.dumps(dict(metadata)),
                         expires_at,
+                        self._store.process_id,
                     ],
                 )
                 return _run(db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone())

@@ -12,9 +12,8 @@ last of a budget. ``Store.finish_run`` removes the hold in the transaction that 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlite_utils import Database
 
@@ -30,12 +29,10 @@ from core.budgets import (
     measure,
     period_bounds,
 )
-from core.store.store import Store
+from core.store.store import Store, immediate
 from core.usage import ModelUsage, Price
 
 __all__ = ["BudgetStore", "Subjects"]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class BudgetStore:
             standings = [Standing(b, self._used(db, b, "")) for b in self._budgets(db, subjects, now)]
             return [s for s in standings if s.fraction() >= WARN_AT and _first_notice(db, s.budget, now)]
 
-        return await self._store.call(lambda db: _immediate(db, lambda: claim(db)))
+        return await self._store.call(lambda db: immediate(db, lambda: claim(db)))
 
     async def limit(self, scope: Scope, subject: str, period: Period) -> Limit | None:
         """The limit in force for one subject and period (a manager's, else the file's; None: unlimited)."""
@@ -125,7 +122,7 @@ class BudgetStore:
         """
 
         def transaction(db: Database) -> Standing | None:
-            return _immediate(db, lambda: self._reserve(db, run_id, subjects, run_started, expected, now))
+            return immediate(db, lambda: self._reserve(db, run_id, subjects, run_started, expected, now))
 
         return await self._store.call(transaction)
 
@@ -219,15 +216,3 @@ def _first_notice(db: Database, budget: Budget, now: float) -> bool:
         [budget.scope, budget.subject, budget.period, budget.since, budget.limit.store_text(), now],
     )
     return bool(cursor.rowcount)
-
-
-def _immediate(db: Database, work: Callable[[], T]) -> T:
-    """``work`` in a write transaction taken before its first read (other processes wait, see busy_timeout)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result

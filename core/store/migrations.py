@@ -415,3 +415,42 @@ def m013_message_ids_never_reused(db: Database) -> None:
     db.execute("ALTER TABLE messages_rebuilt RENAME TO messages")
     for sql in extras:
         db.execute(sql)
+
+
+@MIGRATIONS()
+def m014_processes_and_leases(db: Database) -> None:
+    """Several processes on one database: who is alive (a lease each renews), which of them queued
+    a run (``origin``) and which is running it (``owner``), and notices waiting for a process that
+    serves their platform (a row until it is delivered)."""
+    db.table("processes").create(
+        {
+            "id": str,
+            "pid": int,
+            "host": str,  # where ``pid`` means something: hostname, boot id and pid namespace
+            "started": str,  # the process's start time as the kernel counts it (pids are reused)
+            "platforms": str,  # comma-separated channel platforms it serves; '*' for all
+            "created_at": float,
+            "lease_until": float,
+        },
+        pk="id",
+        not_null={"id", "created_at", "lease_until"},
+    )
+    runs = db.table("runs")
+    runs.add_column("origin", str)  # the process that queued it: its lane starts it while that process lives
+    runs.add_column("owner", str)  # the process running it now (in_progress, cancelling)
+    db.table("notices").create(
+        {
+            "id": int,
+            "channel": str,
+            "platform": str,
+            "text": str,
+            "created_at": float,
+            "attempts": int,
+            "claimed_by": str,
+            "claimed_until": float,
+        },
+        pk="id",
+        not_null={"channel", "platform", "text", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db.table("notices").create_index(["platform", "claimed_until"])

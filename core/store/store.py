@@ -9,32 +9,48 @@ itself on open, and is the only place state lives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlite_utils import Database
 
 from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
+from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
 
-__all__ = ["NewItem", "Store", "new_id"]
+__all__ = ["NewItem", "Store", "immediate", "new_id"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # (role, text, item, tokens) for one message a run writes
 NewItem = tuple[str, str, dict[str, Any], int]
+ClaimKind = Literal["start", "resume", "expire", "paused", "busy", "idle"]
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def immediate(db: Database, work: Callable[[], T]) -> T:
+    """``work`` in a write transaction taken before its first read (other processes wait, see busy_timeout)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 class Store:
@@ -44,6 +60,9 @@ class Store:
         self.path = path
         self._executor = executor
         self._db = db
+        # This process, as the runs it queues and claims name it (core/store/leases.py).
+        self.process_id = new_id("proc")
+        self.host = host_key()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -66,7 +85,8 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
-            MIGRATIONS.apply(db, stop_before=stop_before)
+            with _migration_lock(path):
+                MIGRATIONS.apply(db, stop_before=stop_before)
             return db
 
         try:
@@ -217,8 +237,8 @@ class Store:
                     self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
                     self._db.execute(
                         "INSERT INTO runs (id, thread_id, channel, assistant, status, trigger_message_id, created_at,"
-                        " actor) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                        [run_id, thread_id, channel, assistant, message_id, now, actor],
+                        " actor, origin) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                        [run_id, thread_id, channel, assistant, message_id, now, actor, self.process_id],
                     )
             except sqlite3.IntegrityError:
                 if platform_msg_id is not None and self._message_exists(channel, platform_msg_id):
@@ -353,6 +373,37 @@ class Store:
         assignments = ", ".join(f"{name} = ?" for name in fields)
         self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*fields.values(), run_id])
 
+    async def update_run_if(self, run_id: str, statuses: Sequence[str], **fields: Any) -> Run | None:
+        """Update the run only while its status is one of ``statuses`` (atomic); None when it was not."""
+
+        def update() -> Run | None:
+            unknown = set(fields) - _RUN_FIELDS
+            if unknown:
+                raise ValueError(f"not run fields: {sorted(unknown)}")
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            cursor = self._db.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({','.join('?' * len(statuses))})",
+                [*fields.values(), run_id, *statuses],
+            )
+            return self._get_run(run_id) if cursor.rowcount else None
+
+        return await self._call(update)
+
+    async def question_msg_id(self, run_id: str) -> str | None:
+        """The platform's id of the message a run answers (None: none, or not from a platform)."""
+
+        def query() -> str | None:
+            row = self._db.execute(
+                "SELECT m.platform_msg_id FROM runs r JOIN messages m ON m.id = r.trigger_message_id WHERE r.id = ?",
+                [run_id],
+            ).fetchone()
+            return str(row[0]) if row and row[0] else None
+
+        return await self._call(query)
+
+    async def delete_message(self, message_id: int) -> None:
+        await self._call(self._db.execute, "DELETE FROM messages WHERE id = ?", [message_id])
+
     async def update_run(self, run_id: str, **fields: Any) -> Run:
         def update() -> Run:
             self._update_run(run_id, fields)
@@ -362,41 +413,83 @@ class Store:
 
     async def claim(
         self, thread_id: str, resolve: Callable[[str | None], tuple[str, str]]
-    ) -> tuple[str, Run | None, list[Approval]]:
-        """The thread's next piece of work, in one round trip.
+    ) -> tuple[ClaimKind, Run | None, list[Approval]]:
+        """The thread's next piece of work for this process, claimed in one write transaction.
 
-        ("paused", run, approvals) while a run waits for approval; otherwise ("start", run, [])
-        with the oldest queued run already marked in progress and its assistant and model resolved by
-        ``resolve`` (assistant name or None → (name, model)); ("idle", None, []) when there is none.
+        Across every process on the database one run per thread is active, and a process does
+        only what is its own or what a process that is gone left behind:
+
+        - ("start", run, []): the oldest queued run, now in progress and owned here, its assistant
+          and model resolved by ``resolve`` (assistant name or None → (name, model)), when it was
+          queued here or by a process that is gone;
+        - ("resume", run, approvals): a paused run whose approvals are all decided, now in progress here;
+        - ("expire", run, pending): a paused run whose time ran out, now in progress here, its pending
+          approvals expired (the caller ends it);
+        - ("paused", run, approvals) while a run waits for people;
+        - ("busy", None, []): another live process holds the thread, and a run queued here waits
+          behind it (look again soon);
+        - ("idle", None, []): nothing for this process.
         """
 
-        def claim() -> tuple[str, Run | None, list[Approval]]:
-            row = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE thread_id = ? AND status = 'requires_action'"
-                " ORDER BY created_at, rowid LIMIT 1",
-                [thread_id],
-            ).fetchone()
-            if row is not None:
-                run = _run(row)
-                approvals = self._db.execute(
-                    f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at, rowid",
-                    [run.id],
-                ).fetchall()
-                return "paused", run, [Approval(*a) for a in approvals]
-            row = self._db.execute(
-                "SELECT id, assistant, spec IS NOT NULL FROM runs WHERE thread_id = ? AND status = 'queued'"
-                " ORDER BY created_at, rowid LIMIT 1",
-                [thread_id],
-            ).fetchone()
-            if row is None:
-                return "idle", None, []
-            fields: dict[str, Any] = {"status": "in_progress", "started_at": time.time()}
-            if not row[2]:  # a chat run: its channel's assistant from the assistants file, as it is now
-                fields["assistant"], fields["model"] = resolve(row[1])
-            self._update_run(row[0], fields)
-            return "start", self._get_run(row[0]), []
+        def claim() -> tuple[ClaimKind, Run | None, list[Approval]]:
+            return immediate(self._db, lambda: self._claim(thread_id, resolve))
 
         return await self._call(claim)
+
+    def _claim(
+        self, thread_id: str, resolve: Callable[[str | None], tuple[str, str]]
+    ) -> tuple[ClaimKind, Run | None, list[Approval]]:
+        db, me, now = self._db, self.process_id, time.time()
+        waiting: ClaimKind = (
+            "busy"
+            if db.execute(
+                "SELECT 1 FROM runs WHERE thread_id = ? AND status = 'queued' AND origin = ? LIMIT 1", [thread_id, me]
+            ).fetchone()
+            else "idle"
+        )
+        marks = ",".join("?" * len(ACTIVE))
+        if db.execute(
+            f"SELECT 1 FROM runs WHERE thread_id = ? AND status IN ({marks}) LIMIT 1", [thread_id, *ACTIVE]
+        ).fetchone():
+            return waiting, None, []  # another process's run (this process's lane does one at a time)
+        row = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE thread_id = ? AND status = 'requires_action'"
+            " ORDER BY created_at, rowid LIMIT 1",
+            [thread_id],
+        ).fetchone()
+        if row is not None:
+            run = _run(row)
+            approvals = [
+                Approval(*a)
+                for a in db.execute(
+                    f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at, rowid", [run.id]
+                ).fetchall()
+            ]
+            pending = [a for a in approvals if a.status == "pending"]
+            if pending and min(a.expires_at for a in pending) > now:
+                return "paused", run, approvals
+            if pending:
+                db.execute(
+                    f"UPDATE approvals SET status = 'expired' WHERE id IN ({','.join('?' * len(pending))})",
+                    [a.id for a in pending],
+                )
+            self._update_run(run.id, {"status": "in_progress", "owner": me})
+            return ("expire" if pending else "resume"), self._get_run(run.id), pending or approvals
+        row = db.execute(
+            "SELECT id, assistant, spec IS NOT NULL, origin FROM runs WHERE thread_id = ? AND status = 'queued'"
+            " ORDER BY created_at, rowid LIMIT 1",
+            [thread_id],
+        ).fetchone()
+        if row is None:
+            return "idle", None, []
+        origin = row[3]
+        if origin not in (None, me) and origin in live_processes(db, self.host, now):
+            return waiting, None, []  # its own process answers it, then this one's turn comes
+        fields: dict[str, Any] = {"status": "in_progress", "started_at": now, "owner": me, "origin": me}
+        if not row[2]:  # a chat run: its channel's assistant from the assistants file, as it is now
+            fields["assistant"], fields["model"] = resolve(row[1])
+        self._update_run(row[0], fields)
+        return "start", self._get_run(row[0]), []
 
     async def finish_run(
         self,
@@ -410,18 +503,26 @@ class Store:
         state_json: str | None = None,
         public_ids: Sequence[str | None] = (),
         step_id: str | None = None,
-    ) -> Run:
+        expect: Sequence[str] | None = None,
+    ) -> Run | None:
         """Record the end of a stretch of a run in one transaction.
 
         Appends what the run produced to its turn, closes its open steps (a completed run gets its
         message-creation step), and sets its status, usage and error. ``public_ids`` and ``step_id``:
         ids chosen in advance for the items and the message-creation step (API runs announce them
-        while they stream); random ones otherwise.
+        while they stream); random ones otherwise. The run is no longer any process's to run.
+
+        ``expect``: only if the run is in one of these statuses and not running in another process;
+        None (and nothing recorded) otherwise.
         """
 
-        def finish() -> Run:
+        def finish() -> Run | None:
             now = time.time()
-            fields: dict[str, Any] = {"status": status, "state_json": state_json}
+            if expect is not None:
+                row = self._db.execute("SELECT status, owner FROM runs WHERE id = ?", [run.id]).fetchone()
+                if row is None or row[0] not in expect or row[1] not in (None, self.process_id):
+                    return None
+            fields: dict[str, Any] = {"status": status, "state_json": state_json, "owner": None}
             if input_tokens is not None and output_tokens is not None:
                 summary_in, summary_out = self._db.execute(
                     "SELECT summary_input_tokens, summary_output_tokens FROM runs WHERE id = ?", [run.id]
@@ -448,7 +549,9 @@ class Store:
                 self._db.execute("DELETE FROM budget_holds WHERE run_id = ?", [run.id])
             return self._get_run(run.id)
 
-        return await self._call(finish)
+        if expect is None:
+            return await self._call(finish)
+        return await self._call(lambda: immediate(self._db, finish))
 
     async def add_summary_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
         """A summary call made for the run: its tokens count as the run's from now on (finish_run keeps them)."""
@@ -496,43 +599,6 @@ class Store:
             return [_run(row) for row in rows]
 
         return await self._call(query)
-
-    async def close_interrupted_runs(self, reason: str) -> list[Run]:
-        """Fail the runs a crash left queued or in progress; returns them (to tell their channels once)."""
-
-        def close() -> list[Run]:
-            rows = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'in_progress', 'cancelling')"
-                " ORDER BY created_at, rowid"
-            ).fetchall()
-            runs = [_run(row) for row in rows]
-            now = time.time()
-            with self._db.atomic():
-                for run in runs:
-                    self._db.execute(
-                        "UPDATE runs SET status = 'failed', last_error = ?, completed_at = ? WHERE id = ?",
-                        [reason, now, run.id],
-                    )
-                    self._db.execute(
-                        "UPDATE run_steps SET status = 'failed', completed_at = ?"
-                        " WHERE run_id = ? AND status = 'in_progress'",
-                        [now, run.id],
-                    )
-                    self._keep_reserved_usage(run.id)
-            return runs
-
-        return await self._call(close)
-
-    def _keep_reserved_usage(self, run_id: str) -> None:
-        """A run stopped by a crash spent at most what it had reserved (budgets): record that, as its usage."""
-        self._db.execute(
-            "UPDATE runs SET input_tokens = MAX(runs.input_tokens, h.input_tokens),"
-            " output_tokens = MAX(runs.output_tokens, h.output_tokens),"
-            " total_tokens = MAX(runs.input_tokens, h.input_tokens) + MAX(runs.output_tokens, h.output_tokens)"
-            " FROM budget_holds h WHERE h.run_id = runs.id AND runs.id = ?",
-            [run_id],
-        )
-        self._db.execute("DELETE FROM budget_holds WHERE run_id = ?", [run_id])
 
     # -- run steps ---------------------------------------------------------------------------
 
@@ -673,7 +739,8 @@ class Store:
 
         def decide() -> bool:
             cursor = self._db.execute(
-                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = 'pending'",
+                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = 'pending'"
+                " AND EXISTS (SELECT 1 FROM runs WHERE runs.id = approvals.run_id AND status = 'requires_action')",
                 [status, decided_by, time.time(), approval_id],
             )
             return cursor.rowcount == 1
@@ -703,6 +770,8 @@ _RUN_FIELDS = frozenset(
         "metadata",
         "expires_at",
         "incomplete_details",
+        "owner",
+        "origin",
     }
 )
 _APPROVAL_COLUMNS = "id, run_id, call_id, tool_name, arguments, status, expires_at, decided_by, kind, output"
@@ -747,3 +816,19 @@ def _run(row: Sequence[Any]) -> Run:
         incomplete_details=row[18],
         actor=row[19],
     )
+
+
+@contextlib.contextmanager
+def _migration_lock(path: Path) -> Iterator[None]:
+    """Processes starting together on one database migrate it one at a time: each migration is a
+    transaction, but which ones are pending is read before the first, so two at once would both
+    apply it."""
+    if str(path) == ":memory:":
+        yield
+        return
+    with open(path.with_name(path.name + "-migrate.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,293 @@
+"""Several processes on one database: leases, one active run per thread, takeover, notices.
+
+Each ``Threadline`` opened here is a process as the database sees it (its own process id and
+lease); the model is held on events so that each test decides when an answer may go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core.events import RunCompleted, RunFailed
+from core.models import Incoming
+from core.service import Threadline
+from core.settings import Settings
+from core.store import Store
+from core.store.processes import ProcessStore
+from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
+from tests.helpers import ALICE, CHANNEL, post
+
+SLACK_CHANNEL = "slack:T1:C1"
+
+
+class HeldModel:
+    """A script whose answers wait until the test releases them; ``asked`` counts requests per question."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.asked: dict[str, int] = {}
+        self._arrived = asyncio.Condition()
+
+    async def __call__(self, request: dict[str, Any]) -> Reply:
+        question = last_user_text(request).split(": ", 1)[-1]
+        async with self._arrived:
+            self.asked[question] = self.asked.get(question, 0) + 1
+            self._arrived.notify_all()
+        await self.release.wait()
+        return Reply(text=f"answer to {question}")
+
+    async def wait_asked(self, question: str, times: int = 1) -> None:
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: self.asked.get(question, 0) >= times), timeout=10)
+
+
+async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    """Wait for ``condition()`` (an async callable) to be true, looking again as the loop turns."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def quick(settings: Settings) -> Settings:
+    """Short leases, so that what waits on a lease happens within a test."""
+    return replace(settings, lease_seconds=0.6)
+
+
+async def test_a_second_process_leaves_a_live_processs_run_alone(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """Starting another process on the database (the Procfile's) must not fail a run the first is answering."""
+    model = HeldModel()
+    fake_model.script = model
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    first = await open_service()
+    handle = await post(first, "slow question")
+    await model.wait_asked("slow question")
+    second = await open_service(notify=notify)
+    assert (await second.store.get_run(handle.run_id)).status == "in_progress"
+    model.release.set()
+    result = await handle.result()
+    assert isinstance(result, RunCompleted)
+    assert result.text == "answer to slow question"
+    await second.wait_idle()
+    assert (await second.store.get_run(handle.run_id)).status == "completed"
+    assert told == []
+    assert model.asked == {"slow question": 1}
+
+
+async def test_one_run_per_thread_across_processes_in_the_order_asked(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    model = HeldModel()
+    fake_model.script = model
+    first = await open_service()
+    second = await open_service()
+    one = await post(first, "one")
+    await model.wait_asked("one")
+    two = await post(second, "two")  # the same channel and thread, through another process
+    three = await post(first, "three")
+    model.release.set()
+    results = [await h.result() for h in (one, two, three)]
+    assert [r.text for r in results if isinstance(r, RunCompleted)] == [
+        "answer to one",
+        "answer to two",
+        "answer to three",
+    ]
+    runs = [await first.store.get_run(h.run_id) for h in (one, two, three)]
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.completed_at is not None
+        assert later.started_at is not None
+        assert later.started_at >= earlier.completed_at
+    assert model.asked == {"one": 1, "two": 1, "three": 1}
+
+
+async def test_a_run_is_cancelled_through_another_process(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    model = HeldModel()
+    fake_model.script = model
+    first = await open_service(**vars_of(quick(settings)))
+    second = await open_service(**vars_of(quick(settings)))
+    handle = await post(first, "long job")
+    await model.wait_asked("long job")
+    assert await second.cancel(CHANNEL) == 1
+    result = await asyncio.wait_for(handle.result(), timeout=10)
+    assert isinstance(result, RunFailed)
+    assert result.status == "cancelled"
+    assert (await first.store.get_run(handle.run_id)).status == "cancelled"
+
+
+async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_lease_ends(
+    open_service, settings: Settings, fake_model: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A process on another machine queued a question and stopped renewing its lease."""
+    fake_model.script = lambda request: Reply(text=f"answer to {last_user_text(request).split(': ', 1)[-1]}")
+    store = await Store.open(settings.db_path)
+    gone = ProcessStore(store, platforms=None, lease_seconds=0.6)
+    await gone.register()
+    await store.call(lambda db: db.execute("UPDATE processes SET host = 'another-machine', pid = 1"))
+    posted = await store.post_user_message(
+        channel=CHANNEL, author_id="U1", author_name="alice", text="orphan",
+        item={"role": "user", "content": "alice: orphan"}, tokens=3, platform_msg_id="m1",
+    )  # fmt: skip
+    assert posted is not None
+    run_id = posted[1].id
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    survivor = await open_service(notify=notify, **vars_of(quick(settings)))
+    assert (await survivor.store.get_run(run_id)).status == "queued"  # its process may still be alive
+    await until(lambda: _status_is(survivor, run_id, "completed"), "the orphaned run answered")
+    await until(lambda: _told(told, 1), "the answer posted to its channel")
+    assert told == [(CHANNEL, "answer to orphan")]
+    await store.close()
+
+
+async def test_notices_wait_for_a_process_that_serves_their_platform_and_are_delivered_once(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """A Slack run cut off after a tool started, found by a process that serves only the console."""
+    store = await Store.open(settings.db_path)
+    posted = await store.post_user_message(
+        channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
+        item={"role": "user", "content": "deploy"}, tokens=1, platform_msg_id="1700.1",
+    )  # fmt: skip
+    assert posted is not None
+    run = await store.update_run(posted[1].id, status="in_progress")
+    await store.add_step(run.id, "tool_calls", tool_name="deploy", call_id="c1", arguments="{}")
+    await store.close()
+
+    console_told: list[tuple[str, str]] = []
+    slack_told: list[tuple[str, str]] = []
+
+    async def console_notify(channel: str, text: str) -> None:
+        console_told.append((channel, text))
+
+    async def slack_notify(channel: str, text: str) -> None:
+        slack_told.append((channel, text))
+
+    console = await open_service(notify=console_notify, platforms={"console"})
+    await console.wait_idle()
+    assert (await console.store.get_run(run.id)).status == "in_progress"  # not its platform: not touched
+    slack = await open_service(notify=slack_notify, platforms={"slack"})
+    await slack.wait_idle()
+    assert (await slack.store.get_run(run.id)).status == "failed"
+    assert len(slack_told) == 1
+    assert slack_told[0][0] == SLACK_CHANNEL
+    assert "restarted" in slack_told[0][1]
+    another = await open_service(notify=slack_notify, platforms={"slack"})
+    await another.wait_idle()
+    assert len(slack_told) == 1
+    assert console_told == []
+    assert await another.processes.pending_notices() == 0
+
+
+async def test_a_notice_that_cannot_be_delivered_yet_is_delivered_later(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """At start the platform adapter may not exist yet (Slack, Discord): the notice waits, then arrives once."""
+    store = await Store.open(settings.db_path)
+    posted = await store.post_user_message(
+        channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
+        item={"role": "user", "content": "deploy"}, tokens=1, platform_msg_id="1700.2",
+    )  # fmt: skip
+    assert posted is not None
+    run = await store.update_run(posted[1].id, status="in_progress")
+    await store.add_step(run.id, "tool_calls", tool_name="deploy", call_id="c1", arguments="{}")
+    await store.close()
+
+    adapters: list[Any] = []  # filled once "the adapter" exists, as in bots/slack/app.py
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        if not adapters:
+            raise RuntimeError("the Slack adapter is not connected yet")
+        told.append((channel, text))
+
+    service = await open_service(notify=notify, platforms={"slack"}, **vars_of(quick(settings)))
+    assert told == []
+    adapters.append(object())
+    await until(lambda: _told(told, 1), "the notice delivered")
+    assert "restarted" in told[0][1]
+    assert await service.processes.pending_notices() == 0
+
+
+async def test_a_question_redelivered_after_a_restart_is_answered_once(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """Slack redelivers an event a process that died had stored: the new process answers it once."""
+    fake_model.script = lambda request: Reply(text="the answer")
+    store = await Store.open(settings.db_path)
+    posted = await store.post_user_message(
+        channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="hi", item={"role": "user", "content": "hi"},
+        tokens=1, platform_msg_id="1700.3",
+    )  # fmt: skip
+    assert posted is not None
+    await store.close()
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    service = await open_service(notify=notify, platforms={"slack"})
+    assert await service.post(Incoming(SLACK_CHANNEL, ALICE, "hi", platform_msg_id="1700.3")) is None
+    await service.wait_idle()
+    assert told == [(SLACK_CHANNEL, "the answer")]
+    assert len(fake_model.chat_requests) == 1
+
+
+async def test_processes_starting_together_migrate_one_database_once(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    stores = await asyncio.gather(*(Store.open(path) for _ in range(3)))
+    try:
+        assert len({s.process_id for s in stores}) == 3
+        assert await stores[0].applied_migrations() == await stores[2].applied_migrations()
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_process_that_exited_on_this_machine_is_gone_at_once(settings: Settings, tmp_path: Path) -> None:
+    """No need to wait for its lease: its pid is gone (a restart answers at once)."""
+    store = await Store.open(tmp_path / "pids.db")
+    try:
+        proc = await asyncio.create_subprocess_exec("true")
+        await proc.wait()
+        await store.call(
+            lambda db: db.execute(
+                "INSERT INTO processes (id, pid, host, started, platforms, created_at, lease_until)"
+                " VALUES ('proc_exited', ?, ?, '', '*', 0, ?), ('proc_alive', ?, ?, '', '*', 0, ?)",
+                [proc.pid, store.host, time.time() + 60, os.getpid(), store.host, time.time() + 60],
+            )
+        )
+        from core.store.leases import live_processes
+
+        assert await store.call(lambda db: live_processes(db, store.host)) == {"proc_alive"}
+    finally:
+        await store.close()
+
+
+def vars_of(settings: Settings) -> dict[str, Any]:
+    return {"lease_seconds": settings.lease_seconds}
+
+
+async def _status_is(service: Threadline, run_id: str, status: str) -> bool:
+    return (await service.store.get_run(run_id)).status == status
+
+
+async def _told(told: list[Any], count: int) -> bool:
+    return len(told) >= count
