@@ -22,7 +22,7 @@ from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
 from core.budgets import BudgetExceeded
 from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
-from core.model_client import describe_model_error, endpoint_unusable, is_model_error
+from core.model_client import describe_model_error, endpoint_problem, is_model_error
 from core.run_budget import RunBudget
 from core.store import Store
 
@@ -158,7 +158,7 @@ class RunSegment:
                 status="failed",
                 message=message,
                 error=error,
-                model_error=type(exc).__name__ if endpoint_unusable(exc) else "",  # no bodies: they may echo keys
+                model_error=endpoint_problem(exc),  # no bodies: they may echo keys
                 items=_complete_pairs(result.new_items),
                 **_usage(result),
             )
