@@ -22,8 +22,8 @@ from core.model_client import ModelClient
 from core.service import Threadline
 from core.settings import Settings
 from tests.conftest import ServiceFactory
-from tests.fakes.openai_server import FakeOpenAI, Hang, Raw
-from tests.helpers import collect, post
+from tests.fakes.openai_server import FakeOpenAI, Hang, Raw, Reply, last_user_text
+from tests.helpers import CHANNEL, collect, post
 
 KEY = "sk-test-not-a-real-key"  # the settings fixture's
 SILENCE = 0.5  # THREADLINE_MODEL_TIMEOUT in the silence tests
@@ -176,6 +176,57 @@ async def test_a_model_that_says_nothing_ends_the_run_after_one_timeout_not_one_
     (line,) = warnings(caplog)
     assert "THREADLINE_MODEL_TIMEOUT" in line.getMessage()
     assert "THREADLINE_MODEL_TIMEOUT" in (await service.problems())["model"]
+
+
+async def test_text_streamed_before_a_stall_is_kept_and_marked_cut_off(
+    open_service: ServiceFactory, fake_model: FakeOpenAI
+) -> None:
+    service = await open_service(model_timeout=SILENCE, model_max_retries=3)
+    partial = "The capital of France is Paris, and its"
+    fake_model.script = lambda req: Reply(text=partial, stall=True)
+    handle = await post(service, "capital of France?")
+    events = await collect(handle)
+    ended = time.monotonic()
+
+    assert ended - fake_model.stalls[0] < 2 * SILENCE
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == partial  # shown as it came
+    result = events[-1]
+    assert isinstance(result, RunFailed)
+    assert result.status == "failed"
+    assert "slow" in result.message
+    assert "cut off" in result.message
+    run = await service.store.get_run(handle.run_id)
+    assert run.status == "failed"
+    assert "in the middle of its answer" in (run.last_error or "")
+    stored = await service.store.thread_messages(await service.store.current_thread(CHANNEL))
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].text.startswith(partial)
+    assert "cut off" in stored[1].text
+    assert stored[1].run_id == handle.run_id
+
+    # The next question's history carries the cut-off answer, so the model knows where it stopped.
+    fake_model.script = lambda req: Reply(text=f"echo: {last_user_text(req)}")
+    assert not isinstance(await (await post(service, "go on")).result(), RunFailed)
+    sent = [m["content"] for m in fake_model.chat_requests[-1]["messages"][1:]]
+    assert sent[1].startswith(partial)
+    assert "cut off" in sent[1]
+
+
+async def test_a_stream_that_ends_before_its_finish_is_an_incomplete_answer_not_a_complete_one(
+    service: Threadline, fake_model: FakeOpenAI
+) -> None:
+    body = chunk({"role": "assistant", "content": ""}) + chunk({"content": "Half an ans"})  # no finish, no [DONE]
+    fake_model.script = lambda req: Raw(body, "text/event-stream")
+    handle = await post(service, "hello")
+    result = await handle.result()
+    assert isinstance(result, RunFailed)
+    assert result.status == "failed"
+    assert "before it was finished" in result.message
+    assert "cut off" in result.message
+    stored = await service.store.thread_messages(await service.store.current_thread(CHANNEL))
+    assert stored[-1].role == "assistant"
+    assert stored[-1].text.startswith("Half an ans")
+    assert "cut off" in stored[-1].text
 
 
 async def test_plain_completions_and_embeddings_refuse_a_page_that_is_not_an_answer(
