@@ -23,7 +23,7 @@ from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from core.budgets import BudgetExceeded
 from core.conversation_items import stored
 from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
-from core.model_client import describe_model_error, endpoint_unusable, is_model_error
+from core.model_client import describe_model_error, endpoint_problem, is_model_error
 from core.run_budget import RunBudget
 from core.store import Store
 
@@ -32,6 +32,8 @@ __all__ = ["PendingCall", "RunSegment", "SegmentOutcome"]
 _log = logging.getLogger(__name__)
 
 MAX_TURNS = 12
+# What a cut-off answer is stored with, so that the thread (and the model, next time) knows it was not finished.
+CUT_OFF_NOTE = "\n\n[This answer was cut off here.]"
 Emit = Callable[[Event], Awaitable[None]]
 
 
@@ -80,6 +82,7 @@ class RunSegment:
         self._emit = emit
         self._timeout = timeout
         self._refused = refused
+        self._partial: list[str] = []  # the text of the model's answer in progress, as streamed so far
         # A call to a tool that is not offered (refused by the policy, or one the model made up) is
         # answered with an error the model can read, instead of failing the run.
         self._config = RunConfig(
@@ -102,6 +105,17 @@ class RunSegment:
 
     async def execute(
         self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any], context: dict[str, Any] | None = None
+    ) -> SegmentOutcome:
+        outcome = await self._execute(agent, start, context)
+        partial = "".join(self._partial)
+        if outcome.status in {"failed", "expired"} and partial.strip():
+            # The person saw these words: the thread keeps them, marked as cut off, and the message says so.
+            outcome.items.append({"role": "assistant", "content": partial + CUT_OFF_NOTE})
+            outcome.message = f"{outcome.message} The answer above is incomplete: it was cut off there."
+        return outcome
+
+    async def _execute(
+        self, agent: Agent[Any], start: list[dict[str, Any]] | RunState[Any], context: dict[str, Any] | None
     ) -> SegmentOutcome:
         result = Runner.run_streamed(
             agent,
@@ -159,7 +173,7 @@ class RunSegment:
                 status="failed",
                 message=message,
                 error=error,
-                model_error=type(exc).__name__ if endpoint_unusable(exc) else "",  # no bodies: they may echo keys
+                model_error=endpoint_problem(exc),  # no bodies: they may echo keys
                 items=_complete_pairs(result.new_items),
                 **_usage(result),
             )
@@ -188,8 +202,12 @@ class RunSegment:
     async def _on_event(self, event: Any) -> None:
         if isinstance(event, RawResponsesStreamEvent):
             data = event.data
+            kind = getattr(data, "type", "")
+            if kind in {"response.created", "response.completed"}:  # completed: its text is among the run's items
+                self._partial.clear()
             delta = getattr(data, "delta", None)
-            if getattr(data, "type", "") == "response.output_text.delta" and isinstance(delta, str) and delta:
+            if kind == "response.output_text.delta" and isinstance(delta, str) and delta:
+                self._partial.append(delta)
                 await self._emit(TextDelta(self._run_id, delta))
             return
         if not isinstance(event, RunItemStreamEvent):

@@ -44,8 +44,8 @@ class Settings:
     log_content: bool = False  # THREADLINE_LOG_CONTENT: message bodies in DEBUG logs (off: never logged)
     metrics_port: int | None = None  # THREADLINE_METRICS_PORT; None: unset (bots use 9100, the console none)
     metrics_host: str | None = None  # THREADLINE_METRICS_HOST; None: loopback, and public servers hide /metrics
-    model_timeout: float = 60.0
-    model_max_retries: int = 3
+    model_timeout: float = 60.0  # THREADLINE_MODEL_TIMEOUT: silence allowed before the first byte, between chunks
+    model_max_retries: int = 3  # THREADLINE_MODEL_MAX_RETRIES: on 429, 5xx and dropped connections, not on silence
     run_timeout: float = 600.0
     approval_timeout: float = 600.0
     # Processes sharing the database: a process not heard from for this long is taken for gone, and

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.fakes.loopback import serve_on_loopback
 
-__all__ = ["Error", "FakeOpenAI", "Hang", "Reply", "ToolCall"]
+__all__ = ["Error", "FakeOpenAI", "Hang", "Raw", "Reply", "ToolCall"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Reply:
     chunk_delay: float = 0.0  # seconds between streamed chunks
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    stall: bool = False  # streamed: after the text, say nothing more (no finish, no [DONE]) until the client gives up
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,24 @@ class Error:
 
 @dataclass(frozen=True)
 class Hang:
-    """Never answer (until the client gives up)."""
+    """Never answer (until the client gives up, or the test ends).
+
+    ``headers``: first send ``200`` and the event-stream headers, then say nothing."""
 
     seconds: float = 3600.0
+    headers: bool = False
 
 
-Answer = Reply | Error | Hang
+@dataclass(frozen=True)
+class Raw:
+    """Any body with any status, as a proxy's error page or a wrong base URL would answer."""
+
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"  # empty: no Content-Type header
+    status: int = 200
+
+
+Answer = Reply | Error | Hang | Raw
 Script = Callable[[dict[str, Any]], Answer | Awaitable[Answer]]
 
 
@@ -99,7 +112,8 @@ class FakeOpenAI:
     script: Script = _default_script
     requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_dim: int = 8
-    embeddings_error: Error | None = None  # set: /v1/embeddings answers with this error
+    embeddings_error: Error | Raw | None = None  # set: /v1/embeddings answers with this
+    stalls: list[float] = field(default_factory=list)  # time.monotonic() when each scripted silence began
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     base_url: str = ""
@@ -130,9 +144,16 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         answer = await self._answer(body)
+        if isinstance(answer, Raw):
+            return _raw(answer)
         if isinstance(answer, Hang):
+            hanging: web.StreamResponse | None = None
+            if answer.headers:
+                hanging = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await hanging.prepare(request)
+            self.stalls.append(time.monotonic())
             await asyncio.sleep(answer.seconds)
-            return web.Response(status=504)
+            return hanging or web.Response(status=504)
         if isinstance(answer, Error):
             headers = {}
             if answer.retry_after_ms is not None:
@@ -197,6 +218,9 @@ class FakeOpenAI:
             )
             for fragment in _pieces(args, size=7):
                 await send({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+        if answer.stall:
+            self.stalls.append(time.monotonic())
+            await asyncio.sleep(3600)
         await send({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
             await send(None, usage=usage)
@@ -207,6 +231,8 @@ class FakeOpenAI:
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        if isinstance(self.embeddings_error, Raw):
+            return _raw(self.embeddings_error)
         if self.embeddings_error is not None:
             error = self.embeddings_error
             payload = {"error": {"message": error.message, "type": "scripted", "code": None}}
@@ -229,6 +255,11 @@ class FakeOpenAI:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+
+def _raw(answer: Raw) -> web.Response:
+    headers = {"Content-Type": answer.content_type} if answer.content_type else {}
+    return web.Response(body=answer.body, status=answer.status, headers=headers)
 
 
 def _pieces(text: str, size: int = 4) -> list[str]:
