@@ -164,6 +164,69 @@ async def test_a_body_that_is_not_a_json_object_is_a_clear_400(api_server: ApiSe
     assert words in body["error"]["message"]  # type: ignore[index]
 
 
+def problems_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Records a bad request may not cause: errors, tracebacks, and lines longer than a short one."""
+    return [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or len(r.getMessage()) > 200]
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ('{"model": "fake-model", "metadata": ' + NESTED + "}", "more than 64 levels deep"),
+        (NESTED, "more than 64 levels deep"),
+        ('{"model": "fake-model", "temperature": ' + "1" * 5000 + "}", "5,000 characters"),
+        ('{"model": "fake-model", "temperature": 0.' + "1" * 5000 + "}", "5,002 characters"),
+        ('{"model": "fake-model", "temperature": NaN}', "NaN is not a JSON number"),
+        ('{"model": "fake-model", "temperature": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"model": "fake-model", "temperature": 1e400}', "out of range"),
+        ('{"model": "fake-model", "name": "\\ud800"}', "lone UTF-16 surrogate"),
+    ],
+    ids=["deep-field", "deep-body", "long-integer", "long-fraction", "nan", "infinity", "overflow", "surrogate"],
+)
+async def test_json_past_the_parsers_limits_is_a_clear_400(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, data: str, words: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body, _ = await raw(api_server, "POST", "/assistants", data=data)
+    assert status == 400
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+    assert words in body["error"]["message"]  # type: ignore[index]
+    assert len(body["error"]["message"]) < 200  # type: ignore[index]
+    assert problems_logged(caplog) == []
+    assert (await raw(api_server, "GET", "/assistants"))[1]["data"] == []
+
+
+async def test_values_that_could_not_be_stored_or_shown_are_refused_where_they_enter(
+    client_a: openai.AsyncOpenAI, api_server: ApiServer
+) -> None:
+    """What would fail only later, and then on every read: a tool schema nested 900 levels deep (kept, then never
+    listed again), a message with a lone surrogate (which SQLite cannot store), numbers JSON cannot carry back."""
+    deep_schema = '{"type": "object", "properties": {"x": ' + "[" * 900 + "]" * 900 + "}}"
+    thread = await client_a.beta.threads.create()
+    for path, data in [
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         + deep_schema + "}}]}"),
+        (f"/threads/{thread.id}/messages", '{"role": "user", "content": "hi \\udfff"}'),
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         '{"maximum": 1e999}}}]}'),
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         '{"maximum": NaN}}}]}'),
+    ]:  # fmt: skip
+        status, body, _ = await raw(api_server, "POST", path, data=data)
+        assert status == 400, body
+    assert (await client_a.beta.assistants.list()).data == []
+    assert (await client_a.beta.threads.messages.list(thread.id)).data == []
+    # Within the limits, the same shapes are kept.
+    schema = {"type": "object", "properties": {"x": {"type": "number", "maximum": 1e300}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    created = await client_a.beta.assistants.create(model="m", tools=[tool])  # type: ignore[list-item]
+    assert created.tools[0].function.parameters == schema  # type: ignore[union-attr]
+    assert [a.id for a in (await client_a.beta.assistants.list()).data] == [created.id]
+
+
 @pytest.mark.parametrize(
     ("fields", "param", "words"),
     [
