@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -164,9 +165,78 @@ async def test_a_body_that_is_not_a_json_object_is_a_clear_400(api_server: ApiSe
     assert words in body["error"]["message"]  # type: ignore[index]
 
 
+async def http_bytes(server: ApiServer, head: bytes, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a request written byte for byte: header values that are not UTF-8, which no HTTP
+    client library sends. ``head``: the request line and headers (the Host, length and close headers are added)."""
+    status, payload = await http_exchange(server, head, body)
+    return status, json.loads(payload)
+
+
+async def http_exchange(server: ApiServer, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """(status, raw body) of a request written byte for byte."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        extra = f"Host: {server.host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n".encode()
+        writer.write(head.rstrip(b"\r\n") + b"\r\n" + extra + b"\r\n" + body)
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), payload
+
+
 def problems_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """Records a bad request may not cause: errors, tracebacks, and lines longer than a short one."""
     return [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or len(r.getMessage()) > 200]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xe9t\xe9", b"Bearer " + API_KEY_A.encode() + b"\xff", b"\xe9\xe9 key"],
+    ids=["latin-1", "a-key-and-a-stray-byte", "latin-1-scheme"],
+)
+async def test_an_authorization_header_that_is_not_utf8_is_401(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, authorization: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body = await http_bytes(api_server, b"GET /v1/assistants HTTP/1.1\r\nAuthorization: " + authorization)
+    assert status == 401
+    assert set(body["error"]) == ERROR_KEYS
+    assert body["error"]["code"] == "invalid_api_key"
+    assert problems_logged(caplog) == []
+    assert (await raw(api_server, "GET", "/assistants"))[0] == 200  # and it serves on
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        (b"Content-Type", b"application/json; charset=\xe9"),
+        (b"Content-Type", b"\xe9\xe9/\xff"),
+        (b"Accept", b"\xe9"),
+        (b"OpenAI-Beta", b"assistants=\xff"),
+        (b"User-Agent", b"\xc3("),
+        (b"X-Stainless-Retry-Count", b"\xe9"),
+    ],
+)
+async def test_other_headers_that_are_not_utf8_never_make_a_500(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, header: bytes, value: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = b"Authorization: Bearer " + API_KEY_A.encode()
+    json_type = b"Content-Type: application/json" if header != b"Content-Type" else b""
+    for head, body in [
+        (b"GET /v1/assistants HTTP/1.1", b""),
+        (b"POST /v1/assistants HTTP/1.1\r\n" + json_type, b'{"model": "fake-model"}'),
+    ]:
+        lines = [head.rstrip(b"\r\n"), auth, header + b": " + value]
+        status, answer = await http_bytes(api_server, b"\r\n".join(lines), body)
+        assert status < 500, answer
+        if status >= 400:
+            assert set(answer["error"]) == ERROR_KEYS
+    assert problems_logged(caplog) == []
 
 
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -225,6 +295,19 @@ async def test_values_that_could_not_be_stored_or_shown_are_refused_where_they_e
     created = await client_a.beta.assistants.create(model="m", tools=[tool])  # type: ignore[list-item]
     assert created.tools[0].function.parameters == schema  # type: ignore[union-attr]
     assert [a.id for a in (await client_a.beta.assistants.list()).data] == [created.id]
+
+
+async def test_an_upload_whose_names_are_not_utf8_is_kept_with_the_bytes_replaced(api_server: ApiServer) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="caf\xe9.txt"\r\n'
+        b"Content-Type: text/\xe9\r\n\r\nThe menu has coffee.\r\n--b--\r\n"
+    )
+    head = b"POST /v1/files HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=b\r\nAuthorization: Bearer "
+    status, created = await http_bytes(api_server, head + API_KEY_A.encode(), body)
+    assert status == 200, created
+    assert created["filename"] == "caf?.txt"
+    assert created["bytes"] == len(b"The menu has coffee.")
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,13 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> ApiError:
     return ApiError(exc.status, f"{exc.reason} ({route}).")
 
 
+def _route(request: web.Request) -> str:
+    """The route a request reached, as its pattern (``/v1/threads/{thread_id}``): short, and nothing the client
+    chose but the route."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -108,6 +115,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http(request, exc).response()
+    except UnicodeError as exc:  # text from the request that is not UTF-8, met where no reader refused it first
+        reason = getattr(exc, "reason", "")  # never the text itself: it may be part of a key
+        _log.warning("%s %s refused: text in the request is not UTF-8 (%s)", request.method, _route(request), reason)
+        return invalid(
+            "The request has text that is not valid UTF-8 (in a header, the URL, a form field or the body). Send "
+            "UTF-8 text."
+        ).response()
     except Exception:
         _log.exception("%s %s failed", request.method, request.path)
         return ApiError(
