@@ -239,6 +239,28 @@ async def test_other_headers_that_are_not_utf8_never_make_a_500(
     assert problems_logged(caplog) == []
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/assistants HTTP/1.1\r\nContent-Type: application/json\r\nContent-Type: text/plain",
+        b"GET /v1/assistants HTTP/1.1\r\nX-Odd: a\x01b",
+        b"GET /v1/assistants HTTP/1.1\r\nX-Long: " + b"x" * 9000,
+        b"GET /v1/\xff HTTP/1.1",
+    ],
+    ids=["duplicate-content-type", "control-character", "header-too-long", "raw-byte-in-path"],
+)
+async def test_a_request_that_is_not_valid_http_is_400_in_one_line_of_log(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, head: bytes
+) -> None:
+    """aiohttp answers these itself, before any middleware; by default it logs each with a traceback, at ERROR."""
+    caplog.set_level(logging.DEBUG)
+    status, _ = await http_exchange(api_server, head + b"\r\nAuthorization: Bearer " + API_KEY_A.encode())
+    assert 400 <= status < 500
+    assert problems_logged(caplog) == []
+    assert len([r for r in caplog.records if r.name.startswith(("aiohttp", "bots"))]) <= 1
+    assert (await raw(api_server, "GET", "/assistants"))[0] == 200
+
+
 NESTED = "[" * 100_000 + "]" * 100_000
 
 
@@ -308,6 +330,14 @@ async def test_an_upload_whose_names_are_not_utf8_is_kept_with_the_bytes_replace
     assert status == 200, created
     assert created["filename"] == "caf?.txt"
     assert created["bytes"] == len(b"The menu has coffee.")
+
+
+async def test_an_error_repeats_a_long_value_from_the_request_cut_short(api_server: ApiServer) -> None:
+    long_values = ["/assistants?limit=" + "9" * 5000, "/assistants?order=" + "x" * 5000]
+    for path in [*long_values, "/assistants/" + "a" * 5000, "/no/" + "b" * 5000]:
+        status, body, _ = await raw(api_server, "GET", path)
+        assert 400 <= status < 500
+        assert len(body["error"]["message"]) < 200, path  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
