@@ -1,5 +1,6 @@
 """Bad input at ``/slack/events`` (HTTP mode), over real signed requests: a 4xx with a short ``{"error": ...}``,
-one short log line without the body, nothing done, and the bot serving on."""
+one short log line without the body, nothing done, and the bot serving on. And a slash command Slack sends
+twice runs once."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack, app_mention, event_callback, signed_headers
+from tests.fakes.slack_server import FakeSlack, app_mention, event_callback, signed_headers, slash_command_form
 from tests.test_slack import ALICE, CHANNEL, SECRET, SLACK_ASSISTANTS, Harness, chat_script
 
 SECRET_TEXT = "the launch code is 0000-DO-NOT-LOG"
@@ -186,3 +187,23 @@ async def test_a_signed_request_just_inside_the_five_minutes_is_taken(harness: H
     async with harness.http.post(harness.url, data=body, headers=headers) as response:
         assert response.status == 200
     assert await harness.answer(CHANNEL, "1700000304.000100") == ["Answer to: a little late"]
+
+
+async def test_a_slash_command_slack_sends_twice_runs_once(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """The same invocation (its trigger_id and response_url) again, newly signed as Slack would: acknowledged,
+    not run. The same command typed again is a new invocation, and runs."""
+    once = slash_command_form(
+        "/reset", "", CHANNEL, ALICE, harness.slack.response_url("r-once"), trigger_id="1700000305.1.aaa"
+    )
+    assert await harness.send(once) == 200
+    await harness.slack.wait_for_response("r-once")
+    assert await harness.send(once) == 200  # the listener decides before it acknowledges: it has decided now
+    again = slash_command_form(
+        "/reset", "", CHANNEL, ALICE, harness.slack.response_url("r-again"), trigger_id="1700000306.1.bbb"
+    )
+    assert await harness.send(again) == 200
+    [answer] = await harness.slack.wait_for_response("r-again")
+    assert "Started a new conversation" in answer["text"]
+    # The repeat was handled before the new invocation was even sent; had it run, it would have answered by now.
+    assert len(harness.slack.responses_to("r-once")) == 1
+    assert "Slack sent it again" in caplog.text
