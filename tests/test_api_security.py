@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -162,6 +163,181 @@ async def test_a_body_that_is_not_a_json_object_is_a_clear_400(api_server: ApiSe
     assert status == 400
     assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
     assert words in body["error"]["message"]  # type: ignore[index]
+
+
+async def http_bytes(server: ApiServer, head: bytes, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a request written byte for byte: header values that are not UTF-8, which no HTTP
+    client library sends. ``head``: the request line and headers (the Host, length and close headers are added)."""
+    status, payload = await http_exchange(server, head, body)
+    return status, json.loads(payload)
+
+
+async def http_exchange(server: ApiServer, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """(status, raw body) of a request written byte for byte."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        extra = f"Host: {server.host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n".encode()
+        writer.write(head.rstrip(b"\r\n") + b"\r\n" + extra + b"\r\n" + body)
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), payload
+
+
+def problems_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Records a bad request may not cause: errors, tracebacks, and lines longer than a short one."""
+    return [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or len(r.getMessage()) > 200]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xe9t\xe9", b"Bearer " + API_KEY_A.encode() + b"\xff", b"\xe9\xe9 key"],
+    ids=["latin-1", "a-key-and-a-stray-byte", "latin-1-scheme"],
+)
+async def test_an_authorization_header_that_is_not_utf8_is_401(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, authorization: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body = await http_bytes(api_server, b"GET /v1/assistants HTTP/1.1\r\nAuthorization: " + authorization)
+    assert status == 401
+    assert set(body["error"]) == ERROR_KEYS
+    assert body["error"]["code"] == "invalid_api_key"
+    assert problems_logged(caplog) == []
+    assert (await raw(api_server, "GET", "/assistants"))[0] == 200  # and it serves on
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        (b"Content-Type", b"application/json; charset=\xe9"),
+        (b"Content-Type", b"\xe9\xe9/\xff"),
+        (b"Accept", b"\xe9"),
+        (b"OpenAI-Beta", b"assistants=\xff"),
+        (b"User-Agent", b"\xc3("),
+        (b"X-Stainless-Retry-Count", b"\xe9"),
+    ],
+)
+async def test_other_headers_that_are_not_utf8_never_make_a_500(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, header: bytes, value: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = b"Authorization: Bearer " + API_KEY_A.encode()
+    json_type = b"Content-Type: application/json" if header != b"Content-Type" else b""
+    for head, body in [
+        (b"GET /v1/assistants HTTP/1.1", b""),
+        (b"POST /v1/assistants HTTP/1.1\r\n" + json_type, b'{"model": "fake-model"}'),
+    ]:
+        lines = [head.rstrip(b"\r\n"), auth, header + b": " + value]
+        status, answer = await http_bytes(api_server, b"\r\n".join(lines), body)
+        assert status < 500, answer
+        if status >= 400:
+            assert set(answer["error"]) == ERROR_KEYS
+    assert problems_logged(caplog) == []
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/assistants HTTP/1.1\r\nContent-Type: application/json\r\nContent-Type: text/plain",
+        b"GET /v1/assistants HTTP/1.1\r\nX-Odd: a\x01b",
+        b"GET /v1/assistants HTTP/1.1\r\nX-Long: " + b"x" * 9000,
+        b"GET /v1/\xff HTTP/1.1",
+    ],
+    ids=["duplicate-content-type", "control-character", "header-too-long", "raw-byte-in-path"],
+)
+async def test_a_request_that_is_not_valid_http_is_400_in_one_line_of_log(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, head: bytes
+) -> None:
+    """aiohttp answers these itself, before any middleware; by default it logs each with a traceback, at ERROR."""
+    caplog.set_level(logging.DEBUG)
+    status, _ = await http_exchange(api_server, head + b"\r\nAuthorization: Bearer " + API_KEY_A.encode())
+    assert 400 <= status < 500
+    assert problems_logged(caplog) == []
+    assert len([r for r in caplog.records if r.name.startswith(("aiohttp", "bots"))]) <= 1
+    assert (await raw(api_server, "GET", "/assistants"))[0] == 200
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ('{"model": "fake-model", "metadata": ' + NESTED + "}", "more than 64 levels deep"),
+        (NESTED, "more than 64 levels deep"),
+        ('{"model": "fake-model", "temperature": ' + "1" * 5000 + "}", "5,000 characters"),
+        ('{"model": "fake-model", "temperature": 0.' + "1" * 5000 + "}", "5,002 characters"),
+        ('{"model": "fake-model", "temperature": NaN}', "NaN is not a JSON number"),
+        ('{"model": "fake-model", "temperature": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"model": "fake-model", "temperature": 1e400}', "out of range"),
+        ('{"model": "fake-model", "name": "\\ud800"}', "lone UTF-16 surrogate"),
+    ],
+    ids=["deep-field", "deep-body", "long-integer", "long-fraction", "nan", "infinity", "overflow", "surrogate"],
+)
+async def test_json_past_the_parsers_limits_is_a_clear_400(
+    api_server: ApiServer, caplog: pytest.LogCaptureFixture, data: str, words: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body, _ = await raw(api_server, "POST", "/assistants", data=data)
+    assert status == 400
+    assert set(body["error"]) == ERROR_KEYS  # type: ignore[arg-type]
+    assert words in body["error"]["message"]  # type: ignore[index]
+    assert len(body["error"]["message"]) < 200  # type: ignore[index]
+    assert problems_logged(caplog) == []
+    assert (await raw(api_server, "GET", "/assistants"))[1]["data"] == []
+
+
+async def test_values_that_could_not_be_stored_or_shown_are_refused_where_they_enter(
+    client_a: openai.AsyncOpenAI, api_server: ApiServer
+) -> None:
+    """What would fail only later, and then on every read: a tool schema nested 900 levels deep (kept, then never
+    listed again), a message with a lone surrogate (which SQLite cannot store), numbers JSON cannot carry back."""
+    deep_schema = '{"type": "object", "properties": {"x": ' + "[" * 900 + "]" * 900 + "}}"
+    thread = await client_a.beta.threads.create()
+    for path, data in [
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         + deep_schema + "}}]}"),
+        (f"/threads/{thread.id}/messages", '{"role": "user", "content": "hi \\udfff"}'),
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         '{"maximum": 1e999}}}]}'),
+        ("/assistants", '{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+         '{"maximum": NaN}}}]}'),
+    ]:  # fmt: skip
+        status, body, _ = await raw(api_server, "POST", path, data=data)
+        assert status == 400, body
+    assert (await client_a.beta.assistants.list()).data == []
+    assert (await client_a.beta.threads.messages.list(thread.id)).data == []
+    # Within the limits, the same shapes are kept.
+    schema = {"type": "object", "properties": {"x": {"type": "number", "maximum": 1e300}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    created = await client_a.beta.assistants.create(model="m", tools=[tool])  # type: ignore[list-item]
+    assert created.tools[0].function.parameters == schema  # type: ignore[union-attr]
+    assert [a.id for a in (await client_a.beta.assistants.list()).data] == [created.id]
+
+
+async def test_an_upload_whose_names_are_not_utf8_is_kept_with_the_bytes_replaced(api_server: ApiServer) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="caf\xe9.txt"\r\n'
+        b"Content-Type: text/\xe9\r\n\r\nThe menu has coffee.\r\n--b--\r\n"
+    )
+    head = b"POST /v1/files HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=b\r\nAuthorization: Bearer "
+    status, created = await http_bytes(api_server, head + API_KEY_A.encode(), body)
+    assert status == 200, created
+    assert created["filename"] == "caf?.txt"
+    assert created["bytes"] == len(b"The menu has coffee.")
+
+
+async def test_an_error_repeats_a_long_value_from_the_request_cut_short(api_server: ApiServer) -> None:
+    long_values = ["/assistants?limit=" + "9" * 5000, "/assistants?order=" + "x" * 5000]
+    for path in [*long_values, "/assistants/" + "a" * 5000, "/no/" + "b" * 5000]:
+        status, body, _ = await raw(api_server, "GET", path)
+        assert 400 <= status < 500
+        assert len(body["error"]["message"]) < 200, path  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from bots.api.assistants import AssistantRoutes
 from bots.api.auth import ApiKeys
 from bots.api.config import LOOPBACK, ApiSettings
-from bots.api.errors import MAX_BODY, error_middleware
+from bots.api.errors import MAX_BODY, ServerLog, error_middleware
 from bots.api.files import FileRoutes
 from bots.api.openapi import document
 from bots.api.runs import RunRoutes
@@ -53,7 +53,11 @@ def _openapi_handler() -> Handler:
 
 def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiRuns) -> web.Application:
     keys = ApiKeys(api.keys, api.owners or None)
-    app = web.Application(middlewares=[error_middleware, keys.middleware()], client_max_size=api.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, keys.middleware()],
+        client_max_size=api.max_body_bytes,
+        handler_args={"logger": ServerLog()},
+    )
     app[MAX_BODY] = api.max_body_bytes
     app.add_routes(AssistantRoutes(objects.assistants).routes())
     app.add_routes(RunRoutes(objects, runs).routes())  # before threads: /v1/threads/runs is not a thread's id

@@ -65,7 +65,11 @@ class ApiKeys:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise ApiError(401, _MISSING, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-        owner = self._owners.get(_digest(key))
+        try:
+            digest = _digest(key)
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (aiohttp keeps them as surrogates): no key of ours
+            digest = b""
+        owner = self._owners.get(digest)
         if owner is None:
             raise ApiError(401, _WRONG, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         return owner

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from bots.api.errors import ApiError, invalid
+from bots.api.errors import ApiError, echo, invalid
 from core.errors import UnknownCursor
 from core.models import PageQuery
 
@@ -32,7 +32,7 @@ def page_query(request: web.Request, *, default_limit: int = 20, max_limit: int 
         limit = int(raw_limit)
     except ValueError:
         raise invalid(
-            f"Invalid type for 'limit': expected an integer, but got {raw_limit!r} instead.",
+            f"Invalid type for 'limit': expected an integer, but got {echo(raw_limit)!r} instead.",
             "limit",
             code="invalid_type",
         ) from None
@@ -44,13 +44,13 @@ def page_query(request: web.Request, *, default_limit: int = 20, max_limit: int 
         )
     raw_order = query.get("order", "desc")
     if raw_order not in ("asc", "desc"):
-        raise invalid(f"Invalid value for 'order': expected 'asc' or 'desc', but got {raw_order!r}.", "order")
+        raise invalid(f"Invalid value for 'order': expected 'asc' or 'desc', but got {echo(raw_order)!r}.", "order")
     order: Literal["asc", "desc"] = "asc" if raw_order == "asc" else "desc"
     return PageQuery(limit=limit, order=order, after=query.get("after") or None, before=query.get("before") or None)
 
 
 def unknown_cursor(exc: UnknownCursor) -> ApiError:
-    return invalid(f"Invalid '{exc.param}': {exc.value!r} is not the id of an object in this list.", exc.param)
+    return invalid(f"Invalid '{exc.param}': {echo(exc.value)!r} is not the id of an object in this list.", exc.param)
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

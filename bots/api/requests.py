@@ -6,6 +6,7 @@ TypedDicts), with its limits: 16 metadata pairs, 128 tools, names of 256 charact
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from bots.api import json_body
 from bots.api.errors import MAX_BODY, ApiError, invalid, too_large
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+
+_INLINE_PARSE = 64 * 1024  # bytes of a body parsed on the event loop; a larger one is parsed in a thread
 
 # Union members are tagged "~<tag>", so that their tags can be left out of the parameter names in errors.
 _TAG = "~"
@@ -279,9 +283,13 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     data: Any = {}
     if raw.strip():
         try:
-            data = json.loads(raw.decode("utf-8"), parse_float=_number)
+            text = raw.decode("utf-8")
+            # A large body's parse and checks would hold up every other request: they run off the event loop.
+            data = await asyncio.to_thread(json_body.loads, text) if len(raw) > _INLINE_PARSE else json_body.loads(text)
         except UnicodeDecodeError:
             raise invalid("The request body is not UTF-8 text; send JSON encoded as UTF-8.") from None
+        except json_body.JsonRefused as exc:
+            raise invalid(str(exc)) from None
         except json.JSONDecodeError as exc:
             raise invalid(
                 f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
@@ -293,13 +301,6 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _from_validation(exc.errors()[0]) from None
-
-
-def _number(text: str) -> int | float:
-    """A JSON number without a fraction (``30.0``) is an integer, as JSON Schema counts it (strict models take
-    only ints for integer fields, and an int for a float one)."""
-    value = float(text)
-    return int(value) if value.is_integer() else value
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

@@ -36,7 +36,8 @@ class ReceivedFile:
 
 def clean_filename(raw: str | None) -> str:
     """The name without folders or control characters, at most 255 characters; ``upload`` when nothing is left."""
-    name = PurePosixPath(unicodedata.normalize("NFC", raw or "").replace("\\", "/")).name
+    text = (raw or "").encode("utf-8", "replace").decode("utf-8")  # bytes that were not UTF-8 become "?"
+    name = PurePosixPath(unicodedata.normalize("NFC", text).replace("\\", "/")).name
     name = _UNSAFE.sub("", name).strip()
     if len(name) > MAX_FILENAME:
         stem, dot, suffix = name.rpartition(".")
@@ -60,7 +61,9 @@ async def read_upload(request: web.Request, max_bytes: int, too_large: Callable[
                 raise invalid(f"Nested multipart bodies are not accepted. {_EXPECTED}")
             if part.name == "file":
                 name = clean_filename(part.filename)
-                file = (name, part.headers.get("Content-Type"), await _read_file(part, name, max_bytes, too_large))
+                mime = part.headers.get("Content-Type")
+                mime = mime if mime and mime.isascii() else None  # a media type is ASCII; anything else is none
+                file = (name, mime, await _read_file(part, name, max_bytes, too_large))
             elif part.name == "purpose":
                 purpose = (await _read_field(part)).strip()
             else:

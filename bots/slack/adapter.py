@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
+from bots.slack.replays import RecentKeys
 from core.commands import handle_command
 from core.handles import RunHandle
 from core.knowledge.base import Upload
@@ -37,6 +38,9 @@ NAME_CACHE = 2000
 # Bolt answers before it handles an event, so that earlier delivery is handled (HTTP: X-Slack-Retry-Reason;
 # Socket Mode: the envelope's retry_reason, which Bolt passes on as the same header).
 LATE_ANSWER_RETRIES = frozenset({"http_timeout", "timeout"})
+# How long a slash command's invocation is remembered, to run it once when Slack sends it again: longer than
+# the five minutes after which a request in HTTP mode fails its signature check.
+COMMAND_REPLAY_SECONDS = 6 * 60
 
 
 def channel_key(team_id: str, channel_id: str) -> str:
@@ -60,6 +64,7 @@ class SlackAdapter:
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
         self._files_in_flight: set[tuple[str, str]] = set()
+        self._commands = RecentKeys(COMMAND_REPLAY_SECONDS)  # invocations of slash commands already run
 
     # -- conversation ---------------------------------------------------------------------------
 
@@ -234,7 +239,12 @@ class SlackAdapter:
     # -- slash commands -------------------------------------------------------------------------
 
     async def on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        invocation = _invocation(command)
+        first = invocation is None or self._commands.first_time(invocation)
         await ack()
+        if not first:  # Slack sent this invocation again: it ran, and its answer went to the same response_url
+            _log.info("%s from %s: Slack sent it again, not run twice", command.get("command"), command.get("user_id"))
+            return
         name = command["command"].lstrip("/").removeprefix(self._settings.command_prefix)
         key = channel_key(command.get("team_id", ""), command["channel_id"])
         user = command.get("user_id", "")
@@ -320,6 +330,13 @@ def _retry_reason(request: AsyncBoltRequest) -> str | None:
     if not request.headers.get("x-slack-retry-num"):
         return None
     return (request.headers.get("x-slack-retry-reason") or [""])[0]
+
+
+def _invocation(command: dict[str, Any]) -> tuple[str, str, str] | None:
+    """What identifies one invocation of a slash command: Slack makes a ``trigger_id`` and a ``response_url``
+    for each, and sends both again with it. None when it sent neither (then nothing tells a repeat apart)."""
+    trigger, response_url = str(command.get("trigger_id") or ""), str(command.get("response_url") or "")
+    return (str(command.get("team_id") or ""), trigger, response_url) if trigger or response_url else None
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:

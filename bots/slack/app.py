@@ -21,6 +21,7 @@ from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
 from bots.signals import stop_requested
 from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
+from bots.slack.guard import RequestGuard
 from bots.slack.retries import CountedRetries
 from core.errors import ConfigError
 from core.logs import configure_logging
@@ -120,6 +121,7 @@ class SlackBot:
                 self._stack.push_async_callback(self.health.stop)
             return
         web_app = self.app.web_app(path=EVENTS_PATH)
+        RequestGuard(slack.signing_secret or "", EVENTS_PATH).add_to(web_app)  # a 4xx for what Bolt cannot read
         Health.on_public_server(self.service, always_ready).add_to(web_app)  # ready once it answers: it started
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
