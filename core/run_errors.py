@@ -55,6 +55,17 @@ _MODEL_ERRORS: dict[str, RunError] = {
     "InternalServerError": RunError(
         "server_error", "The model endpoint returned an error, even after retrying. " + _RETRY
     ),
+    # core/model_client.py's judgements of what the endpoint sent
+    "ModelSilent": RunError(
+        "server_error",
+        "The model said nothing for too long (THREADLINE_MODEL_TIMEOUT), so the run was stopped. " + _RETRY,
+    ),
+    "NotAModelAnswer": RunError(
+        "server_error",
+        "The model endpoint answered with something that is not a model's answer; whoever runs this Threadline "
+        "should check OPENAI_BASE_URL.",
+    ),
+    "AnswerCutOff": RunError("server_error", "The model endpoint ended its answer before it was finished. " + _RETRY),
 }
 _MODEL_ERRORS["PermissionDeniedError"] = _MODEL_ERRORS["AuthenticationError"]
 _MODEL_ERRORS["APIStatusError"] = _MODEL_ERRORS["InternalServerError"]

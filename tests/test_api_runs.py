@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from core.service import Threadline
-from tests.fakes.openai_server import Error, FakeOpenAI, Hang, Reply, ToolCall, tool_results
+from tests.fakes.openai_server import Error, FakeOpenAI, Hang, Raw, Reply, ToolCall, tool_results
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
 
@@ -319,10 +319,11 @@ async def test_modify_a_runs_metadata(client_a: openai.AsyncOpenAI) -> None:
         (Error(429, "slow down: internal detail", retry_after_ms=1), "rate_limit_exceeded", "rate-limiting"),
         (Error(400, "context_length_exceeded: internal detail"), "invalid_prompt", "rejected the request"),
         (Error(500, "internal detail", retry_after_ms=1), "server_error", "returned an error"),
+        (Raw(b"<html>internal detail</html>"), "server_error", "check OPENAI_BASE_URL"),
     ],
 )
 async def test_a_failed_run_says_why_for_people_in_the_old_codes(
-    client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI, answer: Error, code: str, words: str
+    client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI, answer: Error | Raw, code: str, words: str
 ) -> None:
     fake_model.script = lambda request: answer
     helper = await assistant(client_a)
