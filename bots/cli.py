@@ -1,11 +1,18 @@
-"""What every entry point shares on its command line: ``--help``."""
+"""What every entry point shares on its command line: ``--help``, and start-up failures said in one line."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 from collections.abc import Sequence
 
-__all__ = ["COMMON_VARIABLES", "parse_command_line"]
+import aiohttp
+import yarl
+
+from core.errors import ConfigError
+
+__all__ = ["COMMON_VARIABLES", "parse_command_line", "unreachable"]
 
 # The variables every entry point reads (the model endpoint, the database, the assistants).
 COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
@@ -38,3 +45,27 @@ def parse_command_line(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
+
+
+def unreachable(platform: str, url: str, error: BaseException, variable: str) -> ConfigError:
+    """The error to stop with when ``platform`` cannot be reached at ``url``: one line naming the host."""
+    parsed = yarl.URL(url)
+    host = parsed.host or url
+    if parsed.explicit_port is not None:
+        host = f"{host}:{parsed.explicit_port}"
+    return ConfigError(
+        f"Could not reach {platform} at {host} ({_reason(error)}). Check this machine's network connection, "
+        f"and {variable} if it is set."
+    )
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        error = error.os_error
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, socket.gaierror) and error.strerror:
+        return error.strerror.lower()  # "name or service not known"
+    if isinstance(error, OSError) and error.errno is not None:
+        return os.strerror(error.errno).lower()  # "connection refused", not asyncio's "Connect call failed (...)"
+    return str(error) or type(error).__name__

@@ -1,4 +1,4 @@
-"""The ``python -m bots.*`` entry points as an operator meets them: ``--help``."""
+"""The ``python -m bots.*`` entry points as an operator meets them: ``--help``, and a platform out of reach."""
 
 from __future__ import annotations
 
@@ -101,3 +101,39 @@ async def test_an_unknown_argument_is_a_usage_error(tmp_path: Path) -> None:
     assert code == 2
     assert "unrecognized arguments: --port 80" in err
     assert not (tmp_path / "data").exists()
+
+
+def assert_one_clear_line(err: str, platform: str, host: str) -> None:
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, err
+    assert f"Could not reach {platform} at {host} (connection refused)" in errors[0]
+    assert len(err.splitlines()) <= 10, err  # a few start-up lines at most, not a traceback
+
+
+async def test_slack_out_of_reach_stops_with_one_line_naming_the_host(tmp_path: Path, closed_port: int) -> None:
+    env = clean_env(
+        tmp_path,
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_SIGNING_SECRET="secret",
+        SLACK_API_URL=f"http://127.0.0.1:{closed_port}/api/",
+    )
+    code, _out, err = await run("bots.slack", env=env, cwd=tmp_path)
+    assert code == 2
+    assert_one_clear_line(err, "Slack", f"127.0.0.1:{closed_port}")
+    assert "SLACK_API_URL" in err
+
+
+async def test_discord_out_of_reach_stops_with_one_line_naming_the_host(tmp_path: Path, closed_port: int) -> None:
+    env = clean_env(
+        tmp_path,
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        DISCORD_TOKEN="test-token",
+        DISCORD_API_URL=f"http://127.0.0.1:{closed_port}/api/v10",
+        DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{closed_port}/gateway",
+    )
+    code, _out, err = await run("bots.discord", env=env, cwd=tmp_path)
+    assert code == 2
+    assert_one_clear_line(err, "Discord", f"127.0.0.1:{closed_port}")
+    assert "test-token" not in err
