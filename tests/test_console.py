@@ -27,12 +27,24 @@ def console_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def start_console(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+# Run as python -c so that a soft address-space limit can be set first: a console that reads a device
+# without end then fails with MemoryError instead of filling the machine's memory.
+_LIMITED = """
+import resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), resource.RLIM_INFINITY))
+sys.argv = ["bots.console"]
+runpy.run_module("bots.console", run_name="__main__", alter_sys=True)
+"""
+
+
+async def start_console(
+    env: dict[str, str], cwd: Path, *, memory_limit: int | None = None
+) -> asyncio.subprocess.Process:
     """``python -m bots.console`` with pipes for its standard input, output and errors."""
+    command = ["-m", "bots.console"] if memory_limit is None else ["-c", _LIMITED, str(memory_limit)]
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "bots.console",
+        *command,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -41,9 +53,16 @@ async def start_console(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Pr
     )
 
 
-async def run_console(env: dict[str, str], stdin: str, cwd: Path) -> tuple[int, str, str]:
-    process = await start_console(env, cwd)
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+async def run_console(
+    env: dict[str, str], stdin: str, cwd: Path, *, memory_limit: int | None = None
+) -> tuple[int, str, str]:
+    process = await start_console(env, cwd, memory_limit=memory_limit)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     return process.returncode or 0, out.decode(), err.decode()
 
 
@@ -192,3 +211,54 @@ async def test_export_saves_the_conversation_as_markdown(tmp_path: Path) -> None
         markdown.index("Sources:\n- [1] handbook.md, Holidays"),
     ]
     assert order == sorted(order)
+
+
+# -- /upload takes regular files only, and checks the size before reading -----------------------------
+
+MEMORY_LIMIT = 2 * 1024**3  # far more than the console needs; far less than reading /dev/zero would take
+
+
+async def test_upload_refuses_a_pipe_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    env = console_env(tmp_path)
+    code, out, err = await run_console(env, f"/upload {fifo}\n/files\n", tmp_path, memory_limit=MEMORY_LIMIT)
+    assert code == 0, err
+    assert f"{fifo} is not a regular file." in out.splitlines()
+    assert "This channel has no files yet." in out
+
+
+async def test_upload_refuses_a_device_without_reading_it(tmp_path: Path) -> None:
+    env = console_env(tmp_path)
+    code, out, err = await run_console(env, "/upload /dev/zero\n/files\n", tmp_path, memory_limit=MEMORY_LIMIT)
+    assert code == 0, err
+    assert "/dev/zero is not a regular file." in out.splitlines()
+    assert "This channel has no files yet." in out
+    assert "Traceback" not in err
+
+
+def _reads_update_atime(folder: Path) -> bool:
+    """Whether reading a file here moves its access time (not on noatime mounts)."""
+    probe = folder / "atime-probe"
+    probe.write_bytes(b"x")
+    os.utime(probe, (1_000_000, 2_000_000))
+    probe.read_bytes()
+    return probe.stat().st_atime != 1_000_000
+
+
+async def test_upload_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    limit = int(0.001 * 1024 * 1024)  # THREADLINE_MAX_FILE_MB=0.001, as the knowledge base counts it
+    words = ("holiday " * limit).encode()
+    (tmp_path / "at.txt").write_bytes(words[:limit])
+    over = tmp_path / "over.txt"
+    over.write_bytes(words[: limit + 1])
+    os.utime(over, (1_000_000, 2_000_000))  # an access time older than the change: a read would move it
+    env = console_env(tmp_path, THREADLINE_MAX_FILE_MB="0.001")
+    stdin = f"/upload {tmp_path / 'at.txt'}\n/upload {over}\n/files\n"
+    code, out, err = await run_console(env, stdin, tmp_path)
+    assert code == 0, err
+    assert "Indexed at.txt (" in out
+    assert "over.txt is 0.0 MB, over the 0.001 MB limit for files here." in out  # the chat platforms' message
+    assert "- over.txt (1 KB) — failed: over.txt is 0.0 MB" in out  # its size, from stat
+    if _reads_update_atime(tmp_path):
+        assert over.stat().st_atime == 1_000_000, "the console read a file it refuses"

@@ -10,6 +10,8 @@ import asyncio
 import getpass
 import logging
 import mimetypes
+import os
+import stat
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,7 +30,7 @@ from core.models import Author, Incoming
 from core.service import ApprovalError, ChannelNotServed, Threadline
 from core.settings import Settings, load_dotenv_file
 
-__all__ = ["ConsoleChannel", "main"]
+__all__ = ["ConsoleChannel", "NotARegularFile", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ def stdin_reader() -> ReadLine:
         return line
 
     return read_line
+
+
+class NotARegularFile(Exception):
+    """``/upload`` of a device, a pipe or a socket: reading one might never end."""
 
 
 class ConsoleChannel:
@@ -104,15 +110,21 @@ class ConsoleChannel:
                 await self._render(handle)
 
     async def _upload(self, argument: str) -> str:
-        """``/upload PATH``: add a local file to the channel's files, as a chat upload would."""
+        """``/upload PATH``: add a local file to the channel's files, as a chat upload would.
+
+        Only regular files; one over the size limit is refused before it is read, as the chat platforms do.
+        """
         if not argument:
             return "Say which file: /upload PATH"
+        limit = self._service.knowledge.max_file_bytes
         try:
-            path, data = await asyncio.to_thread(_read_local_file, argument)
+            path, data, size = await asyncio.to_thread(_read_local_file, argument, limit)
         except FileNotFoundError:
             return f"There is no file at {argument}."
         except IsADirectoryError:
             return f"{argument} is a folder; upload its files one by one."
+        except NotARegularFile:
+            return f"{argument} is not a regular file."
         except OSError as exc:
             return f"{argument} cannot be read: {exc.strerror or exc}."
         upload = Upload(
@@ -122,6 +134,7 @@ class ConsoleChannel:
             uploader_id=self._author.id,
             uploader_name=self._author.name,
             link=path.as_uri(),
+            declared_size=size,
         )
         result = await self._service.knowledge.add(self._channel, upload)
         return result.message
@@ -207,9 +220,25 @@ def _save_export(folder: Path, name: str, data: bytes) -> Path:
     return path.resolve()
 
 
-def _read_local_file(argument: str) -> tuple[Path, bytes]:
+def _read_local_file(argument: str, limit: int) -> tuple[Path, bytes, int]:
+    """The file's path, its bytes, and its size; nothing is read from a file over ``limit`` bytes.
+
+    Only a regular file is opened (a pipe would block the open, a device might never end), and it is read
+    through a descriptor checked again after opening, at most ``limit + 1`` bytes, in case it changed meanwhile.
+    """
     path = Path(argument).expanduser().resolve()
-    return path, path.read_bytes()
+    info = path.stat()
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(argument)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotARegularFile(argument)
+    if info.st_size > limit:
+        return path, b"", info.st_size
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise NotARegularFile(argument)
+        data = file.read(limit + 1)
+    return path, data, max(info.st_size, len(data))
 
 
 async def main() -> int:
