@@ -13,7 +13,10 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from core.commands import handle_command
+from core.service import Threadline
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
+from tests.helpers import CHANNEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -427,3 +430,16 @@ async def test_cancel_at_the_approval_question_stops_the_answer(tmp_path: Path) 
     assert "Cancelled 1 run." in console.output
     assert "send_email: denied" not in console.output  # stopped, not answered
     assert len(fake.chat_requests) == 1  # the model was not asked to go on
+
+
+# -- /help ------------------------------------------------------------------------------------------
+
+
+async def test_help_lists_upload_in_the_console_only(tmp_path: Path, service: Threadline) -> None:
+    code, out, err = await run_console(console_env(tmp_path), "/help\n", tmp_path)
+    assert code == 0, err
+    assert "/upload PATH" in out
+    assert "/files" in out
+    chat_help = (await handle_command(service, CHANNEL, "/help")).text  # what Slack and Discord show
+    assert "/upload" not in chat_help
+    assert "/files" in chat_help

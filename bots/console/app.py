@@ -21,7 +21,7 @@ from typing import TextIO
 
 from bots.formatting import format_sources
 from bots.health import Health, HealthServer, always_ready
-from core.commands import handle_command, is_command
+from core.commands import handle_command, help_text, is_command
 from core.errors import ConfigError
 from core.events import Event, FileOutput
 from core.handles import RunHandle
@@ -68,6 +68,7 @@ def stdin_reader() -> ReadLine:
     return read_line
 
 
+UPLOAD_HELP = "/upload PATH    add a file on this computer to this channel's files (as sharing it in chat does)"
 STOPPED = "Stopped: the answer in progress was cancelled."
 
 
@@ -196,6 +197,9 @@ class ConsoleChannel:
             self._answer = asyncio.create_task(self._render(handle), name=f"console answer {handle.run_id}")
 
     async def _command(self, text: str) -> None:
+        if _command_name(text) == "/help" and self._service.policy.refusal(self._channel) is None:
+            self.say(help_text([UPLOAD_HELP]))  # the chat platforms' list, and the console's own command
+            return
         reply = await handle_command(self._service, self._channel, text, self._author)
         self.say(reply.text)
         if reply.file is not None:
