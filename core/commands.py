@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.budget_command import budget_reply
@@ -13,14 +14,14 @@ from core.service import Threadline
 from core.store.usage import UsageStore
 from core.usage import all_channels_report, channel_report, period_starts
 
-__all__ = ["CommandReply", "format_files", "handle_command", "is_command", "usage_reply"]
+__all__ = ["CommandReply", "format_files", "handle_command", "help_text", "is_command", "usage_reply"]
 
 _log = logging.getLogger(__name__)
 
 TOP_USERS = 5
 MANAGERS_ONLY = "Only this bot's channel managers may {what}. Ask one of them."
 
-HELP = """Commands:
+_COMMANDS = """\
 /files          list this channel's files (status, size, chunks)
 /forget NAME    remove a file from this channel's files; /forget --all removes every file
 /reset          start a new conversation in this channel (files are kept; the old conversation stays stored)
@@ -30,7 +31,16 @@ HELP = """Commands:
 /assistant      this channel's assistant (name, model, tools); /assistant NAME switches it (managers)
 /budget         this channel's budgets and yours, and how much is used; managers change them (/budget help)
 /help           this list
-Anything else is a message for the assistant."""
+"""
+
+
+def help_text(extra: Sequence[str] = ()) -> str:
+    """The /help list; ``extra``: lines for commands only one adapter has (the console's /upload), listed first."""
+    lines = [*extra, *_COMMANDS.splitlines()]
+    return "\n".join(["Commands:", *lines, "Anything else is a message for the assistant."])
+
+
+HELP = help_text()
 
 
 @dataclass(frozen=True)

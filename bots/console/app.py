@@ -1,7 +1,7 @@
 """The console channel: lines in, replies out, the same commands as the chat platforms.
 
 Replies stream live when standard output is a terminal and arrive whole when it is piped.
-When a tool needs approval the next line decides it: ``y`` or ``yes`` approves.
+When a tool needs approval the next line decides it: ``y`` or ``yes`` approves, ``/cancel`` stops the answer.
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ import asyncio
 import getpass
 import logging
 import mimetypes
+import os
+import stat
 import sys
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
 from bots.formatting import format_sources
 from bots.health import Health, HealthServer, always_ready
-from core.commands import handle_command, is_command
+from core.commands import handle_command, help_text, is_command
 from core.errors import ConfigError
 from core.events import Event, FileOutput
 from core.handles import RunHandle
@@ -28,7 +31,7 @@ from core.models import Author, Incoming
 from core.service import ApprovalError, ChannelNotServed, Threadline
 from core.settings import Settings, load_dotenv_file
 
-__all__ = ["ConsoleChannel", "main"]
+__all__ = ["ConsoleChannel", "NotARegularFile", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +68,24 @@ def stdin_reader() -> ReadLine:
     return read_line
 
 
+UPLOAD_HELP = "/upload PATH    add a file on this computer to this channel's files (as sharing it in chat does)"
+STOPPED = "Stopped: the answer in progress was cancelled."
+
+
+class NotARegularFile(Exception):
+    """``/upload`` of a device, a pipe or a socket: reading one might never end."""
+
+
 class ConsoleChannel:
+    """Reads lines all the time, also while an answer is being written.
+
+    ``/cancel`` acts the moment it is read. Every other line waits its turn, in the order it was typed,
+    until the answer in progress has ended; the line after an approval question answers it. Waiting,
+    rather than posting a message at once as the chat platforms do, keeps a terminal and a script the
+    same: a ``yes`` typed (or piped) before the question appears still answers it, and a script's
+    ``/export`` after a question exports the answer.
+    """
+
     def __init__(self, service: Threadline, channel: str, *, read_line: ReadLine, out: TextIO, live: bool) -> None:
         self._service = service
         self._channel = channel
@@ -74,45 +94,134 @@ class ConsoleChannel:
         self._live = live
         user = getpass.getuser() or "you"
         self._author = Author(id=f"console:{user}", name=user, key=f"console:{user}")
+        self._waiting: deque[str | None] = deque()  # lines read but not handled yet; None: end of input
+        self._answer: asyncio.Task[None] | None = None  # showing the answer in progress
+        self._asking: asyncio.Future[str | None] | None = None  # an approval question waiting for its line
+        self._midline = False  # streamed text is on the screen without its line end
 
     def say(self, text: str) -> None:
+        """A line (or lines) of its own, after any streamed text."""
+        self._end_line()
         self._out.write(text if text.endswith("\n") else text + "\n")
         self._out.flush()
 
+    def _end_line(self) -> None:
+        if self._midline:
+            self._out.write("\n")
+            self._out.flush()
+            self._midline = False
+
+    def _stream(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+        self._midline = not text.endswith("\n")
+
+    def _answering(self) -> bool:
+        return self._answer is not None and not self._answer.done()
+
     async def serve(self) -> None:
-        """Read until end of input."""
-        while (line := await self._prompt()) is not None:
-            text = line.strip()
-            if not text:
-                continue
-            if text.lower().startswith("/upload"):
-                self.say(await self._upload(text.partition(" ")[2].strip()))
-                continue
-            if is_command(text):
-                reply = await handle_command(self._service, self._channel, text, self._author)
-                self.say(reply.text)
-                if reply.file is not None:
-                    folder = self._service.settings.db_path.parent / "exports"
-                    self.say(f"[file] {await asyncio.to_thread(_save_export, folder, *reply.file)}")
-                continue
-            try:
-                handle = await self._service.post(Incoming(self._channel, self._author, text))
-            except ChannelNotServed as exc:
-                self.say(str(exc))
-                continue
-            if handle is not None:
-                await self._render(handle)
+        """Read until end of input, and show every answer to its end."""
+        reading: asyncio.Future[str | None] | None = None
+        ended = prompted = False
+        try:
+            while True:
+                if not self._answering():
+                    if self._answer is not None:
+                        answer, self._answer = self._answer, None
+                        if not answer.cancelled():
+                            answer.result()  # a failure while showing it is a bug: let it be seen
+                    if self._waiting:
+                        if (line := self._waiting.popleft()) is None:
+                            return
+                        await self._handle(line)
+                        continue
+                    if not prompted:
+                        self._prompt()
+                        prompted = True
+                if reading is None and not ended:
+                    reading = asyncio.ensure_future(self._read_line())
+                pending = {task for task in (reading, self._answer) if task is not None}
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if reading is not None and reading.done():
+                    line, reading, prompted = reading.result(), None, False
+                    ended = line is None
+                    await self._arrived(line)
+        except asyncio.CancelledError:  # Ctrl-C
+            if self._answering():
+                await self._stop_answer()
+            raise
+        finally:
+            tasks = [task for task in (reading, self._answer) if task is not None and not task.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _arrived(self, line: str | None) -> None:
+        """A line was read: it answers the approval question, cancels at once, or waits its turn."""
+        if self._asking is not None and not self._asking.done():
+            self._asking.set_result(line)
+            if line is not None:
+                return  # the end of input also ends the session once the answer is shown
+        elif line is not None and self._answering() and _command_name(line) == "/cancel":
+            await self._command(line.strip())
+            return
+        self._waiting.append(line)
+
+    async def _stop_answer(self) -> None:
+        """Ctrl-C while an answer is written: cancel it (one waiting for approval too), and say so."""
+        assert self._answer is not None
+        self._answer.cancel()
+        try:
+            await self._service.cancel(self._channel)
+        except Exception:
+            _log.exception("cancelling the answer in progress failed")
+        self.say(STOPPED)
+
+    async def _handle(self, line: str) -> None:
+        """One line, in its turn: a command, or a message whose answer is then shown (see :meth:`serve`)."""
+        text = line.strip()
+        if not text:
+            return
+        if _command_name(text) == "/upload":
+            self.say(await self._upload(text.partition(" ")[2].strip()))
+            return
+        if is_command(text):
+            await self._command(text)
+            return
+        try:
+            handle = await self._service.post(Incoming(self._channel, self._author, text))
+        except ChannelNotServed as exc:
+            self.say(str(exc))
+            return
+        if handle is not None:
+            self._answer = asyncio.create_task(self._render(handle), name=f"console answer {handle.run_id}")
+
+    async def _command(self, text: str) -> None:
+        if _command_name(text) == "/help" and self._service.policy.refusal(self._channel) is None:
+            self.say(help_text([UPLOAD_HELP]))  # the chat platforms' list, and the console's own command
+            return
+        reply = await handle_command(self._service, self._channel, text, self._author)
+        self.say(reply.text)
+        if reply.file is not None:
+            folder = self._service.settings.db_path.parent / "exports"
+            self.say(f"[file] {await asyncio.to_thread(_save_export, folder, *reply.file)}")
 
     async def _upload(self, argument: str) -> str:
-        """``/upload PATH``: add a local file to the channel's files, as a chat upload would."""
+        """``/upload PATH``: add a local file to the channel's files, as a chat upload would.
+
+        Only regular files; one over the size limit is refused before it is read, as the chat platforms do.
+        """
         if not argument:
             return "Say which file: /upload PATH"
+        limit = self._service.knowledge.max_file_bytes
         try:
-            path, data = await asyncio.to_thread(_read_local_file, argument)
+            path, data, size = await asyncio.to_thread(_read_local_file, argument, limit)
         except FileNotFoundError:
             return f"There is no file at {argument}."
         except IsADirectoryError:
             return f"{argument} is a folder; upload its files one by one."
+        except NotARegularFile:
+            return f"{argument} is not a regular file."
         except OSError as exc:
             return f"{argument} cannot be read: {exc.strerror or exc}."
         upload = Upload(
@@ -122,15 +231,29 @@ class ConsoleChannel:
             uploader_id=self._author.id,
             uploader_name=self._author.name,
             link=path.as_uri(),
+            declared_size=size,
         )
         result = await self._service.knowledge.add(self._channel, upload)
         return result.message
 
-    async def _prompt(self) -> str | None:
+    def _prompt(self) -> None:
         if self._live:
             self._out.write("> ")
             self._out.flush()
-        return await self._read_line()
+
+    async def _approval_answer(self) -> str | None:
+        """The next line, for an approval question: one already waiting, or the next one read."""
+        if self._waiting:
+            if self._waiting[0] is None:
+                return None  # end of input: it stays, to end the session after this answer
+            return self._waiting.popleft()
+        asking: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._asking = asking
+        try:
+            return await asking
+        finally:
+            if self._asking is asking:
+                self._asking = None
 
     async def _render(self, handle: RunHandle) -> None:
         streamed = False
@@ -143,30 +266,31 @@ class ConsoleChannel:
                 return streamed
             case "text_delta":
                 if self._live:
-                    self._out.write(event.text)
-                    self._out.flush()
+                    self._stream(event.text)
                     return True
                 return streamed
             case "tool_call_started":
                 if self._live:
-                    self._out.write(f"{chr(10) if streamed else ''}· {event.tool}({event.arguments})\n")
-                    self._out.flush()
+                    self.say(f"· {event.tool}({event.arguments})")
                 return False
             case "tool_call_finished":
                 return streamed
             case "file_output":
                 path = await asyncio.to_thread(_save_output, self._service.settings.db_path.parent / "outputs", event)
-                self.say(f"{chr(10) if streamed else ''}[file] {path}")
+                self.say(f"[file] {path}")
                 return False
             case "approval_required":
-                if streamed:
-                    self.say("")
                 self.say(f"The assistant wants to run {event.tool} with {event.arguments}. Approve? [y/N]")
-                answer = await self._read_line()
-                approve = (answer or "").strip().lower() in {"y", "yes"}
+                answer = (await self._approval_answer() or "").strip()
+                if _command_name(answer) == "/cancel":
+                    await self._command(answer)  # the run ends cancelled; its handle says so next
+                    return False
                 try:
                     await self._service.decide(
-                        event.approval_id, approve=approve, decided_by=self._author.name, person=self._author
+                        event.approval_id,
+                        approve=answer.lower() in {"y", "yes"},
+                        decided_by=self._author.name,
+                        person=self._author,
                     )
                 except ApprovalError as exc:
                     self.say(str(exc))
@@ -176,18 +300,20 @@ class ConsoleChannel:
                 return False
             case "run_completed":
                 if self._live and streamed:
-                    self.say("")
-                elif not streamed or not self._live:
+                    self._end_line()
+                else:
                     self.say(event.text)
                 if event.sources:
                     self.say(format_sources(event.sources, "plain"))
                 return False
             case "run_failed":
-                if streamed:
-                    self.say("")
                 self.say(f"[{event.status}] {event.message}")
                 return False
         return streamed
+
+
+def _command_name(text: str) -> str:
+    return text.strip().partition(" ")[0].lower()
 
 
 def _save_output(folder: Path, output: FileOutput) -> Path:
@@ -207,9 +333,25 @@ def _save_export(folder: Path, name: str, data: bytes) -> Path:
     return path.resolve()
 
 
-def _read_local_file(argument: str) -> tuple[Path, bytes]:
+def _read_local_file(argument: str, limit: int) -> tuple[Path, bytes, int]:
+    """The file's path, its bytes, and its size; nothing is read from a file over ``limit`` bytes.
+
+    Only a regular file is opened (a pipe would block the open, a device might never end), and it is read
+    through a descriptor checked again after opening, at most ``limit + 1`` bytes, in case it changed meanwhile.
+    """
     path = Path(argument).expanduser().resolve()
-    return path, path.read_bytes()
+    info = path.stat()
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(argument)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotARegularFile(argument)
+    if info.st_size > limit:
+        return path, b"", info.st_size
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise NotARegularFile(argument)
+        data = file.read(limit + 1)
+    return path, data, max(info.st_size, len(data))
 
 
 async def main() -> int:

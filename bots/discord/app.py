@@ -8,10 +8,12 @@ import logging
 import sys
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
+from bots.cli import unreachable
 from bots.discord.approvals import ApprovalDesk, approval_button_type
 from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
@@ -167,6 +169,8 @@ class DiscordBot:
                 await client.login(discord_settings.token)
             except discord.LoginFailure:
                 raise ConfigError(TOKEN_REFUSED) from None
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise unreachable("Discord", discord.http.Route.BASE, exc, "DISCORD_API_URL") from None
             connection = asyncio.create_task(client.connect(reconnect=True), name="discord gateway")
             ready = asyncio.create_task(client.wait_until_ready(), name="discord ready")
             await asyncio.wait({connection, ready}, return_when=asyncio.FIRST_COMPLETED)

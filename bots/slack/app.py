@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.cli import unreachable
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
 from bots.signals import stop_requested
 from bots.slack.adapter import SlackAdapter, register_listeners
@@ -84,6 +85,8 @@ class SlackBot:
                     f"Slack refused SLACK_BOT_TOKEN ({error}). Copy the Bot User OAuth Token again from the "
                     "app's OAuth & Permissions page, and make sure the app is installed to the workspace."
                 ) from None
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise unreachable("Slack", slack.api_url, exc, "SLACK_API_URL") from None
             adapter_box: list[SlackAdapter] = []
 
             async def notify(channel: str, text: str) -> None:
