@@ -103,6 +103,10 @@ class ContextBuilder:
         self._models = models
         self._tokens = tokens
 
+    async def summary(self, thread_id: str) -> tuple[str | None, tuple[int, int] | None]:
+        """The thread's rolling summary and the last message it covers (None, None: none yet)."""
+        return await self._store.thread_summary(thread_id)
+
     async def build(
         self,
         *,

@@ -235,7 +235,7 @@ async def test_cancel_a_run_in_progress(client_a: openai.AsyncOpenAI, fake_model
 async def test_outputs_never_submitted_expire_the_run(
     client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("core.service.CLIENT_OUTPUT_SECONDS", 0.3)
+    monkeypatch.setattr("core.run_plans.CLIENT_OUTPUT_SECONDS", 0.3)
     fake_model.script = weather_script
     run = await paused_run(client_a)
     assert run.expires_at is not None

@@ -156,7 +156,7 @@ async def test_another_owner_reaches_neither_the_thread_nor_the_run(
 async def test_outputs_never_submitted_expire_the_run(
     open_service: Any, fake_model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("core.service.CLIENT_OUTPUT_SECONDS", 0.3)
+    monkeypatch.setattr("core.run_plans.CLIENT_OUTPUT_SECONDS", 0.3)
     service = await open_service()
     fake_model.script = _weather_script
     runs = ApiRuns(service)

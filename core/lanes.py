@@ -1,0 +1,132 @@
+"""One lane per thread: a task that does the thread's work for this process, one run at a time.
+
+A lane claims the thread's next piece of work from the store (core/store/store.py ``claim``: one
+run per thread is active across every process on the database) and hands it to the run executor,
+in the order the messages arrived; it waits while a run needs people, and looks again soon while
+another process answers in the thread. Lanes exist only while there is work; every piece of
+state they act on is in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from core.logs import log_context
+from core.models import Approval, Run
+from core.runner import SegmentOutcome
+from core.store import Store
+from core.store.store import ClaimKind
+
+__all__ = ["BUSY_POLL_SECONDS", "Lane", "Lanes"]
+
+_log = logging.getLogger(__name__)
+
+BUSY_POLL_SECONDS = 0.5  # how often a lane looks again at a thread another process is answering in
+
+# Does claimed work: (kind: start | resume | expire, the run, its approvals, the lane holding it).
+Work = Callable[[ClaimKind, Run, list[Approval], "Lane"], Awaitable[None]]
+
+
+@dataclass
+class Lane:
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    run: str | None = None  # the run the lane holds (claimed; maybe not yet in a segment)
+    segment: asyncio.Task[SegmentOutcome] | None = None  # the stretch of ``run`` being executed
+    cancelled: bool = False  # someone asked to cancel ``run``
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.segment is not None:
+            self.segment.cancel()
+
+
+class Lanes:
+    def __init__(self, store: Store, work: Work, resolve: Callable[[str | None], tuple[str, str]]) -> None:
+        """``resolve``: a chat run's assistant name (None: the default) → (name, model), when it starts."""
+        self._store = store
+        self._work = work
+        self._resolve = resolve
+        self._lanes: dict[str, Lane] = {}
+        self._closing = False
+
+    def wake(self, thread_id: str) -> None:
+        """There may be work in the thread: its lane looks (starting one if it has none)."""
+        if self._closing:
+            return
+        lane = self._lanes.get(thread_id)
+        if lane is None:
+            lane = self._lanes[thread_id] = Lane()
+        lane.wake.set()
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.create_task(self._lane(thread_id, lane), name=f"lane {thread_id}")
+
+    def has(self, thread_id: str) -> bool:
+        return thread_id in self._lanes
+
+    def get(self, thread_id: str) -> Lane | None:
+        return self._lanes.get(thread_id)
+
+    def holding(self) -> dict[str, Lane]:
+        """The lanes holding a run, by run id."""
+        return {lane.run: lane for lane in self._lanes.values() if lane.run}
+
+    def busy(self) -> list[asyncio.Task[None]]:
+        return [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]
+
+    async def close(self) -> None:
+        """Stop every lane (a run in a segment is ended by its executor, as the lane is cancelled)."""
+        self._closing = True
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
+
+    async def _lane(self, thread_id: str, lane: Lane) -> None:
+        try:
+            while True:
+                lane.wake.clear()
+                try:
+                    worked = await self._step(thread_id, lane)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    _log.exception("lane %s: unexpected error; continuing with the next run", thread_id)
+                    worked = True
+                if not worked and not lane.wake.is_set():
+                    return
+        finally:
+            if self._lanes.get(thread_id) is lane and not self._closing:
+                del self._lanes[thread_id]
+
+    async def _step(self, thread_id: str, lane: Lane) -> bool:
+        """Do the thread's next piece of work; False when there is none for this process."""
+        kind, run, approvals = await self._store.claim(thread_id, self._resolve)
+        if kind == "busy":  # another process answers in this thread now; a run queued here waits its turn
+            await self._sleep(lane, BUSY_POLL_SECONDS)
+            return True
+        if run is None:
+            return False
+        with log_context(channel=run.channel, thread=thread_id, run=run.id):
+            if kind == "paused":  # until someone decides, or the first approval expires
+                expires = min(a.expires_at for a in approvals if a.status == "pending")
+                await self._sleep(lane, expires - time.time())
+                return True
+            lane.run, lane.cancelled = run.id, False
+            try:
+                await self._work(kind, run, approvals, lane)
+            finally:
+                lane.run, lane.cancelled = None, False
+        return True
+
+    @staticmethod
+    async def _sleep(lane: Lane, seconds: float) -> None:
+        """Until the lane is woken, or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), timeout=max(seconds, 0))

@@ -1,0 +1,281 @@
+"""How a run is set up, by kind: a chat run (the assistants file, the channel's tools, budgets) or an
+API run (the settings its client gave, the client's functions).
+
+The run executor (core/run_executor.py) asks a plan for the agent, input and limits of a run's
+first stretch and of its resumption, how long a pause waits and for whom, and what an answer
+records beyond the thread's messages; it never asks which kind of run it has.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agents import Agent, ModelSettings
+
+from core.assistants import Assistant, AssistantsConfig
+from core.citations import citations
+from core.context import ContextBuilder
+from core.knowledge.base import KnowledgeBase
+from core.knowledge.tool import FILE_SEARCH, run_context
+from core.metrics import Metrics
+from core.model_client import ModelClient
+from core.models import Approval, Author, Run
+from core.policy import Policy
+from core.run_budget import RunBudget, Tell
+from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent
+from core.runner import SegmentOutcome
+from core.settings import Settings
+from core.store.api_runs import RunStore
+from core.store.budgets import BudgetStore, Subjects
+from core.tokens import TokenCounter
+from core.tools.registry import ToolRegistry
+
+__all__ = ["ApiPlan", "ChatPlan", "Prepared", "RunPlan", "actor", "actor_json"]
+
+
+@dataclass
+class Prepared:
+    """What one stretch of a run needs: its agent, what it starts from and its limits.
+
+    ``refusal``: set instead when the run must not start (a budget used up), for the person."""
+
+    agent: Agent[Any] | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    context: dict[str, Any] | None = None
+    refused: frozenset[str] = frozenset()  # tools the person who asked may not use
+    budget: RunBudget | None = None
+    refusal: str | None = None
+
+
+class RunPlan(Protocol):
+    async def prepare(self, run: Run) -> Prepared:
+        """The first stretch: the thread's context, the agent, the budgets."""
+        ...
+
+    async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
+        """The stretch after a pause (the items come from the paused state)."""
+        ...
+
+    def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
+        """For a paused run: the calls a client answers rather than a person, and how long they wait."""
+        ...
+
+    async def answer_ids(self, run: Run, roles: list[str]) -> tuple[list[str | None], str | None]:
+        """Ids chosen in advance for the answer's messages and its step (none: random ones)."""
+        ...
+
+    async def completed(self, run: Run, outcome: SegmentOutcome) -> None:
+        """What an answer records besides the thread's messages."""
+        ...
+
+
+class ChatPlan:
+    """A person's message in a channel: the channel's assistant, the tools that person may use, budgets."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        assistants: AssistantsConfig,
+        tools: ToolRegistry,
+        models: ModelClient,
+        tokens: TokenCounter,
+        context: ContextBuilder,
+        knowledge: KnowledgeBase,
+        budgets: BudgetStore,
+        metrics: Metrics,
+        tell: Tell,
+    ) -> None:
+        self._settings = settings
+        self._assistants = assistants
+        self._tools = tools
+        self._models = models
+        self._tokens = tokens
+        self._context = context
+        self._knowledge = knowledge
+        self._budgets = budgets
+        self._metrics = metrics
+        self._tell = tell
+        self._agents: dict[str, Agent[Any]] = {}  # a cache: one built Agent per assistant and tool set
+
+    @property
+    def _policy(self) -> Policy:
+        return self._assistants.policy
+
+    async def prepare(self, run: Run) -> Prepared:
+        budget = await self._budget(run)
+        refusal = await budget.refusal() if budget is not None else None
+        if refusal is not None:  # before any model call, the context's summary included
+            return Prepared(refusal=refusal)
+        assistant = self._assistants.get(run.assistant)
+        instructions = self._instructions(assistant)
+        person = actor(run.actor)
+        tools = [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+        summary, items = await self._context.build(
+            thread_id=run.thread_id,
+            up_to_turn=run.trigger_message_id,
+            instructions=instructions,
+            model=assistant.model,
+            budget=assistant.context_tokens,
+            fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
+            run_id=run.id,
+        )
+        agent = await self._agent(assistant, instructions, summary, person, run.channel)
+        return Prepared(agent, items, run_context(run.channel, run.id), self._refused(person), budget)
+
+    async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
+        summary, _ = await self._context.summary(run.thread_id)
+        assistant = self._assistants.get(run.assistant)
+        person = actor(run.actor)
+        agent = await self._agent(assistant, self._instructions(assistant), summary, person, run.channel)
+        return Prepared(agent, refused=self._refused(person), budget=await self._budget(run))
+
+    def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
+        return frozenset(), self._settings.approval_timeout
+
+    async def answer_ids(self, run: Run, roles: list[str]) -> tuple[list[str | None], str | None]:
+        return [], None
+
+    async def completed(self, run: Run, outcome: SegmentOutcome) -> None:
+        return None
+
+    def _instructions(self, assistant: Assistant) -> str:
+        today = datetime.now(UTC).strftime("%A %d %B %Y")
+        return f"{assistant.instructions}\n\nToday is {today} (UTC)."
+
+    async def _agent(
+        self, assistant: Assistant, instructions: str, summary: str | None, person: Author | None, channel: str
+    ) -> Agent[Any]:
+        """The agent for an assistant and the tools ``person`` may use (reused while its instructions stay the
+        same), with file search when the channel has indexed files."""
+        if summary:
+            instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
+        tools = [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+        key = f"{assistant.name}\0{','.join(t.name for t in tools)}"
+        agent = self._agents.get(key)
+        if agent is None or agent.instructions != instructions:
+            agent = self._agents[key] = Agent(
+                name=assistant.name,
+                instructions=instructions,
+                model=self._models.chat_model(assistant.model),
+                tools=list(tools),
+                model_settings=ModelSettings(temperature=assistant.temperature, include_usage=True),
+            )
+        file_search = self._tools.channel_tool(FILE_SEARCH, assistant.tools)
+        if file_search is None or not self._policy.may_use(FILE_SEARCH, person):
+            return agent
+        if not await self._knowledge.searchable(channel):
+            return agent
+        return agent.clone(tools=[*agent.tools, file_search])
+
+    def _refused(self, person: Author | None) -> frozenset[str]:
+        """The tools ``person`` may not use: a call to one of them is answered with a refusal."""
+        return frozenset(self._tools.names()) - self._policy.usable(self._tools.names(), person)
+
+    async def _budget(self, run: Run) -> RunBudget | None:
+        """The budgets that apply to the run, or None when none do."""
+        person = actor(run.actor)
+        subjects = Subjects(run.channel, person.key if person else "", person.name if person else "")
+        if not await self._budgets.budgets(subjects, time.time()):
+            return None
+        return RunBudget(
+            self._budgets,
+            self._tokens,
+            self._tell,
+            self._metrics,
+            run_id=run.id,
+            run_started=run.created_at,
+            model=run.model or self._assistants.get(run.assistant).model,
+            subjects=subjects,
+        )
+
+
+class ApiPlan:
+    """A run created over the Assistants-compatible API: the settings it carries, its client's functions."""
+
+    def __init__(
+        self,
+        models: ModelClient,
+        tools: ToolRegistry,
+        context: ContextBuilder,
+        knowledge: KnowledgeBase,
+        runs: RunStore,
+    ) -> None:
+        self._models = models
+        self._tools = tools
+        self._context = context
+        self._knowledge = knowledge
+        self._runs = runs
+
+    async def prepare(self, run: Run) -> Prepared:
+        spec = RunSpec.from_json(run.spec or "{}")
+        summary, items = await self._context.build(
+            thread_id=run.thread_id,
+            up_to_turn=run.trigger_message_id,
+            instructions=spec.instructions,
+            model=spec.model,
+            budget=spec.context_tokens,
+            last_messages=spec.last_messages,
+            run_id=run.id,
+        )
+        context = run_context(run.channel, run.id) | {"collections": list(spec.collections)}
+        return Prepared(await self._agent(spec, summary, {}), items, context)
+
+    async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
+        spec = RunSpec.from_json(run.spec or "{}")
+        summary = None if spec.last_messages is not None else (await self._context.summary(run.thread_id))[0]
+        submitted = {a.call_id: a.output or "" for a in approvals if a.kind == "client_output"}
+        return Prepared(await self._agent(spec, summary, submitted))
+
+    def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
+        """The client answers its own functions, within the old API's deadline."""
+        spec = RunSpec.from_json(run.spec or "{}")
+        return frozenset(spec.client_functions(tool_names)), CLIENT_OUTPUT_SECONDS
+
+    async def answer_ids(self, run: Run, roles: list[str]) -> tuple[list[str | None], str | None]:
+        """The ids the run's stream announced for its answer."""
+        return await self._runs.answer_public_ids(run.id, roles)
+
+    async def completed(self, run: Run, outcome: SegmentOutcome) -> None:
+        """The old API's file citations, with the ids the run's owner uploaded."""
+        if not outcome.sources:
+            return
+        uploads = await self._runs.upload_ids([s.file_id for s in outcome.sources if s.file_id])
+        found = citations(outcome.text, outcome.sources, uploads)
+        await self._runs.set_annotations(run.id, [asdict(c) for c in found])
+
+    async def _agent(self, spec: RunSpec, summary: str | None, outputs: dict[str, str]) -> Agent[Any]:
+        instructions = spec.instructions
+        if summary:
+            instructions += f"\n\nSummary of the earlier conversation in this thread:\n{summary}"
+        searchable = bool(spec.collections) and await self._knowledge.searchable(spec.collections)
+        return build_agent(
+            spec,
+            model=self._models.chat_model(spec.model),
+            registry=self._tools,
+            instructions=instructions,
+            outputs=outputs,
+            searchable=searchable,
+        )
+
+
+def actor_json(person: Author) -> str | None:
+    """Who asked for a run, as stored with it (only what the policy needs)."""
+    if not person.key and not person.roles:
+        return None
+    return json.dumps({"key": person.key, "roles": list(person.roles), "name": person.name})
+
+
+def actor(stored: str | None) -> Author | None:
+    if not stored:
+        return None
+    data = json.loads(stored)
+    return Author(
+        id="",
+        name=str(data.get("name") or ""),
+        key=str(data.get("key") or ""),
+        roles=tuple(str(r) for r in data.get("roles") or ()),
+    )

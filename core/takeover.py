@@ -1,0 +1,133 @@
+"""What this process does with what others left, and how it reaches channels outside a run's stream.
+
+- Runs taken over from a process that is gone (core/store/processes.py decides which): answered
+  here, shown by the adapter's renderer when it gave one, else their answer is posted as a message.
+- Runs that were cut off after a tool started: their channel is told once.
+- Messages for a channel (``tell``): sent at once when this process serves the channel; kept in
+  the database for a process that does otherwise, or when sending fails, and delivered later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from core.events import Event, RunCompleted
+from core.handles import RunHandle
+from core.models import Run
+from core.run_handles import RunHandles
+from core.store import Store
+from core.store.processes import Notice, ProcessStore, Recovered
+
+__all__ = ["AdoptedRenderer", "Notifier", "Takeover"]
+
+_log = logging.getLogger(__name__)
+
+Notifier = Callable[[str, str], Awaitable[None]]
+# Shows a run this process took over: (its handle, the platform message id of the question or None).
+AdoptedRenderer = Callable[[RunHandle, str | None], Awaitable[None]]
+
+
+class Takeover:
+    def __init__(
+        self,
+        store: Store,
+        processes: ProcessStore,
+        handles: RunHandles,
+        notify: Notifier | None,
+        wake: Callable[[str], None],
+        has_lane: Callable[[str], bool],
+    ) -> None:
+        """``wake``: a thread has work for this process; ``has_lane``: whether a thread's lane runs here."""
+        self._store = store
+        self._processes = processes
+        self._handles = handles
+        self._notify = notify
+        self._wake = wake
+        self._has_lane = has_lane
+        self._render: AdoptedRenderer | None = None
+        self._adopted: dict[str, RunHandle] = {}  # taken over, not yet handed to a renderer
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.poke: Callable[[], None] = lambda: None  # the lease loop delivers queued notices at once
+        handles.on_end = self._ended
+
+    async def tell(self, channel: str, text: str) -> None:
+        """A message for a channel outside any run's stream."""
+        if self._processes.serves(channel):
+            if self._notify is None:
+                _log.info("no notifier; a message for %s was not delivered", channel)
+                return
+            try:
+                await self._notify(channel, text)
+                return
+            except Exception as exc:
+                _log.warning("could not tell channel %s (%s: %s); trying again later", channel, type(exc).__name__, exc)
+        await self._processes.queue_notice(channel, text)
+        self.poke()
+
+    async def deliver(self, notice: Notice) -> None:
+        """A notice waiting in the database for this process's platforms (raises: tried again later)."""
+        if self._notify is None:
+            raise RuntimeError("this process has no way to post to its channels")
+        await self._notify(notice.channel, notice.text)
+
+    async def recovered(self, found: Recovered) -> None:
+        """Runs this process took over from processes that are gone: answer them, or tell the channel once."""
+        by_channel: dict[str, int] = {}
+        for run in found.failed:
+            by_channel[run.channel] = by_channel.get(run.channel, 0) + 1
+        for channel, count in by_channel.items():
+            what = "a message" if count == 1 else f"{count} messages"
+            await self.tell(
+                channel,
+                f"I was restarted while answering {what} here, after I had started using a tool, so I did not "
+                "finish. Your messages are saved; please ask again.",
+            )
+        for run in found.adopted:
+            self._adopted[run.id] = self._handles.get(run)
+            self._hand_over(run.id)
+            self._wake(run.thread_id)
+        for thread_id in found.paused_threads:  # this process watches their expiry too
+            if not self._has_lane(thread_id):
+                self._wake(thread_id)
+
+    def adopt_with(self, render: AdoptedRenderer) -> None:
+        self._render = render
+        for run_id in list(self._adopted):
+            self._hand_over(run_id)
+
+    def busy(self) -> list[asyncio.Task[None]]:
+        return [task for task in self._tasks if not task.done()]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _hand_over(self, run_id: str) -> None:
+        render, handle = self._render, self._adopted.get(run_id)
+        if render is None or handle is None:
+            return
+        del self._adopted[run_id]
+
+        async def show() -> None:
+            try:
+                await render(handle, await self._store.question_msg_id(run_id))
+            except Exception:
+                _log.exception("could not show run %s, taken over from a stopped process", run_id)
+
+        self._own(show())
+
+    def _ended(self, run: Run, event: Event) -> None:
+        """A run's last event: one taken over that nobody shows has its answer posted to its channel."""
+        if self._adopted.pop(run.id, None) is None or run.spec is not None:  # API clients read their runs
+            return
+        text = event.text if isinstance(event, RunCompleted) else str(getattr(event, "message", ""))
+        if text:
+            self._own(self.tell(run.channel, text))
+
+    def _own(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
