@@ -28,7 +28,7 @@ from core.store.api_threads import NewMessageRow, ThreadStore
 from core.store.store import new_id
 from core.tokens import TokenCounter
 
-__all__ = ["API_PLATFORM", "ApiObjects", "NewMessage", "api_channel"]
+__all__ = ["API_PLATFORM", "ApiObjects", "AssistantStore", "NewMessage", "api_channel"]
 
 API_PLATFORM = "api"
 

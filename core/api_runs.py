@@ -22,12 +22,23 @@ from core.handles import RunHandle
 from core.models import TERMINAL_STATUSES, AssistantRecord, MessageRecord, Page, PageQuery, Run, ThreadRecord
 from core.run_errors import RunError, run_error
 from core.run_spec import RunSpec
-from core.store.api_runs import AnswerIds, RunStepRecord, answer_ids
+from core.store.api_runs import AnswerIds, RunActive, RunStepRecord, answer_ids
 
 if TYPE_CHECKING:
     from core.service import Threadline
 
-__all__ = ["AnswerIds", "ApiRuns", "PendingCall", "RunEnded", "RunRequest", "RunView", "answer_ids", "vector_store_ids"]
+__all__ = [
+    "AnswerIds",
+    "ApiRuns",
+    "PendingCall",
+    "RunActive",
+    "RunEnded",
+    "RunRequest",
+    "RunStepRecord",
+    "RunView",
+    "answer_ids",
+    "vector_store_ids",
+]
 
 _log = logging.getLogger(__name__)
 

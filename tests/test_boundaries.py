@@ -76,6 +76,16 @@ def test_adapters_hold_no_sql() -> None:
         assert not imports & ({"sqlite3", "sqlite_utils", "openai", "agents"} - allowed), path
 
 
+def test_adapters_reach_the_store_only_through_the_core() -> None:
+    """bots/ talks to the core's facade and its types, never to core.store (the database's own package)."""
+    for path in (ROOT / "bots").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            assert not any(m == "core.store" or m.startswith("core.store.") for m in modules), path
+
+
 @pytest.mark.parametrize("serializer", API_SERIALIZERS, ids=lambda path: path.name)
 def test_the_api_takes_only_types_from_the_openai_sdk(serializer: Path) -> None:
     modules = [

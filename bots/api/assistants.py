@@ -9,8 +9,8 @@ from bots.api.auth import OWNER
 from bots.api.errors import not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import AssistantCreate, AssistantUpdate, read_body
+from core.api_objects import AssistantStore
 from core.errors import UnknownCursor
-from core.store.api_assistants import AssistantStore
 
 __all__ = ["AssistantRoutes"]
 

@@ -24,11 +24,10 @@ from bots.api.requests import ThreadCreate, read_body
 from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit
 from bots.api.run_stream import RunStream
 from core.api_objects import ApiObjects, NewMessage
-from core.api_runs import ApiRuns, RunEnded, RunView
+from core.api_runs import ApiRuns, RunActive, RunEnded, RunView
 from core.errors import UnknownCursor, UnknownObject
 from core.models import Run
 from core.service import ToolOutputsError
-from core.store.api_runs import RunActive
 
 __all__ = ["RunRoutes"]
 

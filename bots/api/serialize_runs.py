@@ -20,11 +20,10 @@ from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel
 
-from core.api_runs import RunView
+from core.api_runs import RunStepRecord, RunView
 from core.models import TERMINAL_STATUSES
 from core.models import Run as RunRecord
 from core.run_errors import RunError
-from core.store.api_runs import RunStepRecord
 
 __all__ = [
     "STREAM_EVENTS",

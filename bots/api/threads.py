@@ -14,10 +14,9 @@ from bots.api.errors import invalid, not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, read_body
 from core.api_objects import ApiObjects, NewMessage
-from core.api_runs import ApiRuns
+from core.api_runs import ApiRuns, RunActive
 from core.errors import UnknownCursor, UnknownObject
 from core.models import MessageRecord
-from core.store.api_runs import RunActive
 
 __all__ = ["ThreadRoutes"]
 
