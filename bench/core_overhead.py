@@ -133,11 +133,8 @@ class ScriptedInput:
         now = mark()
         self.marks.append(now)
         line = self.lines.popleft() if self.lines else None
-        if self.profiler is not None:
-            if line == MESSAGE:
-                self.profiler.enable()
-            elif line is None:
-                self.profiler.disable()
+        if self.profiler is not None and line == MESSAGE:
+            self.profiler.enable()  # disabled when the console has shown the answer (side B)
         return line
 
 
@@ -244,10 +241,15 @@ class Sides:
         self.out.seek(0)
         self.out.truncate()
         try:
+            # The console reads on while it shows an answer: the turn ends when serve() returns, after the
+            # answer is shown, not at its last read (the end of input, read while the answer streams).
             await self.console.serve()
+            end = mark()
         finally:
+            if profiler is not None:
+                profiler.disable()
             self.input.profiler = None
-        _, start, end = self.input.marks
+        start = self.input.marks[1]
         await self.service.wait_idle()  # untimed: the lane's last look for queued work
         output = self.out.getvalue()
         if output.splitlines()[-1] != self.expected:
