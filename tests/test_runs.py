@@ -256,6 +256,19 @@ async def test_without_a_model_endpoint_the_run_explains_what_to_set(open_servic
     assert fake_model.chat_requests == []
 
 
+async def test_a_message_sent_without_a_model_is_not_replayed_once_one_is_set(
+    open_service, fake_model: FakeOpenAI
+) -> None:
+    unconfigured = await open_service(openai_api_key=None, openai_base_url=None)
+    result = await (await post(unconfigured, "hello?")).result()
+    assert isinstance(result, RunFailed)
+    await unconfigured.close()
+    configured = await open_service()
+    assert isinstance(await (await post(configured, "second try")).result(), RunCompleted)
+    sent = [m["content"] for m in fake_model.chat_requests[-1]["messages"] if m["role"] == "user"]
+    assert sent == ["alice: second try"]  # the unanswered first message is not sent along
+
+
 async def test_an_unexpected_error_fails_only_that_run(service, fake_model: FakeOpenAI, monkeypatch) -> None:
     original = service._context.build
     calls = 0
