@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.events import RunCompleted, RunFailed
-from core.models import Incoming
+from core.models import Incoming, Run
 from core.service import Threadline
 from core.settings import Settings
 from core.store import Store
@@ -54,6 +54,22 @@ async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def cut_off_after_a_tool(db: Path, msg_id: str) -> Run:
+    """A Slack run that a process now gone was answering, and that had started a tool."""
+    store = await Store.open(db)
+    try:
+        posted = await store.post_user_message(
+            channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
+            item={"role": "user", "content": "deploy"}, tokens=1, platform_msg_id=msg_id,
+        )  # fmt: skip
+        assert posted is not None
+        run = await store.update_run(posted[1].id, status="in_progress")
+        await store.add_step(run.id, "tool_calls", tool_name="deploy", call_id="c1", arguments="{}")
+        return run
+    finally:
+        await store.close()
 
 
 def quick(settings: Settings) -> Settings:
@@ -161,15 +177,7 @@ async def test_notices_wait_for_a_process_that_serves_their_platform_and_are_del
     open_service, settings: Settings, fake_model: FakeOpenAI
 ) -> None:
     """A Slack run cut off after a tool started, found by a process that serves only the console."""
-    store = await Store.open(settings.db_path)
-    posted = await store.post_user_message(
-        channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
-        item={"role": "user", "content": "deploy"}, tokens=1, platform_msg_id="1700.1",
-    )  # fmt: skip
-    assert posted is not None
-    run = await store.update_run(posted[1].id, status="in_progress")
-    await store.add_step(run.id, "tool_calls", tool_name="deploy", call_id="c1", arguments="{}")
-    await store.close()
+    run = await cut_off_after_a_tool(settings.db_path, "1700.1")
 
     console_told: list[tuple[str, str]] = []
     slack_told: list[tuple[str, str]] = []
@@ -200,15 +208,7 @@ async def test_a_notice_that_cannot_be_delivered_yet_is_delivered_later(
     open_service, settings: Settings, fake_model: FakeOpenAI
 ) -> None:
     """At start the platform adapter may not exist yet (Slack, Discord): the notice waits, then arrives once."""
-    store = await Store.open(settings.db_path)
-    posted = await store.post_user_message(
-        channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
-        item={"role": "user", "content": "deploy"}, tokens=1, platform_msg_id="1700.2",
-    )  # fmt: skip
-    assert posted is not None
-    run = await store.update_run(posted[1].id, status="in_progress")
-    await store.add_step(run.id, "tool_calls", tool_name="deploy", call_id="c1", arguments="{}")
-    await store.close()
+    await cut_off_after_a_tool(settings.db_path, "1700.2")
 
     adapters: list[Any] = []  # filled once "the adapter" exists, as in bots/slack/app.py
     told: list[tuple[str, str]] = []
