@@ -325,6 +325,15 @@ class Threadline:
             await self._cancel(run)
         return await self.store.get_run(run_id)
 
+    async def showing(self, run_id: str, reply_ref: str) -> None:
+        """The adapter's message that shows the run's answer (a Slack ts, a Discord message id), kept with
+        the run: a process that takes the run over after a crash replaces it (see :meth:`earlier_reply`)."""
+        await self.store.set_reply_ref(run_id, reply_ref)
+
+    async def earlier_reply(self, run_id: str) -> str | None:
+        """For a run taken over: the message in which a process that is gone had begun its answer, if any."""
+        return await self.store.reply_ref(run_id)
+
     def adopt_with(self, render: AdoptedRenderer) -> None:
         """Show runs this process takes over (their question was asked through a process that is gone)
         with ``render(handle, platform_msg_id of the question)``, as the adapter shows its own runs.

@@ -291,3 +291,19 @@ async def _status_is(service: Threadline, run_id: str, status: str) -> bool:
 
 async def _told(told: list[Any], count: int) -> bool:
     return len(told) >= count
+
+
+async def test_a_taken_over_run_says_where_its_earlier_answer_began(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The adapter keeps the message it streams into with the run; the process taking over can replace it."""
+    model = HeldModel()
+    fake_model.script = model
+    first = await open_service()
+    handle = await post(first, "long answer")
+    await model.wait_asked("long answer")
+    await first.showing(handle.run_id, "1700000000.000200")
+    second = await open_service()
+    assert await second.earlier_reply(handle.run_id) == "1700000000.000200"
+    model.release.set()
+    assert isinstance(await handle.result(), RunCompleted)

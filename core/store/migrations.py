@@ -454,3 +454,10 @@ def m014_processes_and_leases(db: Database) -> None:
         defaults={"attempts": 0},
     )
     db.table("notices").create_index(["platform", "claimed_until"])
+
+
+@MIGRATIONS()
+def m016_run_replies(db: Database) -> None:
+    """The platform's id of the message that shows a run's answer (a Slack message's ts, a Discord message
+    id), so that a process taking the run over from one that died can replace its half-written answer."""
+    db.table("runs").add_column("reply_ref", str)

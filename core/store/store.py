@@ -401,6 +401,16 @@ class Store:
 
         return await self._call(query)
 
+    async def set_reply_ref(self, run_id: str, ref: str) -> None:
+        await self._call(self._db.execute, "UPDATE runs SET reply_ref = ? WHERE id = ?", [ref, run_id])
+
+    async def reply_ref(self, run_id: str) -> str | None:
+        def query() -> str | None:
+            row = self._db.execute("SELECT reply_ref FROM runs WHERE id = ?", [run_id]).fetchone()
+            return str(row[0]) if row and row[0] else None
+
+        return await self._call(query)
+
     async def delete_message(self, message_id: int) -> None:
         await self._call(self._db.execute, "DELETE FROM messages WHERE id = ?", [message_id])
 
