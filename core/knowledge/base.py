@@ -148,9 +148,12 @@ class KnowledgeBase:
         return self._settings.max_file_mb
 
     async def recover(self) -> None:
-        """Files a stop left half-indexed are marked failed, with a reason people can act on."""
+        """Files a stop left half-indexed are marked failed, with a reason people can act on.
+
+        Only those of processes that are gone: another process on the database may be indexing its own.
+        """
         interrupted = await self._files.fail_interrupted(
-            "Indexing was interrupted because the bot restarted; upload the file again."
+            "Indexing was interrupted because the bot restarted; upload the file again.", orphans_only=True
         )
         if interrupted:
             _log.warning("marked %d half-indexed files as failed", len(interrupted))

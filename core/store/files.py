@@ -13,6 +13,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.models import ChunkHit, FileRecord
+from core.store.leases import live_processes
 from core.store.store import Store, new_id
 
 __all__ = ["FileStore", "NewChunk", "drop_unused_content", "fts_query"]
@@ -165,18 +166,27 @@ class FileStore:
 
         await self._store.call(release)
 
-    async def fail_interrupted(self, reason: str) -> list[FileRecord]:
-        """Mark files a stop left half-indexed as failed (they are not searchable); returns them."""
+    async def fail_interrupted(self, reason: str, *, orphans_only: bool = False) -> list[FileRecord]:
+        """Mark files left half-indexed as failed (they are not searchable); returns them.
+
+        ``orphans_only``: only those of processes that are gone, not those this process or another
+        one alive on the database is indexing now.
+        """
 
         def fail(db: Database) -> list[FileRecord]:
-            rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'in_progress'").fetchall()
-            for row in rows:
-                _delete_chunks(db, row[0])
-            db.execute(
-                "UPDATE files SET status = 'failed', error = ?, error_code = 'server_error', completed_at = ?"
-                " WHERE status = 'in_progress'",
-                [reason, time.time()],
-            )
+            where, params = "status = 'in_progress'", []
+            if orphans_only:
+                params = sorted(live_processes(db, self._store.host) | {self._store.process_id})
+                where += f" AND (owner IS NULL OR owner NOT IN ({_marks(params)}))"
+            with db.atomic():
+                rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE {where}", params).fetchall()
+                for row in rows:
+                    _delete_chunks(db, row[0])
+                db.execute(
+                    "UPDATE files SET status = 'failed', error = ?, error_code = 'server_error', completed_at = ?"
+                    f" WHERE {where}",
+                    [reason, time.time(), *params],
+                )
             return [_file(row) for row in rows]
 
         return await self._store.call(fail)
