@@ -341,3 +341,24 @@ async def test_the_same_content_under_another_platform_id_is_a_duplicate_as_befo
     assert copy.file.id == first.file.id
     assert copy.notice == "handbook.md is already in this channel's files (same content), so nothing changed."
     assert [f.platform_file_id for f in await service.knowledge.files(CHANNEL)] == ["F_1"]
+
+
+async def test_a_process_starting_leaves_alone_a_file_another_live_process_is_adding(open_service) -> None:
+    first = await open_service(assistants_file=None)
+    downloading, release = asyncio.Event(), asyncio.Event()
+
+    async def download(limit: int) -> bytes:
+        downloading.set()
+        await release.wait()
+        return HANDBOOK.encode()
+
+    adding = asyncio.create_task(
+        first.knowledge.add(CHANNEL, Upload("handbook.md", platform_file_id="F_1", download=download))
+    )
+    await downloading.wait()
+    second = await open_service(assistants_file=None)  # its start fails what stopped processes left half-indexed
+    assert [f.status for f in await second.knowledge.files(CHANNEL)] == ["in_progress"]
+    release.set()
+    result = await adding
+    assert result.outcome == "added"
+    assert result.file.status == "completed"
