@@ -230,6 +230,18 @@ async def test_export_saves_the_conversation_as_markdown(tmp_path: Path) -> None
     assert order == sorted(order)
 
 
+async def test_the_same_upload_twice_is_already_there(tmp_path: Path) -> None:
+    (tmp_path / "handbook.md").write_text("# Holidays\nEvery employee has 27 days of paid holiday a year.\n")
+    env = console_env(tmp_path)
+    stdin = f"/upload {tmp_path / 'handbook.md'}\n/upload {tmp_path / 'handbook.md'}\n/files\n"
+    code, out, err = await run_console(env, stdin, tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "Indexed handbook.md (1 chunk)." in lines
+    assert "handbook.md is already in this channel's files (same content), so nothing changed." in lines
+    assert out.count("- handbook.md (") == 1  # one file in /files
+
+
 # -- /upload takes regular files only, and checks the size before reading -----------------------------
 
 MEMORY_LIMIT = 2 * 1024**3  # far more than the console needs; far less than reading /dev/zero would take

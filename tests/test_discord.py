@@ -308,6 +308,25 @@ async def test_a_refused_attachment_says_why_and_nothing_else_breaks(harness: Ha
     assert (CHANNEL_ID, int(shared["id"]), "⚠️", True) in fake.reactions
 
 
+async def test_a_failed_download_is_refused_and_the_replayed_message_adds_the_file(harness: Harness) -> None:
+    fake = harness.fake
+    notes = fake.attachment("notes.txt", b"Deploys happen on Tuesdays.")
+    fake.fail_next("GET", r"/attachments/\d+/notes\.txt", status=503)
+    shared = await fake.send_message("notes", mention_bot=False, attachments=[notes])
+    await fake.wait_until(lambda: bool(harness.replies_to(shared)), what="the note about the download")
+    [refusal] = [m["content"] for m in harness.replies_to(shared)]
+    assert refusal == "I could not download notes.txt from Discord, so it was not added; try again."
+    assert (CHANNEL_ID, int(shared["id"]), "⚠️", True) in fake.reactions
+    assert harness.bot is not None
+    key = f"discord:{GUILD_ID}:{CHANNEL_ID}"
+    assert await harness.bot.service.knowledge.files(key) == []  # nothing kept: the next delivery tries again
+    await fake.dispatch("MESSAGE_CREATE", shared)
+    await fake.wait_until(lambda: len(harness.replies_to(shared)) == 2, what="the note about the file")
+    assert harness.replies_to(shared)[-1]["content"] == "Indexed notes.txt (1 chunk)."
+    assert [f.status for f in await harness.bot.service.knowledge.files(key)] == ["completed"]
+    assert fake.downloads == [notes.url, notes.url]
+
+
 async def test_attachments_can_be_limited_to_messages_for_the_bot(harness: Harness) -> None:
     await harness.stop()
     await harness.start(index_files="mentions")

@@ -11,7 +11,7 @@ import pytest
 
 from core.commands import handle_command
 from core.events import RunCompleted
-from core.knowledge.base import Upload
+from core.knowledge.base import DownloadFailed, Upload
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
 from tests.helpers import CHANNEL, ask
 
@@ -252,3 +252,113 @@ async def test_chunks_of_a_file_still_being_indexed_are_not_searchable(service) 
     await files.fail_interrupted("interrupted")
     count = await service.store.call(lambda db: db.execute("SELECT count(*) FROM chunks").fetchone()[0])
     assert count == 0
+
+
+# -- one file per platform upload, whichever delivery or process brings it ----------------------------
+
+
+async def _chunk_count(service) -> int:
+    return await service.store.call(lambda db: db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+
+async def test_two_processes_given_the_same_platform_file_at_once_index_it_once(open_service) -> None:
+    first = await open_service(assistants_file=None)
+    second = await open_service(assistants_file=None)  # another process: its own store on the same database file
+    assert first.store is not second.store
+    assert first.store.path == second.store.path
+    given = upload("handbook.md", HANDBOOK, platform_file_id="F_HANDBOOK")
+    results = await asyncio.gather(first.knowledge.add(CHANNEL, given), second.knowledge.add(CHANNEL, given))
+    [record] = await first.knowledge.files(CHANNEL)
+    assert (record.platform_file_id, record.status) == ("F_HANDBOOK", "completed")
+    assert await _chunk_count(first) == record.chunk_count  # indexed once
+    assert sorted(r.outcome for r in results) == ["added", "already_there"]
+    [added] = [r for r in results if r.outcome == "added"]
+    [again] = [r for r in results if r.outcome == "already_there"]
+    assert added.file.id == again.file.id == record.id
+    assert again.delivered_before
+    assert not again.duplicate
+    assert again.notice is None  # the first delivery was answered: nothing to say twice
+    assert again.message == "handbook.md is already in this channel's files."
+
+
+async def test_a_second_delivery_answers_at_once_while_the_first_downloads(open_service) -> None:
+    first = await open_service(assistants_file=None)
+    second = await open_service(assistants_file=None)
+    downloads: list[int] = []
+    release = asyncio.Event()
+
+    async def download(limit: int) -> bytes:
+        downloads.append(limit)
+        await release.wait()
+        return HANDBOOK.encode()
+
+    given = Upload("handbook.md", platform_file_id="F_SLOW", declared_size=len(HANDBOOK), download=download)
+    adding = [asyncio.create_task(kb.add(CHANNEL, given)) for kb in (first.knowledge, second.knowledge)]
+    [early], [late] = await asyncio.wait(adding, return_when=asyncio.FIRST_COMPLETED)
+    assert early.result().outcome == "already_there"
+    assert early.result().notice is None
+    assert downloads == [first.knowledge.max_file_bytes]
+    release.set()
+    assert (await late).outcome == "added"
+    assert len(downloads) == 1
+    assert [f.status for f in await second.knowledge.files(CHANNEL)] == ["completed"]
+
+
+async def test_a_failed_download_leaves_nothing_and_the_next_delivery_adds_the_file(service) -> None:
+    async def broken(limit: int) -> bytes:
+        raise DownloadFailed("I could not download handbook.md, so it was not added. Try sharing it again.")
+
+    failed = await service.knowledge.add(CHANNEL, Upload("handbook.md", platform_file_id="F_1", download=broken))
+    assert failed.outcome == "refused"
+    assert failed.notice == "I could not download handbook.md, so it was not added. Try sharing it again."
+    assert await service.knowledge.files(CHANNEL) == []
+    again = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK, platform_file_id="F_1"))
+    assert again.outcome == "added"
+    assert again.file.status == "completed"
+
+
+async def test_a_refused_platform_file_is_refused_once_and_never_downloaded(open_service) -> None:
+    service = await open_service(assistants_file=None, max_file_mb=0.01)
+
+    async def download(limit: int) -> bytes:
+        raise AssertionError("a file over the limit is not downloaded")
+
+    big = Upload("big.txt", platform_file_id="F_BIG", declared_size=10**6, download=download)
+    refused = await service.knowledge.add(CHANNEL, big)
+    assert refused.outcome == "refused"
+    assert "over the 0.01 MB limit" in (refused.notice or "")
+    again = await service.knowledge.add(CHANNEL, big)
+    assert (again.outcome, again.notice, again.file.id) == ("already_there", None, refused.file.id)
+    assert [f.status for f in await service.knowledge.files(CHANNEL)] == ["failed"]
+
+
+async def test_the_same_content_under_another_platform_id_is_a_duplicate_as_before(service) -> None:
+    first = await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK, platform_file_id="F_1"))
+    copy = await service.knowledge.add(CHANNEL, upload("copy.md", HANDBOOK, platform_file_id="F_2"))
+    assert copy.duplicate
+    assert not copy.delivered_before
+    assert copy.outcome == "already_there"
+    assert copy.file.id == first.file.id
+    assert copy.notice == "handbook.md is already in this channel's files (same content), so nothing changed."
+    assert [f.platform_file_id for f in await service.knowledge.files(CHANNEL)] == ["F_1"]
+
+
+async def test_a_process_starting_leaves_alone_a_file_another_live_process_is_adding(open_service) -> None:
+    first = await open_service(assistants_file=None)
+    downloading, release = asyncio.Event(), asyncio.Event()
+
+    async def download(limit: int) -> bytes:
+        downloading.set()
+        await release.wait()
+        return HANDBOOK.encode()
+
+    adding = asyncio.create_task(
+        first.knowledge.add(CHANNEL, Upload("handbook.md", platform_file_id="F_1", download=download))
+    )
+    await downloading.wait()
+    second = await open_service(assistants_file=None)  # its start fails what stopped processes left half-indexed
+    assert [f.status for f in await second.knowledge.files(CHANNEL)] == ["in_progress"]
+    release.set()
+    result = await adding
+    assert result.outcome == "added"
+    assert result.file.status == "completed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.fakes.slack_server import (
     dm_message,
     event_callback,
     file_share_message,
+    file_shared,
     signed_headers,
     slash_command_form,
 )
@@ -434,3 +436,96 @@ async def test_messages_reach_the_core_in_the_order_they_came(harness: Harness) 
     store = harness.bot.service.store
     messages = await store.thread_messages(await store.current_thread(f"slack:{TEAM_ID}:{CHANNEL}"))
     assert [m.text for m in messages if m.role == "user"] == ["first", "second"]
+
+
+# -- one Slack file, delivered more than once -------------------------------------------------------
+
+HANDBOOK = b"# Holidays\nEvery employee has 27 days of paid holiday.\n"
+INDEXED = "Indexed handbook.md (1 chunk)."
+
+
+async def _until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll a condition the fake cannot see (the bot's log), bounded."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def _added_before(caplog: pytest.LogCaptureFixture) -> int:
+    """How many deliveries the knowledge base turned away as added before."""
+    return sum("was added before" in r.getMessage() for r in caplog.records if r.name == "core.knowledge.base")
+
+
+def _notes(harness: Harness) -> list[str]:
+    return [c["text"] for c in harness.slack.calls_to("chat.postMessage") if c.get("channel") == CHANNEL]
+
+
+async def _send_to(harness: Harness, bot: SlackBot, event: dict[str, Any], event_id: str, **retry: Any) -> int:
+    body = json.dumps(event_callback(event, event_id)).encode()
+    url = f"http://127.0.0.1:{bot.port}/slack/events"
+    async with harness.http.post(url, data=body, headers=signed_headers(SECRET, body, **retry)) as response:
+        return response.status
+
+
+async def test_a_file_in_its_message_and_in_file_shared_at_once_is_downloaded_and_indexed_once(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="core.knowledge.base")
+    info = harness.slack.add_file("F_TWICE", "handbook.md", HANDBOOK, "text/markdown", channel=CHANNEL)
+    harness.slack.hold_downloads()  # the first delivery is mid-download while the second one is handled
+    statuses = await asyncio.gather(
+        harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000020.000100")),
+        harness.event(file_shared("F_TWICE", ALICE, CHANNEL, "1700000020.000200")),
+    )
+    assert statuses == [200, 200]
+    await harness.slack.wait_until(lambda: len(harness.slack.downloads) == 1, what="the first download")
+    await _until(lambda: _added_before(caplog) == 1 or len(harness.slack.downloads) > 1, "the second delivery")
+    harness.slack.release_downloads()
+    await harness.slack.wait_until(lambda: INDEXED in _notes(harness), what="the confirmation")
+    assert [d.file_id for d in harness.slack.downloads] == ["F_TWICE"]
+    assert _notes(harness) == [INDEXED]
+    assert harness.bot is not None
+    [record] = await harness.bot.service.knowledge.files(f"slack:{TEAM_ID}:{CHANNEL}")
+    assert (record.platform_file_id, record.status, record.chunk_count) == ("F_TWICE", "completed", 1)
+
+
+async def test_a_file_redelivered_to_another_process_is_downloaded_and_indexed_once(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two processes on one database: the message reaches one; file_shared and Slack's retry reach the other."""
+    caplog.set_level(logging.INFO, logger="core.knowledge.base")
+    first = harness.bot
+    assert first is not None
+    second = await SlackBot.start(harness.settings, harness.slack_settings())
+    try:
+        info = harness.slack.add_file("F_SHARED", "handbook.md", HANDBOOK, "text/markdown", channel=CHANNEL)
+        message = file_share_message(CHANNEL, ALICE, [info], "1700000021.000100")
+        harness.slack.hold_downloads()
+        assert await _send_to(harness, first, message, "EvShare") == 200
+        await harness.slack.wait_until(lambda: len(harness.slack.downloads) == 1, what="the first process downloading")
+        shared = file_shared("F_SHARED", ALICE, CHANNEL, "1700000021.000200")
+        assert await _send_to(harness, second, shared, "EvFileShared") == 200
+        assert await _send_to(harness, second, message, "EvShare", retry_num=1, retry_reason="http_timeout") == 200
+        await _until(lambda: _added_before(caplog) == 2 or len(harness.slack.downloads) > 1, "the later deliveries")
+        harness.slack.release_downloads()
+        assert [d.file_id for d in harness.slack.downloads] == ["F_SHARED"]
+        await harness.answer(CHANNEL, "1700000021.000100", run=False)
+        assert [d.file_id for d in harness.slack.downloads] == ["F_SHARED"]
+        assert _notes(harness) == [INDEXED]
+        for bot in (first, second):
+            [record] = await bot.service.knowledge.files(f"slack:{TEAM_ID}:{CHANNEL}")
+            assert (record.platform_file_id, record.status) == ("F_SHARED", "completed")
+    finally:
+        await second.stop()
+
+
+async def test_a_failed_download_adds_nothing_and_sharing_again_adds_the_file(harness: Harness) -> None:
+    info = harness.slack.add_file("F_FLAKY", "handbook.md", HANDBOOK, "text/markdown", channel=CHANNEL)
+    broken = dict(info, url_private_download=f"{harness.slack.base_url}/files/F_MISSING/handbook.md")
+    await harness.event(file_share_message(CHANNEL, ALICE, [broken], "1700000022.000100"))
+    [refusal] = await harness.answer(CHANNEL, "1700000022.000100", run=False)
+    assert refusal == "I could not download handbook.md from Slack, so it was not added. Try sharing it again."
+    assert harness.bot is not None
+    assert await harness.bot.service.knowledge.files(f"slack:{TEAM_ID}:{CHANNEL}") == []
+    await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000023.000100"))
+    assert await harness.answer(CHANNEL, "1700000023.000100", run=False) == [INDEXED]

@@ -8,8 +8,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.events import RunCompleted
 from core.store import Store
+from core.store.files import FileStore
 from core.store.migrations import MIGRATIONS
 from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import CHANNEL, ask, post
@@ -329,5 +332,58 @@ async def test_a_deleted_newest_messages_id_is_never_handed_out_again(tmp_path: 
             channel=CHANNEL, author_id="U1", author_name="alice", text="again", item={}, tokens=1, platform_msg_id="m4"
         )
         assert duplicate is None  # the unique index on (channel, platform_msg_id) is back
+    finally:
+        await new.close()
+
+
+async def test_upgrade_merges_repeated_platform_files_and_then_refuses_them(tmp_path: Path) -> None:
+    """Before m015 two deliveries of one upload could leave two rows: the best stays, and then one is the rule."""
+    path = tmp_path / "files.db"
+    old = await Store.open(path, stop_before="m015_one_file_per_platform_upload")
+
+    def old_rows(db: Any) -> None:
+        for file_id, platform_id, status, created, sha256 in [
+            ("file_failed", "F1", "failed", 1.0, "aa"),
+            ("file_done", "F1", "completed", 2.0, "bb"),
+            ("file_retry", "F1", "failed", 3.0, "cc"),
+            ("file_other", "F2", "completed", 4.0, "dd"),
+            ("file_plain", None, "completed", 5.0, "ee"),
+            ("file_plain_too", None, "completed", 6.0, "ff"),
+        ]:
+            db.execute(
+                "INSERT INTO files (id, channel, name, size, sha256, status, platform_file_id, chunk_count, created_at)"
+                " VALUES (?, ?, 'notes.txt', 4, ?, ?, ?, 0, ?)",
+                [file_id, CHANNEL, sha256, status, platform_id, created],
+            )
+            db.execute("INSERT INTO file_contents (sha256, data) VALUES (?, x'00')", [sha256])
+        db.execute(
+            "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens)"
+            " VALUES ('file_retry', ?, 0, '', 'stale words', 2)",
+            [CHANNEL],
+        )
+
+    try:
+        await old.call(old_rows)
+    finally:
+        await old.close()
+
+    new = await Store.open(path)
+    try:
+        rows = await new.call(lambda db: db.execute("SELECT id FROM files ORDER BY created_at").fetchall())
+        assert [r[0] for r in rows] == ["file_done", "file_other", "file_plain", "file_plain_too"]
+        left = await new.call(lambda db: {r[0] for r in db.execute("SELECT sha256 FROM file_contents")})
+        assert left == {"bb", "dd", "ee", "ff"}  # the bytes went with the rows that were merged away
+        assert await new.call(lambda db: db.execute("SELECT count(*) FROM chunks").fetchone()[0]) == 0
+        files = FileStore(new)
+        common: dict[str, Any] = {
+            "channel": CHANNEL, "name": "notes.txt", "size": 4, "mime": None, "uploader_id": None,
+            "uploader_name": None, "link": None,
+        }  # fmt: skip
+        found, written = await files.claim(**common, platform_file_id="F1")
+        assert (found.id, written) == ("file_done", False)
+        with pytest.raises(sqlite3.IntegrityError):  # a second row for one platform file
+            await files.create(**common, sha256="gg", platform_file_id="F2")
+        _, written = await files.claim(**common, platform_file_id="F3")
+        assert written
     finally:
         await new.close()

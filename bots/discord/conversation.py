@@ -17,7 +17,7 @@ from bots.discord.config import DiscordSettings
 from bots.discord.people import person
 from bots.discord.render import NO_PINGS, Replies
 from bots.text import split_message
-from core.knowledge.base import Upload
+from core.knowledge.base import DownloadFailed, Upload
 from core.models import Incoming
 from core.service import ChannelNotServed, Threadline
 
@@ -41,7 +41,6 @@ class ConversationCog(commands.Cog):
         self._service = service
         self._settings = settings
         self._replies = replies
-        self._files_in_flight: set[tuple[str, int]] = set()  # (channel, attachment id) being added now
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -113,17 +112,11 @@ class ConversationCog(commands.Cog):
         notes: list[str] = []
         refused = False
         for attachment in message.attachments:
-            if (key, attachment.id) in self._files_in_flight or await self._service.knowledge.has_platform_file(
-                key, str(attachment.id)
-            ):
-                continue  # the same message delivered again (a replay after a resume): it was answered once
-            self._files_in_flight.add((key, attachment.id))
-            try:
-                note, ok = await self._add_file(key, message, attachment)
-            finally:
-                self._files_in_flight.discard((key, attachment.id))
-            notes.append(note)
-            refused = refused or not ok
+            result = await self._service.knowledge.add(key, self._upload(message, attachment))
+            if result.notice is None:
+                continue  # added before (a replay after a resume, another process): that delivery was answered
+            notes.append(result.notice)
+            refused = refused or result.outcome == "refused"
         if not notes:
             return
         try:
@@ -134,24 +127,26 @@ class ConversationCog(commands.Cog):
             _log.warning("could not confirm files in channel %s: %s", message.channel.id, exc)
             self._service.metrics.platform_error("discord", "http")
 
-    async def _add_file(self, key: str, message: discord.Message, attachment: discord.Attachment) -> tuple[str, bool]:
-        """Add one attachment to the channel's files; returns the line to tell people, and whether it was added."""
-        limit = int(self._service.settings.max_file_mb * 1024 * 1024)
-        try:
-            data = b"" if attachment.size > limit else await attachment.read()
-        except discord.HTTPException as exc:
-            _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
-            self._service.metrics.platform_error("discord", "download")
-            return f"I could not download {attachment.filename} from Discord, so it was not added; try again.", False
-        upload = Upload(
+    def _upload(self, message: discord.Message, attachment: discord.Attachment) -> Upload:
+        """One attachment, for the channel's knowledge base: it downloads the bytes if it adds the file."""
+
+        async def download(limit: int) -> bytes:
+            try:
+                return await attachment.read()
+            except discord.HTTPException as exc:
+                _log.warning("downloading %s from Discord failed: %s", attachment.filename, exc)
+                self._service.metrics.platform_error("discord", "download")
+                raise DownloadFailed(
+                    f"I could not download {attachment.filename} from Discord, so it was not added; try again."
+                ) from exc
+
+        return Upload(
             name=attachment.filename,
-            data=data,
             mime=attachment.content_type,
             uploader_id=str(message.author.id),
             uploader_name=message.author.display_name,
             platform_file_id=str(attachment.id),
             link=message.jump_url,
-            declared_size=max(attachment.size, len(data)),
+            declared_size=attachment.size,
+            download=download,
         )
-        result = await self._service.knowledge.add(key, upload)
-        return result.message, result.file.status != "failed"

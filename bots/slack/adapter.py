@@ -22,7 +22,7 @@ from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_b
 from bots.slack.replays import RecentKeys
 from core.commands import handle_command
 from core.handles import RunHandle
-from core.knowledge.base import Upload
+from core.knowledge.base import DownloadFailed, Upload
 from core.models import Author, Incoming
 from core.service import ApprovalError, ChannelNotServed, Threadline
 
@@ -63,7 +63,6 @@ class SlackAdapter:
         self._bot_user_id = bot_user_id
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
-        self._files_in_flight: set[tuple[str, str]] = set()
         self._commands = RecentKeys(COMMAND_REPLAY_SECONDS)  # invocations of slash commands already run
 
     # -- conversation ---------------------------------------------------------------------------
@@ -168,8 +167,6 @@ class SlackAdapter:
         if not file_id or not channel_id:
             return
         key = channel_key(_team(body, event), channel_id)
-        if await self._service.knowledge.has_platform_file(key, file_id):
-            return  # already added from its message
         try:
             info = await self._client.files_info(file=file_id)
         except SlackApiError as exc:
@@ -195,38 +192,38 @@ class SlackAdapter:
     async def _ingest(
         self, key: str, channel_id: str, thread_ts: str | None, file: dict[str, Any], user: str | None
     ) -> None:
+        """Hand a shared file to the channel's knowledge base and say what became of it.
+
+        Slack tells of one file more than once (its message and ``file_shared``, redeliveries, to
+        any process): the knowledge base decides, by the file id, which delivery adds it.
+        """
         file_id, name = file.get("id"), file.get("name") or file.get("title") or "file"
         url = file.get("url_private_download") or file.get("url_private")
         if not file_id or not url or file.get("mode") in {"tombstone", "external"}:
             return
-        if (key, file_id) in self._files_in_flight:
-            return
-        self._files_in_flight.add((key, file_id))
-        try:
-            limit = int(self._service.settings.max_file_mb * 1024 * 1024)
-            declared = int(file.get("size") or 0)
-            data = b"" if declared > limit else await self._download(url, limit)
-            upload = Upload(
-                name=name,
-                data=data,
-                mime=file.get("mimetype"),
-                uploader_id=user,
-                uploader_name=await self._name(user or ""),
-                platform_file_id=file_id,
-                link=file.get("permalink"),
-                declared_size=max(declared, len(data)),
-            )
-            result = await self._service.knowledge.add(key, upload)
-            await self._client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.message)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            _log.warning("downloading %s from Slack failed: %s", name, exc)
-            await self._client.chat_postMessage(
-                channel=channel_id,
-                thread_ts=thread_ts,
-                text=f"I could not download {name} from Slack, so it was not added. Try sharing it again.",
-            )
-        finally:
-            self._files_in_flight.discard((key, file_id))
+
+        async def download(limit: int) -> bytes:
+            try:
+                return await self._download(url, limit)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                _log.warning("downloading %s from Slack failed: %s", name, exc)
+                raise DownloadFailed(
+                    f"I could not download {name} from Slack, so it was not added. Try sharing it again."
+                ) from exc
+
+        upload = Upload(
+            name=name,
+            mime=file.get("mimetype"),
+            uploader_id=user,
+            uploader_name=await self._name(user or ""),
+            platform_file_id=file_id,
+            link=file.get("permalink"),
+            declared_size=int(file.get("size") or 0),
+            download=download,
+        )
+        result = await self._service.knowledge.add(key, upload)
+        if result.notice is not None:  # None: an earlier delivery of this file was answered
+            await self._client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.notice)
 
     async def _download(self, url: str, limit: int) -> bytes:
         headers = {"Authorization": f"Bearer {self._settings.bot_token}"}

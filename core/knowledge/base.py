@@ -10,6 +10,11 @@ for a vector store of the Assistants-compatible API. Vector stores keep every fi
 (no merging of equal contents, no replacing by name) and index in the background
 (:meth:`KnowledgeBase.add_in_background`); a run over the API may search several of them at once
 (:meth:`KnowledgeBase.search_many`).
+
+Whether an upload is new is decided here, once, for every adapter: an upload the platform names
+(``platform_file_id``: a Slack file, a Discord attachment) is one file of a knowledge base, held by
+a unique index in the database, so neither a second event for it, nor a redelivery, nor another
+process on the same database downloads or indexes it again (:meth:`KnowledgeBase.add`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from core.errors import ThreadlineError
 from core.knowledge.pipeline import ExtractionPool
 from core.knowledge.search import VectorMatrix, reciprocal_rank_fusion, to_blob
 from core.metrics import Metrics
@@ -33,7 +39,7 @@ from core.store import Store
 from core.store.files import FileStore
 from core.tokens import TokenCounter
 
-__all__ = ["AddResult", "KnowledgeBase", "Upload"]
+__all__ = ["AddResult", "DownloadFailed", "KnowledgeBase", "Outcome", "Upload"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,24 +50,47 @@ VECTOR_CACHE_BYTES = 512 * 1024**2
 
 @dataclass(frozen=True)
 class Upload:
-    """A file someone shared in a channel, as the adapter received it."""
+    """A file someone shared in a channel, as the adapter received it.
+
+    Its bytes are ``data``, or come from ``download`` (called with the largest size accepted, in
+    bytes; it may return one more to show the file is larger): the knowledge base calls it only for
+    an upload it is going to index, so a second delivery of the same platform file downloads nothing.
+    """
 
     name: str
-    data: bytes
+    data: bytes = b""
     mime: str | None = None
     uploader_id: str | None = None
     uploader_name: str | None = None
-    platform_file_id: str | None = None
+    platform_file_id: str | None = None  # the platform's id of this upload: the same id twice is one file
     link: str | None = None
     declared_size: int | None = None  # the platform's size, when the bytes were not all fetched
+    download: Callable[[int], Awaitable[bytes]] | None = None
+
+
+class DownloadFailed(ThreadlineError):
+    """Raised by an :class:`Upload`'s ``download``: the bytes could not be fetched. The message is for people."""
+
+
+Outcome = Literal["added", "already_there", "refused"]
 
 
 @dataclass(frozen=True)
 class AddResult:
+    """What became of an upload, and the line to tell the channel."""
+
     file: FileRecord
     duplicate: bool = False  # the same bytes were already in the channel: nothing new was indexed
+    delivered_before: bool = False  # this platform file was handed over before (and answered then): nothing done
     replaced: list[FileRecord] = field(default_factory=list)  # older versions with the same name
     message_override: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        """added (indexed, or being indexed in the background), already there, or refused (with a reason)."""
+        if self.duplicate or self.delivered_before:
+            return "already_there"
+        return "refused" if self.file.status == "failed" else "added"
 
     @property
     def message(self) -> str:
@@ -69,6 +98,8 @@ class AddResult:
         f = self.file
         if self.message_override:
             return self.message_override
+        if self.delivered_before:
+            return f"{f.name} is already in this channel's files."
         if self.duplicate:
             return f"{f.name} is already in this channel's files (same content), so nothing changed."
         if f.status == "failed":
@@ -76,6 +107,11 @@ class AddResult:
         where = f"{f.pages} {'page' if f.pages == 1 else 'pages'}, " if f.pages and f.kind == "pdf" else ""
         done = f"Indexed {f.name} ({where}{f.chunk_count} {'chunk' if f.chunk_count == 1 else 'chunks'})"
         return done + (" and replaced the earlier version." if self.replaced else ".")
+
+    @property
+    def notice(self) -> str | None:
+        """What to tell the channel: :attr:`message`, or None when an earlier delivery of this upload was told."""
+        return None if self.delivered_before else self.message
 
 
 class KnowledgeBase:
@@ -112,9 +148,12 @@ class KnowledgeBase:
         return self._settings.max_file_mb
 
     async def recover(self) -> None:
-        """Files a stop left half-indexed are marked failed, with a reason people can act on."""
+        """Files a stop left half-indexed are marked failed, with a reason people can act on.
+
+        Only those of processes that are gone: another process on the database may be indexing its own.
+        """
         interrupted = await self._files.fail_interrupted(
-            "Indexing was interrupted because the bot restarted; upload the file again."
+            "Indexing was interrupted because the bot restarted; upload the file again.", orphans_only=True
         )
         if interrupted:
             _log.warning("marked %d half-indexed files as failed", len(interrupted))
@@ -142,26 +181,35 @@ class KnowledgeBase:
     async def add(self, channel: str, upload: Upload) -> AddResult:
         """Index a file for a channel. Bad input ends as a ``failed`` file with a reason, never an exception.
 
-        The same bytes twice are indexed once; a new file with an old file's name replaces it.
+        The decision about repeats is made here, for every adapter and every process on the
+        database: an upload with a ``platform_file_id`` the channel has already (another event for
+        the same file, a redelivery, another process) is ``already_there`` with
+        ``delivered_before``, and nothing is downloaded or indexed again. The same bytes twice are
+        indexed once; a new file with an old file's name replaces it.
         """
         started = await self._begin(channel, upload, dedupe=True)
         if isinstance(started, AddResult):
             return started
-        return await self._index(started, upload, replace_same_name=True)
+        record, data = started
+        return await self._index(record, data, upload, replace_same_name=True)
 
     async def add_in_background(self, channel: str, upload: Upload) -> FileRecord:
         """Register a file (``in_progress``) and index it in a task this knowledge base owns; returns at once.
 
-        For vector stores: every file is kept as given (equal contents and equal names included).
+        For vector stores: every file is kept as given (equal contents and equal names included),
+        but a ``platform_file_id`` the key has already returns that file's row.
         The file's row tells when indexing is done; :meth:`cancel_indexing` and :meth:`close` stop it.
         """
         started = await self._begin(channel, upload, dedupe=False)
         if isinstance(started, AddResult):
             return started.file
-        task = asyncio.create_task(self._index(started, upload, replace_same_name=False), name=f"index {started.id}")
-        self._indexing[started.id] = task
-        task.add_done_callback(lambda done: self._indexed(started.id, done))
-        return started
+        record, data = started
+        task = asyncio.create_task(
+            self._index(record, data, upload, replace_same_name=False), name=f"index {record.id}"
+        )
+        self._indexing[record.id] = task
+        task.add_done_callback(lambda done: self._indexed(record.id, done))
+        return record
 
     def _indexed(self, file_id: str, task: asyncio.Task[AddResult]) -> None:
         self._indexing.pop(file_id, None)
@@ -176,49 +224,92 @@ class KnowledgeBase:
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         return list(tasks)
 
-    async def _begin(self, channel: str, upload: Upload, *, dedupe: bool) -> FileRecord | AddResult:
-        """The file's row, ready to index; or the final result when there is nothing to index."""
-        size = max(len(upload.data), upload.declared_size or 0)
-        common: dict[str, Any] = {
+    async def _begin(self, channel: str, upload: Upload, *, dedupe: bool) -> tuple[FileRecord, bytes] | AddResult:
+        """The file's row, ready to index, and its bytes; or the final result when there is nothing to index.
+
+        An upload with a platform file id is claimed first: its row goes in before the bytes are
+        fetched, and the database keeps one row per (channel, platform file id), so whoever comes
+        second finds it and does nothing. A claim that ends in nothing to index (the bytes could not
+        be fetched, another file has them, an error) is dropped again, as if it had never been made.
+        """
+        declared = max(len(upload.data), upload.declared_size or 0)
+        row: dict[str, Any] = {
             "channel": channel,
             "name": upload.name,
-            "size": size,
             "mime": upload.mime,
             "uploader_id": upload.uploader_id,
             "uploader_name": upload.uploader_name,
-            "platform_file_id": upload.platform_file_id,
             "link": upload.link,
         }
-        limit = self._settings.max_file_mb
-        if size > limit * 1024 * 1024:
+        if upload.platform_file_id is None:
+            return await self._register(upload, row, declared, None, dedupe=dedupe)
+        claim, new = await self._files.claim(**row, size=declared, platform_file_id=upload.platform_file_id)
+        if not new:
+            _log.info("%s (%s) in %s was added before: not again", upload.name, upload.platform_file_id, channel)
+            return AddResult(claim, delivered_before=True)
+        try:
+            return await self._register(upload, row, declared, claim, dedupe=dedupe)
+        except BaseException:
+            await asyncio.shield(self._files.release(claim.id))
+            raise
+
+    async def _register(
+        self, upload: Upload, row: dict[str, Any], declared: int, claim: FileRecord | None, *, dedupe: bool
+    ) -> tuple[FileRecord, bytes] | AddResult:
+        """Fetch the bytes, refuse a file over the limit, look for equal bytes; then write the row or fill the claim."""
+        limit = self.max_file_bytes
+        data = upload.data
+        if upload.download is not None and declared <= limit:
+            try:
+                data = await upload.download(limit)
+            except DownloadFailed as exc:
+                if claim is not None:
+                    await self._files.release(claim.id)
+                file_id = claim.id if claim else ""
+                return AddResult(FileRecord(file_id, row["channel"], upload.name, declared, "", "failed", str(exc)))
+        size = max(len(data), declared)
+        if size > limit:
             error = (
-                f"{upload.name} is {size / 1024 / 1024:.1f} MB, over the {limit:g} MB limit for files here. "
+                f"{upload.name} is {size / 1024 / 1024:.1f} MB, over the {self.max_file_mb:g} MB limit for files here. "
                 "Upload a smaller file, or split it."
             )
-            failed = await self._files.create(
-                **common, sha256="", status="failed", error=error, error_code="invalid_file"
-            )
             self._metrics.file_indexed(False)
-            return AddResult(failed)
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(upload.data).hexdigest())
+            if claim is None:
+                failed = await self._files.create(
+                    **row, size=size, platform_file_id=None, sha256="", status="failed", error=error,
+                    error_code="invalid_file",
+                )  # fmt: skip
+                return AddResult(failed)
+            await self._files.fill(claim.id, sha256="", size=size)
+            return AddResult(await self._files.fail(claim.id, error, code="invalid_file"))
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if dedupe:
-            same = await self._files.find_same_content(channel, sha256)
+            same = await self._files.find_same_content(row["channel"], sha256)
             if same is not None:
+                if claim is not None:  # as before claims: the second platform id is not kept
+                    await self._files.release(claim.id)
                 return AddResult(same, duplicate=True)
-        return await self._files.create(**common, sha256=sha256)
+        if claim is None:
+            return await self._files.create(**row, platform_file_id=None, sha256=sha256, size=size), data
+        filled = await self._files.fill(claim.id, sha256=sha256, size=size)
+        if filled is None:  # forgotten while it was being downloaded
+            return self._removed(claim, upload)
+        return filled, data
 
-    async def _index(self, record: FileRecord, upload: Upload, *, replace_same_name: bool) -> AddResult:
+    async def _index(self, record: FileRecord, data: bytes, upload: Upload, *, replace_same_name: bool) -> AddResult:
         """Extract, chunk, embed and store a registered file; bad input ends as a failed file, never an exception."""
-        result = await self._index_file(record, upload, replace_same_name=replace_same_name)
+        result = await self._index_file(record, data, upload, replace_same_name=replace_same_name)
         self._metrics.file_indexed(result.file.status == "completed")
         return result
 
-    async def _index_file(self, record: FileRecord, upload: Upload, *, replace_same_name: bool) -> AddResult:
-        channel, sha256, size = record.channel, record.sha256, record.size
+    async def _index_file(
+        self, record: FileRecord, data: bytes, upload: Upload, *, replace_same_name: bool
+    ) -> AddResult:
+        channel, sha256 = record.channel, record.sha256
         try:
             prepared = await self._pool.prepare(
                 upload.name,
-                upload.data,
+                data,
                 upload.mime,
                 size=self._settings.chunk_tokens,
                 overlap=self._settings.chunk_overlap,
@@ -230,7 +321,7 @@ class KnowledgeBase:
                 return AddResult(failed)
             texts = [c.text for c in prepared.chunks]
             vectors, dim = await self._embed(texts)
-            await self._files.save_content(sha256, upload.data)
+            await self._files.save_content(sha256, data)
             completed = await self._files.complete(
                 record.id,
                 kind=prepared.kind or "text",
@@ -242,8 +333,7 @@ class KnowledgeBase:
                 replace_same_name=replace_same_name,
             )
             if completed is None:  # forgotten while it was being read
-                gone = FileRecord(record.id, channel, upload.name, size, sha256, "failed")
-                return AddResult(gone, message_override=f"{upload.name} was removed while it was being indexed.")
+                return self._removed(record, upload)
             done, replaced = completed
         except asyncio.CancelledError:
             await asyncio.shield(self._files.fail(record.id, f"Indexing {upload.name} was interrupted."))
@@ -255,6 +345,11 @@ class KnowledgeBase:
         self._changed(channel)
         _log.info("indexed %s in %s: %d chunks", upload.name, channel, done.chunk_count)
         return AddResult(done, replaced=replaced)
+
+    @staticmethod
+    def _removed(record: FileRecord, upload: Upload) -> AddResult:
+        gone = FileRecord(record.id, record.channel, upload.name, record.size, record.sha256, "failed")
+        return AddResult(gone, message_override=f"{upload.name} was removed while it was being indexed.")
 
     async def files(self, channel: str) -> list[FileRecord]:
         return await self._files.in_channel(channel)
@@ -284,9 +379,6 @@ class KnowledgeBase:
         for channel in {f.channel for f in removed}:
             self._changed(channel)
         return removed
-
-    async def has_platform_file(self, channel: str, platform_file_id: str) -> bool:
-        return any(f.platform_file_id == platform_file_id for f in await self._files.in_channel(channel))
 
     async def searchable(self, channel: str | Sequence[str]) -> bool:
         """Whether the knowledge base (or any of several) has a file to search."""

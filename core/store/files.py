@@ -13,6 +13,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.models import ChunkHit, FileRecord
+from core.store.leases import live_processes
 from core.store.store import Store, new_id
 
 __all__ = ["FileStore", "NewChunk", "drop_unused_content", "fts_query"]
@@ -93,35 +94,99 @@ class FileStore:
         error: str | None = None,
         error_code: str | None = None,
     ) -> FileRecord:
-        file_id = new_id("file")
+        """A new file's row. One with a ``platform_file_id`` the channel has already is refused (see :meth:`claim`)."""
+        row = {
+            "channel": channel, "name": name, "size": size, "sha256": sha256, "mime": mime, "status": status,
+            "error": error, "error_code": error_code, "uploader_id": uploader_id, "uploader_name": uploader_name,
+            "platform_file_id": platform_file_id, "link": link, "owner": self._store.process_id,
+        }  # fmt: skip
 
         def create(db: Database) -> FileRecord:
-            now = time.time()
-            db.execute(
-                "INSERT INTO files (id, channel, name, size, sha256, mime, status, error, error_code, uploader_id,"
-                " uploader_name, platform_file_id, link, chunk_count, created_at, completed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                [
-                    file_id, channel, name, size, sha256, mime, status, error, error_code, uploader_id, uploader_name,
-                    platform_file_id, link, now, now if status != "in_progress" else None,
-                ],
-            )  # fmt: skip
+            file_id = _insert(db, row, or_nothing=False)
+            assert file_id is not None
             return _get(db, file_id)
 
         return await self._store.call(create)
 
-    async def fail_interrupted(self, reason: str) -> list[FileRecord]:
-        """Mark files a stop left half-indexed as failed (they are not searchable); returns them."""
+    async def claim(
+        self,
+        *,
+        channel: str,
+        name: str,
+        size: int,
+        mime: str | None,
+        uploader_id: str | None,
+        uploader_name: str | None,
+        platform_file_id: str,
+        link: str | None,
+    ) -> tuple[FileRecord, bool]:
+        """The row of a platform's upload: written now (``in_progress``, no content yet) unless the channel has one.
+
+        Returns (the row, whether it was written now). The database holds one row per (channel,
+        platform file id), so of two events, deliveries or processes that bring the same upload at
+        once exactly one writes it; the others get that row back. Fill it with :meth:`fill`, or drop
+        it with :meth:`release`.
+        """
+        row = {
+            "channel": channel, "name": name, "size": size, "sha256": "", "mime": mime, "status": "in_progress",
+            "uploader_id": uploader_id, "uploader_name": uploader_name, "platform_file_id": platform_file_id,
+            "link": link, "owner": self._store.process_id,
+        }  # fmt: skip
+
+        def claim(db: Database) -> tuple[FileRecord, bool]:
+            while True:  # the row in the way may be removed before it is read: then this one goes in
+                if (file_id := _insert(db, row, or_nothing=True)) is not None:
+                    return _get(db, file_id), True
+                found = db.execute(
+                    f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND platform_file_id = ?",
+                    [channel, platform_file_id],
+                ).fetchone()
+                if found is not None:
+                    return _file(found), False
+
+        return await self._store.call(claim)
+
+    async def fill(self, file_id: str, *, sha256: str, size: int) -> FileRecord | None:
+        """A claimed row's content, once its bytes are in; None when the file was removed meanwhile."""
+
+        def fill(db: Database) -> FileRecord | None:
+            cursor = db.execute(
+                "UPDATE files SET sha256 = ?, size = ? WHERE id = ? AND status = 'in_progress'", [sha256, size, file_id]
+            )
+            return _get(db, file_id) if cursor.rowcount else None
+
+        return await self._store.call(fill)
+
+    async def release(self, file_id: str) -> None:
+        """Drop a claimed row that will not be indexed (its bytes could not be fetched, or another file has them)."""
+
+        def release(db: Database) -> None:
+            with db.atomic():
+                _delete_file(db, file_id)
+
+        await self._store.call(release)
+
+    async def fail_interrupted(self, reason: str, *, orphans_only: bool = False) -> list[FileRecord]:
+        """Mark files left half-indexed as failed (they are not searchable); returns them.
+
+        ``orphans_only``: only those of processes that are gone, not those this process or another
+        one alive on the database is indexing now.
+        """
 
         def fail(db: Database) -> list[FileRecord]:
-            rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE status = 'in_progress'").fetchall()
-            for row in rows:
-                _delete_chunks(db, row[0])
-            db.execute(
-                "UPDATE files SET status = 'failed', error = ?, error_code = 'server_error', completed_at = ?"
-                " WHERE status = 'in_progress'",
-                [reason, time.time()],
-            )
+            where, params = "status = 'in_progress'", []
+            if orphans_only:
+                params = sorted(live_processes(db, self._store.host) | {self._store.process_id})
+                where += f" AND (owner IS NULL OR owner NOT IN ({_marks(params)}))"
+            with db.atomic():
+                rows = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE {where}", params).fetchall()
+                for row in rows:
+                    _delete_chunks(db, row[0])
+                db.execute(
+                    "UPDATE files SET status = 'failed', error = ?, error_code = 'server_error', completed_at = ?"
+                    f" WHERE {where}",
+                    [reason, time.time(), *params],
+                )
             return [_file(row) for row in rows]
 
         return await self._store.call(fail)
@@ -434,6 +499,24 @@ class FileStore:
                 )
 
         await self._store.call(add)
+
+
+def _insert(db: Database, fields: dict[str, Any], *, or_nothing: bool) -> str | None:
+    """Insert a file's row; its new id, or None when ``or_nothing`` and the channel has its platform id already."""
+    file_id = new_id("file")
+    now = time.time()
+    row = {
+        "id": file_id,
+        **fields,
+        "chunk_count": 0,
+        "created_at": now,
+        "completed_at": now if fields["status"] != "in_progress" else None,
+    }
+    conflict = " ON CONFLICT DO NOTHING" if or_nothing else ""
+    cursor = db.execute(
+        f"INSERT INTO files ({', '.join(row)}) VALUES ({_marks(list(row))}){conflict}", list(row.values())
+    )
+    return file_id if cursor.rowcount else None
 
 
 def _get(db: Database, file_id: str) -> FileRecord:

@@ -457,6 +457,39 @@ def m014_processes_and_leases(db: Database) -> None:
 
 
 @MIGRATIONS()
+def m015_one_file_per_platform_upload(db: Database) -> None:
+    """An upload a platform names (a Slack file, a Discord attachment, a file attached to a vector store) is
+    at most one file of a knowledge base, whichever process or event brings it: a unique index on
+    (channel, platform_file_id) where there is one, so a second delivery finds the first file's row
+    (core/knowledge/base.py writes it before fetching the bytes). And the process that added a file
+    (``owner``), so that a process starting up fails only the half-indexed files of processes that are gone.
+
+    Rows that broke the rule (deliveries that raced, before this migration) are merged first: the
+    best of each set stays (completed, then being indexed, then failed; the newest of equals), the
+    others go with their chunks, embeddings and, when no file has them any more, their bytes.
+    """
+    extra = db.execute(
+        "SELECT id, sha256 FROM (SELECT id, sha256, row_number() OVER (PARTITION BY channel, platform_file_id"
+        " ORDER BY CASE status WHEN 'completed' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, rowid DESC) AS n"
+        " FROM files WHERE platform_file_id IS NOT NULL) WHERE n > 1"
+    ).fetchall()
+    for file_id, sha256 in extra:
+        db.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id = ?)", [file_id])
+        db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
+        db.execute("DELETE FROM files WHERE id = ?", [file_id])
+        db.execute(
+            "DELETE FROM file_contents WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM api_files WHERE sha256 = ?)",
+            [sha256, sha256, sha256],
+        )
+    db.execute("DROP INDEX IF EXISTS idx_files_channel_platform_file_id")  # m003's, not unique: replaced
+    db.execute(
+        "CREATE UNIQUE INDEX files_platform_file ON files (channel, platform_file_id)"
+        " WHERE platform_file_id IS NOT NULL"
+    )
+    db.table("files").add_column("owner", str)  # the process that added it (store.process_id)
+
+
 def m016_run_replies(db: Database) -> None:
     """The platform's id of the message that shows a run's answer (a Slack message's ts, a Discord message
     id), so that a process taking the run over from one that died can replace its half-written answer."""

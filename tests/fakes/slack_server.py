@@ -181,6 +181,8 @@ class FakeSlack:
     def __post_init__(self) -> None:
         self._file_data: dict[str, tuple[bytes, str]] = {}
         self._pending_uploads: dict[str, tuple[str, bytes]] = {}  # file id -> (name, bytes) until completed
+        self._downloads_open = asyncio.Event()  # cleared by hold_downloads: downloads wait for release_downloads
+        self._downloads_open.set()
         self._failed: set[int] = set()  # indexes into calls that were answered ok=false
         self._fail_next: dict[str, deque[_Failure]] = {}
         self._refused: dict[str, str] = {}
@@ -387,6 +389,13 @@ class FakeSlack:
         self._file_data[file_id] = (data, mimetype)
         return info
 
+    def hold_downloads(self) -> None:
+        """Keep file downloads waiting (each is recorded in ``downloads`` as it arrives) until ``release_downloads``."""
+        self._downloads_open.clear()
+
+    def release_downloads(self) -> None:
+        self._downloads_open.set()
+
     # --- Socket Mode ---------------------------------------------------------------------------
 
     async def socket_send(
@@ -518,6 +527,7 @@ class FakeSlack:
         authorized = token == self.bot_token
         self.downloads.append(Download(file_id, name, token, authorized))
         await self._notify()
+        await self._downloads_open.wait()
         if file_id not in self._file_data:
             return web.Response(status=404, text="Not Found")
         if not authorized:
