@@ -490,6 +490,7 @@ def m015_one_file_per_platform_upload(db: Database) -> None:
     db.table("files").add_column("owner", str)  # the process that added it (store.process_id)
 
 
+@MIGRATIONS()
 def m016_run_replies(db: Database) -> None:
     """The platform's id of the message that shows a run's answer (a Slack message's ts, a Discord message
     id), so that a process taking the run over from one that died can replace its half-written answer."""
