@@ -30,6 +30,16 @@ async def test_blank_database_gets_every_migration_and_wal(tmp_path: Path) -> No
     assert {"channels", "threads", "messages", "runs", "run_steps", "approvals", "_sqlite_migrations"} <= tables
 
 
+def test_every_migration_in_the_file_is_registered() -> None:
+    """A numbered migration without its decorator would silently never run."""
+    import re
+
+    import core.store.migrations as module
+
+    defined = re.findall(r"^def (m\d{3}_\w+)\(", Path(module.__file__).read_text(), flags=re.MULTILINE)
+    assert defined == [m.name for m in MIGRATIONS._migrations]
+
+
 async def test_upgrade_from_the_previous_schema_keeps_the_data(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = await Store.open(path, stop_before="m002_approvals_and_summary")
