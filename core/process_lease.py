@@ -34,7 +34,7 @@ class ProcessLease:
         on_tick: Callable[[], Awaitable[None]],
     ) -> None:
         """``deliver`` raises when a notice could not be delivered (it is tried again later);
-        ``on_tick``: the service's own periodic check (runs cancelled by another process)."""
+        ``on_tick``: the service's own periodic work (runs cancelled by another process, files left half-indexed)."""
         self.processes = processes
         self._interval = lease_seconds / 3
         self._reason = restart_reason

@@ -156,7 +156,7 @@ class Threadline:
             restart_reason=RESTART_REASON,
             on_recovered=self._takeover.recovered,
             deliver=self._takeover.deliver,
-            on_tick=self._cancel_from_elsewhere,
+            on_tick=self._tick,
         )
         self._takeover.poke = self._lease.poke
 
@@ -446,9 +446,11 @@ class Threadline:
             if current.status == "in_progress":
                 await self._cancel(current)
 
-    async def _cancel_from_elsewhere(self) -> None:
-        """Runs of this process that another one asked to cancel: stop them."""
+    async def _tick(self) -> None:
+        """Every third of the lease: stop the runs another process asked to cancel, and fail the files a
+        process that is gone left half-indexed (their redeliveries would otherwise find them in progress)."""
         holding = self._lanes.holding()
         if holding:
             for run_id in await self.processes.cancelling(list(holding)):
                 holding[run_id].cancel()
+        await self.knowledge.recover()
