@@ -4,8 +4,13 @@ These drive the real thing: bubblewrap and the sandbox's Python (``make sandbox`
 runs first). Nothing is skipped when either is missing: the tests fail and say what to run.
 
 Nothing here reaches the internet: the sandbox has no network interface, so connections fail at
-once; a connection that succeeded would be the failure. After every test, no process of the
-session is left on the host (checked by uid when the bot runs as root, else by process tree).
+once; a connection that succeeded would be the failure. After every test, no process of its
+sessions is left on the host.
+
+The host is shared (other checkouts run this suite at the same time), so the tests look only at
+what they started: the process trees of their own sandboxes, the children this process started
+during the test, and this process's session cgroups; never at every process of a uid. And each run
+gives its sessions uids no other run uses, so two suites' sandboxes never share a user.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,9 +43,13 @@ from core.tools.code_interpreter import FileOutbox, describe, make_code_interpre
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_PYTHON = ROOT / ".sandbox" / "bin" / "python"
-FIRST_UID = 61000
-UID = FIRST_UID if os.geteuid() == 0 else None  # as the bot does: sessions never run as root
-SESSION_UIDS = range(FIRST_UID, FIRST_UID + 8) if UID is not None else range(0)
+# As root, session n runs as FIRST_UID + n, as the bot does (sessions never run as root). This run's
+# block comes from its pid, which no other live process has, so suites running at the same time never
+# share a uid; and it lies far above the bot's default (61000 up), used by bots and by older copies
+# of this suite on the same host.
+SLOTS = 8  # CodeSessions' default number of sessions (the probe test's settings)
+FIRST_UID = 100_000_000 + os.getpid() * SLOTS  # pids stay below 2**22: always below 2**31
+UID = FIRST_UID if os.geteuid() == 0 else None
 CHANNEL = "console:local:security"
 MB = 1 << 20
 
@@ -116,15 +126,17 @@ async def _start(limits: SandboxLimits = LIMITS) -> Sandbox:
 @contextlib.asynccontextmanager
 async def _opened(limits: SandboxLimits = LIMITS) -> AsyncIterator[Sandbox]:
     """A session that is closed afterwards, leaving no process behind."""
+    before = _children()
     box = await _start(limits)
+    seen = _session_processes([box.pid])  # from the start: a session lost during the test is checked too
     try:
         yield box
     except BaseException:
         await box.close()
         raise
-    seen = _session_processes([box.pid])
+    seen |= _session_processes([box.pid])
     await box.close()
-    await _assert_all_gone(seen, "after Sandbox.close()")
+    await _assert_all_gone(seen, "after Sandbox.close()", children_before=before)
     _assert_no_cgroup_left("after Sandbox.close()")
 
 
@@ -141,6 +153,7 @@ async def _code_sessions(
     settings = SandboxSettings(
         python=_python(), limits=LIMITS, idle_seconds=idle_seconds, max_sessions=2, first_uid=FIRST_UID
     )
+    before = _children()
     sessions = CodeSessions(settings, _bwrap(), channel_files, _cgroups())
     try:
         yield sessions
@@ -149,7 +162,7 @@ async def _code_sessions(
         raise
     seen = _session_processes(sessions.pids())
     await sessions.close()
-    await _assert_all_gone(seen, "after CodeSessions.close()")
+    await _assert_all_gone(seen, "after CodeSessions.close()", children_before=before)
     _assert_no_cgroup_left("after CodeSessions.close()")
 
 
@@ -176,34 +189,48 @@ async def _assert_healthy(box: Sandbox) -> None:
 # --- the host's view: processes and memory --------------------------------------------------------
 
 
-def _process_table() -> dict[int, tuple[int, int, str]]:
-    """Every live host process: pid -> (parent pid, real uid, start time). Zombies have ended: not listed."""
-    table: dict[int, tuple[int, int, str]] = {}
+def _process_table() -> dict[int, tuple[int, str]]:
+    """Every live host process: pid -> (parent pid, start time). Zombies have ended: not listed.
+
+    A pid with its start time names one process: a later process given the same pid is another."""
+    table: dict[int, tuple[int, str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        uid = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
         fields = stat.rsplit(")", 1)[1].split()
-        if uid is not None and fields[0] not in ("Z", "X"):
-            table[int(entry)] = (int(fields[1]), int(uid.group(1)), fields[19])
+        if fields[0] not in ("Z", "X"):
+            table[int(entry)] = (int(fields[1]), fields[19])
     return table
 
 
-def _session_processes(roots: Iterable[int]) -> set[tuple[int, str]]:
-    """Sandbox processes seen from the host: those of the session uids, and the sandboxes' process trees."""
-    table = _process_table()
-    found = {(pid, start) for pid, (_, uid, start) in table.items() if uid in SESSION_UIDS}
+def _trees(table: dict[int, tuple[int, str]], roots: Iterable[int]) -> set[tuple[int, str]]:
+    found: set[tuple[int, str]] = set()
     frontier = [pid for pid in roots if pid in table]
     while frontier:
         pid = frontier.pop()
-        found.add((pid, table[pid][2]))
-        frontier += [child for child, (parent, _, _) in table.items() if parent == pid]
+        found.add((pid, table[pid][1]))
+        frontier += [child for child, (parent, _) in table.items() if parent == pid]
     return found
+
+
+def _session_processes(roots: Iterable[int]) -> set[tuple[int, str]]:
+    """Sandbox processes seen from the host: the process trees of the sandboxes' bubblewrap (``roots``).
+
+    Every process of a session is in its tree while the tree stands: one whose parent ends is adopted
+    by the sandbox's own init (its PID namespace's first process), and when that init ends the kernel
+    kills the rest. Callers keep what they saw, so an init whose bubblewrap ended first still counts."""
+    return _trees(_process_table(), roots)
+
+
+def _children(table: dict[int, tuple[int, str]] | None = None) -> set[tuple[int, str]]:
+    """This process's live children: each sandbox it starts is one (its bubblewrap), until it is reaped."""
+    me = os.getpid()
+    table = _process_table() if table is None else table
+    return {(pid, start) for pid, (parent, start) in table.items() if parent == me}
 
 
 def _command_line(pid: int) -> str:
@@ -212,12 +239,18 @@ def _command_line(pid: int) -> str:
     return "?"
 
 
-async def _assert_all_gone(seen: set[tuple[int, str]], when: str) -> None:
+async def _assert_all_gone(
+    seen: set[tuple[int, str]], when: str, *, children_before: set[tuple[int, str]] | None = None
+) -> None:
+    """Nothing the test started is left: no process in ``seen`` (taken earlier: one that left the tree
+    still counts), and, given ``children_before`` (this process's children then), nothing under a
+    child started since."""
     deadline = time.monotonic() + 5.0
     while True:
         table = _process_table()
-        left = {pid for pid, (_, uid, _) in table.items() if uid in SESSION_UIDS}
-        left |= {pid for pid, start in seen if pid in table and table[pid][2] == start}
+        new = [pid for pid, _ in _children(table) - children_before] if children_before is not None else []
+        left = {pid for pid, _ in _trees(table, new)}
+        left |= {pid for pid, start in seen if pid in table and table[pid][1] == start}
         if not left:
             return
         if time.monotonic() > deadline:
@@ -259,11 +292,13 @@ async def test_the_sandbox_is_installed_and_passes_the_start_up_probe() -> None:
     async def no_files(channel: str) -> list[tuple[str, bytes]]:
         return []
 
-    settings = SandboxSettings(python=_python(), limits=LIMITS, bwrap=_bwrap())
+    before = _children()
+    settings = SandboxSettings(python=_python(), limits=LIMITS, bwrap=_bwrap(), first_uid=FIRST_UID)
     sessions, why = await CodeSessions.open(settings, no_files)
     assert sessions is not None, f"no sandbox works here, so the code interpreter would be off: {why}"
     await sessions.close()
-    await _assert_all_gone(set(), "after the probe")
+    await _assert_all_gone(set(), "after the probe", children_before=before)
+    _assert_no_cgroup_left("after the probe")
 
 
 # --- secrets: the bot's environment, files and descriptors ----------------------------------------
@@ -764,6 +799,45 @@ async def test_an_infinite_loop_is_interrupted_and_variables_survive(sandbox: Sa
     after = await sandbox.execute("kept + 1")
     assert after.stdout == "42\n"
     await _assert_healthy(sandbox)
+
+
+BLOCKING_CALLS = {
+    "time.sleep": "import time\ntime.sleep(600)",
+    "a read that never returns": "import os\nread_end, write_end = os.pipe()\nos.read(read_end, 1)",
+}
+
+
+@pytest.mark.parametrize("code", BLOCKING_CALLS.values(), ids=BLOCKING_CALLS.keys())
+async def test_a_call_waiting_in_a_system_call_is_interrupted_and_its_variables_survive(
+    sandbox: Sandbox, code: str
+) -> None:
+    """The interrupt must wake the code's own thread: one sent to another thread leaves it waiting."""
+    await sandbox.execute("kept = 41")
+    result = await sandbox.execute(code)
+    assert result.error == "interrupted", result
+    after = await sandbox.execute("kept + 1")
+    assert after.stdout == "42\n"
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+async def test_the_interrupt_works_in_sessions_of_a_bot_started_with_sigint_ignored() -> None:
+    """A bot started with ``&`` by a shell script has SIGINT ignored, and the sessions it starts inherit
+    that (as this one does from the test). The interrupt must not depend on it."""
+    with _sigint_ignored():
+        async with _opened() as box:
+            await box.execute("kept = 41")
+            result = await box.execute("while True:\n    pass")
+            assert result.error == "interrupted", result
+            after = await box.execute("kept + 1")
+            assert after.stdout == "42\n"
 
 
 IGNORES_INTERRUPTS = {

@@ -9,7 +9,8 @@ bounded reads and its wall-clock kill). What the worker does is make the common 
 - one namespace per session, so variables and imports persist between calls;
 - stdout and stderr captured, each cut at ``output_chars``;
 - the value of a last bare expression shown, as in a notebook;
-- a call interrupted after ``wall_seconds`` (KeyboardInterrupt), the session kept;
+- a call interrupted after ``wall_seconds`` (KeyboardInterrupt in the main thread, also out of a
+  blocking call such as ``time.sleep``), the session kept;
 - nothing the code started outlives its call: a forked copy of the worker exits instead of
   answering, and every other process of the session is killed after the call (only inside the
   sandbox's own PID namespace, where that means the session's processes and nothing else);
@@ -68,6 +69,43 @@ class _Capped(io.TextIOBase):
         if self.dropped:
             text += f"\n[... {self.dropped} more characters not shown]"
         return text
+
+
+class _Alarm:
+    """Interrupts the main thread (SIGINT, so KeyboardInterrupt) once ``seconds`` have passed, unless stopped first.
+
+    The signal is sent to the main thread itself, not raised in the alarm's own thread: a signal
+    raised there wakes no system call of the main thread (``time.sleep``, a read, a lock), so that
+    code would not stop. The code can still ignore or catch it; then the bot ends the session."""
+
+    def __init__(self, seconds: float) -> None:
+        self._main = threading.get_ident()
+        self._seconds = seconds
+        self._over = threading.Event()
+        self._lock = threading.Lock()  # held while deciding to fire, so stop() and firing never overlap
+        self._fired = False
+        self._thread = threading.Thread(target=self._ring, name="wall time", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _ring(self) -> None:
+        if self._over.wait(self._seconds):
+            return
+        with self._lock:
+            if not self._over.is_set():
+                self._fired = True
+                signal.pthread_kill(self._main, signal.SIGINT)
+
+    def stop(self) -> None:
+        """After this returns no interrupt comes; one that was sent is raised here at the latest."""
+        with self._lock:
+            self._over.set()
+        if self._fired:
+            # Sent, and its C handler has run, but Python raises KeyboardInterrupt only at its next
+            # check, which could be anywhere after the call (answering the bot, reading the next
+            # request). pthread_kill checks the pending signals of the calling thread: now, here.
+            signal.pthread_kill(self._main, 0)
 
 
 def _apply_limits(limits: dict[str, Any]) -> None:
@@ -158,20 +196,23 @@ def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[s
     out, err = _Capped(limits["output_chars"]), _Capped(limits["output_chars"])
     before = _snapshot()
     reply: dict[str, Any] = {"ok": True}
-    timer = threading.Timer(limits["wall_seconds"], signal.raise_signal, (signal.SIGINT,))
-    timer.daemon = True
+    alarm = _Alarm(limits["wall_seconds"])
     try:
         tree = ast.parse(code, "<cell>", "exec")
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         if last is not None:
             tree.body.pop()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            timer.start()
-            exec(compile(tree, "<cell>", "exec"), namespace)
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
-                if value is not None:
-                    sys.stdout.write(repr(value) + "\n")
+            alarm.start()
+            try:
+                exec(compile(tree, "<cell>", "exec"), namespace)
+                if last is not None:
+                    value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+                    if value is not None:
+                        sys.stdout.write(repr(value) + "\n")
+            finally:
+                if os.getpid() == worker:  # a forked copy has no alarm thread (and exits below)
+                    alarm.stop()  # an interrupt that comes at all comes before this returns: caught below
     except KeyboardInterrupt:
         reply = {"ok": False, "error": "interrupted", "traceback": f"Stopped after {limits['wall_seconds']} s."}
     except BaseException as exc:
@@ -180,7 +221,6 @@ def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[s
     finally:
         if os.getpid() != worker:
             os._exit(0)  # a forked copy of the worker: only the worker answers
-        timer.cancel()
     if limits.get("end_strays") and worker < 10:  # in the sandbox's own PID namespace
         _end_strays()
     _save_figures()
@@ -200,6 +240,11 @@ def _put(request: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     limits: dict[str, Any] = json.loads(sys.argv[1])
+    # The interrupt is a SIGINT: make it raise KeyboardInterrupt whatever the bot was started with.
+    # Python installs that handler only where SIGINT is not ignored at start, and ignored is what a
+    # command started with ``&`` by a shell script gets, and passes on to all it starts: the bot, its
+    # bubblewrap, this worker. Then the interrupt did nothing and every long call cost the session.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _apply_limits(limits)
     os.chdir(limits.get("workdir", WORKDIR))  # the sandbox's /mnt/data; elsewhere only for benchmarks
     channel_in, channel_out = sys.stdin, sys.stdout
