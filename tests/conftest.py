@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +64,8 @@ def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path) -> S
         model_max_retries=2,
         tokenizer="estimate",
         code_interpreter=False,  # tests/test_code_interpreter.py turns the sandbox on where it is the subject
+        # Sessions of this run get uids no other run on the host uses (the default 61000 is every bot's).
+        sandbox_first_uid=200_000_000 + os.getpid() * 8,
         metrics_port=0,  # bots that serve /metrics on a port of their own take a free one, never 9100
     )
 
