@@ -6,10 +6,11 @@
   check's result either way.
 - ``GET /metrics``: the service's Prometheus series (core/metrics.py).
 
-Entry points with an HTTP server (Slack in HTTP mode, the API) add the routes to it: there ``/readyz`` and
-``/metrics`` answer loopback clients only unless ``THREADLINE_METRICS_HOST`` is set (the operator then chose
-who reaches them). The others serve them on ``THREADLINE_METRICS_PORT`` with :class:`HealthServer`, bound
-to loopback unless ``THREADLINE_METRICS_HOST`` says otherwise.
+Entry points with an HTTP server (Slack in HTTP mode, the API, and ``python -m bots``, whose ``/readyz``
+checks every platform it serves) add the routes to it: there ``/readyz`` and ``/metrics`` answer loopback
+clients only unless ``THREADLINE_METRICS_HOST`` is set (the operator then chose who reaches them). The others
+serve them on ``THREADLINE_METRICS_PORT`` with :class:`HealthServer`, bound to loopback unless
+``THREADLINE_METRICS_HOST`` says otherwise.
 """
 
 from __future__ import annotations

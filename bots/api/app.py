@@ -17,14 +17,15 @@ from aiohttp.typedefs import Handler
 from bots.api.assistants import AssistantRoutes
 from bots.api.auth import ApiKeys
 from bots.api.config import LOOPBACK, ApiSettings
-from bots.api.errors import MAX_BODY, ServerLog, error_middleware
+from bots.api.errors import MAX_BODY, ApiError, ServerLog, error_middleware
 from bots.api.files import FileRoutes
 from bots.api.openapi import document
 from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
 from bots.api.vector_stores import VectorStoreRoutes
-from bots.health import Health, always_ready
+from bots.health import Health, always_ready, is_loopback
 from bots.signals import stop_requested
+from bots.web import WebServer
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.api_runs import ApiRuns
@@ -33,7 +34,7 @@ from core.logs import configure_logging
 from core.service import Threadline
 from core.settings import Settings, load_dotenv_file
 
-__all__ = ["ApiServer", "build_app", "main"]
+__all__ = ["ApiFront", "ApiServer", "add_routes", "build_app", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,36 +53,77 @@ def _openapi_handler() -> Handler:
 
 
 def build_app(objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiRuns) -> web.Application:
+    """The API alone on an app of its own."""
+    app = web.Application(client_max_size=api.max_body_bytes, handler_args={"logger": ServerLog()})
+    add_routes(app, objects, api, files, runs)
+    return app
+
+
+def add_routes(app: web.Application, objects: ApiObjects, api: ApiSettings, files: ApiFiles, runs: ApiRuns) -> None:
+    """The API's routes and middlewares on ``app``, which may serve other paths too (they pass untouched but for
+    the errors of paths nobody serves, which get the API's shape). Its body limit is set where ``app`` is made."""
     keys = ApiKeys(api.keys, api.owners or None)
-    app = web.Application(
-        middlewares=[error_middleware, keys.middleware()],
-        client_max_size=api.max_body_bytes,
-        handler_args={"logger": ServerLog()},
-    )
+    app.middlewares.append(error_middleware)
+    if not api.keys:  # no key needed: this machine's clients only, also on a server that listens to others
+        app.middlewares.append(_this_machine_only)
+    app.middlewares.append(keys.middleware())
     app[MAX_BODY] = api.max_body_bytes
     app.add_routes(AssistantRoutes(objects.assistants).routes())
     app.add_routes(RunRoutes(objects, runs).routes())  # before threads: /v1/threads/runs is not a thread's id
     app.add_routes(ThreadRoutes(objects, runs).routes())
     app.add_routes([*FileRoutes(files).routes(), *VectorStoreRoutes(files.vector_stores).routes()])
     app.router.add_get("/openapi.json", _openapi_handler())
-    return app
+
+
+@web.middleware
+async def _this_machine_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if (request.path == "/v1" or request.path.startswith("/v1/")) and not is_loopback(request.remote):
+        raise ApiError(
+            403,
+            "This API has no keys (THREADLINE_API_KEYS), so it answers clients on its own machine only.",
+            code="forbidden",
+        )
+    return await handler(request)
+
+
+class ApiFront:
+    """The API attached to a running service, on an aiohttp app that may serve other things too."""
+
+    platform = "api"
+
+    def __init__(self, api: ApiSettings) -> None:
+        self.settings = api
+
+    def attach(self, service: Threadline, web_app: web.Application) -> None:
+        """Add the routes to ``web_app`` (not started yet; make it with ``client_max_size`` of the API's limit)."""
+        add_routes(web_app, service.objects, self.settings, service.files, ApiRuns(service))
+
+    def describe(self, origin: str) -> str:
+        api = self.settings
+        keys = f"{len(api.keys)} key{'s' if len(api.keys) != 1 else ''}" if api.keys else "no keys: this machine only"
+        return f"the Assistants-compatible API on {origin}/v1 ({keys})"
+
+    async def readiness(self) -> str | None:
+        return None  # ready once its server answers
 
 
 class ApiServer:
-    """The API on a port, in front of a running service (which its caller opens and closes)."""
+    """The API alone on a port (``python -m bots.api``), in front of a running service (which its caller opens
+    and closes)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
-        self._runner = runner
-        self.host = host
-        self.port = port
+    def __init__(self, server: WebServer) -> None:
+        self._server = server
+        self._runner = server.runner
+        self.host = server.host
+        self.port = server.port
 
     @property
     def app(self) -> web.Application:
-        return self._runner.app
+        return self._server.app
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self._server.origin}/v1"
 
     @classmethod
     async def start(cls, service: Threadline, api: ApiSettings) -> ApiServer:
@@ -95,21 +137,13 @@ class ApiServer:
             )
         app = build_app(service.objects, api, service.files, ApiRuns(service))
         Health.on_public_server(service, always_ready).add_to(app)  # ready once it answers: the server started
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, api.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        port = runner.addresses[0][1] if runner.addresses else api.port
-        server = cls(runner, host, port)
+        server = cls(await WebServer.start(app, host, api.port))
         keys = f"{len(api.keys)} key{'s' if len(api.keys) != 1 else ''}" if api.keys else "no keys"
         _log.info("Assistants-compatible API on %s (%s)", server.base_url, keys)
         return server
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
+        await self._server.stop()
 
 
 async def main() -> int:

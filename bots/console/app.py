@@ -255,6 +255,10 @@ class ConsoleChannel:
             if self._asking is asking:
                 self._asking = None
 
+    async def show_adopted(self, handle: RunHandle, platform_msg_id: str | None) -> None:
+        """Show a run this process took over from a console that stopped (``service.adopt_with``) as its own."""
+        await self._render(handle)
+
     async def _render(self, handle: RunHandle) -> None:
         streamed = False
         async for event in handle.events():
@@ -383,6 +387,7 @@ async def main() -> int:
             out.write(f"Threadline on {settings.channel}. Type a message, /help for commands, Ctrl-D to leave.\n")
         out.flush()
         console = ConsoleChannel(service, settings.channel, read_line=stdin_reader(), out=out, live=live)
+        service.adopt_with(console.show_adopted)
         await console.serve()
     finally:
         if health is not None:

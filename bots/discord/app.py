@@ -22,11 +22,12 @@ from bots.discord.render import NO_PINGS, Replies
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
 from bots.signals import stop_requested
 from core.errors import ConfigError
+from core.handles import RunHandle
 from core.logs import configure_logging
 from core.service import Threadline
 from core.settings import Settings, load_dotenv_file
 
-__all__ = ["PERMISSIONS", "DiscordBot", "ThreadlineBot", "intents", "invite_url", "main"]
+__all__ = ["PERMISSIONS", "DiscordBot", "DiscordFront", "ThreadlineBot", "intents", "invite_url", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ThreadlineBot(commands.Bot):
         self.service = service
         self.settings = settings
         self.replies = Replies(settings.edit_interval, service.metrics)
+        self._logged_in = asyncio.Event()  # set once REST calls can be made (runs taken over wait for it)
 
     async def setup_hook(self) -> None:
         await self.add_cog(ConversationCog(self, self.service, self.settings, self.replies))
@@ -93,6 +95,7 @@ class ThreadlineBot(commands.Bot):
         await self._sync_commands()
         if self.application_id is not None:
             _log.info("invite the bot with: %s", invite_url(self.application_id))
+        self._logged_in.set()
 
     async def on_message(self, message: discord.Message, /) -> None:
         """Messages go to the conversation cog only: this bot has no prefix commands."""
@@ -133,6 +136,19 @@ class ThreadlineBot(commands.Bot):
         channel_id = int(key.split(":", 2)[2])
         await self.get_partial_messageable(channel_id).send(text, allowed_mentions=NO_PINGS)
 
+    async def show_adopted(self, handle: RunHandle, message_id: str | None) -> None:
+        """Show a run this process took over (``service.adopt_with``) as a live mention is shown: a reply to its
+        question, whose message id ``message_id`` is, written as it comes."""
+        await self._logged_in.wait()
+        channel = self.get_partial_messageable(int(handle.channel.split(":", 2)[2]))
+        question: discord.Message | None = None
+        if message_id is not None and message_id.isdigit():
+            try:
+                question = await channel.fetch_message(int(message_id))
+            except discord.HTTPException as exc:  # deleted since, or out of reach: answered in the channel
+                _log.info("question %s of run %s not found (%s); answering beside it", message_id, handle.run_id, exc)
+        await self.replies.show(handle, channel, reply_to=question)
+
 
 def _point_at(settings: DiscordSettings) -> None:
     """Use another REST base or gateway (a proxy, a test server). discord.py keeps both on its classes."""
@@ -142,73 +158,127 @@ def _point_at(settings: DiscordSettings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
-class DiscordBot:
-    """The running Discord adapter: build with :meth:`start`, stop with :meth:`stop`."""
+class DiscordFront:
+    """Discord attached to a running service: the discord.py client and its gateway connection.
 
-    def __init__(self, client: ThreadlineBot, service: Threadline, connection: asyncio.Task[None]) -> None:
+    :meth:`attach` builds the client on the service; :meth:`start` logs in and connects, and returns once the
+    session is ready (ConfigError people can act on when Discord refuses). :meth:`close`, once the core has
+    closed (so that each run's end is shown), lets the answers finish and disconnects.
+    """
+
+    platform = "discord"
+
+    def __init__(self, settings: DiscordSettings, **options: Any) -> None:
+        """``options``: for discord.py's client (tests: ``guild_ready_timeout``)."""
+        self.settings = settings
+        self._options = options
+        self.client: ThreadlineBot | None = None
+        self._connection: asyncio.Task[None] | None = None
+
+    def attach(self, service: Threadline) -> ThreadlineBot:
+        _point_at(self.settings)
+        self.client = ThreadlineBot(service, self.settings, **self._options)
+        return self.client
+
+    async def start(self) -> None:
+        client = self.client
+        if client is None:
+            raise RuntimeError("attach Discord to a service before starting it")
+        try:
+            await client.login(self.settings.token)
+        except discord.LoginFailure:
+            raise ConfigError(TOKEN_REFUSED) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise unreachable("Discord", discord.http.Route.BASE, exc, "DISCORD_API_URL") from None
+        connection = self._connection = asyncio.create_task(client.connect(reconnect=True), name="discord gateway")
+        ready = asyncio.create_task(client.wait_until_ready(), name="discord ready")
+        await asyncio.wait({connection, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            error = connection.exception()
+            if isinstance(error, discord.PrivilegedIntentsRequired):
+                raise ConfigError(INTENT_MISSING) from None
+            if isinstance(error, discord.LoginFailure):
+                raise ConfigError(TOKEN_REFUSED) from None
+            raise ConfigError(f"Could not connect to Discord: {error}") from error
+
+    def describe(self, origin: str) -> str:
+        """Who it is connected as, for the start-up log."""
+        client = self.client
+        if client is None:
+            return "Discord"
+        return f"Discord as {client.user} in {len(client.guilds)} servers"
+
+    async def readiness(self) -> str | None:
+        if self.client is None:
+            return "the Discord client is not started"
+        return await self.client.readiness()
+
+    async def notify(self, channel: str, text: str) -> None:
+        """A message from the core for a Discord channel (raises before :meth:`start`: the core tries again)."""
+        if self.client is None:
+            raise RuntimeError("Discord is not attached yet")
+        await self.client.notify(channel, text)
+
+    async def wait_closed(self) -> None:
+        """Wait until the gateway connection ends for good (it reconnects by itself otherwise)."""
+        if self._connection is not None:
+            await asyncio.shield(self._connection)
+
+    async def detach(self) -> None:
+        """Nothing: the gateway stays up while the core closes, so that each run's end is shown."""
+
+    async def close(self) -> None:
+        """Let runs show their last words, then disconnect."""
+        client = self.client
+        if client is None:
+            return
+        await client.replies.drain(grace=5.0)
+        await client.close()
+        if self._connection is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._connection
+
+
+class DiscordBot:
+    """Discord alone, with a core of its own (``python -m bots.discord``): build with :meth:`start`, stop with
+    :meth:`stop`."""
+
+    def __init__(self, front: DiscordFront, client: ThreadlineBot, service: Threadline) -> None:
+        self.front = front
         self.client = client
         self.service = service
-        self._connection = connection
         self.health: HealthServer | None = None  # /healthz, /readyz, /metrics on THREADLINE_METRICS_PORT
 
     @classmethod
     async def start(cls, settings: Settings, discord_settings: DiscordSettings, **options: Any) -> DiscordBot:
         """Open the core, log in and connect; returns once the bot is ready. Raises ConfigError people can act on."""
-        _point_at(discord_settings)
-        clients: list[ThreadlineBot] = []
-
-        async def notify(channel: str, text: str) -> None:
-            await clients[0].notify(channel, text)
-
-        service = await Threadline.open(settings, notify=notify, platforms={"discord"})
-        client = ThreadlineBot(service, discord_settings, **options)
-        clients.append(client)
-        connection: asyncio.Task[None] | None = None
+        front = DiscordFront(discord_settings, **options)
+        service = await Threadline.open(settings, notify=front.notify, platforms={"discord"})
+        client = front.attach(service)
+        service.adopt_with(client.show_adopted)  # runs taken over from a stopped process, shown as live ones
         try:
-            try:
-                await client.login(discord_settings.token)
-            except discord.LoginFailure:
-                raise ConfigError(TOKEN_REFUSED) from None
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise unreachable("Discord", discord.http.Route.BASE, exc, "DISCORD_API_URL") from None
-            connection = asyncio.create_task(client.connect(reconnect=True), name="discord gateway")
-            ready = asyncio.create_task(client.wait_until_ready(), name="discord ready")
-            await asyncio.wait({connection, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.done():
-                ready.cancel()
-                error = connection.exception()
-                if isinstance(error, discord.PrivilegedIntentsRequired):
-                    raise ConfigError(INTENT_MISSING) from None
-                if isinstance(error, discord.LoginFailure):
-                    raise ConfigError(TOKEN_REFUSED) from None
-                raise ConfigError(f"Could not connect to Discord: {error}") from error
+            await front.start()
         except BaseException:
-            await client.close()
-            if connection is not None:
-                with contextlib.suppress(BaseException):
-                    await connection
+            await front.close()
             await service.close()
             raise
-        me = client.user
-        _log.info("connected to Discord as %s in %d servers", me, len(client.guilds))
-        bot = cls(client, service, connection)
-        health = Health(service, client.readiness)
+        _log.info("connected to Discord as %s in %d servers", client.user, len(client.guilds))
+        bot = cls(front, client, service)
+        health = Health(service, front.readiness)
         bot.health = await HealthServer.start(health, settings, default_port=DEFAULT_METRICS_PORT)
         return bot
 
     async def wait_closed(self) -> None:
         """Wait until the gateway connection ends for good (it reconnects by itself otherwise)."""
-        await asyncio.shield(self._connection)
+        await self.front.wait_closed()
 
     async def stop(self) -> None:
         """Stop the runs (each channel is told its answer stopped), let that be shown, then disconnect."""
         if self.health is not None:
             await self.health.stop()
         await self.service.close()
-        await self.client.replies.drain(grace=5.0)
-        await self.client.close()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await self._connection
+        await self.front.close()
 
 
 async def main() -> int:

@@ -21,6 +21,7 @@ from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
 from bots.slack.replays import RecentKeys
 from core.commands import handle_command
+from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
 from core.knowledge.base import DownloadFailed, Upload
 from core.models import Author, Incoming
@@ -313,6 +314,23 @@ class SlackAdapter:
         except SlackApiError as exc:
             _log.warning("conversations.members %s failed: %s", channel_id, exc)
             return False
+
+    # -- runs taken over from a process that stopped ---------------------------------------------
+
+    async def show_adopted(self, handle: RunHandle, ts: str | None) -> None:
+        """Show a run this process took over (``service.adopt_with``) as a live mention is shown: in the thread
+        of its question, whose message ``ts`` it is, with the same reactions."""
+        _, team_id, channel_id = handle.channel.split(":", 2)
+        if ts is None:  # not asked in a Slack message: no thread to answer in, so its end as a message of its own
+            last = await handle.result()
+            if isinstance(last, RunCompleted | RunFailed):
+                await self.notify(handle.channel, last.text if isinstance(last, RunCompleted) else last.message)
+            return
+        await self._react(channel_id, ts, add=True)
+        try:
+            await self._render(handle, channel_id, ts, team_id, "")
+        finally:
+            await self._react(channel_id, ts, add=False)
 
     # -- messages from the core ------------------------------------------------------------------
 

@@ -24,13 +24,14 @@ from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
 from bots.slack.guard import RequestGuard
 from bots.slack.retries import CountedRetries
+from bots.web import WebServer
 from core.errors import ConfigError
 from core.logs import configure_logging
 from core.metrics import Metrics
 from core.service import Threadline
 from core.settings import Settings, load_dotenv_file
 
-__all__ = ["SlackBot", "main", "web_client"]
+__all__ = ["EVENTS_PATH", "SlackBot", "SlackFront", "main", "web_client"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,23 +59,34 @@ def count_retries(client: AsyncWebClient, metrics: Metrics) -> None:
     ]
 
 
-class SlackBot:
-    """The running Slack adapter: build with :meth:`start`, stop with :meth:`stop`."""
+class SlackFront:
+    """Slack attached to a running service: Bolt and the adapter, behind ``/slack/events`` on an aiohttp app that
+    may serve other things too (HTTP mode), or over Socket Mode.
 
-    def __init__(self, app: AsyncApp, adapter: SlackAdapter, service: Threadline, stack: AsyncExitStack) -> None:
-        self.app = app
-        self.adapter = adapter
-        self.service = service
-        self._stack = stack
-        self.port: int | None = None
-        self.health: HealthServer | None = None  # Socket Mode: /healthz, /readyz, /metrics on THREADLINE_METRICS_PORT
+    :meth:`connect` checks the token (before the core opens); :meth:`attach` builds the adapter on the service
+    and adds the route; :meth:`start` connects Socket Mode. :meth:`detach` stops taking events, and
+    :meth:`close`, once the core has closed, lets go of the connections.
+    """
+
+    platform = "slack"
+
+    def __init__(
+        self, slack: SlackSettings, http: aiohttp.ClientSession, client: AsyncWebClient, bot_user_id: str | None
+    ) -> None:
+        self.settings = slack
+        self._http = http
+        self.client = client
+        self._bot_user_id = bot_user_id
+        self.app: AsyncApp | None = None
+        self.adapter: SlackAdapter | None = None
+        self._socket: AsyncSocketModeHandler | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, slack: SlackSettings) -> SlackBot:
-        """Check the token, open the core, and start serving (HTTP on ``slack.port``, or Socket Mode)."""
-        async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(aiohttp.ClientSession())
-            metrics = Metrics()  # before the service: the client counts its retries from the first call
+    async def connect(cls, slack: SlackSettings, metrics: Metrics) -> SlackFront:
+        """Check SLACK_BOT_TOKEN with auth.test; raises ConfigError people can act on. ``metrics``: the service's
+        to be (the client counts its retries from this first call)."""
+        http = aiohttp.ClientSession()
+        try:
             client = web_client(slack, http)
             count_retries(client, metrics)
             try:
@@ -87,53 +99,125 @@ class SlackBot:
                 ) from None
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise unreachable("Slack", slack.api_url, exc, "SLACK_API_URL") from None
-            adapter_box: list[SlackAdapter] = []
+        except BaseException:
+            await http.close()
+            raise
+        return cls(slack, http, client, auth.get("user_id"))
 
-            async def notify(channel: str, text: str) -> None:
-                await adapter_box[0].notify(channel, text)
+    def attach(self, service: Threadline, web_app: web.Application | None) -> SlackAdapter:
+        """Build the adapter on ``service``; in HTTP mode, add ``/slack/events`` to ``web_app`` (not started yet)."""
+        slack = self.settings
+        adapter = SlackAdapter(service, slack, self.client, self._http, self._bot_user_id)
+        app = AsyncApp(
+            client=self.client,
+            signing_secret=slack.signing_secret or "",
+            request_verification_enabled=not slack.socket_mode,
+            url_verification_enabled=not slack.socket_mode,
+        )
+        register_listeners(app, adapter, slack)
+        if not slack.socket_mode:
+            if web_app is None:
+                raise ValueError("Slack's HTTP mode needs an aiohttp app to add /slack/events to")
+            for route in app.server(path=EVENTS_PATH).web_app.router.routes():  # Bolt's own handlers
+                if route.resource is not None:
+                    web_app.router.add_route(route.method, route.resource.canonical, route.handler)
+            RequestGuard(slack.signing_secret or "", EVENTS_PATH).add_to(web_app)  # a 4xx for what Bolt cannot read
+        self.app, self.adapter = app, adapter
+        return adapter
 
-            service = await Threadline.open(settings, notify=notify, metrics=metrics, platforms={"slack"})
+    async def start(self) -> None:
+        """Socket Mode: connect (HTTP mode takes its events once the server it was attached to is started)."""
+        if not self.settings.socket_mode or self.app is None:
+            return
+        handler = AsyncSocketModeHandler(self.app, self.settings.app_token, web_client=self.client)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        self._socket = handler
+
+    def describe(self, origin: str) -> str:
+        """Where it takes its events, for the start-up log (``origin``: the HTTP server's)."""
+        if self.settings.socket_mode:
+            return "Slack (Socket Mode)"
+        return f"Slack (HTTP mode) on {origin}{EVENTS_PATH}"
+
+    async def readiness(self) -> str | None:
+        """For /readyz: HTTP mode is ready once its server answers; Socket Mode while connected."""
+        if not self.settings.socket_mode:
+            return None
+        if self._socket is None:
+            return "Slack Socket Mode is not connected yet"
+        ok = await self._socket.client.is_connected()  # type: ignore[no-untyped-call]
+        return None if ok else "the Slack Socket Mode connection is down (reconnecting)"
+
+    async def notify(self, channel: str, text: str) -> None:
+        """A message from the core for a Slack channel (raises before :meth:`attach`: the core tries again)."""
+        if self.adapter is None:
+            raise RuntimeError("Slack is not attached yet")
+        await self.adapter.notify(channel, text)
+
+    async def detach(self) -> None:
+        """Stop taking events (Socket Mode; in HTTP mode stopping the server does it)."""
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            await socket.close_async()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self.detach()
+        await self._http.close()
+
+
+class SlackBot:
+    """Slack alone, with a core of its own (``python -m bots.slack``): build with :meth:`start`, stop with
+    :meth:`stop`."""
+
+    def __init__(self, front: SlackFront, adapter: SlackAdapter, service: Threadline, stack: AsyncExitStack) -> None:
+        self.front = front
+        self.adapter = adapter
+        self.service = service
+        self._stack = stack
+        self.port: int | None = None  # HTTP mode: where /slack/events, /healthz, /readyz and /metrics are
+        self.health: HealthServer | None = None  # Socket Mode: /healthz, /readyz, /metrics on THREADLINE_METRICS_PORT
+
+    @property
+    def app(self) -> AsyncApp | None:
+        """Bolt's app."""
+        return self.front.app
+
+    @classmethod
+    async def start(cls, settings: Settings, slack: SlackSettings) -> SlackBot:
+        """Check the token, open the core, and start serving (HTTP on ``slack.port``, or Socket Mode)."""
+        async with AsyncExitStack() as stack:
+            metrics = Metrics()  # before the service: the client counts its retries from the first call
+            front = await SlackFront.connect(slack, metrics)
+            stack.push_async_callback(front.close)
+            service = await Threadline.open(settings, notify=front.notify, metrics=metrics, platforms={"slack"})
             stack.push_async_callback(service.close)
-            adapter = SlackAdapter(service, slack, client, http, auth.get("user_id"))
-            adapter_box.append(adapter)
-            app = AsyncApp(
-                client=client,
-                signing_secret=slack.signing_secret or "",
-                request_verification_enabled=not slack.socket_mode,
-                url_verification_enabled=not slack.socket_mode,
-            )
-            register_listeners(app, adapter, slack)
-            bot = cls(app, adapter, service, stack.pop_all())
-        await bot._serve(slack)
+            web_app = None if slack.socket_mode else web.Application()
+            adapter = front.attach(service, web_app)
+            service.adopt_with(adapter.show_adopted)  # runs taken over from a stopped process, shown as live ones
+            stack.push_async_callback(front.detach)
+            bot = cls(front, adapter, service, stack.pop_all())
+        try:
+            await bot._serve(web_app)
+        except BaseException:
+            await bot.stop()
+            raise
         return bot
 
-    async def _serve(self, slack: SlackSettings) -> None:
-        if slack.socket_mode:
-            handler = AsyncSocketModeHandler(self.app, slack.app_token, web_client=self.app.client)
-            await handler.connect_async()  # type: ignore[no-untyped-call]
-            self._stack.push_async_callback(handler.close_async)
+    async def _serve(self, web_app: web.Application | None) -> None:
+        slack = self.front.settings
+        if web_app is None:
+            await self.front.start()
             _log.info("connected to Slack in Socket Mode")
-
-            async def connected() -> str | None:
-                ok = await handler.client.is_connected()  # type: ignore[no-untyped-call]
-                return None if ok else "the Slack Socket Mode connection is down (reconnecting)"
-
-            health = Health(self.service, connected)
+            health = Health(self.service, self.front.readiness)
             self.health = await HealthServer.start(health, self.service.settings, default_port=DEFAULT_METRICS_PORT)
             if self.health is not None:
                 self._stack.push_async_callback(self.health.stop)
             return
-        web_app = self.app.web_app(path=EVENTS_PATH)
-        RequestGuard(slack.signing_secret or "", EVENTS_PATH).add_to(web_app)  # a 4xx for what Bolt cannot read
         Health.on_public_server(self.service, always_ready).add_to(web_app)  # ready once it answers: it started
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, slack.host, slack.port)
-        await site.start()
-        self._stack.push_async_callback(runner.cleanup)
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else slack.port
-        _log.info("listening for Slack on http://%s:%s%s", slack.host, self.port, EVENTS_PATH)
+        server = await WebServer.start(web_app, slack.host, slack.port)
+        self._stack.push_async_callback(server.stop)
+        self.port = server.port
+        _log.info("listening for Slack on %s%s", server.origin, EVENTS_PATH)
 
     async def stop(self) -> None:
         await self._stack.aclose()

@@ -1074,6 +1074,31 @@ class FakeDiscord:
         With ``mention_bot`` the content starts with ``<@BOT_USER_ID> `` and ``mentions`` holds the bot.
         ``reply_to`` (a message dict, e.g. one of the bot's) makes it a reply to that message.
         """
+        message = self.add_message(
+            content,
+            author=author,
+            channel_id=channel_id,
+            mention_bot=mention_bot,
+            attachments=attachments,
+            message_id=message_id,
+            reply_to=reply_to,
+        )
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    def add_message(
+        self,
+        content: str,
+        *,
+        author: User = ALICE,
+        channel_id: int = CHANNEL_ID,
+        mention_bot: bool = True,
+        attachments: Iterable[Attachment] = (),
+        message_id: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A message ``author`` wrote, as :meth:`send_message` builds it, kept without dispatching it: the REST
+        API knows it (GET, replies to it), the gateway never sends it (it was written while no bot listened)."""
         self._channel(channel_id)
         guild = self._is_guild_channel(channel_id)
         if mention_bot:
@@ -1118,7 +1143,6 @@ class FakeDiscord:
             message["referenced_message"] = copy.deepcopy(reply_to)
         self._by_id[mid] = message
         self.channels[channel_id]["last_message_id"] = str(mid)
-        await self.dispatch("MESSAGE_CREATE", message)
         return message
 
     def _new_interaction(

@@ -1,0 +1,29 @@
+"""``python -m bots``: one process for every platform the environment configures (bots/platforms.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bots.cli import parse_command_line
+from bots.platforms import main
+
+VARIABLES = (
+    ("SLACK_BOT_TOKEN", "Slack: the app's Bot User OAuth Token (xoxb-...); set: Slack is served"),
+    ("SLACK_SIGNING_SECRET", "Slack: the app's signing secret (HTTP mode)"),
+    ("SLACK_APP_TOKEN", "Slack: an app-level token (xapp-...): Socket Mode; unset: HTTP mode at /slack/events"),
+    ("DISCORD_TOKEN", "Discord: the bot's token; set: Discord is served"),
+    ("THREADLINE_API_KEYS", "the Assistants-compatible API's bearer keys; set: the API is served at /v1"),
+    ("THREADLINE_API", "on: the API also without keys (this machine only); off: not even with keys"),
+    ("PORT", "the one HTTP port: /slack/events, /v1, /healthz, /readyz, /metrics (default 3000)"),
+    ("THREADLINE_HTTP_HOST", "where it listens when Slack's HTTP mode or the API with keys is on (default 0.0.0.0)"),
+)
+
+if __name__ == "__main__":
+    parse_command_line(
+        "bots",
+        "Threadline: one process, one core, every platform the environment configures (Slack, Discord, the\n"
+        "Assistants-compatible API), on one HTTP port. python -m bots.slack, bots.discord and bots.api serve one each.",
+        VARIABLES,
+    )
+    sys.exit(asyncio.run(main()))

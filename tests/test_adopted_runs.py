@@ -1,0 +1,129 @@
+"""After a crash: questions a process stored and never answered are answered by the next one, where they were asked.
+
+Each test leaves a question in the database as a process that died would (stored, its run queued, nobody
+answering it), then starts a bot on that database over the real protocols: Slack answers in the question's
+thread, Discord replies to the question's message, the console prints the answer as it prints its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.discord.app import DiscordBot
+from bots.discord.config import DiscordSettings
+from bots.slack.app import SlackBot
+from bots.slack.config import SlackSettings
+from core.settings import Settings
+from core.store import Store
+from tests.fakes.discord_server import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
+from tests.fakes.slack_server import TEAM_ID, FakeSlack
+from tests.test_console import console_env, start_console
+
+SECRET = "adopted-runs-signing-secret"
+SLACK_CHANNEL = "C_GENERAL"
+
+
+def answer(request: dict[str, Any]) -> Reply:
+    return Reply(text=f"Answer to: {last_user_text(request).split(': ', 1)[-1]}", chunk_delay=0.001)
+
+
+async def leave_question(db: Path, channel: str, msg_id: str | None, text: str) -> None:
+    """What a process that died leaves of a question it had just stored: the message and its queued run."""
+    store = await Store.open(db)
+    try:
+        item = {"role": "user", "content": f"alice: {text}"}
+        posted = await store.post_user_message(
+            channel=channel,
+            author_id="U_ALICE",
+            author_name="alice",
+            text=text,
+            item=item,
+            tokens=8,
+            platform_msg_id=msg_id,
+        )
+        assert posted is not None
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def answering(settings: Settings, fake_model: FakeOpenAI) -> Settings:
+    fake_model.script = answer
+    return settings
+
+
+async def test_slack_answers_a_question_left_by_a_stopped_process_in_its_thread_once(answering: Settings) -> None:
+    ts = "1690000000.000100"
+    await leave_question(answering.db_path, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", ts, "are you back?")
+    async with FakeSlack() as slack:
+        slack_settings = SlackSettings(
+            bot_token=slack.bot_token, signing_secret=SECRET, api_url=slack.api_url, port=0, host="127.0.0.1"
+        )
+        bot = await SlackBot.start(answering, slack_settings)
+        try:
+
+            def answered() -> bool:
+                finished = [m for m in slack.thread(SLACK_CHANNEL, ts) if not m.streaming]
+                return bool(finished) and bool(slack.calls_to("reactions.remove"))
+
+            await slack.wait_until(answered, timeout=10, what="the answer in the question's thread")
+            await bot.service.wait_idle()
+        finally:
+            await bot.stop()
+    replies = [m.text for m in slack.thread(SLACK_CHANNEL, ts)]
+    assert replies == ["Answer to: are you back?"]  # once, in the thread
+    assert [m for m in slack.messages.values() if m.thread_ts is None] == []  # nothing at the channel's top level
+    # The same reactions as for a live mention: "eyes" on the question while it is answered, then off.
+    reactions = [(c.method, c.params["timestamp"], c.params["name"]) for c in slack.calls if "reactions." in c.method]
+    assert reactions == [("reactions.add", ts, "eyes"), ("reactions.remove", ts, "eyes")]
+
+
+async def test_discord_replies_to_a_question_left_by_a_stopped_process_once(answering: Settings) -> None:
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        question = fake.add_message("are you back?")  # written while no bot listened
+        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "are you back?")
+        settings = DiscordSettings(token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url)
+        bot = await DiscordBot.start(answering, replace(settings, edit_interval=0.2), guild_ready_timeout=0.05)
+        try:
+
+            def answered() -> bool:
+                return any(m["content"] == "Answer to: are you back?" for m in fake.bot_messages(CHANNEL_ID))
+
+            await fake.wait_until(answered, timeout=10, what="the answer to the question left behind")
+            await bot.service.wait_idle()
+        finally:
+            await bot.stop()
+        [reply] = fake.bot_messages(CHANNEL_ID)
+    assert reply["content"] == "Answer to: are you back?"
+    assert reply["message_reference"]["message_id"] == question["id"]  # a reply to the question, not beside it
+
+
+async def test_the_console_prints_an_answer_left_by_a_stopped_console_as_its_own(
+    tmp_path: Path, fake_model: FakeOpenAI
+) -> None:
+    fake_model.script = answer
+    env = console_env(tmp_path, OPENAI_BASE_URL=fake_model.base_url, OPENAI_API_KEY="sk-test-not-a-real-key")
+    env["THREADLINE_CODE_INTERPRETER"] = "off"
+    await leave_question(tmp_path / "console.db", "console:local:default", None, "are you back?")
+    console = await start_console(env, tmp_path)
+    try:
+        assert console.stdout is not None
+        assert console.stdin is not None
+        async with asyncio.timeout(30):
+            line = (await console.stdout.readline()).decode()
+            while line and "are you back?" not in line:
+                line = (await console.stdout.readline()).decode()
+        assert line == "Answer to: are you back?\n"  # as its own answers are printed, not as a [notice]
+        console.stdin.close()
+        assert await asyncio.wait_for(console.wait(), timeout=20) == 0
+    finally:
+        if console.returncode is None:
+            console.kill()
+            await console.wait()
