@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.discord.app import DiscordBot
 from bots.discord.config import DiscordSettings
@@ -82,6 +83,44 @@ async def test_slack_answers_a_question_left_by_a_stopped_process_in_its_thread_
     # The same reactions as for a live mention: "eyes" on the question while it is answered, then off.
     reactions = [(c.method, c.params["timestamp"], c.params["name"]) for c in slack.calls if "reactions." in c.method]
     assert reactions == [("reactions.add", ts, "eyes"), ("reactions.remove", ts, "eyes")]
+
+
+async def test_slack_replaces_the_half_written_answer_a_stopped_process_left(answering: Settings) -> None:
+    """The process died while streaming its answer (no tool had started): the next one closes that message with a
+    note and writes the answer again, in full, in the same thread."""
+    ts = "1690000000.000300"
+    channel = f"slack:{TEAM_ID}:{SLACK_CHANNEL}"
+    await leave_question(answering.db_path, channel, ts, "tell me a story")
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        started = await client.chat_startStream(channel=SLACK_CHANNEL, thread_ts=ts, markdown_text="Once upon a")
+        half = str(started["ts"])
+        store = await Store.open(answering.db_path)
+        try:  # the stopped process was answering: its run in progress, in the message it streamed into
+            [run] = await store.runs_with_status(["queued"])
+            await store.update_run(run.id, status="in_progress", started_at=1.0)
+            await store.set_reply_ref(run.id, half)
+        finally:
+            await store.close()
+        slack_settings = SlackSettings(
+            bot_token=slack.bot_token, signing_secret=SECRET, api_url=slack.api_url, port=0, host="127.0.0.1"
+        )
+        bot = await SlackBot.start(answering, slack_settings)
+        try:
+
+            def answered() -> bool:
+                return any(m.text == "Answer to: tell me a story" and not m.streaming for m in slack.thread(
+                    SLACK_CHANNEL, ts
+                ))  # fmt: skip
+
+            await slack.wait_until(answered, timeout=10, what="the answer written again")
+            await bot.service.wait_idle()
+        finally:
+            await bot.stop()
+    cut = slack.messages[half]
+    assert not cut.streaming
+    assert "restarted" in cut.text
+    assert [m.text for m in slack.thread(SLACK_CHANNEL, ts) if m.ts != half] == ["Answer to: tell me a story"]
 
 
 async def test_discord_replies_to_a_question_left_by_a_stopped_process_once(answering: Settings) -> None:

@@ -6,6 +6,7 @@ and renders the core's events back with :class:`bots.slack.render.SlackReply`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections import OrderedDict
@@ -33,6 +34,7 @@ _log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
+CUT_OFF_NOTE = ":arrows_counterclockwise: I was restarted while writing this answer; it follows below, in full."
 COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant", "budget")
 NAME_CACHE = 2000
 # Why Slack redelivers an event when the earlier delivery reached the bot and only its answer was late.
@@ -120,8 +122,16 @@ class SlackAdapter:
     async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
         self._rendering.add(handle.run_id)
         try:
+            async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
+                await self._service.showing(handle.run_id, ts)
+
             reply = SlackReply(
-                self._client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id, user_id=user or None
+                self._client,
+                channel_id=channel_id,
+                thread_ts=thread_ts,
+                team_id=team_id,
+                user_id=user or None,
+                posted=posted,
             )
             await reply.render(handle)
         finally:
@@ -326,11 +336,23 @@ class SlackAdapter:
             if isinstance(last, RunCompleted | RunFailed):
                 await self.notify(handle.channel, last.text if isinstance(last, RunCompleted) else last.message)
             return
+        earlier = await self._service.earlier_reply(handle.run_id)
+        if earlier is not None:  # the stopped process had begun the answer there: close it, and say why
+            await self._close_cut_off(channel_id, earlier)
         await self._react(channel_id, ts, add=True)
         try:
             await self._render(handle, channel_id, ts, team_id, "")
         finally:
             await self._react(channel_id, ts, add=False)
+
+    async def _close_cut_off(self, channel_id: str, ts: str) -> None:
+        """A half-written answer a stopped process left: its stream ended, its text replaced by a note."""
+        with contextlib.suppress(SlackApiError):  # it may never have been a stream, or was stopped already
+            await self._client.chat_stopStream(channel=channel_id, ts=ts)
+        try:
+            await self._client.chat_update(channel=channel_id, ts=ts, text=CUT_OFF_NOTE)
+        except SlackApiError as exc:
+            _log.warning("could not replace a cut-off answer in %s: %s", channel_id, exc)
 
     # -- messages from the core ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ __all__ = [
     "decided_blocks",
     "to_mrkdwn",
 ]
+
+# Told the ts of a message a run's answer is written into.
+Posted = Callable[[str], Awaitable[None]]
 
 _log = logging.getLogger(__name__)
 
@@ -109,14 +113,18 @@ class _PostedApproval:
 class _PostAndUpdate:
     """A message in the thread, posted with chat.postMessage and kept up to date with chat.update."""
 
-    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str) -> None:
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str, posted: Posted | None = None) -> None:
         self._client = client
         self._channel = channel
         self._thread_ts = thread_ts
+        self._posted = posted
 
     async def post(self, text: str) -> str:
         response = await self._client.chat_postMessage(channel=self._channel, thread_ts=self._thread_ts, text=text)
-        return str(response.get("ts") or "")
+        ts = str(response.get("ts") or "")
+        if self._posted is not None and ts:
+            await self._posted(ts)
+        return ts
 
     async def edit(self, message: str, text: str) -> None:
         await self._client.chat_update(channel=self._channel, ts=message, text=text)
@@ -134,8 +142,11 @@ class SlackReply:
         team_id: str | None,
         user_id: str | None,
         stream_interval: float = STREAM_INTERVAL,
+        posted: Posted | None = None,
     ) -> None:
+        """``posted``: told the ts of each message the answer is written into (the core keeps it with the run)."""
         self._client = client
+        self._posted = posted
         self._channel = channel_id
         self._thread_ts = thread_ts
         self._team_id = team_id
@@ -233,7 +244,7 @@ class SlackReply:
     def _fallback(self) -> LiveText[str]:
         """Where streaming is refused: post the answer and keep it up to date with chat.update."""
         if self._live is None:
-            sink = _PostAndUpdate(self._client, self._channel, self._thread_ts)
+            sink = _PostAndUpdate(self._client, self._channel, self._thread_ts, self._posted)
             self._live = LiveText(
                 sink, limit=POST_LIMIT, interval=UPDATE_INTERVAL, render=to_mrkdwn, name=self._channel
             )
@@ -250,8 +261,11 @@ class SlackReply:
                 recipient_team_id=self._team_id,
                 recipient_user_id=self._user_id,
             )
+        first = not self._sent
         await self._stream.append(markdown_text=text)
         self._sent += text
+        if first and self._posted is not None and self._stream.ts:  # buffer_size=1: started by this append
+            await self._posted(self._stream.ts)
 
     async def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
