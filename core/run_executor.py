@@ -129,9 +129,9 @@ class RunExecutor:
     async def _start(self, run: Run, lane: Lane) -> None:
         self._handles.emit(run, RunStarted(run.id, run.channel))
         if not self._settings.model_configured:
-            await self.end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
             if run.trigger_message_id is not None and run.spec is None:  # not to be sent again once a model is set
                 await self._store.delete_message(run.trigger_message_id)
+            await self.end(run, "failed", NO_MODEL_MESSAGE, "no model endpoint configured", [])
             return
         prepared = await self.plan(run).prepare(run)
         if prepared.refusal is not None:
