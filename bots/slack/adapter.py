@@ -120,11 +120,11 @@ class SlackAdapter:
             await self._react(channel_id, ts, add=False)
 
     async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
+        async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
+            await self._service.showing(handle.run_id, ts)
+
         self._rendering.add(handle.run_id)
         try:
-            async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
-                await self._service.showing(handle.run_id, ts)
-
             reply = SlackReply(
                 self._client,
                 channel_id=channel_id,
