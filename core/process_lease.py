@@ -3,7 +3,7 @@
 One background task renews the process's lease, takes over what processes that are gone left
 (core/store/processes.py decides what), hands runs cancelled from elsewhere to the service, and
 delivers notices waiting for a platform served here. It runs once before the service is handed
-to an adapter, then every third of the lease, and at once when a notice is queued.
+to an adapter, then every third of the lease (every 5 s at the most), and at once when a notice is queued.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = ["ProcessLease"]
 _log = logging.getLogger(__name__)
 
 MAX_NOTICE_ATTEMPTS = 6  # then a notice is dropped, with a log line (the channel may be gone)
+TICK_SECONDS = 5.0  # at most this long between two ticks, however long the lease
 
 
 class ProcessLease:
@@ -36,7 +37,8 @@ class ProcessLease:
         """``deliver`` raises when a notice could not be delivered (it is tried again later);
         ``on_tick``: the service's own periodic work (runs cancelled by another process, files left half-indexed)."""
         self.processes = processes
-        self._interval = lease_seconds / 3
+        self._lease_seconds = lease_seconds
+        self._interval = min(lease_seconds / 3, TICK_SECONDS)
         self._reason = restart_reason
         self._on_recovered = on_recovered
         self._deliver = deliver
@@ -81,7 +83,7 @@ class ProcessLease:
             _log.error(
                 "this process was taken for gone (its lease of %.0f s ran out: was it paused?); "
                 "runs it was answering may have been taken over by another process",
-                self._interval * 3,
+                self._lease_seconds,
             )
         found = await self.processes.recover(self._reason)
         if found.adopted or found.failed:

@@ -447,8 +447,8 @@ class Threadline:
                 await self._cancel(current)
 
     async def _tick(self) -> None:
-        """Every third of the lease: stop the runs another process asked to cancel, and fail the files a
-        process that is gone left half-indexed (their redeliveries would otherwise find them in progress)."""
+        """At every tick of the lease (5 s at the most): stop the runs another process asked to cancel, and
+        fail the files a process that is gone left half-indexed (their redeliveries would find them in progress)."""
         holding = self._lanes.holding()
         if holding:
             for run_id in await self.processes.cancelling(list(holding)):

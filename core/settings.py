@@ -50,7 +50,7 @@ class Settings:
     approval_timeout: float = 600.0
     # Processes sharing the database: a process not heard from for this long is taken for gone, and
     # its runs are taken over (on the same machine an exited process is seen at once).
-    lease_seconds: float = 15.0
+    lease_seconds: float = 60.0
     tool_timeout: float = 60.0
     tracing: bool = False
     tokenizer: str = "tiktoken"
@@ -180,7 +180,7 @@ class Settings:
             model_max_retries=count("THREADLINE_MODEL_MAX_RETRIES", 3),
             run_timeout=number("THREADLINE_RUN_TIMEOUT", 600.0),
             approval_timeout=number("THREADLINE_APPROVAL_TIMEOUT", 600.0),
-            lease_seconds=number("THREADLINE_LEASE_SECONDS", 15.0),
+            lease_seconds=number("THREADLINE_LEASE_SECONDS", 60.0),
             tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,
