@@ -19,6 +19,7 @@ from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
 from agents.run_config import ToolErrorFormatterArgs
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+from agents.tool_context import ToolContext
 
 from core.budgets import BudgetExceeded
 from core.conversation_items import stored
@@ -77,7 +78,8 @@ class RunSegment:
         (the model may copy one from the history) is answered with a refusal instead of failing the run.
         ``budget``: reserves every model call against the budgets that apply (None: none do)."""
         self._store = store
-        self._hooks = _BudgetHooks(budget) if budget is not None else None
+        self._stepped: dict[str, asyncio.Future[None]] = {}  # the writes of tool steps, by call id
+        self._hooks = _RunHooks(budget, self._record_step)
         self._run_id = run_id
         self._emit = emit
         self._timeout = timeout
@@ -199,6 +201,15 @@ class RunSegment:
             **_usage(result),
         )
 
+    async def _record_step(self, call_id: str, name: str, arguments: str) -> None:
+        """The tool call's step, once (from the hook before the tool runs, or from the stream's event)."""
+        written = self._stepped.get(call_id)
+        if written is None:  # whichever comes first writes it; the other waits until it is written
+            written = self._stepped[call_id] = asyncio.ensure_future(
+                self._store.add_tool_step_once(self._run_id, call_id, name, arguments)
+            )
+        await asyncio.shield(written)
+
     async def _on_event(self, event: Any) -> None:
         if isinstance(event, RawResponsesStreamEvent):
             data = event.data
@@ -218,7 +229,7 @@ class RunSegment:
             call_id = str(getattr(raw, "call_id", "") or "")
             name = str(getattr(raw, "name", "") or "")
             arguments = str(getattr(raw, "arguments", "") or "")
-            await self._store.add_step(self._run_id, "tool_calls", tool_name=name, call_id=call_id, arguments=arguments)
+            await self._record_step(call_id, name, arguments)  # a call no tool runs for (refused, unknown)
             await self._emit(ToolCallStarted(self._run_id, call_id, name, arguments))
         elif event.name == "tool_output" and isinstance(item, ToolCallOutputItem):
             output_raw = item.raw_item
@@ -230,15 +241,27 @@ class RunSegment:
             await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
 
 
-class _BudgetHooks(RunHooks[Any]):
-    """Reserves each model call against the run's budgets just before it is sent."""
+class _RunHooks(RunHooks[Any]):
+    """What must happen before a model call or a tool call, awaited by the run loop before it:
 
-    def __init__(self, budget: RunBudget) -> None:
+    - a model call is reserved against the run's budgets (when any apply);
+    - a tool call's step is recorded before the tool runs, so that a crash in between is known to
+      have started a tool (such a run is not answered again: the tool might run twice). The stream's
+      own ``tool_called`` event can come after the tool has begun."""
+
+    def __init__(self, budget: RunBudget | None, record: Callable[[str, str, str], Awaitable[None]]) -> None:
         self._budget = budget
+        self._record = record
+
+    async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Any) -> None:
+        if isinstance(context, ToolContext):
+            await self._record(context.tool_call_id, context.tool_name, context.tool_arguments)
 
     async def on_llm_start(
         self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: list[Any]
     ) -> None:
+        if self._budget is None:
+            return
         usage = context.usage
         await self._budget.before_call(
             int(usage.input_tokens or 0), int(usage.output_tokens or 0), system_prompt, input_items, agent.tools

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from core.events import RunCompleted, RunFailed, TextDelta, ToolCallFinished, ToolCallStarted
@@ -289,3 +290,38 @@ async def test_an_unexpected_error_fails_only_that_run(service, fake_model: Fake
     assert "disk on fire" in ((await service.store.get_run(first.run_id)).last_error or "")
     answered = await second.result()
     assert isinstance(answered, RunCompleted)
+
+
+async def test_a_tool_calls_step_is_recorded_before_the_tool_runs(
+    service, fake_model: FakeOpenAI, monkeypatch, settings
+) -> None:
+    """A crash between the two would leave a run that looks untouched by tools, answered again after the
+    restart: the tool would run twice. So the step is in the database when the tool starts."""
+    import sqlite3
+
+    from tests.tool_modules import team_tools
+
+    seen: list[list[str]] = []
+
+    class Timeline(list[str]):
+        def append(self, entry: str) -> None:
+            if entry.startswith("start "):  # slow_step begins: what does the database know?
+                with sqlite3.connect(settings.db_path) as db:
+                    seen.append([r[0] for r in db.execute("SELECT tool_name FROM run_steps WHERE type = 'tool_calls'")])
+            super().append(entry)
+
+    monkeypatch.setattr(team_tools, "TIMELINE", Timeline())
+    busy: list[asyncio.Task[None]] = []
+
+    def script(req: dict[str, Any]) -> Reply:
+        if tool_results(req):
+            return Reply(text="done")
+        # The store's thread is busy for a moment as the tool call arrives (as under load): whatever records
+        # the step waits behind it, and the tool must wait for that record.
+        busy.append(asyncio.ensure_future(service.store.call(lambda db: time.sleep(0.3))))
+        return Reply(tool_calls=(ToolCall("slow_step", {"label": "a"}),))
+
+    fake_model.script = script
+    assert isinstance(await (await post(service, "do a slow step")).result(), RunCompleted)
+    await asyncio.gather(*busy)
+    assert seen == [["slow_step"]]

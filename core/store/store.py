@@ -642,6 +642,23 @@ class Store:
         await self._call(self._db.execute, f"INSERT INTO run_steps ({columns}) VALUES ({marks})", list(row.values()))
         return step_id
 
+    async def add_tool_step_once(self, run_id: str, call_id: str, tool_name: str, arguments: str) -> None:
+        """The tool call's step, unless the run has one for ``call_id`` already (a resumed run's paused call)."""
+
+        def add() -> None:
+            if self._db.execute(
+                "SELECT 1 FROM run_steps WHERE run_id = ? AND call_id = ? AND type = 'tool_calls'", [run_id, call_id]
+            ).fetchone():
+                return
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO run_steps (id, run_id, type, status, tool_name, call_id, arguments, created_at)"
+                " VALUES (?, ?, 'tool_calls', 'in_progress', ?, ?, ?, ?)",
+                [new_id("step"), run_id, tool_name, call_id, arguments, now],
+            )
+
+        await self._call(add)
+
     async def finish_tool_step(self, run_id: str, call_id: str, status: str, output: str | None) -> str | None:
         """Finish the tool-call step for ``call_id``; returns the tool's name (None if unknown)."""
 
