@@ -84,7 +84,9 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
+            # Writers of every process on the database take turns; under load one may wait seconds for
+            # another's (bench.soak saw "database is locked" at 5 s while a second process started).
+            db.execute("PRAGMA busy_timeout=30000")
             with _migration_lock(path):
                 MIGRATIONS.apply(db, stop_before=stop_before)
             return db
