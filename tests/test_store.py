@@ -397,3 +397,28 @@ async def test_upgrade_merges_repeated_platform_files_and_then_refuses_them(tmp_
         assert written
     finally:
         await new.close()
+
+
+async def test_a_call_that_another_process_locked_out_at_once_is_run_again(tmp_path: Path) -> None:
+    """A transaction that read, then wants to write while another process has written, fails "database is
+    locked" at once (SQLite does not wait there: it could deadlock). The store runs the call again."""
+    path = tmp_path / "locked.db"
+    store = await Store.open(path)
+    attempts: list[int] = []
+
+    def read_then_write(db: Any) -> int:
+        attempts.append(1)
+        db.execute("BEGIN")
+        db.execute("SELECT COUNT(*) FROM channels").fetchone()
+        if len(attempts) == 1:  # meanwhile, another process writes
+            with sqlite3.connect(path, isolation_level=None) as other:
+                other.execute("INSERT INTO processes (id, created_at, lease_until) VALUES ('proc_other', 0, 0)")
+        db.execute("INSERT INTO processes (id, created_at, lease_until) VALUES ('proc_mine', 0, 0)")
+        db.execute("COMMIT")
+        return int(db.execute("SELECT COUNT(*) FROM processes").fetchone()[0])
+
+    try:
+        assert await store.call(read_then_write) == 2
+        assert len(attempts) == 2
+    finally:
+        await store.close()

@@ -37,6 +37,9 @@ NewItem = tuple[str, str, dict[str, Any], int]
 ClaimKind = Literal["start", "resume", "expire", "paused", "busy", "idle"]
 
 
+LOCKED_RETRIES = 6  # a store call that found the database locked is tried this often in all (~1.3 s)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
@@ -103,7 +106,28 @@ class Store:
         self._executor.shutdown(wait=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._retrying, fn, *args)
+
+    def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on the store's thread, again when another process's transaction made it fail "locked".
+
+        SQLite waits (busy_timeout) for a lock, except where waiting could deadlock: a transaction that
+        has read and then wants to write while another process writes fails at once. Every store call
+        is a whole unit (its transaction rolled back on failure), so it is run again, a few times.
+        """
+        for attempt in range(LOCKED_RETRIES):
+            started = time.monotonic()
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - started > 1.0  # it waited out busy_timeout: a lock held that long
+                if "locked" not in str(exc) or waited or attempt == LOCKED_RETRIES - 1:
+                    raise
+                if self._db.conn.in_transaction:
+                    self._db.conn.rollback()
+                _log.info("the database was locked by another process; trying again (%s)", exc)
+                time.sleep(0.02 * 2**attempt)  # the store's own thread, not the event loop
+        raise AssertionError("unreachable")
 
     async def call(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on the store's thread: for the store's own modules (see core/store/files.py)."""
