@@ -80,7 +80,7 @@ class RunExecutor:
         """A lane's claimed work: start a run, resume it after its pause, or end it when its pause expired."""
         if kind == "expire":
             await self._expire(run, approvals)
-        elif kind == "start":
+        elif kind in ("start", "take"):
             await self._guarded(run, self._start(run, lane))
         elif kind == "resume":
             await self._guarded(run, self._resume(run, approvals, lane))

@@ -426,6 +426,8 @@ class Threadline:
     # -- inside ------------------------------------------------------------------------------------
 
     async def _work(self, kind: ClaimKind, run: Run, approvals: list[Approval], lane: Lane) -> None:
+        if kind == "take":  # left by a process that is gone, found before recovery did: shown as one it finds
+            self._takeover.adopt(run)
         await self._executor.work(kind, run, approvals, lane)
 
     def _resolve_assistant(self, name: str | None) -> tuple[str, str]:

@@ -85,12 +85,17 @@ class Takeover:
                 "finish. Your messages are saved; please ask again.",
             )
         for run in found.adopted:
-            self._adopted[run.id] = self._handles.get(run)
-            self._hand_over(run.id)
+            self.adopt(run)
             self._wake(run.thread_id)
         for thread_id in found.paused_threads:  # this process watches their expiry too
             if not self._has_lane(thread_id):
                 self._wake(thread_id)
+
+    def adopt(self, run: Run) -> None:
+        """A run this process answers for a process that is gone: shown by the renderer, else posted."""
+        if run.id not in self._adopted and not self._handles.watched(run.id):
+            self._adopted[run.id] = self._handles.get(run)
+            self._hand_over(run.id)
 
     def adopt_with(self, render: AdoptedRenderer) -> None:
         self._render = render

@@ -270,13 +270,24 @@ async def test_a_process_that_exited_on_this_machine_is_gone_at_once(settings: S
         await store.call(
             lambda db: db.execute(
                 "INSERT INTO processes (id, pid, host, started, platforms, created_at, lease_until)"
-                " VALUES ('proc_exited', ?, ?, '', '*', 0, ?), ('proc_alive', ?, ?, '', '*', 0, ?)",
-                [proc.pid, store.host, time.time() + 60, os.getpid(), store.host, time.time() + 60],
+                " VALUES ('proc_exited', ?, ?, '', '*', 0, ?), ('proc_alive', ?, ?, '', '*', 0, ?),"
+                " ('proc_slow', ?, ?, '', '*', 0, 0)",
+                [
+                    proc.pid,
+                    store.host,
+                    time.time() + 60,
+                    os.getpid(),
+                    store.host,
+                    time.time() + 60,
+                    os.getpid(),
+                    store.host,
+                ],
             )
         )
         from core.store.leases import live_processes
 
-        assert await store.call(lambda db: live_processes(db, store.host)) == {"proc_alive"}
+        # proc_slow's lease ran out (its event loop too busy to renew it), but its pid runs: not gone.
+        assert await store.call(lambda db: live_processes(db, store.host)) == {"proc_alive", "proc_slow"}
     finally:
         await store.close()
 
@@ -307,3 +318,31 @@ async def test_a_taken_over_run_says_where_its_earlier_answer_began(
     assert await second.earlier_reply(handle.run_id) == "1700000000.000200"
     model.release.set()
     assert isinstance(await handle.result(), RunCompleted)
+
+
+async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """A gone process's queued question in a thread this process is about to answer in: its lane gets there
+    before the recovery pass does, and the answer must still reach the channel."""
+    fake_model.script = lambda request: Reply(text=f"answer to {last_user_text(request).split(': ', 1)[-1]}")
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    service = await open_service(notify=notify)  # its recovery pass at start has run: nothing was there
+    store = await Store.open(settings.db_path)  # a process that stores a question and is gone
+    try:
+        posted = await store.post_user_message(
+            channel=CHANNEL, author_id="U1", author_name="alice", text="left behind",
+            item={"role": "user", "content": "alice: left behind"}, tokens=3, platform_msg_id="m-left",
+        )  # fmt: skip
+        assert posted is not None
+    finally:
+        await store.close()
+    mine = await post(service, "mine")
+    assert isinstance(await mine.result(), RunCompleted)
+    await service.wait_idle()
+    assert (await service.store.get_run(posted[1].id)).status == "completed"
+    assert told == [(CHANNEL, "answer to left behind")]

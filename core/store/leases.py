@@ -58,14 +58,17 @@ def running(pid: int, started: str) -> bool:
 
 
 def live_processes(db: Database, here: str, now: float | None = None) -> set[str]:
-    """Ids of the processes whose lease runs, less those of this machine that have exited."""
+    """Ids of the processes that are alive: on this machine (and pid namespace) those whose pid still
+    runs, whatever their lease says (a process only slow to renew it, its event loop busy, is not
+    gone); elsewhere those whose lease runs."""
     now = time.time() if now is None else now
     live: set[str] = set()
-    rows = db.execute("SELECT id, pid, host, started FROM processes WHERE lease_until >= ?", [now]).fetchall()
-    for process_id, pid, host, started in rows:
-        if host == here and pid and not running(int(pid), str(started or "")):
-            continue
-        live.add(str(process_id))
+    for process_id, pid, host, started, lease_until in db.execute(
+        "SELECT id, pid, host, started, lease_until FROM processes"
+    ).fetchall():
+        mine = host == here and pid  # this machine: the pid tells; elsewhere the lease
+        if running(int(pid), str(started or "")) if mine else float(lease_until) >= now:
+            live.add(str(process_id))
     return live
 
 

@@ -134,7 +134,15 @@ class ProcessStore:
                 elif outcome == "failed":
                     found.failed.append(run)
             # Rows of processes long gone (their runs are taken over above, or were in channels nobody serves).
-            db.execute("DELETE FROM processes WHERE lease_until < ?", [now - 10 * self._lease])
+            gone = [
+                str(r[0])
+                for r in db.execute(
+                    "SELECT id FROM processes WHERE lease_until < ?", [now - 10 * self._lease]
+                ).fetchall()
+                if r[0] not in live
+            ]
+            for process_id in gone:
+                db.execute("DELETE FROM processes WHERE id = ?", [process_id])
             return found
 
         return await self._store.call(lambda db: immediate(db, lambda: recover(db)))

@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 # (role, text, item, tokens) for one message a run writes
 NewItem = tuple[str, str, dict[str, Any], int]
-ClaimKind = Literal["start", "resume", "expire", "paused", "busy", "idle"]
+ClaimKind = Literal["start", "take", "resume", "expire", "paused", "busy", "idle"]
 
 
 LOCKED_RETRIES = 6  # a store call that found the database locked is tried this often in all (~1.3 s)
@@ -145,19 +145,21 @@ class Store:
         platform, workspace, channel_id = parse_channel_key(key)
         thread_id = new_id("thread")
         now = time.time()
-        with self._db.atomic():
-            self._db.table("channels").insert(
-                {
-                    "key": key,
-                    "platform": platform,
-                    "workspace": workspace,
-                    "channel_id": channel_id,
-                    "thread_id": thread_id,
-                    "created_at": now,
-                }
-            )
-            self._db.table("threads").insert({"id": thread_id, "channel": key, "created_at": now})
-        return thread_id
+
+        def create() -> str:
+            # Another process may create the same channel at the same moment: the first one's thread counts.
+            created = self._db.execute(
+                "INSERT OR IGNORE INTO channels (key, platform, workspace, channel_id, thread_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [key, platform, workspace, channel_id, thread_id, now],
+            ).rowcount
+            if created:
+                self._db.execute(
+                    "INSERT INTO threads (id, channel, created_at) VALUES (?, ?, ?)", [thread_id, key, now]
+                )
+            return str(self._db.execute("SELECT thread_id FROM channels WHERE key = ?", [key]).fetchone()[0])
+
+        return create() if self._db.conn.in_transaction else immediate(self._db, create)
 
     async def channel_info(self, channel: str) -> tuple[str, str | None]:
         """(current thread id, assistant name or None for the default); created on first use."""
@@ -457,7 +459,8 @@ class Store:
 
         - ("start", run, []): the oldest queued run, now in progress and owned here, its assistant
           and model resolved by ``resolve`` (assistant name or None → (name, model)), when it was
-          queued here or by a process that is gone;
+          queued here; ("take", run, []) the same for one queued by a process that is gone (nobody
+          here is showing it yet);
         - ("resume", run, approvals): a paused run whose approvals are all decided, now in progress here;
         - ("expire", run, pending): a paused run whose time ran out, now in progress here, its pending
           approvals expired (the caller ends it);
@@ -525,7 +528,7 @@ class Store:
         if not row[2]:  # a chat run: its channel's assistant from the assistants file, as it is now
             fields["assistant"], fields["model"] = resolve(row[1])
         self._update_run(row[0], fields)
-        return "start", self._get_run(row[0]), []
+        return ("start" if origin == me else "take"), self._get_run(row[0]), []
 
     async def finish_run(
         self,
