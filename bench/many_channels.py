@@ -448,32 +448,40 @@ class Spy:
 
 
 # Where a sampled stack's time goes: the innermost frame of one of these, libraries below it folded in.
+# py-spy names files relative to their sys.path entry: "(openai/_streaming.py:231)".
 OWNERS = (
-    ("Threadline core", ("/core/",)),
-    ("openai-agents", ("/agents/",)),
-    ("openai SDK", ("/openai/",)),
-    ("benchmark worker", ("/bench/",)),
+    ("Threadline core", ("(core/",)),
+    ("openai-agents", ("(agents/",)),
+    ("openai SDK", ("(openai/",)),
+    ("benchmark worker", ("(bench/",)),
 )
 LEAF_KINDS = (
-    ("pydantic", ("pydantic",)),
-    ("openai SDK", ("/openai/",)),
-    ("openai-agents", ("/agents/",)),
-    ("Threadline core", ("/core/",)),
-    ("httpx / httpcore / anyio", ("httpx", "httpcore", "h11", "anyio", "sniffio")),
-    ("aiohttp", ("aiohttp",)),
-    ("sqlite / sqlite_utils", ("sqlite",)),
-    ("json", ("/json/",)),
-    ("asyncio", ("/asyncio/",)),
-    ("logging", ("/logging/",)),
+    ("pydantic", ("(pydantic",)),
+    ("openai SDK", ("(openai/",)),
+    ("openai-agents", ("(agents/",)),
+    ("Threadline core", ("(core/",)),
+    ("httpx / httpcore / h11 / anyio", ("(httpx", "(httpcore", "(h11", "(anyio", "(sniffio")),
+    ("aiohttp", ("(aiohttp",)),
+    ("sqlite3 / sqlite_utils", ("(sqlite",)),
+    ("json", ("(json/",)),
+    ("asyncio / selectors", ("(asyncio/", "(selectors.py")),
+    ("threads (store thread, executors)", ("(threading.py", "(concurrent/")),
+    ("logging", ("(logging/",)),
 )
 MARKERS = {  # share of samples with such a frame anywhere in the stack
-    "openai SDK stream parsing (openai/_streaming.py)": "openai/_streaming.py",
-    "openai SDK model construction (openai/_models.py)": "openai/_models.py",
-    "openai-agents chat stream handler (chatcmpl_stream_handler.py)": "chatcmpl_stream_handler.py",
-    "openai-agents run loop (agents/run_internal/)": "agents/run_internal/",
-    "pydantic": "pydantic",
-    "garbage collection (py-spy shows it as <gc>)": "<gc",
-    "sqlite3": "sqlite3",
+    "openai SDK: AsyncStream (openai/_streaming.py)": "(openai/_streaming.py",
+    "openai SDK: model construction per chunk (openai/_models.py)": "(openai/_models.py",
+    "openai-agents: chat stream handler (chatcmpl_stream_handler.py)": "chatcmpl_stream_handler.py",
+    "openai-agents: run loop (agents/run_internal/)": "(agents/run_internal/",
+    # Its check that no concurrent run changed Agent.tools walks every run that shares the Agent:
+    "openai-agents: tool-configuration guard (agent_tool_configuration.py)": "agent_tool_configuration.py",
+    # BaseModel.construct's isinstance(config, _ConfigProtocol), a runtime Protocol check, per model:
+    "openai SDK: runtime Protocol isinstance (typing_extensions _ProtocolMeta)": "_ProtocolMeta.__instancecheck__",
+    "Threadline core (core/)": "(core/",
+    "Threadline store (core/store/)": "(core/store/",
+    "sqlite_utils": "(sqlite_utils/",
+    "httpx2 / httpcore2 (the SDK's HTTP)": "(httpcore",
+    "pydantic": "(pydantic",
 }
 
 
@@ -824,7 +832,10 @@ def report_processes(result: dict[str, Any], path: Path) -> None:
     for run in result["runs"]:
         for w in run["workers"]:
             if "profile" in w:
-                print(f"profile of {run['label']}, worker {w['worker']}: {w['profile']}")
+                print(f"profile of {run['label']}, worker {w['worker']} ({w['profile']['samples']} samples):")
+                for how in ("by_innermost_package", "by_leaf_frame", "stacks_containing"):
+                    shares = ", ".join(f"{k} {v:.0%}" for k, v in w["profile"][how].items())
+                    print(f"    {how.replace('_', ' ')}: {shares}")
     print(f"all checks passed: {result['all_ok']}")
     print(f"results: {path}")
 
