@@ -547,7 +547,15 @@ async def run_processes(
                     await store.current_thread(warm_key(k, j))
         finally:
             await store.close()
-    workers = list(await asyncio.gather(*(WorkerProcess.start(f"w{k}", config, stderr=log) for k in range(processes))))
+    try:
+        workers = list(
+            await asyncio.gather(*(WorkerProcess.start(f"w{k}", config, stderr=log) for k in range(processes)))
+        )
+    except BaseException:
+        print(
+            f"a worker did not start; the end of its log:\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr
+        )
+        raise
     try:
         for round_no in range(1, rounds + 1):  # warm-up: a few channels of each worker's own
             warm = await asyncio.gather(
