@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -74,7 +75,8 @@ def channels() -> int:
     found = 0
     context = multiprocessing.get_context("spawn")
     for case in ("own channels", "the same channels"):
-        db = str(Path(tempfile.mkdtemp(prefix="threadline-repro-")) / "repro.db")
+        folder = tempfile.mkdtemp(prefix="threadline-repro-")
+        db = str(Path(folder) / "repro.db")
 
         async def migrate(path: str = db) -> None:
             await (await Store.open(path)).close()
@@ -91,6 +93,7 @@ def channels() -> int:
         for process in processes:
             process.join(120)
         outcome = dict(results.get(timeout=10) for _ in processes)
+        shutil.rmtree(folder, ignore_errors=True)
         errors = sum(sum(e.values()) for e in outcome.values())
         found += errors
         print(f"{case}: {errors} of 600 first messages failed: {outcome}")
@@ -101,7 +104,11 @@ def channels() -> int:
 
 
 async def unadopted() -> int:
-    db = Path(tempfile.mkdtemp(prefix="threadline-repro-")) / "repro.db"
+    with tempfile.TemporaryDirectory(prefix="threadline-repro-") as folder:
+        return await _unadopted(Path(folder) / "repro.db")
+
+
+async def _unadopted(db: Path) -> int:
 
     def script(request: dict[str, Any]) -> Reply:
         return Reply(text=f"answer to {last_user_text(request).split(': ', 1)[-1]}")
