@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import ipaddress
 import json
 import math
@@ -26,6 +27,7 @@ from core.settings import Settings
 __all__ = [
     "REPO",
     "RESULTS",
+    "GcTimer",
     "LagTicker",
     "ModelServer",
     "bench_settings",
@@ -103,6 +105,10 @@ class ModelServer:
     base_url: str
     _process: asyncio.subprocess.Process
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     async def command(self, name: str) -> dict[str, Any]:
         assert self._process.stdin is not None
@@ -241,6 +247,43 @@ class LagTicker:
             rss = int(os.pread(self._fd, 64, 0).split()[1]) * _PAGE_KIB
             if rss > self.rss_peak:
                 self.rss_peak = rss
+
+
+class GcTimer:
+    """How long the garbage collector stops the process, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._began = 0.0
+        self._installed = False
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses[int(info["generation"])].append(time.perf_counter() - self._began)
+
+    def start(self) -> None:
+        self.pauses = {0: [], 1: [], 2: []}
+        if not self._installed:
+            gc.callbacks.append(self._callback)
+            self._installed = True
+
+    def stop(self) -> None:
+        if self._installed:
+            gc.callbacks.remove(self._callback)
+            self._installed = False
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Per generation: collections, total and longest pause in ms."""
+        return {
+            f"gen{gen}": {
+                "collections": len(pauses),
+                "total_ms": sum(pauses) * 1000,
+                "max_ms": max(pauses, default=0.0) * 1000,
+            }
+            for gen, pauses in self.pauses.items()
+        }
 
 
 # -- results --------------------------------------------------------------------------------------
