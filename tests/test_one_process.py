@@ -31,6 +31,7 @@ from core.store.processes import ProcessStore
 from tests.fakes.discord_server import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 from tests.fakes.slack_server import TEAM_ID, FakeSlack, app_mention, event_callback, signed_headers
+from tests.test_adopted_runs import leave_question
 from tests.test_entry_points import ROOT, clean_env, run
 from tests.test_slack_health import non_loopback_address
 
@@ -123,25 +124,6 @@ async def started() -> AsyncIterator[list[Bots]]:
         await process.kill()
 
 
-async def store_question(db: Path, channel: str, msg_id: str, text: str) -> None:
-    """A question a process stored and never answered: it died (nothing of it is left but the database)."""
-    store = await Store.open(db)
-    try:
-        item = {"role": "user", "content": f"alice: {text}"}
-        posted = await store.post_user_message(
-            channel=channel,
-            author_id=ALICE,
-            author_name="alice",
-            text=text,
-            item=item,
-            tokens=8,
-            platform_msg_id=msg_id,
-        )
-        assert posted is not None
-    finally:
-        await store.close()
-
-
 async def leave_notice(db: Path, channel: str, text: str) -> None:
     """A message for a channel that a process could not deliver (it serves other platforms, or it stopped)."""
     store = await Store.open(db)
@@ -192,9 +174,9 @@ async def test_slack_discord_and_the_api_in_one_process_on_one_port(tmp_path: Pa
         db = tmp_path / "data" / "entry.db"
         # A crash left two questions unanswered: the process answers each where it was asked.
         left_ts = "1690000000.000100"
-        await store_question(db, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", left_ts, "left in slack")
+        await leave_question(db, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", left_ts, "left in slack")
         left_discord = fake.add_message("left in discord")
-        await store_question(db, f"discord:{GUILD_ID}:{CHANNEL_ID}", left_discord["id"], "left in discord")
+        await leave_question(db, f"discord:{GUILD_ID}:{CHANNEL_ID}", left_discord["id"], "left in discord")
         # And a message for each platform's channel, waiting for a process that serves it: each goes to its own.
         await leave_notice(db, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", "a notice for slack")
         await leave_notice(db, f"discord:{GUILD_ID}:{CHANNEL_ID}", "a notice for discord")
