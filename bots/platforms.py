@@ -18,10 +18,8 @@ takes over from a process that stopped, go to the front of the channel's platfor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -34,8 +32,8 @@ from bots.api.config import ApiSettings
 from bots.api.errors import ServerLog
 from bots.discord.app import DiscordFront
 from bots.discord.config import DiscordSettings
+from bots.entry import read_settings, serve
 from bots.health import LOOPBACK, Health, PlatformCheck, is_loopback
-from bots.signals import stop_requested
 from bots.slack.app import SlackFront
 from bots.slack.config import SlackSettings
 from bots.web import WebServer
@@ -44,7 +42,7 @@ from core.handles import RunHandle
 from core.logs import configure_logging
 from core.metrics import Metrics
 from core.service import AdoptedRenderer, Notifier, Threadline
-from core.settings import Settings, load_dotenv_file
+from core.settings import Settings
 
 __all__ = ["NOTHING_CONFIGURED", "Configured", "Front", "OneProcess", "Router", "main"]
 
@@ -255,30 +253,14 @@ class OneProcess:
 
 
 async def main() -> int:
-    load_dotenv_file()
-    try:
-        settings = Settings.from_env()
-        configured = Configured.from_env()
-    except ConfigError as exc:
-        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+    read = read_settings(Configured.from_env)
+    if read is None:
         return 2
+    settings, configured = read
     configure_logging(settings, extra_secrets=configured.secrets)
     try:
         process = await OneProcess.start(settings, configured)
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2
-    stopping = asyncio.create_task(stop_requested())
-    closed = asyncio.create_task(process.wait_closed())
-    try:
-        await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (stopping, closed):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        await process.stop()
-    if closed.done() and not closed.cancelled() and closed.exception() is not None:
-        _log.error("the Discord connection ended: %s", closed.exception())
-        return 1
-    return 0
+    return await serve(process.stop, process.wait_closed() if process.discord is not None else None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -23,8 +22,8 @@ from bots.api.openapi import document
 from bots.api.runs import RunRoutes
 from bots.api.threads import ThreadRoutes
 from bots.api.vector_stores import VectorStoreRoutes
+from bots.entry import read_settings, serve
 from bots.health import Health, always_ready, is_loopback
-from bots.signals import stop_requested
 from bots.web import WebServer
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
@@ -32,7 +31,6 @@ from core.api_runs import ApiRuns
 from core.errors import ConfigError
 from core.logs import configure_logging
 from core.service import Threadline
-from core.settings import Settings, load_dotenv_file
 
 __all__ = ["ApiFront", "ApiServer", "add_routes", "build_app", "main"]
 
@@ -147,13 +145,10 @@ class ApiServer:
 
 
 async def main() -> int:
-    load_dotenv_file()
-    try:
-        settings = Settings.from_env()
-        api = ApiSettings.from_env()
-    except ConfigError as exc:
-        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+    read = read_settings(ApiSettings.from_env)
+    if read is None:
         return 2
+    settings, api = read
     configure_logging(settings, extra_secrets=api.keys)
     try:
         service = await Threadline.open(settings, platforms={"api"})
@@ -166,9 +161,9 @@ async def main() -> int:
         _log.error("cannot listen on %s:%s: %s", api.bind_host, api.port, exc.strerror or exc)
         await service.close()
         return 1
-    try:
-        await stop_requested()
-    finally:
+
+    async def stop() -> None:
         await server.stop()
         await service.close()
-    return 0
+
+    return await serve(stop)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from typing import Any
 
 import aiohttp
@@ -19,13 +18,13 @@ from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
 from bots.discord.render import NO_PINGS, Replies
+from bots.entry import read_settings, serve
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
-from bots.signals import stop_requested
 from core.errors import ConfigError
 from core.handles import RunHandle
 from core.logs import configure_logging
 from core.service import Threadline
-from core.settings import Settings, load_dotenv_file
+from core.settings import Settings
 
 __all__ = ["PERMISSIONS", "DiscordBot", "DiscordFront", "ThreadlineBot", "intents", "invite_url", "main"]
 
@@ -282,28 +281,14 @@ class DiscordBot:
 
 
 async def main() -> int:
-    load_dotenv_file()
-    try:
-        settings = Settings.from_env()
-        discord_settings = DiscordSettings.from_env()
-    except ConfigError as exc:
-        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+    read = read_settings(DiscordSettings.from_env)
+    if read is None:
         return 2
+    settings, discord_settings = read
     configure_logging(settings, extra_secrets=[discord_settings.token])
     try:
         bot = await DiscordBot.start(settings, discord_settings)
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2
-    stopping = asyncio.create_task(stop_requested())
-    closed = asyncio.create_task(bot.wait_closed())
-    try:
-        await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        closed.cancel()
-        await bot.stop()
-    if closed.done() and not closed.cancelled() and closed.exception() is not None:
-        _log.error("the Discord connection ended: %s", closed.exception())
-        return 1
-    return 0
+    return await serve(bot.stop, bot.wait_closed())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -18,8 +17,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.cli import unreachable
+from bots.entry import read_settings, serve
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
-from bots.signals import stop_requested
 from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
 from bots.slack.guard import RequestGuard
@@ -29,7 +28,7 @@ from core.errors import ConfigError
 from core.logs import configure_logging
 from core.metrics import Metrics
 from core.service import Threadline
-from core.settings import Settings, load_dotenv_file
+from core.settings import Settings
 
 __all__ = ["EVENTS_PATH", "SlackBot", "SlackFront", "main", "web_client"]
 
@@ -224,21 +223,14 @@ class SlackBot:
 
 
 async def main() -> int:
-    load_dotenv_file()
-    try:
-        settings = Settings.from_env()
-        slack = SlackSettings.from_env()
-    except ConfigError as exc:
-        print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+    read = read_settings(SlackSettings.from_env)
+    if read is None:
         return 2
+    settings, slack = read
     configure_logging(settings, extra_secrets=[slack.bot_token, slack.signing_secret, slack.app_token])
     try:
         bot = await SlackBot.start(settings, slack)
     except ConfigError as exc:
         _log.error("%s", exc)
         return 2
-    try:
-        await stop_requested()
-    finally:
-        await bot.stop()
-    return 0
+    return await serve(bot.stop)
