@@ -1,7 +1,7 @@
 """Many channels at once: every channel posts a message at the same moment; all must be answered once.
 
     .venv/bin/python -m bench.many_channels [--channels 200] [--rounds 2] [--repeats 3]
-    .venv/bin/python -m bench.many_channels --channels 1000 --processes 1,2 [--gc-freeze both] [--py-spy DIR]
+    .venv/bin/python -m bench.many_channels --channels 1000 --processes 1,2 [--concurrent-runs 0,256] [--py-spy DIR]
 
 The scripted model server (:mod:`bench.fake_server`, its own process, 127.0.0.1) streams a
 ~200-character answer four characters a chunk with ``--chunk-delay`` (5 ms) between chunks, so
@@ -27,8 +27,10 @@ from each: answers (live, on the handles), event-loop lag (10 ms ticker), RSS, g
 ``processes`` table for lease renewals. Afterwards the database is read back as for B: exactly one
 user message and one answer per post per thread. The channels are created before the load
 (``--no-precreate``: by the workers' first posts, which runs into a core bug, BENCHMARKS.md
-section 13). ``--gc-freeze both`` runs every count with and without ``gc.freeze()`` in the workers
-side by side; ``--py-spy DIR`` samples the workers during the load.
+section 13). The workers call ``gc.freeze()`` once the service is open, as the entry points do
+(``--gc-freeze both``: every count with and without it, side by side); ``--concurrent-runs 0,256``
+runs every count with the workers' runs unbounded and bounded (adaptively, at most 256 at once)
+(THREADLINE_CONCURRENT_RUNS), side by side; ``--py-spy DIR`` samples the workers during the load.
 
 A and B alternate (B first in the first and third repetitions). During each run a ticker task sleeps 10 ms again
 and again and records how late it wakes (event-loop lag) and the RSS. Reported: wall time per
@@ -351,8 +353,22 @@ def sdk_kwargs(body: dict[str, Any], known: set[str]) -> dict[str, Any]:
 # -- P: the channels split over N worker processes on one database ---------------------------------
 
 
-def setup_label(processes: int, gc_freeze: bool) -> str:
-    return f"{processes}+freeze" if gc_freeze else str(processes)
+@dataclass(frozen=True)
+class Setup:
+    """What one load varies: worker processes, gc.freeze() in them, THREADLINE_CONCURRENT_RUNS (0: no bound)."""
+
+    processes: int
+    gc_freeze: bool
+    concurrent_runs: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.processes}{'+freeze' if self.gc_freeze else ''}+runs{self.concurrent_runs or 'unbounded'}"
+
+    @property
+    def name(self) -> str:
+        runs = f"{self.concurrent_runs} at once" if self.concurrent_runs else "runs unbounded"
+        return f"{self.processes} process(es){', gc.freeze' if self.gc_freeze else ''}, {runs}"
 
 
 def warm_key(worker: int, index: int) -> str:
@@ -372,9 +388,8 @@ def proc_stat_cpu_s(pid: int) -> float:
 class ProcRun:
     """One load (all rounds) with the channels over ``processes`` worker processes."""
 
-    processes: int
+    setup: Setup
     repeat: int
-    gc_freeze: bool = False  # the workers called gc.freeze() after opening the service
     round_wall_s: list[float] = field(default_factory=list)  # go → the last answer of any worker
     post_all_s: list[float] = field(default_factory=list)  # go → every worker's post() calls returned
     start_skew_ms: list[float] = field(default_factory=list)  # how late the last worker started after go
@@ -386,13 +401,18 @@ class ProcRun:
     checks: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def processes(self) -> int:
+        return self.setup.processes
+
+    @property
     def label(self) -> str:
-        return setup_label(self.processes, self.gc_freeze)
+        return self.setup.label
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "processes": self.processes,
-            "gc_freeze": self.gc_freeze,
+            "gc_freeze": self.setup.gc_freeze,
+            "concurrent_runs": self.setup.concurrent_runs,
             "label": self.label,
             "repeat": self.repeat,
             "round_wall_s": self.round_wall_s,
@@ -522,12 +542,13 @@ def profile_summary(path: Path) -> dict[str, Any]:
 
 
 async def run_processes(
-    server: ModelServer, tmp: Path, args: argparse.Namespace, processes: int, freeze: bool, repeat: int, spy: Spy
+    server: ModelServer, tmp: Path, args: argparse.Namespace, setup: Setup, repeat: int, spy: Spy
 ) -> ProcRun:
-    run = ProcRun(processes, repeat, freeze)
-    label = f"p{processes}{'-freeze' if freeze else ''}-repeat{repeat}"
+    run = ProcRun(setup, repeat)
+    processes, freeze = setup.processes, setup.gc_freeze
+    label = f"p{setup.label}-repeat{repeat}"
     db, log = tmp / f"{label}.db", tmp / f"{label}.log"
-    settings = {"lease_seconds": args.lease_seconds}
+    settings = {"lease_seconds": args.lease_seconds, "concurrent_runs": setup.concurrent_runs}
     config = {
         "base_url": server.base_url,
         "db": str(db),
@@ -657,7 +678,7 @@ def log_counts(log: Path) -> dict[str, int]:
 async def main_processes(args: argparse.Namespace, counts: list[int]) -> int:
     forbid_non_loopback()
     freezes = {"off": [False], "on": [True], "both": [False, True]}[args.gc_freeze]
-    setups = [(n, f) for f in freezes for n in counts]
+    setups = [Setup(n, f, b) for b in args.concurrent_runs for f in freezes for n in counts]
     result: dict[str, Any] = {
         "benchmark": "many_channels_processes",
         "command": ".venv/bin/python -m bench.many_channels " + " ".join(sys.argv[1:]),
@@ -669,7 +690,9 @@ async def main_processes(args: argparse.Namespace, counts: list[int]) -> int:
             "repeats": args.repeats,
             "processes": counts,
             "gc_freeze": args.gc_freeze,
-            "setups": [setup_label(n, f) for n, f in setups],
+            "concurrent_runs": args.concurrent_runs,
+            "setups": [x.label for x in setups],
+            "setup_names": [x.name for x in setups],
             "reply_chars": args.reply_chars,
             "chunk_delay_s": args.chunk_delay,
             "server": "bench.fake_server in a child process on 127.0.0.1",
@@ -687,8 +710,8 @@ async def main_processes(args: argparse.Namespace, counts: list[int]) -> int:
         async with model_server(reply_chars=args.reply_chars, chunk_delay=args.chunk_delay) as server:
             for repeat in range(args.repeats):
                 order = setups if repeat % 2 == 0 else list(reversed(setups))
-                for n, freeze in order:
-                    run = await run_processes(server, Path(tmp), args, n, freeze, repeat, spy)
+                for setup in order:
+                    run = await run_processes(server, Path(tmp), args, setup, repeat, spy)
                     runs.append(run)
                     rss = ", ".join(f"{w['ru_maxrss_at_close_kib'] / 1024:.0f}" for w in run.workers)
                     lag = ", ".join(f"{w['lag']['p99_ms']:.0f}" for w in run.workers)
@@ -716,11 +739,12 @@ async def main_processes(args: argparse.Namespace, counts: list[int]) -> int:
     return 0 if result["all_ok"] else 1
 
 
-def summarise_processes(runs: list[ProcRun], setups: list[tuple[int, bool]], rounds: int) -> dict[str, Any]:
+def summarise_processes(runs: list[ProcRun], setups: list[Setup], rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     med = statistics.median
-    for n, freeze in setups:
-        mine = [r for r in runs if r.processes == n and r.gc_freeze == freeze]
+    for setup in setups:
+        n = setup.processes
+        mine = [r for r in runs if r.setup == setup]
         per_worker = []
         for k in range(n):
             ws = [r.workers[k] for r in mine]
@@ -743,9 +767,13 @@ def summarise_processes(runs: list[ProcRun], setups: list[tuple[int, bool]], rou
                     "store_wait_ms_p99_median": med(w["store_wait"]["p99_ms"] for w in ws),
                     "store_wait_ms_max": max(w["store_wait"]["max_ms"] for w in ws),
                     "lease_gap_s_max": max(w["lease"].get("longest_gap_s", 0.0) for w in ws),
+                    "run_slots_median": med(
+                        [m for w in ws if (m := w.get("run_slots_while_runs_waited", {}).get("median")) is not None]
+                        or [0]
+                    ),
                 }
             )
-        out[setup_label(n, freeze)] = {
+        out[setup.label] = {
             "repeats": len(mine),
             "total_wall_s_median": med(sum(r.round_wall_s) for r in mine),
             "round_wall_s_median": [med(r.round_wall_s[i] for r in mine) for i in range(rounds)],
@@ -775,10 +803,13 @@ def summarise_processes(runs: list[ProcRun], setups: list[tuple[int, bool]], rou
                 )
             },
         }
-    counts = sorted({n for n, _ in setups})
-    freezes = sorted({f for _, f in setups})
-    pairs = [(setup_label(counts[0], f), setup_label(counts[-1], f)) for f in freezes if len(counts) >= 2]
-    pairs += [(setup_label(n, False), setup_label(n, True)) for n in counts if len(freezes) == 2]
+    # Side-by-side ratios: each setup against every earlier one that differs from it in one thing only.
+    pairs = [
+        (base.label, x.label)
+        for i, x in enumerate(setups)
+        for base in setups[:i]
+        if sum(getattr(base, f) != getattr(x, f) for f in ("processes", "gc_freeze", "concurrent_runs")) == 1
+    ]
     for first, second in pairs:
         base, other = out[first], out[second]
         out[f"ratio_{second}_over_{first}"] = {
@@ -801,13 +832,12 @@ def report_processes(result: dict[str, Any], path: Path) -> None:
         f"chunk delay {cfg['chunk_delay_s'] * 1000:g} ms"
     )
     mib = 1024
-    print(f"{'':24}{'wall s':>8}{'round 1, 2.. s':>16}{'lat p99 s':>10}{'CPU s':>8}{'server CPU s':>13}")
-    for label in cfg["setups"]:
+    print(f"{'':44}{'wall s':>8}{'round 1, 2.. s':>16}{'lat p99 s':>10}{'CPU s':>8}{'server CPU s':>13}")
+    for label, name in zip(cfg["setups"], cfg["setup_names"], strict=True):
         x = s[label]
         per_round = " ".join(f"{v:.2f}" for v in x["round_wall_s_median"])
-        name = f"{label.split('+')[0]} process(es){' gc.freeze' if '+' in label else ''}"
         print(
-            f"{name:24}{x['total_wall_s_median']:8.2f}{per_round:>16}{x['latency_s_p99_median']:10.2f}"
+            f"{name:44}{x['total_wall_s_median']:8.2f}{per_round:>16}{x['latency_s_p99_median']:10.2f}"
             f"{x['cpu_s_all_workers_median']:8.2f}{x['server_cpu_s_median']:13.2f}"
         )
         for w in x["per_worker"]:
@@ -820,7 +850,8 @@ def report_processes(result: dict[str, Any], path: Path) -> None:
                 f"gc gen2 {w['gc_gen2_collections_median']:.0f}x, {w['gc_gen2_total_ms_median']:.0f} ms "
                 f"(longest {w['gc_gen2_max_ms_max']:.0f} ms), all gens {w['gc_all_total_ms_median']:.0f} ms; "
                 f"store call wait p99 {w['store_wait_ms_p99_median']:.0f} ms (max {w['store_wait_ms_max']:.0f}); "
-                f"longest gap between lease renewals {w['lease_gap_s_max']:.1f} s"
+                f"longest gap between lease renewals {w['lease_gap_s_max']:.1f} s; "
+                f"run slots while runs waited, median {w['run_slots_median']:.0f}"
             )
         c = x["checks_total"]
         print(
@@ -1019,6 +1050,13 @@ def report(result: dict[str, Any], path: Path) -> None:
     print(f"results: {path}")
 
 
+def run_bounds(text: str) -> list[int]:
+    bounds = [int(x) for x in text.split(",") if x.strip()]
+    if not bounds or min(bounds) < 0:
+        raise argparse.ArgumentTypeError("a comma-separated list of run bounds, 0 or more, such as 0,64")
+    return bounds
+
+
 def process_counts(text: str) -> list[int]:
     counts = [int(x) for x in text.split(",") if x.strip()]
     if not counts or min(counts) < 1 or max(counts) > 8:
@@ -1046,8 +1084,14 @@ def main() -> None:
     parser.add_argument(
         "--gc-freeze",
         choices=("off", "on", "both"),
-        default="off",
+        default="on",
         help="with --processes: workers call gc.freeze() once the service is open (both: side by side)",
+    )
+    parser.add_argument(
+        "--concurrent-runs",
+        type=run_bounds,
+        default=[256],
+        help="with --processes: THREADLINE_CONCURRENT_RUNS in the workers, e.g. 0,256 side by side (0: no bound)",
     )
     parser.add_argument(
         "--no-precreate",

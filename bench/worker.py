@@ -101,6 +101,7 @@ class Worker:
         self.rss_before = rss_kib()
         self.tasks: set[asyncio.Task[None]] = set()
         self.store_waits: list[float] = []
+        self.slot_limits: list[float] = []
         self._probe: asyncio.Task[None] | None = None
 
     async def _probe_store(self) -> None:
@@ -109,6 +110,10 @@ class Worker:
             began = time.perf_counter()
             await self.service.store.call(lambda db: None)
             self.store_waits.append(time.perf_counter() - began)
+            slots = self.service.metrics.registry.get_sample_value("threadline_run_slots")
+            waiting = self.service.metrics.registry.get_sample_value("threadline_runs_waiting_for_slot")
+            if waiting:  # the adaptive bound while runs wait for it (core/run_slots.py)
+                self.slot_limits.append(slots or 0.0)
             await asyncio.sleep(0.25)
 
     def start_measuring(self) -> None:
@@ -117,6 +122,7 @@ class Worker:
         self.cpu_started = time.process_time()
         self.ticker.start()
         self.store_waits = []
+        self.slot_limits = []
         if self._probe is None:
             self._probe = asyncio.create_task(self._probe_store(), name="store probe")
 
@@ -149,6 +155,12 @@ class Worker:
             "cpu_s": time.process_time() - self.cpu_started,
             "gc": self.gc.report(),
             "store_wait": lag_report(self.store_waits),
+            "run_slots_while_runs_waited": {
+                "samples": len(self.slot_limits),
+                "median": statistics.median(self.slot_limits) if self.slot_limits else None,
+                "min": min(self.slot_limits, default=None),
+                "max": max(self.slot_limits, default=None),
+            },
         }
 
     async def handle(self, command: dict[str, Any]) -> bool:

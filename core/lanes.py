@@ -5,6 +5,11 @@ run per thread is active across every process on the database) and hands it to t
 in the order the messages arrived; it waits while a run needs people, and looks again soon while
 another process answers in the thread. Lanes exist only while there is work; every piece of
 state they act on is in the database.
+
+How many lanes of a process execute a run at once is bounded (core/run_slots.py: the bound
+adapts to the event loop's lag, up to THREADLINE_CONCURRENT_RUNS). Past it, a thread's next run
+stays queued in the database, claimed by nobody, and starts in arrival order as a slot frees; a
+lane that only waits (for a decision on an approval, for another process) holds no slot.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 
 from core.logs import log_context
 from core.models import Approval, Run
+from core.run_slots import RunSlots
 from core.runner import SegmentOutcome
 from core.store import Store
 from core.store.store import ClaimKind
@@ -47,9 +53,18 @@ class Lane:
 
 
 class Lanes:
-    def __init__(self, store: Store, work: Work, resolve: Callable[[str | None], tuple[str, str]]) -> None:
-        """``resolve``: a chat run's assistant name (None: the default) → (name, model), when it starts."""
+    def __init__(
+        self,
+        store: Store,
+        work: Work,
+        resolve: Callable[[str | None], tuple[str, str]],
+        *,
+        concurrent_runs: int = 0,
+    ) -> None:
+        """``resolve``: a chat run's assistant name (None: the default) → (name, model), when it starts;
+        ``concurrent_runs``: the most runs this process executes at once (0: no bound)."""
         self._store = store
+        self.slots = RunSlots(concurrent_runs)
         self._work = work
         self._resolve = resolve
         self._lanes: dict[str, Lane] = {}
@@ -87,6 +102,7 @@ class Lanes:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._lanes.clear()
+        await self.slots.close()
 
     async def _lane(self, thread_id: str, lane: Lane) -> None:
         try:
@@ -107,23 +123,25 @@ class Lanes:
 
     async def _step(self, thread_id: str, lane: Lane) -> bool:
         """Do the thread's next piece of work; False when there is none for this process."""
-        kind, run, approvals = await self._store.claim(thread_id, self._resolve)
+        async with self.slots.slot():
+            kind, run, approvals = await self._store.claim(thread_id, self._resolve)
+            if run is not None and kind in ("start", "take", "resume", "expire"):
+                with log_context(channel=run.channel, thread=thread_id, run=run.id):
+                    lane.run, lane.cancelled = run.id, False
+                    try:
+                        await self._work(kind, run, approvals, lane)
+                    finally:
+                        lane.run, lane.cancelled = None, False
+                return True
+        # Waiting holds no slot.
         if kind == "busy":  # another process answers in this thread now; a run queued here waits its turn
             await self._sleep(lane, BUSY_POLL_SECONDS)
             return True
-        if run is None:
-            return False
-        with log_context(channel=run.channel, thread=thread_id, run=run.id):
-            if kind == "paused":  # until someone decides, or the first approval expires
-                expires = min(a.expires_at for a in approvals if a.status == "pending")
-                await self._sleep(lane, expires - time.time())
-                return True
-            lane.run, lane.cancelled = run.id, False
-            try:
-                await self._work(kind, run, approvals, lane)
-            finally:
-                lane.run, lane.cancelled = None, False
-        return True
+        if kind == "paused" and run is not None:  # until someone decides, or the first approval expires
+            expires = min(a.expires_at for a in approvals if a.status == "pending")
+            await self._sleep(lane, expires - time.time())
+            return True
+        return False
 
     @staticmethod
     async def _sleep(lane: Lane, seconds: float) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from core.events import Event
 from core.models import Run
+from core.run_slots import RunSlots
 from core.store.queue import MAX_THREADS, QueueDepths
 from core.tools import TOOL_FAILED_PREFIX
 from core.usage import ModelUsage, Price, cost
@@ -67,6 +68,17 @@ class Metrics:
             registry=r,
         )
         self.queued_runs = Gauge("threadline_queued_runs", "Runs waiting for their thread's lane.", registry=r)
+        self.runs_waiting_for_slot = Gauge(
+            "threadline_runs_waiting_for_slot",
+            "Threads of this process whose next run waits for a slot (core/run_slots.py).",
+            registry=r,
+        )
+        self.run_slots = Gauge(
+            "threadline_run_slots",
+            "Runs this process executes at once at most now: the bound adapts to its event loop's lag,"
+            " up to THREADLINE_CONCURRENT_RUNS (0: unbounded).",
+            registry=r,
+        )
         self.thread_queued_runs = Gauge(
             "threadline_thread_queued_runs",
             "Runs waiting for their thread's lane (status queued; the run in progress or awaiting approval"
@@ -136,6 +148,11 @@ class Metrics:
             usage = ModelUsage(run.model or "unknown model", run.input_tokens, run.output_tokens)
             for currency, amount in cost([usage], prices).amounts.items():
                 self.cost.labels(run.channel, currency).inc(amount)
+
+    def watch_run_slots(self, slots: RunSlots) -> None:
+        """Read the run slots' bound and waiting threads at every scrape."""
+        self.runs_waiting_for_slot.set_function(lambda: slots.waiting)
+        self.run_slots.set_function(lambda: slots.limit)
 
     def set_queues(self, depths: QueueDepths) -> None:
         """The queue depths as the database has them now: threads no longer waiting lose their series."""

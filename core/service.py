@@ -138,7 +138,8 @@ class Threadline:
         self.processes = ProcessStore(store, platforms=platforms, lease_seconds=settings.lease_seconds)
         self._closing = False
         self._handles = RunHandles(self.metrics, assistants.prices)
-        self._lanes = Lanes(store, self._work, self._resolve_assistant)
+        self._lanes = Lanes(store, self._work, self._resolve_assistant, concurrent_runs=settings.concurrent_runs)
+        self.metrics.watch_run_slots(self._lanes.slots)
         self._takeover = Takeover(store, self.processes, self._handles, notify, self._lanes.wake, self._lanes.has)
         context = self._context = ContextBuilder(store, models, tokens)  # what each run is given of its thread
         chat = ChatPlan(

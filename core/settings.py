@@ -51,6 +51,8 @@ class Settings:
     # Processes sharing the database: a process not heard from for this long is taken for gone, and
     # its runs are taken over (on the same machine an exited process is seen at once).
     lease_seconds: float = 60.0
+    # The most runs one process executes at once (0: no bound); the bound adapts below it (core/run_slots.py).
+    concurrent_runs: int = 256
     tool_timeout: float = 60.0
     tracing: bool = False
     tokenizer: str = "tiktoken"
@@ -181,6 +183,7 @@ class Settings:
             run_timeout=number("THREADLINE_RUN_TIMEOUT", 600.0),
             approval_timeout=number("THREADLINE_APPROVAL_TIMEOUT", 600.0),
             lease_seconds=number("THREADLINE_LEASE_SECONDS", 60.0),
+            concurrent_runs=count("THREADLINE_CONCURRENT_RUNS", 256),
             tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,
