@@ -50,6 +50,7 @@ from core.store import Store
 from core.store.api_runs import RunStore
 from core.store.api_threads import NewMessageRow
 from core.store.budgets import BudgetStore
+from core.store.deliveries import first_delivery
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
 from core.store.store import ClaimKind
@@ -244,6 +245,11 @@ class Threadline:
     def policy(self) -> Policy:
         """Access control from the assistants file's [policy] (core/policy.py)."""
         return self.assistants.policy
+
+    async def first_delivery(self, parts: tuple[str, ...], ttl: float) -> bool:
+        """A platform delivery that stores nothing of its own (a slash command), identified by ``parts``:
+        True the first time any process on the database sees it within ``ttl`` seconds, then False."""
+        return await first_delivery(self.store, parts, ttl)
 
     async def post(self, incoming: Incoming) -> RunHandle | None:
         """Store a person's message and queue the answer. None: this platform message was seen before.

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -207,3 +208,26 @@ async def test_a_slash_command_slack_sends_twice_runs_once(harness: Harness, cap
     # The repeat was handled before the new invocation was even sent; had it run, it would have answered by now.
     assert len(harness.slack.responses_to("r-once")) == 1
     assert "Slack sent it again" in caplog.text
+
+
+async def test_a_slash_command_sent_again_to_a_restarted_bot_runs_once(harness: Harness) -> None:
+    """Slack sends a late-acknowledged invocation again to whichever process is behind the app now: a
+    restarted one, or another on the same database. It is remembered in the database, not in the process;
+    and not the response_url itself (it lets whoever has it post into the channel), only its digest."""
+    once = slash_command_form(
+        "/reset", "", CHANNEL, ALICE, harness.slack.response_url("r-first"), trigger_id="1700000307.1.ccc"
+    )
+    assert await harness.send(once) == 200
+    await harness.slack.wait_for_response("r-first")
+    await harness.stop()
+    await harness.start()  # a new process on the same database
+    assert await harness.send(once) == 200
+    again = slash_command_form(
+        "/reset", "", CHANNEL, ALICE, harness.slack.response_url("r-second"), trigger_id="1700000308.1.ddd"
+    )
+    assert await harness.send(again) == 200
+    await harness.slack.wait_for_response("r-second")
+    assert len(harness.slack.responses_to("r-first")) == 1
+    stored = sqlite3.connect(harness.settings.db_path).execute("SELECT key FROM deliveries").fetchall()
+    assert len(stored) == 2
+    assert all("r-first" not in key and "r-second" not in key and len(key) == 64 for (key,) in stored)

@@ -20,7 +20,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
-from bots.slack.replays import RecentKeys
 from core.commands import handle_command
 from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
@@ -66,7 +65,6 @@ class SlackAdapter:
         self._bot_user_id = bot_user_id
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
-        self._commands = RecentKeys(COMMAND_REPLAY_SECONDS)  # invocations of slash commands already run
 
     # -- conversation ---------------------------------------------------------------------------
 
@@ -248,7 +246,7 @@ class SlackAdapter:
 
     async def on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         invocation = _invocation(command)
-        first = invocation is None or self._commands.first_time(invocation)
+        first = invocation is None or await self._service.first_delivery(invocation, COMMAND_REPLAY_SECONDS)
         await ack()
         if not first:  # Slack sent this invocation again: it ran, and its answer went to the same response_url
             _log.info("%s from %s: Slack sent it again, not run twice", command.get("command"), command.get("user_id"))
@@ -369,11 +367,12 @@ def _retry_reason(request: AsyncBoltRequest) -> str | None:
     return (request.headers.get("x-slack-retry-reason") or [""])[0]
 
 
-def _invocation(command: dict[str, Any]) -> tuple[str, str, str] | None:
+def _invocation(command: dict[str, Any]) -> tuple[str, ...] | None:
     """What identifies one invocation of a slash command: Slack makes a ``trigger_id`` and a ``response_url``
     for each, and sends both again with it. None when it sent neither (then nothing tells a repeat apart)."""
     trigger, response_url = str(command.get("trigger_id") or ""), str(command.get("response_url") or "")
-    return (str(command.get("team_id") or ""), trigger, response_url) if trigger or response_url else None
+    team = str(command.get("team_id") or "")
+    return ("slack command", team, trigger, response_url) if trigger or response_url else None
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:

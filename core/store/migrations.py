@@ -495,3 +495,11 @@ def m016_run_replies(db: Database) -> None:
     """The platform's id of the message that shows a run's answer (a Slack message's ts, a Discord message
     id), so that a process taking the run over from one that died can replace its half-written answer."""
     db.table("runs").add_column("reply_ref", str)
+
+
+@MIGRATIONS()
+def m017_deliveries(db: Database) -> None:
+    """Platform deliveries that store nothing of their own (a Slack slash command), seen by any process,
+    until a platform could no longer send them again: the key is a digest, never the delivery itself."""
+    db.execute("CREATE TABLE deliveries (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    db.execute("CREATE INDEX deliveries_expiry ON deliveries (expires_at)")
