@@ -51,6 +51,9 @@ class Settings:
     # Processes sharing the database: a process not heard from for this long is taken for gone, and
     # its runs are taken over (on the same machine an exited process is seen at once).
     lease_seconds: float = 60.0
+    # A graceful stop (SIGTERM, Ctrl-C, ``close()``): runs in progress get this long to finish; the rest
+    # are left for another process, or the next start, to answer (0: leave them at once).
+    shutdown_grace_seconds: float = 10.0
     tool_timeout: float = 60.0
     tracing: bool = False
     tokenizer: str = "tiktoken"
@@ -83,7 +86,8 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, *, zero: bool = False) -> float:
+            """A number of seconds (or megabytes...) above zero; ``zero``: 0 is allowed too."""
             raw = text(name)
             if raw is None:
                 return default
@@ -91,8 +95,8 @@ class Settings:
                 value = float(raw)
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a number.") from None
-            if value <= 0:
-                raise ConfigError(f"{name}={raw!r} must be greater than zero.")
+            if value < 0 or (value == 0 and not zero):
+                raise ConfigError(f"{name}={raw!r} must be {'0 or more' if zero else 'greater than zero'}.")
             return value
 
         def count(name: str, default: int) -> int:
@@ -181,6 +185,7 @@ class Settings:
             run_timeout=number("THREADLINE_RUN_TIMEOUT", 600.0),
             approval_timeout=number("THREADLINE_APPROVAL_TIMEOUT", 600.0),
             lease_seconds=number("THREADLINE_LEASE_SECONDS", 60.0),
+            shutdown_grace_seconds=number("THREADLINE_SHUTDOWN_GRACE_SECONDS", 10.0, zero=True),
             tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,
