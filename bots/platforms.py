@@ -248,7 +248,7 @@ class OneProcess:
             await self.discord.wait_closed()
 
     async def stop(self) -> None:
-        """Stop taking requests and events, stop the runs (each channel is told), disconnect."""
+        """Stop taking requests and events, hand the runs over (core.service.Threadline.close), disconnect."""
         await self._stack.aclose()
 
 

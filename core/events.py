@@ -98,11 +98,16 @@ class RunCompleted:
 
 @dataclass(frozen=True)
 class RunFailed:
-    """A run ended without an answer: ``status`` is failed, cancelled or expired; ``message`` is for people."""
+    """A run ended without an answer: ``status`` is failed, cancelled or expired; ``message`` is for people.
+
+    ``handed_over``: not an end, only this process's part in it: the process stopped and left the run
+    queued, to be answered from the start by another process (or at the next start); ``message`` says so.
+    """
 
     run_id: str
     status: Literal["failed", "cancelled", "expired"]
     message: str
+    handed_over: bool = False
     type: Literal["run_failed"] = "run_failed"
 
 

@@ -94,8 +94,16 @@ class Lanes:
     def busy(self) -> list[asyncio.Task[None]]:
         return [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]
 
+    def stop_claiming(self) -> None:
+        """A graceful stop begins: no lane takes new work. A lane holding a run ends once that run is
+        done; the others (waiting for people, or for another process) end now. Queued runs stay queued."""
+        self._closing = True
+        for lane in self._lanes.values():
+            lane.wake.set()
+
     async def close(self) -> None:
-        """Stop every lane (a run in a segment is ended by its executor, as the lane is cancelled)."""
+        """Stop every lane at once. A run a lane held is left as it was (in progress, owned here): the
+        service hands it over (``Threadline.close``)."""
         self._closing = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
@@ -108,6 +116,8 @@ class Lanes:
         try:
             while True:
                 lane.wake.clear()
+                if self._closing:  # stop_claiming(): nothing more for this lane
+                    return
                 try:
                     worked = await self._step(thread_id, lane)
                 except asyncio.CancelledError:
@@ -124,6 +134,8 @@ class Lanes:
     async def _step(self, thread_id: str, lane: Lane) -> bool:
         """Do the thread's next piece of work; False when there is none for this process."""
         async with self.slots.slot():
+            if self._closing:  # the stop began while this lane waited for a slot: its run stays queued
+                return False
             kind, run, approvals = await self._store.claim(thread_id, self._resolve)
             if run is not None and kind in ("start", "take", "resume", "expire"):
                 with log_context(channel=run.channel, thread=thread_id, run=run.id):

@@ -130,6 +130,8 @@ class Metrics:
                 self._started.pop(run.id, None)
             case "tool_call_finished":
                 self.tool_calls.labels(event.tool or "unknown", _tool_outcome(event.output)).inc()
+            case "run_failed" if event.handed_over:  # not an end: it is counted where it ends
+                self._started.pop(run.id, None)
             case "run_completed" | "run_failed":
                 self._ended(run, "completed" if event.type == "run_completed" else event.status, prices)
             case _:

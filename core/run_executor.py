@@ -33,7 +33,14 @@ from core.tokens import TokenCounter
 from core.tools.code_interpreter import FileOutbox
 from core.tools.registry import ToolRegistry
 
-__all__ = ["NO_MODEL_MESSAGE", "SHUTDOWN_REASON", "STOPPED_MESSAGE", "TAKEN_OVER_MESSAGE", "RunExecutor"]
+__all__ = [
+    "NO_MODEL_MESSAGE",
+    "RESTARTING_MESSAGE",
+    "SHUTDOWN_REASON",
+    "STOPPED_MESSAGE",
+    "TAKEN_OVER_MESSAGE",
+    "RunExecutor",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -41,7 +48,14 @@ NO_MODEL_MESSAGE = (
     "No model endpoint is configured, so I cannot answer yet. Whoever runs the bot should set "
     "OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a local OpenAI-compatible server) and restart it."
 )
-STOPPED_MESSAGE = "I was stopped (the bot is restarting) before I could answer this. Your message is saved; ask again."
+# A graceful stop cut the answer off before it used a tool (or before it began): it is left queued, and
+# another process, or the next start, answers it in full.
+RESTARTING_MESSAGE = "The bot is restarting; the answer will follow in full once it is back."
+# ... after it had started a tool, which cannot safely be run twice: the run is closed.
+STOPPED_MESSAGE = (
+    "The bot is restarting, and I had already started using a tool for this, so I stopped here rather than "
+    "risk running it twice. Your message is saved; ask again if it is still needed."
+)
 SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
 TAKEN_OVER_MESSAGE = "Another instance of the bot took over this answer, so it stopped here."
 UNEXPECTED_MESSAGE = "Something went wrong on the bot's side while answering; the details are in its log."
@@ -190,11 +204,10 @@ class RunExecutor:
         lane.segment = task
         try:
             await asyncio.wait({task})
-        except asyncio.CancelledError:  # the service is shutting down
+        except asyncio.CancelledError:  # the service is stopping: the run stays in progress, for it to hand over
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            await self.end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [])
             raise
         finally:
             lane.segment = None

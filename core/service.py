@@ -27,7 +27,7 @@ from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
-from core.events import ApprovalResolved
+from core.events import ApprovalResolved, RunFailed
 from core.handles import RunHandle
 from core.health import ModelStatus, core_problems
 from core.knowledge.base import KnowledgeBase
@@ -39,7 +39,7 @@ from core.models import Approval, Author, Incoming, Run
 from core.policy import Policy
 from core.process_lease import ProcessLease
 from core.retention import RetentionJob
-from core.run_executor import SHUTDOWN_REASON, STOPPED_MESSAGE, RunExecutor
+from core.run_executor import RESTARTING_MESSAGE, SHUTDOWN_REASON, STOPPED_MESSAGE, RunExecutor
 from core.run_handles import RunHandles
 from core.run_plans import ApiPlan, ChatPlan, actor_json
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, decision
@@ -219,17 +219,26 @@ class Threadline:
         return service
 
     async def close(self) -> None:
-        """Stop every lane, end the runs this process was answering (each one's watchers are told), release all.
+        """Stop gracefully: hand this process's work over instead of failing it, then release all.
 
-        A run waiting for approval stays paused: its buttons keep working after the next start.
+        No new work is taken from the first moment. Runs in progress get ``shutdown_grace_seconds`` to
+        finish; those still going are then left as recovery after a crash would leave them: queued again
+        (owner cleared), to be answered from the start by a process still running or by the next start, or,
+        when they had started a tool (which cannot safely run twice), closed and their channel told once.
+        Queued runs stay queued, and their watchers are told the answer will follow. A run waiting for
+        approval stays paused: its buttons keep working after the next start. Last, this process retires
+        from the database, so that the others take what it left at their next lease tick.
         """
         self._closing = True
-        await self._lanes.close()
+        self._lanes.stop_claiming()
+        if running := self._lanes.busy():
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
+        await self._lanes.close()  # cut off what is still running: left in progress, owned here
+        try:
+            await self._hand_over()
+        except Exception as exc:  # the database is down: what is left is recovered as after a crash
+            _log.warning("could not hand this process's runs over: %s: %s", type(exc).__name__, exc)
         await self._takeover.close()
-        for run_id in self._handles.run_ids():  # queued runs (one in progress was ended by its lane)
-            run = await self.store.get_run(run_id)
-            if run.status in ("queued", "in_progress", "cancelling"):
-                await self._executor.end(run, "failed", STOPPED_MESSAGE, SHUTDOWN_REASON, [], expect=(run.status,))
         await self._lease.close()
         if self._sessions is not None:
             await self._sessions.close()
@@ -436,6 +445,30 @@ class Threadline:
         if kind == "take":  # left by a process that is gone, found before recovery did: shown as one it finds
             self._takeover.adopt(run)
         await self._executor.work(kind, run, approvals, lane)
+
+    async def _hand_over(self) -> None:
+        """At a stop, once no lane runs: leave this process's runs as recovery would, and tell whoever watches them."""
+        left = await self.processes.hand_over(SHUTDOWN_REASON)
+        if left.requeued or left.failed:
+            _log.warning(
+                "stopping: left %d runs in progress queued again for another process or the next start, and closed %d "
+                "that had started a tool",
+                len(left.requeued),
+                len(left.failed),
+            )
+        unwatched: list[Run] = []
+        for run in left.failed:
+            if self._handles.watched(run.id):  # shown where its answer was being written
+                self._handles.emit(run, RunFailed(run.id, "failed", STOPPED_MESSAGE))
+            else:
+                unwatched.append(run)
+        await self._takeover.cut_off(unwatched)  # as recovery tells them: once a channel
+        for run in left.cancelled:
+            self._handles.emit(run, RunFailed(run.id, "cancelled", "Cancelled."))
+        for run_id in self._handles.run_ids():  # queued now: the runs cut off, and those that waited their turn
+            run = await self.store.get_run(run_id)
+            if run.status == "queued":
+                self._handles.emit(run, RunFailed(run.id, "failed", RESTARTING_MESSAGE, handed_over=True))
 
     def _resolve_assistant(self, name: str | None) -> tuple[str, str]:
         assistant = self.assistants.get(name)

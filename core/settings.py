@@ -53,6 +53,9 @@ class Settings:
     lease_seconds: float = 60.0
     # The most runs one process executes at once (0: no bound); the bound adapts below it (core/run_slots.py).
     concurrent_runs: int = 256
+    # A graceful stop (SIGTERM, Ctrl-C, ``close()``): runs in progress get this long to finish; the rest
+    # are left for another process, or the next start, to answer (0: leave them at once).
+    shutdown_grace_seconds: float = 10.0
     tool_timeout: float = 60.0
     tracing: bool = False
     tokenizer: str = "tiktoken"
@@ -85,7 +88,8 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, *, zero: bool = False) -> float:
+            """A number of seconds (or megabytes...) above zero; ``zero``: 0 is allowed too."""
             raw = text(name)
             if raw is None:
                 return default
@@ -93,8 +97,8 @@ class Settings:
                 value = float(raw)
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a number.") from None
-            if value <= 0:
-                raise ConfigError(f"{name}={raw!r} must be greater than zero.")
+            if value < 0 or (value == 0 and not zero):
+                raise ConfigError(f"{name}={raw!r} must be {'0 or more' if zero else 'greater than zero'}.")
             return value
 
         def count(name: str, default: int) -> int:
@@ -184,6 +188,7 @@ class Settings:
             approval_timeout=number("THREADLINE_APPROVAL_TIMEOUT", 600.0),
             lease_seconds=number("THREADLINE_LEASE_SECONDS", 60.0),
             concurrent_runs=count("THREADLINE_CONCURRENT_RUNS", 256),
+            shutdown_grace_seconds=number("THREADLINE_SHUTDOWN_GRACE_SECONDS", 10.0, zero=True),
             tool_timeout=number("THREADLINE_TOOL_TIMEOUT", 60.0),
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from core.events import Event, RunCompleted
+from core.events import Event, RunCompleted, RunFailed
 from core.handles import RunHandle
 from core.models import Run
 from core.run_handles import RunHandles
@@ -74,8 +74,18 @@ class Takeover:
 
     async def recovered(self, found: Recovered) -> None:
         """Runs this process took over from processes that are gone: answer them, or tell the channel once."""
+        await self.cut_off(found.failed)
+        for run in found.adopted:
+            self.adopt(run)
+            self._wake(run.thread_id)
+        for thread_id in found.paused_threads:  # this process watches their expiry too
+            if not self._has_lane(thread_id):
+                self._wake(thread_id)
+
+    async def cut_off(self, runs: list[Run]) -> None:
+        """Runs closed by a restart after they had started a tool: each channel is told once, for all of its runs."""
         by_channel: dict[str, int] = {}
-        for run in found.failed:
+        for run in runs:
             by_channel[run.channel] = by_channel.get(run.channel, 0) + 1
         for channel, count in by_channel.items():
             what = "a message" if count == 1 else f"{count} messages"
@@ -84,12 +94,6 @@ class Takeover:
                 f"I was restarted while answering {what} here, after I had started using a tool, so I did not "
                 "finish. Your messages are saved; please ask again.",
             )
-        for run in found.adopted:
-            self.adopt(run)
-            self._wake(run.thread_id)
-        for thread_id in found.paused_threads:  # this process watches their expiry too
-            if not self._has_lane(thread_id):
-                self._wake(thread_id)
 
     def adopt(self, run: Run) -> None:
         """A run this process answers for a process that is gone: shown by the renderer, else posted."""
@@ -125,8 +129,11 @@ class Takeover:
         self._own(show())
 
     def _ended(self, run: Run, event: Event) -> None:
-        """A run's last event: one taken over that nobody shows has its answer posted to its channel."""
+        """A run's last event: one taken over that nobody shows has its answer posted to its channel (one
+        handed over at a stop is not over: whoever takes it next posts its answer)."""
         if self._adopted.pop(run.id, None) is None or run.spec is not None:  # API clients read their runs
+            return
+        if isinstance(event, RunFailed) and event.handed_over:
             return
         text = event.text if isinstance(event, RunCompleted) else str(getattr(event, "message", ""))
         if text:

@@ -16,6 +16,7 @@ from openai.types.beta.threads import Message, Text, TextDelta
 from openai.types.beta.threads.runs import RunStep, ToolCall
 
 from bots.api.app import ApiServer
+from bots.api.config import ApiSettings
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply, tool_results
 from tests.fakes.openai_server import ToolCall as ScriptedCall
 from tests.helpers import API_KEY_A
@@ -327,3 +328,44 @@ async def test_cancelling_a_run_mid_stream_ends_the_stream_with_thread_run_cance
     assert texts(partial) == ["".join(recorder.deltas)]
     assert recorder.current_run is not None
     assert recorder.current_run.status == "cancelled"
+
+
+async def test_a_graceful_stop_mid_stream_ends_the_stream_with_the_run_queued_again(
+    open_service: Any, fake_model: FakeOpenAI
+) -> None:
+    """Threadline stops while a run streams (no tool yet): the run is left queued for the next start, and the
+    stream says so (``thread.run.queued``) rather than that it failed."""
+    fake_model.script = lambda request: Reply(text="Once upon a time", stall=True)
+    service = await open_service(shutdown_grace_seconds=0.1)
+    server = await ApiServer.start(service, ApiSettings(keys=(API_KEY_A,), port=0, host="127.0.0.1"))
+    writing = asyncio.Event()
+
+    class Watcher(Recorder):
+        async def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
+            await super().on_text_delta(delta, snapshot)
+            writing.set()
+
+    recorder = Watcher()
+    try:
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY_A, max_retries=0) as client:
+            helper = await assistant(client)
+            on = await thread(client)
+
+            async def follow() -> None:
+                async with client.beta.threads.runs.stream(
+                    thread_id=on.id, assistant_id=helper.id, event_handler=recorder
+                ) as stream:
+                    await stream.until_done()
+
+            streaming = asyncio.create_task(follow())
+            async with asyncio.timeout(5):
+                await writing.wait()
+            await service.close()
+            async with asyncio.timeout(5):
+                await streaming
+    finally:
+        await server.stop()
+    assert recorder.events[-1] == "thread.run.queued"
+    assert "thread.run.failed" not in recorder.events
+    assert recorder.current_run is not None
+    assert recorder.current_run.status == "queued"

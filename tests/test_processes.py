@@ -20,8 +20,10 @@ from core.service import Threadline
 from core.settings import Settings
 from core.store import Store
 from core.store.processes import ProcessStore
-from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 from tests.helpers import ALICE, CHANNEL, post
+
+OTHER_CHANNEL = "console:local:other"
 
 SLACK_CHANNEL = "slack:T1:C1"
 
@@ -346,3 +348,209 @@ async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
     await service.wait_idle()
     assert (await service.store.get_run(posted[1].id)).status == "completed"
     assert told == [(CHANNEL, "answer to left behind")]
+
+
+# -- a graceful stop (SIGTERM, close()) hands its work over instead of failing it ----------------------
+
+
+def graceful(settings: Settings, grace: float) -> dict[str, Any]:
+    """A process that stops gracefully with ``grace`` seconds for its runs in progress, on short leases."""
+    return {"shutdown_grace_seconds": grace, **vars_of(quick(settings))}
+
+
+async def _status_and_owner(db: Path, run_ids: list[str]) -> list[tuple[str, str | None]]:
+    """The runs' status and owner as the database has them now, seen by no process in particular."""
+
+    def query(conn: Any) -> list[tuple[str, str | None]]:
+        marks = ",".join("?" * len(run_ids))
+        rows = conn.execute(f"SELECT id, status, owner FROM runs WHERE id IN ({marks})", run_ids).fetchall()
+        found = {row[0]: (row[1], row[2]) for row in rows}
+        return [found[run_id] for run_id in run_ids]
+
+    store = await Store.open(db)
+    try:
+        return await store.call(query)
+    finally:
+        await store.close()
+
+
+async def test_a_graceful_stop_hands_a_run_in_progress_and_a_queued_one_to_a_live_process(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """A rolling restart: the stopping process's watchers hear that the answer will follow, and the process
+    still running answers both questions, each once, the one cut off from the start."""
+    model = HeldModel()
+    fake_model.script = model
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    stopping = await open_service(**graceful(settings, 0.2))
+    live = await open_service(notify=notify, **vars_of(quick(settings)))
+    one = await post(stopping, "one")
+    two = await post(stopping, "two")  # queued behind it, in the same thread
+    await model.wait_asked("one")
+    await stopping.close()  # "one" is still waiting for the model when the grace runs out
+    for handle in (one, two):
+        end = await handle.result()
+        assert isinstance(end, RunFailed)
+        assert end.handed_over
+        assert "will follow" in end.message
+        assert "ask again" not in end.message
+    model.release.set()
+    await until(lambda: _told(told, 2), "both answers posted by the live process")
+    await live.wait_idle()
+    assert told == [(CHANNEL, "answer to one"), (CHANNEL, "answer to two")]
+    for handle in (one, two):
+        assert (await live.store.get_run(handle.run_id)).status == "completed"
+    assert model.asked == {"one": 2, "two": 1}  # the cut-off answer was written again, once
+    assert await live.processes.pending_notices() == 0
+    another = await open_service(notify=notify)
+    await another.wait_idle()
+    assert len(told) == 2
+
+
+async def test_a_graceful_stop_of_the_only_process_leaves_its_runs_queued_for_the_next_start(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    model = HeldModel()
+    fake_model.script = model
+    only = await open_service(**graceful(settings, 0.2))
+    one = await post(only, "one")
+    two = await post(only, "two")
+    await model.wait_asked("one")
+    await only.close()
+    for handle in (one, two):
+        end = await handle.result()
+        assert isinstance(end, RunFailed)
+        assert end.handed_over
+        assert "ask again" not in end.message
+    # Left as recovery leaves a crashed process's runs: queued, nobody's; not failed.
+    assert await _status_and_owner(settings.db_path, [one.run_id, two.run_id]) == [("queued", None), ("queued", None)]
+    model.release.set()
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    again = await open_service(notify=notify)
+    await until(lambda: _told(told, 2), "both answers posted at the next start")
+    await again.wait_idle()
+    assert told == [(CHANNEL, "answer to one"), (CHANNEL, "answer to two")]
+    assert model.asked == {"one": 2, "two": 1}
+
+
+async def test_a_run_past_a_tool_when_the_grace_runs_out_is_failed_and_told_once(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """A tool cannot safely run twice: such a run is closed, and the answer's own place says so, once."""
+    model = HeldModel()
+
+    async def script(request: dict[str, Any]) -> Reply:
+        if tool_results(request):  # the tool ran; the model is asked to go on, and holds
+            return await model(request)
+        return Reply(tool_calls=(ToolCall("lookup_ticket", {"ticket_id": 42}),))
+
+    fake_model.script = script
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    stopping = await open_service(notify=notify, **graceful(settings, 0.2))
+    handle = await post(stopping, "ticket 42?")
+    await model.wait_asked("ticket 42?")
+    await stopping.close()
+    end = await handle.result()
+    assert isinstance(end, RunFailed)
+    assert (end.status, end.handed_over) == ("failed", False)
+    assert "tool" in end.message
+    model.release.set()
+    later = await open_service(notify=notify)  # its recovery at start does not tell the channel again
+    await later.wait_idle()
+    assert (await later.store.get_run(handle.run_id)).status == "failed"
+    assert told == []
+    assert await later.processes.pending_notices() == 0
+    assert model.asked == {"ticket 42?": 1}
+
+
+async def test_a_run_that_finishes_within_the_grace_is_completed_by_the_stopping_process(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The stop takes no new work at once (the question queued behind stays queued), and lets the answer in
+    progress end on its own."""
+    model = HeldModel()
+    fake_model.script = model
+    stopping = await open_service(**graceful(settings, 30.0))
+    one = await post(stopping, "one")
+    two = await post(stopping, "two")
+    await model.wait_asked("one")
+    closing = asyncio.create_task(stopping.close())
+
+    async def stop_begun() -> bool:
+        return stopping._closing
+
+    await until(stop_begun, "the stop begun")
+    model.release.set()
+    async with asyncio.timeout(10):  # not the whole grace: the stop ends when the answer does
+        await closing
+    first = await one.result()
+    assert isinstance(first, RunCompleted)
+    assert first.text == "answer to one"
+    second = await two.result()
+    assert isinstance(second, RunFailed)
+    assert second.handed_over
+    assert model.asked == {"one": 1}  # "two" was not started by the stopping process
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    again = await open_service(notify=notify)
+    await until(lambda: _told(told, 1), "the queued question answered at the next start")
+    await again.wait_idle()
+    assert told == [(CHANNEL, "answer to two")]
+    assert (await again.store.get_run(one.run_id)).status == "completed"
+    assert model.asked == {"one": 1, "two": 1}
+
+
+async def test_a_stop_does_not_start_a_run_that_waited_for_a_slot(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """With one run at once (THREADLINE_CONCURRENT_RUNS=1), a question in another channel waits for the slot;
+    the stop frees the slot when the answer in progress ends, and the waiting question must not start then."""
+    model = HeldModel()
+    fake_model.script = model
+    stopping = await open_service(**graceful(settings, 30.0), concurrent_runs=1)
+    one = await post(stopping, "one")
+    await model.wait_asked("one")
+    two = await post(stopping, "two", channel=OTHER_CHANNEL)
+    await until(lambda: _waiting_for_slot(stopping), "the second question waiting for the slot")
+    closing = asyncio.create_task(stopping.close())
+
+    async def stop_begun() -> bool:
+        return stopping._closing
+
+    await until(stop_begun, "the stop begun")
+    model.release.set()
+    async with asyncio.timeout(10):
+        await closing
+    assert isinstance(await one.result(), RunCompleted)
+    second = await two.result()
+    assert isinstance(second, RunFailed)
+    assert second.handed_over
+    assert model.asked == {"one": 1}  # "two" was not started when the slot freed
+    told: list[tuple[str, str]] = []
+
+    async def notify(channel: str, text: str) -> None:
+        told.append((channel, text))
+
+    again = await open_service(notify=notify)
+    await until(lambda: _told(told, 1), "the waiting question answered at the next start")
+    await again.wait_idle()
+    assert told == [(OTHER_CHANNEL, "answer to two")]
+
+
+async def _waiting_for_slot(service: Threadline) -> bool:
+    return service.metrics.registry.get_sample_value("threadline_runs_waiting_for_slot") == 1

@@ -212,31 +212,6 @@ async def test_cancel_stops_the_active_run_and_queued_ones(service, fake_model: 
         assert (await service.store.get_run(handle.run_id)).status == "cancelled"
 
 
-async def test_a_graceful_stop_ends_open_runs_once_and_a_restart_does_not_repeat_it(
-    open_service, fake_model: FakeOpenAI
-) -> None:
-    service = await open_service()
-    fake_model.script = lambda req: Hang()
-    first = await post(service, "one")
-    second = await post(service, "two")  # queued behind the first
-    while not fake_model.chat_requests:
-        await asyncio.sleep(0.01)
-    await service.close()
-    for handle in (first, second):
-        result = await handle.result()
-        assert isinstance(result, RunFailed)
-        assert result.status == "failed"
-        assert "restarting" in result.message
-    told: list[tuple[str, str]] = []
-
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    again = await open_service(notify=notify)
-    assert told == []  # the channel already heard why; a restart does not say it twice
-    assert (await again.store.get_run(first.run_id)).status == "failed"
-
-
 async def test_duplicate_platform_message_is_answered_once(service, fake_model: FakeOpenAI) -> None:
     handle = await post(service, "hello", msg_id="1700000000.000100")
     await handle.result()

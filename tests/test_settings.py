@@ -57,12 +57,19 @@ def test_smtp_is_off_without_a_host_and_parsed_with_one() -> None:
         ("SMTP_STARTTLS", "maybe"),
         ("THREADLINE_LOG_FORMAT", "xml"),
         ("THREADLINE_MODEL_MAX_RETRIES", "two"),
+        ("THREADLINE_LEASE_SECONDS", "0"),
+        ("THREADLINE_SHUTDOWN_GRACE_SECONDS", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     env = {name: value, "SMTP_HOST": "mail.example.com"}
     with pytest.raises(ConfigError, match=name):
         Settings.from_env(env)
+
+
+def test_a_graceful_stop_may_hand_over_at_once() -> None:
+    assert Settings.from_env({}).shutdown_grace_seconds == 10.0
+    assert Settings.from_env({"THREADLINE_SHUTDOWN_GRACE_SECONDS": "0"}).shutdown_grace_seconds == 0.0
 
 
 def test_secrets_are_redacted_from_logs() -> None:

@@ -529,3 +529,49 @@ async def test_a_failed_download_adds_nothing_and_sharing_again_adds_the_file(ha
     assert await harness.bot.service.knowledge.files(f"slack:{TEAM_ID}:{CHANNEL}") == []
     await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000023.000100"))
     assert await harness.answer(CHANNEL, "1700000023.000100", run=False) == [INDEXED]
+
+
+async def test_a_restart_mid_answer_says_the_answer_will_follow_and_the_next_process_writes_it_in_full(
+    harness: Harness,
+) -> None:
+    """A graceful stop while an answer streams (no tool yet): the thread is told the answer will follow, not to ask
+    again; the next process replaces the half-written message and writes the answer from the start."""
+    asked: list[str] = []
+
+    def script(req: dict[str, Any]) -> Reply:
+        asked.append(last_user_text(req))
+        if len(asked) == 1:  # the first attempt streams a few words, then the model goes quiet
+            return Reply(text="Once upon a time", stall=True)
+        return Reply(text="Once upon a time, in full.", chunk_delay=0.001)
+
+    harness.model.script = script
+    await harness.stop()
+    harness.settings = replace(harness.settings, shutdown_grace_seconds=0.2)
+    await harness.start()
+    ts = "1700000090.000100"
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> tell me a story", ts))
+
+    def streaming() -> bool:
+        return any(m.streaming and "Once upon" in m.text for m in harness.slack.thread(CHANNEL, ts))
+
+    await harness.slack.wait_until(streaming, timeout=10, what="the answer streaming")
+    [half] = [m.ts for m in harness.slack.thread(CHANNEL, ts)]
+    await harness.stop()
+    notes = [m.text for m in harness.slack.thread(CHANNEL, ts) if m.ts != half]
+    assert len(notes) == 1
+    assert notes[0].startswith(":arrows_counterclockwise:")
+    assert "will follow" in notes[0]
+    await harness.start()  # the next start of the only process takes the answer over
+    assert harness.bot is not None
+
+    def answered() -> bool:
+        thread = harness.slack.thread(CHANNEL, ts)
+        return any(m.text == "Once upon a time, in full." and not m.streaming for m in thread)
+
+    await harness.slack.wait_until(answered, timeout=10, what="the answer written again")
+    await harness.bot.service.wait_idle()
+    thread = harness.slack.thread(CHANNEL, ts)
+    assert "restarted" in harness.slack.messages[half].text  # the half-written answer, replaced by a note
+    assert [m.text for m in thread if m.ts != half] == [notes[0], "Once upon a time, in full."]
+    assert not any("ask again" in m.text for m in thread)
+    assert len(asked) == 2

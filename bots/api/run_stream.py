@@ -2,7 +2,8 @@
 
 Each frame is ``event: NAME`` and ``data: JSON``; the stream ends with ``event: done`` /
 ``data: [DONE]`` after the run completes, fails, is cancelled or expires, or pauses for tool
-outputs (``thread.run.requires_action``: the client submits them, with ``stream`` again to go on).
+outputs (``thread.run.requires_action``: the client submits them, with ``stream`` again to go on),
+or when Threadline stops and leaves it queued (``thread.run.queued``: retrieve it later).
 
 Messages: Threadline stores what a run wrote when the run completes, but a stream has to name
 each message as its first words arrive. The ids are derived from the run (core.api_runs.answer_ids:
@@ -171,6 +172,9 @@ class RunStream:
 
     async def _ended(self, event: RunFailed) -> None:
         view = await self._view()
+        if event.handed_over:  # Threadline is stopping: the run is queued again, to be answered from the start
+            await self._send("thread.run.queued", serialize_runs.run(view))
+            return
         if self._message is not None:
             message, now = self._message, time.time()
             text = "".join(message.parts)

@@ -310,8 +310,8 @@ class ConsoleChannel:
                 if event.sources:
                     self.say(format_sources(event.sources, "plain"))
                 return False
-            case "run_failed":
-                self.say(f"[{event.status}] {event.message}")
+            case "run_failed":  # handed over at a stop: answered at the next start
+                self.say(f"[{'restarting' if event.handed_over else event.status}] {event.message}")
                 return False
         return streamed
 

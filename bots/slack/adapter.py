@@ -6,6 +6,7 @@ and renders the core's events back with :class:`bots.slack.render.SlackReply`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -65,6 +66,7 @@ class SlackAdapter:
         self._bot_user_id = bot_user_id
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
+        self._showing: dict[asyncio.Task[Any], RunHandle] = {}  # ... by the task showing each
 
     # -- conversation ---------------------------------------------------------------------------
 
@@ -122,6 +124,9 @@ class SlackAdapter:
             await self._service.showing(handle.run_id, ts)
 
         self._rendering.add(handle.run_id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._showing[task] = handle
         try:
             reply = SlackReply(
                 self._client,
@@ -134,6 +139,16 @@ class SlackAdapter:
             await reply.render(handle)
         finally:
             self._rendering.discard(handle.run_id)
+            if task is not None:
+                self._showing.pop(task, None)
+
+    async def drain(self, grace: float) -> None:
+        """At a stop, once the core has closed: let the runs it ended be shown to their end (a cut-off answer's
+        notice that it will follow, a failure), for at most ``grace`` seconds. Runs waiting for a decision are
+        not waited for: their buttons work again after the restart."""
+        ending = [task for task, handle in self._showing.items() if handle.done]
+        if ending:
+            await asyncio.wait(ending, timeout=grace)
 
     def _from_a_bot(self, event: dict[str, Any]) -> bool:
         if event.get("user") and event.get("user") == self._bot_user_id:

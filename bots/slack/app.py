@@ -160,7 +160,10 @@ class SlackFront:
             await socket.close_async()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
+        """Let the runs the core ended show their last words, then let go of the connections."""
         await self.detach()
+        if self.adapter is not None:
+            await self.adapter.drain(grace=5.0)
         await self._http.close()
 
 

@@ -204,7 +204,8 @@ class SlackReply:
                 await self._finish_message()
             case "run_failed":
                 await self._finish_message()
-                await self._post(f":warning: {event.message}")
+                icon = ":arrows_counterclockwise:" if event.handed_over else ":warning:"  # the answer follows
+                await self._post(f"{icon} {event.message}")
 
     # -- text -------------------------------------------------------------------------------
 

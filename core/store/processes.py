@@ -16,7 +16,7 @@ from core.models import Run
 from core.store.leases import ACTIVE, live_processes, process_started, recover_run, served
 from core.store.store import _RUN_COLUMNS, Store, _run, immediate
 
-__all__ = ["Notice", "ProcessStore", "Recovered"]
+__all__ = ["HandedOver", "Notice", "ProcessStore", "Recovered"]
 
 NOTICE_CLAIM_SECONDS = 60.0  # a notice a process took and did not deliver in this time goes to another
 
@@ -28,6 +28,15 @@ class Recovered:
     adopted: list[Run] = field(default_factory=list)  # queued here now: answered by this process
     failed: list[Run] = field(default_factory=list)  # had started a tool: closed (their channels are told)
     paused_threads: list[str] = field(default_factory=list)  # threads with a run waiting for people
+
+
+@dataclass
+class HandedOver:
+    """What a stopping process did with the runs it was executing (``ProcessStore.hand_over``), each as stored now."""
+
+    requeued: list[Run] = field(default_factory=list)  # queued again: answered from the start by whoever takes them
+    failed: list[Run] = field(default_factory=list)  # had started a tool: closed (their channels are told)
+    cancelled: list[Run] = field(default_factory=list)  # were being cancelled: cancelled
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,28 @@ class ProcessStore:
             return found
 
         return await self._store.call(lambda db: immediate(db, lambda: recover(db)))
+
+    async def hand_over(self, reason: str) -> HandedOver:
+        """This process stops: do with the runs it is still executing what recovery would do if it had crashed
+        (``recover_run``), in one transaction, so that the others (or the next start) take them once it has
+        retired. Its queued runs stay queued; runs waiting for approval stay paused."""
+        me = self.process_id
+
+        def hand_over(db: Database) -> HandedOver:
+            now = time.time()
+            marks = ",".join("?" * len(ACTIVE))
+            rows = db.execute(
+                f"SELECT id, status FROM runs WHERE owner = ? AND status IN ({marks}) ORDER BY created_at, rowid",
+                [me, *ACTIVE],
+            ).fetchall()
+            left = HandedOver()
+            for run_id, status in rows:
+                outcome = recover_run(db, run_id, status, me, reason, now)
+                run = _run(db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchone())
+                {"requeued": left.requeued, "failed": left.failed, "cancelled": left.cancelled}[outcome].append(run)
+            return left
+
+        return await self._store.call(lambda db: immediate(db, lambda: hand_over(db)))
 
     async def cancelling(self, run_ids: list[str]) -> list[str]:
         """Which of these runs (in progress here) someone asked to cancel, possibly through another process."""
