@@ -231,3 +231,19 @@ async def test_a_slash_command_sent_again_to_a_restarted_bot_runs_once(harness: 
     stored = sqlite3.connect(harness.settings.db_path).execute("SELECT key FROM deliveries").fetchall()
     assert len(stored) == 2
     assert all("r-first" not in key and "r-second" not in key and len(key) == 64 for (key,) in stored)
+
+
+async def test_with_a_command_prefix_the_bot_answers_the_prefixed_names_only(harness: Harness) -> None:
+    """SLACK_COMMAND_PREFIX=tl- for a workspace where another app has /reset: /tl-reset is Threadline's."""
+    await harness.stop()
+    await harness.start(command_prefix="tl-")
+    prefixed = slash_command_form(
+        "/tl-reset", "", CHANNEL, ALICE, harness.slack.response_url("r-prefixed"), trigger_id="1700000309.1.eee"
+    )
+    assert await harness.send(prefixed) == 200
+    [answer] = await harness.slack.wait_for_response("r-prefixed")
+    assert "Started a new conversation" in answer["text"]
+    plain = slash_command_form(
+        "/reset", "", CHANNEL, ALICE, harness.slack.response_url("r-plain"), trigger_id="1700000310.1.fff"
+    )
+    assert await harness.send(plain) == 404  # another app's command: Bolt finds no listener for it
