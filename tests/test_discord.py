@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ import pytest
 from dotenv import dotenv_values
 
 from bots.discord.app import INTENT_MISSING, PERMISSIONS, DiscordBot, invite_url
+from bots.discord.command_sync import definitions_differ
 from bots.discord.config import DiscordSettings
 from bots.live import EditBudget
 from core.errors import ConfigError
@@ -29,6 +31,7 @@ from tests.fakes.discord_server import (
     DM_CHANNEL_ID,
     EPHEMERAL,
     GUILD_ID,
+    MESSAGE_CONTENT_INTENT,
     NO_VIEW_PERMS,
     OTHER_BOT,
     OTHER_CHANNEL_ID,
@@ -714,3 +717,75 @@ async def test_a_manager_sets_a_members_budget_with_slash_budget_and_it_holds(ha
     [reply] = await harness.answer(question)
     assert "limit" not in reply["content"]
     assert len(harness.model.requests) == requests + 1
+
+
+async def test_without_indexing_every_message_the_bot_runs_without_the_privileged_intent(
+    tmp_path: Path, fake_model: FakeOpenAI, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DISCORD_INDEX_FILES=mentions on an application whose Message Content switch is off: Discord would close
+    an IDENTIFY asking for it (4014); the bot does not ask, says so at start, and answers mentions."""
+    caplog.set_level(logging.INFO)
+    assistants = tmp_path / "discord-assistants.toml"
+    assistants.write_text(DISCORD_ASSISTANTS)
+    fake_model.script = chat_script
+    async with FakeDiscord(message_content_allowed=False) as fake:
+        fake.patch_discord()
+        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
+        await h.start(index_files="mentions")
+        try:
+            assert not fake.identify_payloads[-1]["intents"] & MESSAGE_CONTENT_INTENT
+            question = await fake.send_message("hello there")
+            (reply,) = await h.answer(question, ending="hello there")
+            assert reply["content"] == "Answer to: hello there"
+            assert "without the privileged Message Content intent" in caplog.text
+        finally:
+            await h.stop()
+
+
+async def test_with_every_message_indexed_the_bot_asks_for_the_intent_and_says_how_to_do_without(
+    settings: Settings,
+) -> None:
+    async with FakeDiscord(message_content_allowed=False) as fake:
+        fake.patch_discord()
+        ds = DiscordSettings(token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url, index_files="all")
+        with pytest.raises(ConfigError) as caught:
+            await DiscordBot.start(settings, ds, guild_ready_timeout=0.05)
+    assert fake.identify_payloads[-1]["intents"] & MESSAGE_CONTENT_INTENT
+    assert "DISCORD_INDEX_FILES=mentions" in str(caught.value)
+
+
+async def test_slash_commands_are_registered_again_only_when_they_changed(harness: Harness) -> None:
+    """discord.py advises against syncing at every start (the bulk overwrite is rate limited per day)."""
+    fake = harness.fake
+    assert fake.command_puts == ["global"]  # the first start registers them
+    await harness.stop()
+    await harness.start()
+    assert fake.command_puts == ["global"]  # the same definitions: read, not overwritten
+    await harness.stop()
+    fake.synced_commands["global"] = [c for c in fake.synced_commands["global"] if c["name"] != "reset"]
+    await harness.start()
+    assert fake.command_puts == ["global", "global"]  # Discord's copy lost one: registered again
+    assert "reset" in {c["name"] for c in fake.synced_commands["global"]}
+
+
+def test_what_discord_fills_in_by_itself_is_not_a_change() -> None:
+    local = [{"name": "reset", "description": "Start over", "options": [], "nsfw": False, "type": 1}]
+    remote = [
+        {
+            "id": "9",
+            "application_id": "1",
+            "version": "3",
+            "name": "reset",
+            "description": "Start over",
+            "type": 1,
+            "default_member_permissions": None,
+            "name_localizations": {},
+            "contexts": None,
+        },
+    ]
+    assert not definitions_differ(local, remote)
+    assert definitions_differ(local, [{**remote[0], "description": "Begin again"}])
+    option = {"name": "name", "description": "the file", "type": 3, "required": True}
+    assert definitions_differ([{**local[0], "options": [option]}], remote)
+    assert not definitions_differ([{**local[0], "options": [option]}], [{**remote[0], "options": [option]}])
+    assert not definitions_differ([local[0], {**local[0], "name": "files"}], [{**local[0], "name": "files"}, local[0]])

@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bots.cli import unreachable
 from bots.discord.approvals import ApprovalDesk, approval_button_type
+from bots.discord.command_sync import definitions_differ
 from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
@@ -44,7 +45,8 @@ PERMISSIONS = discord.Permissions(
 INTENT_MISSING = (
     "Discord refused the connection because the bot's Message Content intent is not enabled (close code 4014). "
     "In the Discord Developer Portal open your application, go to Bot, switch on MESSAGE CONTENT INTENT under "
-    "Privileged Gateway Intents, save, and start Threadline again."
+    "Privileged Gateway Intents, save, and start Threadline again. (Or set DISCORD_INDEX_FILES=mentions: the bot "
+    "then needs no privileged intent and reads only messages that mention it, and DMs.)"
 )
 TOKEN_REFUSED = (
     "Discord refused DISCORD_TOKEN. In the Discord Developer Portal open your application, go to Bot, press "
@@ -52,14 +54,20 @@ TOKEN_REFUSED = (
 )
 
 
-def intents() -> discord.Intents:
-    """Guilds (channels and threads), messages in guilds and DMs, and their content (a privileged intent)."""
+def intents(settings: DiscordSettings) -> discord.Intents:
+    """Guilds (channels and threads), messages in guilds and DMs; their content (a privileged intent) only
+    when files are indexed from every message (DISCORD_INDEX_FILES=all). Without it Discord still gives the
+    content of messages that mention the bot and of DMs, which is all the other modes read."""
     wanted = discord.Intents.none()
     wanted.guilds = True
     wanted.guild_messages = True
     wanted.dm_messages = True
-    wanted.message_content = True
+    wanted.message_content = needs_message_content(settings)
     return wanted
+
+
+def needs_message_content(settings: DiscordSettings) -> bool:
+    return settings.index_files == "all"
 
 
 def invite_url(application_id: int) -> str:
@@ -72,7 +80,7 @@ class ThreadlineBot(commands.Bot):
     def __init__(self, service: Threadline, settings: DiscordSettings, **options: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=intents(),
+            intents=intents(settings),
             help_command=None,
             allowed_mentions=NO_PINGS,
             chunk_guilds_at_startup=False,
@@ -113,22 +121,30 @@ class ThreadlineBot(commands.Bot):
         return None
 
     async def _sync_commands(self) -> None:
+        """Register the slash commands where they are used, only where Discord's copy differs (command_sync.py)."""
         try:
             if not self.settings.guild_ids:
-                synced = await self.tree.sync()
-                _log.info("synced %d slash commands globally (they can take a while to appear)", len(synced))
+                await self._sync_if_changed(None, "globally (they can take a while to appear)")
                 return
             for guild_id in self.settings.guild_ids:
                 guild = discord.Object(id=guild_id)
                 self.tree.copy_global_to(guild=guild)
-                synced = await self.tree.sync(guild=guild)
-                _log.info("synced %d slash commands to server %s", len(synced), guild_id)
+                await self._sync_if_changed(guild, f"to server {guild_id}")
         except discord.HTTPException as exc:
             _log.error(
                 "could not register the slash commands (%s). Invite the bot again with the invite URL below "
                 "(it includes the applications.commands scope); mentions keep working meanwhile.",
                 exc,
             )
+
+    async def _sync_if_changed(self, guild: discord.abc.Snowflake | None, where: str) -> None:
+        local = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        remote = [command.to_dict() for command in await self.tree.fetch_commands(guild=guild)]
+        if not definitions_differ(local, remote):
+            _log.info("the %d slash commands registered %s are up to date", len(local), where.split(" (")[0])
+            return
+        synced = await self.tree.sync(guild=guild)
+        _log.info("synced %d slash commands %s", len(synced), where)
 
     async def notify(self, key: str, text: str) -> None:
         """Post a message from the core (restart notices, expired approvals) to a channel."""
@@ -206,7 +222,13 @@ class DiscordFront:
         client = self.client
         if client is None:
             return "Discord"
-        return f"Discord as {client.user} in {len(client.guilds)} servers"
+        described = f"Discord as {client.user} in {len(client.guilds)} servers"
+        if not needs_message_content(self.settings):
+            described += (
+                f" (without the privileged Message Content intent, DISCORD_INDEX_FILES={self.settings.index_files}:"
+                " it reads messages that mention it, and DMs)"
+            )
+        return described
 
     async def readiness(self) -> str | None:
         if self.client is None:
@@ -262,7 +284,7 @@ class DiscordBot:
             await front.close()
             await service.close()
             raise
-        _log.info("connected to Discord as %s in %d servers", client.user, len(client.guilds))
+        _log.info("connected to %s", front.describe("discord"))
         bot = cls(front, client, service)
         health = Health(service, front.readiness)
         bot.health = await HealthServer.start(health, settings, default_port=DEFAULT_METRICS_PORT)

@@ -130,6 +130,7 @@ _MAX_CONTENT = 2000
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 _JOINED_AT = "2024-01-01T00:00:00+00:00"
 _API_PREFIX = "/api/v10"
+MESSAGE_CONTENT_INTENT = 1 << 15  # the privileged intent's bit in IDENTIFY's intents
 
 
 @dataclass(frozen=True)
@@ -393,12 +394,16 @@ class FakeDiscord:
         self,
         *,
         close_code_on_identify: int | None = None,
+        message_content_allowed: bool = True,
         extra_channels: int = 0,
         rate_limit: tuple[int, float] | None = (5, 5.0),
         interaction_deadline: float | None = 3.0,
         heartbeat_interval: int = 41_250,
     ) -> None:
         self.close_code_on_identify = close_code_on_identify
+        # False: the application's Message Content switch is off in the portal, and an IDENTIFY asking for it
+        # is closed with 4014 (Disallowed intent), as Discord does.
+        self.message_content_allowed = message_content_allowed
         self.rate_limit = rate_limit
         self.interaction_deadline = interaction_deadline  # seconds to answer an interaction; None: forever
         self.heartbeat_interval = heartbeat_interval
@@ -425,6 +430,7 @@ class FakeDiscord:
         self.reactions: list[tuple[int, int, str, bool]] = []
         self.typing: list[int] = []
         self.synced_commands: dict[str | int, list[dict[str, Any]]] = {}
+        self.command_puts: list[str | int] = []  # the scope of every bulk overwrite (a sync), in order
         self.threads_created: list[dict[str, Any]] = []
         self.downloads: list[str] = []
         self.uploads: list[tuple[str, bytes]] = []
@@ -991,6 +997,9 @@ class FakeDiscord:
         if self.close_code_on_identify is not None:
             await self._close(ws, self.close_code_on_identify, "Disallowed intent(s).")
             return
+        if not self.message_content_allowed and int(data.get("intents") or 0) & MESSAGE_CONTENT_INTENT:
+            await self._close(ws, 4014, "Disallowed intent(s).")
+            return
         async with self._send_lock:
             self._session_id = secrets.token_hex(16)
             self.sessions.append(self._session_id)
@@ -1533,6 +1542,7 @@ class FakeDiscord:
         for key in [k for k in self._command_ids if k[0] == scope and k[1] not in {n for _, n in names}]:
             del self._command_ids[key]
         self.synced_commands[scope] = commands
+        self.command_puts.append(scope)
         return _Reply(200, commands)
 
     async def _post_command(self, request: _Request) -> _Reply:
