@@ -2,6 +2,8 @@
 
 The messages that show a run's answer are kept with the run (``service.showing``, as Slack does): a
 process that takes the run over after a crash writes the new answer into them instead of below them.
+When Discord refuses to show an answer even after discord.py's retries, the person is told so in one
+short message of its own, and the log has the details.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bots.live import EditBudget, LiveText
 from core.events import ApprovalRequired, Event
 from core.handles import RunHandle
 from core.metrics import Metrics
-from core.notices import CUT_OFF_ANSWER
+from core.notices import ANSWER_NOT_SHOWN, CUT_OFF_ANSWER
 
 __all__ = ["MESSAGE_LIMIT", "DiscordReply", "Replies", "message_ids", "reply_ref"]
 
@@ -36,6 +38,7 @@ NO_PINGS = discord.AllowedMentions.none()  # the model's text never pings anyone
 # Discord allows a bot about 50 requests a second in all; in-between edits and typing share 30 of them.
 EDITS_PER_SECOND = 30.0
 CUT_OFF_NOTE = f"🔄 {CUT_OFF_ANSWER}"
+NOT_SHOWN_NOTE = f"⚠️ {ANSWER_NOT_SHOWN}"
 # What a failed Discord call raises: an error status (after discord.py's own retries), or no connection.
 FAILED = (discord.HTTPException, aiohttp.ClientError)
 
@@ -174,6 +177,7 @@ class DiscordReply:
         self._decided: set[str] = set()
         self._typing: asyncio.Task[None] | None = None
         self._answered = False
+        self._not_shown: Exception | None = None  # why some of the answer could not be shown
 
     @property
     def waiting_for_decision(self) -> bool:
@@ -188,6 +192,8 @@ class DiscordReply:
                     _log.warning("Discord refused a call while showing run %s: %s", handle.run_id, exc)
                     self._metrics.platform_error("discord", _kind(exc))
             await self._sink.settle()
+            if self._not_shown is not None:
+                await self._say_not_shown(handle, self._not_shown)
         finally:
             self._stop_typing()
             await self._live.close()
@@ -226,16 +232,35 @@ class DiscordReply:
                 await self._finish_text(tail)
             case "run_failed":
                 self._stop_typing()
-                with contextlib.suppress(*FAILED):
-                    await self._finish_text()
-                await self._channel.send(f"⚠️ {event.message}", allowed_mentions=NO_PINGS)
+                await self._finish_text()
+                try:
+                    await self._channel.send(f"⚠️ {event.message}", allowed_mentions=NO_PINGS)
+                except FAILED as exc:
+                    self._not_shown = exc
 
     async def _finish_text(self, tail: str = "") -> None:
-        """Show the rest of the current part of the answer now and close it."""
+        """Show the rest of the current part of the answer now and close it. If Discord refuses, what it refused
+        is given up (the run goes on) and the person is told at the end of the run."""
         try:
             await self._live.finish(tail)
-        finally:
-            await self._sink.settle()
+        except FAILED as exc:
+            self._not_shown = exc
+        await self._sink.settle()
+
+    async def _say_not_shown(self, handle: RunHandle, error: Exception) -> None:
+        """Some of the answer could not be shown: one short message says so (tried once), the log says why."""
+        _log.warning(
+            "could not show the answer of run %s in %s (%s); telling the channel",
+            handle.run_id,
+            handle.channel,
+            _detail(error),
+        )
+        self._metrics.platform_error("discord", "answer_not_shown")
+        try:
+            await self._channel.send(NOT_SHOWN_NOTE, allowed_mentions=NO_PINGS)
+        except FAILED as exc:
+            _log.warning("could not tell %s that its answer was not shown either (%s)", handle.channel, _detail(exc))
+            self._metrics.platform_error("discord", _kind(exc))
 
     async def _post_approval(self, event: ApprovalRequired) -> None:
         self._answered = True  # text before the question was shown; what follows is a new part
@@ -340,3 +365,10 @@ def _kind(exc: Exception) -> str:
     if isinstance(exc, discord.HTTPException):
         return "ratelimited" if exc.status == 429 else f"http_{exc.status // 100}xx"
     return "connection"
+
+
+def _detail(exc: Exception) -> str:
+    """What Discord answered, for the log: its status, error code and message (never what was sent)."""
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status}, Discord error {exc.code}: {exc.text or 'no message'}"
+    return f"{type(exc).__name__}: {exc}"

@@ -136,6 +136,7 @@ class SlackAdapter:
                 team_id=team_id,
                 user_id=user or None,
                 posted=posted,
+                metrics=self._service.metrics,
             )
             await reply.render(handle)
         finally:
