@@ -12,7 +12,8 @@ by posting a message and editing it. :class:`LiveText` does that once for every 
   :func:`bots.text.split_message`, so code blocks and links are not broken.
 
 A failed post or edit is logged and retried with the next edit: what each message should
-show is recomputed from the whole text every time, so nothing is lost to one bad call.
+show is recomputed from the whole text every time, so nothing is lost to one bad call. Only
+:meth:`LiveText.finish` raises what the platform raised, for the adapter to tell the person.
 """
 
 from __future__ import annotations
@@ -163,8 +164,8 @@ class LiveText(Generic[M]):
                 self._budget.spend()
             try:
                 await self._sync()
-            except Exception as exc:
-                _log.warning("showing the answer in %s failed, will retry: %s", self._name or "a channel", exc)
+            except Exception as exc:  # the adapter warns once if the answer's last sync (finish) fails too
+                _log.info("showing the answer in %s failed, will retry: %s", self._name or "a channel", exc)
                 if self._on_retry is not None:
                     self._on_retry()
 

@@ -342,8 +342,8 @@ class Threadline:
         return await self.store.get_run(run_id)
 
     async def showing(self, run_id: str, reply_ref: str) -> None:
-        """The adapter's message that shows the run's answer (a Slack ts, a Discord message id), kept with
-        the run: a process that takes the run over after a crash replaces it (see :meth:`earlier_reply`)."""
+        """The adapter's message that shows the run's answer (a Slack ts; on Discord the ids of its messages),
+        kept with the run: a process that takes the run over after a crash replaces it (see :meth:`earlier_reply`)."""
         await self.store.set_reply_ref(run_id, reply_ref)
 
     async def earlier_reply(self, run_id: str) -> str | None:

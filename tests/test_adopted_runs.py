@@ -12,11 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.discord.app import DiscordBot
 from bots.discord.config import DiscordSettings
+from bots.discord.render import CUT_OFF_NOTE
 from bots.slack.app import SlackBot
 from bots.slack.config import SlackSettings
 from core.settings import Settings
@@ -166,3 +168,76 @@ async def test_the_console_prints_an_answer_left_by_a_stopped_console_as_its_own
         if console.returncode is None:
             console.kill()
             await console.wait()
+
+
+async def half_written_on_discord(
+    db: Path, fake: FakeDiscord, question: dict[str, Any], pieces: list[str]
+) -> list[int]:
+    """What a process that died while answering ``question`` leaves: the messages it had posted the answer's
+    ``pieces`` in (the first a reply to the question), kept with its run, in progress."""
+    posted: list[int] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {BOT_TOKEN}"}) as http:
+        for index, piece in enumerate(pieces):
+            body: dict[str, Any] = {"content": piece}
+            if index == 0:
+                body["message_reference"] = {"message_id": question["id"]}
+            async with http.post(f"{fake.api_base}/channels/{CHANNEL_ID}/messages", json=body) as response:
+                posted.append(int((await response.json())["id"]))
+    store = await Store.open(db)
+    try:
+        [run] = await store.runs_with_status(["queued"])
+        await store.update_run(run.id, status="in_progress", started_at=1.0)
+        await store.set_reply_ref(run.id, " ".join(str(i) for i in posted))
+    finally:
+        await store.close()
+    return posted
+
+
+async def discord_answers_what_was_left(answering: Settings, fake: FakeDiscord, text: str) -> None:
+    settings = DiscordSettings(token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url)
+    bot = await DiscordBot.start(answering, replace(settings, edit_interval=0.2), guild_ready_timeout=0.05)
+    try:
+        await fake.wait_until(
+            lambda: any(m["content"] == text for m in fake.bot_messages(CHANNEL_ID)), timeout=10, what=repr(text)
+        )
+        await bot.service.wait_idle()
+        await bot.client.replies.wait_idle()
+    finally:
+        await bot.stop()
+
+
+async def test_discord_writes_the_answer_into_the_messages_a_stopped_process_had_begun_it_in(
+    answering: Settings,
+) -> None:
+    """The stopped process had written two messages of a long answer; the new answer fits in one: it goes into
+    the first (the reply to the question), and the second, not needed any more, is deleted."""
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        question = fake.add_message("tell me a story")
+        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
+        first, second = await half_written_on_discord(answering.db_path, fake, question, ["Once upon", "a ti"])
+        await discord_answers_what_was_left(answering, fake, "Answer to: tell me a story")
+        [answer] = fake.bot_messages(CHANNEL_ID)
+    assert (int(answer["id"]), answer["content"]) == (first, "Answer to: tell me a story")
+    assert answer["message_reference"]["message_id"] == question["id"]
+    assert fake.deleted == [(CHANNEL_ID, second)]
+
+
+async def test_discord_answers_below_a_half_written_answer_it_cannot_write_into(answering: Settings) -> None:
+    """The first message the stopped process had written was deleted since: what is left of the half-written
+    answer is closed with a note, and the answer is a new reply to the question."""
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        question = fake.add_message("tell me a story")
+        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
+        first, second = await half_written_on_discord(answering.db_path, fake, question, ["Once upon", "a ti"])
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bot {BOT_TOKEN}"}) as http,
+            http.delete(f"{fake.api_base}/channels/{CHANNEL_ID}/messages/{first}") as response,
+        ):
+            assert response.status == 204
+        await discord_answers_what_was_left(answering, fake, "Answer to: tell me a story")
+        cut, answer = fake.bot_messages(CHANNEL_ID)
+    assert (int(cut["id"]), cut["content"]) == (second, CUT_OFF_NOTE)
+    assert answer["content"] == "Answer to: tell me a story"
+    assert answer["message_reference"]["message_id"] == question["id"]

@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from bots.discord.app import INTENT_MISSING, PERMISSIONS, DiscordBot, invite_url
 from bots.discord.command_sync import definitions_differ
 from bots.discord.config import DiscordSettings
+from bots.discord.render import NOT_SHOWN_NOTE
 from bots.live import EditBudget
 from core.errors import ConfigError
 from core.settings import Settings
@@ -279,6 +280,99 @@ async def test_a_rate_limited_edit_is_retried_and_the_answer_completes(harness: 
     (reply,) = await harness.answer(question, ending="word79")
     assert reply["content"] == " ".join(f"word{i}" for i in range(80))
     assert next(c.status for c in fake.calls_to("PATCH", r"/channels/\d+/messages/\d+")) == 429
+
+
+# -- answers Discord refuses to show -----------------------------------------------------------------
+
+SLOW_ANSWER = " ".join(f"word{i}" for i in range(80))  # chat_script's answer to "tell me slowly"
+POSTS = rf"/channels/{CHANNEL_ID}/messages"
+EDITS = rf"/channels/{CHANNEL_ID}/messages/\d+"
+
+
+async def refused_answer_and_another_channel(harness: Harness) -> None:
+    """Ask in CHANNEL_ID, where Discord refuses calls; once it has refused one, ask in another channel, which is
+    answered in the meantime; then wait until the bot has tried to say that the answer was not shown."""
+    fake = harness.fake
+    await fake.send_message("tell me slowly")
+    await fake.wait_until(lambda: any(c.status >= 400 for c in fake.calls if c.path.startswith(POSTS)), what="refusals")
+    other = await fake.send_message("still there?", channel_id=OTHER_CHANNEL_ID)
+    assert (await harness.answer(other, ending="still there?"))[0]["content"] == "Answer to: still there?"
+    await fake.wait_until(lambda: bool(notes_tried(fake)), what="the message saying the answer was not shown")
+    assert harness.bot is not None
+    await harness.bot.service.wait_idle()
+    await harness.bot.client.replies.wait_idle()
+
+
+def notes_tried(fake: FakeDiscord) -> list[Any]:
+    return [c for c in fake.calls_to("POST", POSTS) if (c.json or {}).get("content") == NOT_SHOWN_NOTE]
+
+
+def not_shown_count(harness: Harness) -> float | None:
+    assert harness.bot is not None
+    labels = {"platform": "discord", "kind": "answer_not_shown"}
+    return harness.bot.service.metrics.registry.get_sample_value("threadline_platform_errors_total", labels)
+
+
+def warnings_about_it(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings that say the answer was not shown; no warning carries the answer, no log the token."""
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "word1" in w]
+    assert BOT_TOKEN not in caplog.text
+    return [w for w in warnings if "could not show the answer" in w]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "when"),
+    [
+        pytest.param("PATCH", EDITS, 403, None, id="every edit 403"),
+        # discord.py gives a 500 up after 25 seconds of retries, then raises as for this 503
+        pytest.param("PATCH", EDITS, 503, None, id="every edit 503"),
+        pytest.param("POST", POSTS, 503, lambda body: "word" in str(body.get("content")), id="every answer post 503"),
+    ],
+)
+async def test_an_answer_discord_refuses_to_show_ends_with_one_short_message(
+    harness: Harness,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    status: int,
+    when: Any,
+) -> None:
+    """Discord refuses the calls that show the answer, every time: whatever of it could be shown stands, one
+    message of its own says the answer could not be posted in full, the log says why once, and another channel
+    is answered meanwhile."""
+    caplog.set_level(logging.INFO)
+    fake = harness.fake
+    fake.refuse(method, path, status=status, when=when)
+    await refused_answer_and_another_channel(harness)
+    *shown, note = fake.bot_messages(CHANNEL_ID)
+    assert note["content"] == NOT_SHOWN_NOTE
+    assert "ask again" in note["content"]
+    assert "log" in note["content"]
+    assert "message_reference" not in note
+    assert all(SLOW_ANSWER.startswith(m["content"]) and m["content"] != SLOW_ANSWER for m in shown)
+    assert len(shown) == (0 if method == "POST" else 1)
+    assert not_shown_count(harness) == 1
+    [warning] = warnings_about_it(caplog)
+    assert f"HTTP {status}" in warning
+
+
+async def test_when_discord_refuses_the_short_message_too_the_bot_logs_it_and_goes_on(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake = harness.fake
+    fake.refuse("POST", POSTS, status=503)
+    fake.refuse("PATCH", EDITS, status=503)
+    await refused_answer_and_another_channel(harness)
+    assert len(notes_tried(fake)) == 1  # tried once
+    assert fake.bot_messages(CHANNEL_ID) == []
+    assert len(warnings_about_it(caplog)) == 1
+    assert any("was not shown either" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    fake.allow("POST", POSTS)
+    fake.allow("PATCH", EDITS)
+    again = await fake.send_message("and now?")
+    assert (await harness.answer(again, ending="and now?"))[0]["content"] == "Answer to: and now?"
 
 
 # -- files ------------------------------------------------------------------------------------------

@@ -204,6 +204,29 @@ async def test_an_injected_429_is_retried_and_the_edit_lands(fake: FakeDiscord) 
     assert fake.rate_limited == 1
 
 
+async def test_a_refusal_lasts_until_allowed_and_can_pick_requests_by_their_body(fake: FakeDiscord) -> None:
+    async with running(new_client()) as client:
+        channel = client.get_channel(CHANNEL_ID)
+        assert isinstance(channel, discord.TextChannel)
+        message = await channel.send("draft")
+        fake.refuse("PATCH", EDIT, status=503)  # discord.py gives up on a 503 at once
+        for _ in range(2):
+            with pytest.raises(discord.DiscordServerError):
+                await message.edit(content="final")
+        fake.allow("PATCH", EDIT)
+        await message.edit(content="final")
+        posts = rf"/channels/{CHANNEL_ID}/messages"
+        fake.refuse("POST", posts, status=403, when=lambda body: "message_reference" in body)
+        with pytest.raises(discord.Forbidden) as refused:
+            await message.reply("a reply")
+        await channel.send("not a reply")
+
+    assert (refused.value.status, refused.value.code) == (403, 50013)
+    assert [c.status for c in fake.calls_to("PATCH", EDIT)] == [503, 503, 200]
+    assert [c.status for c in fake.calls_to("POST", posts)] == [200, 403, 200]
+    assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)] == ["final", "not a reply"]
+
+
 async def test_the_rate_limit_bucket_makes_discordpy_wait_instead_of_hitting_429(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,4 +1,5 @@
-"""Real processes on one database: the API and the console, the console killed with SIGKILL mid-answer.
+"""Real processes on one database: the API and the console, the console killed with SIGKILL mid-answer; Discord
+killed with SIGKILL mid-answer, the answer finished by the next process.
 
 Every question is answered exactly once, and the run of the process that stays alive is not touched.
 """
@@ -11,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,14 @@ import aiohttp
 import openai
 import pytest
 
+from bots.discord.app import DiscordBot
+from bots.discord.config import DiscordSettings
+from core.settings import Settings
+from tests.fakes.discord_server import BOT_TOKEN, CHANNEL_ID, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 from tests.test_console import ROOT, console_env, start_console
+from tests.test_entry_points import clean_env
+from tests.test_one_process import Bots
 
 
 class Script:
@@ -138,3 +146,91 @@ async def test_console_killed_mid_answer_beside_a_live_api_process(tmp_path: Pat
         answers = [r[0] for r in db.execute("SELECT text FROM messages WHERE role = 'assistant' ORDER BY id")]
     assert sorted(statuses.values()) == ["completed", "completed"]
     assert sorted(answers) == ["answer to api question", "answer to console question"]
+
+
+HALF = "Once upon a time, in a channel far away,"
+FULL = HALF + " a bot was stopped mid-sentence, and another one finished the story."
+
+
+async def kept_reply_ref(db: Path) -> str:
+    """The messages the process answering the only run keeps with it, once it has kept them."""
+
+    def read() -> str | None:
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            row = connection.execute("SELECT reply_ref FROM runs").fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    async with asyncio.timeout(10):
+        while (ref := await asyncio.to_thread(read)) is None:
+            await asyncio.sleep(0.05)  # another process writes it: nothing here to wait on
+    return ref
+
+
+async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_same_message(
+    tmp_path: Path, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """``python -m bots`` serving Discord is killed with SIGKILL while it writes an answer (no tool started); the
+    next process on the database answers again from the start, in the message the first had begun: no second
+    message, nothing left half-written."""
+    asked: list[str] = []
+
+    def script(request: dict[str, Any]) -> Reply:
+        asked.append(last_user_text(request))
+        if len(asked) == 1:  # the first process: the start of the answer, then silence until it is killed
+            return Reply(text=HALF, chunk_delay=0.01, stall=True)
+        return Reply(text=FULL, chunk_delay=0.001)
+
+    fake_model.script = script
+    db = tmp_path / "data" / "entry.db"
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        env = clean_env(
+            tmp_path,
+            OPENAI_BASE_URL=fake_model.base_url,
+            OPENAI_API_KEY="sk-test-not-a-real-key",
+            THREADLINE_ASSISTANTS=str(settings.assistants_file),
+            DISCORD_TOKEN=BOT_TOKEN,
+            DISCORD_API_URL=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            DISCORD_EDIT_INTERVAL="0.2",
+        )
+        first = await Bots.start(env, tmp_path)
+        try:
+            await first.wait_line("serving Discord")
+            question = await fake.send_message("tell me a story")
+            await fake.wait_until(
+                lambda: [m["content"] for m in fake.bot_messages(CHANNEL_ID)] == [HALF],
+                timeout=20,
+                what="the first process's half-written answer",
+            )
+            [half] = fake.bot_messages(CHANNEL_ID)
+            assert await kept_reply_ref(db) == half["id"]  # the message it writes into, kept with the run
+            first.process.send_signal(signal.SIGKILL)
+            await first.process.wait()
+        finally:
+            await first.kill()
+
+        discord_settings = DiscordSettings(
+            token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url, edit_interval=0.2
+        )
+        second = await DiscordBot.start(replace(settings, db_path=db), discord_settings, guild_ready_timeout=0.05)
+        try:
+            await fake.wait_until(
+                lambda: any(m["content"] == FULL for m in fake.bot_messages(CHANNEL_ID)),
+                timeout=20,
+                what="the answer finished by the second process",
+            )
+            await second.service.wait_idle()
+            await second.client.replies.wait_idle()
+        finally:
+            await second.stop()
+        [answer] = fake.bot_messages(CHANNEL_ID)
+        shown = fake.history[int(half["id"])]
+
+    assert answer["id"] == half["id"]  # the same message, finished
+    assert answer["content"] == FULL
+    assert answer["message_reference"]["message_id"] == question["id"]
+    assert HALF in shown
+    assert shown[-1] == FULL
+    assert fake.deleted == []
+    assert len(asked) == 2  # answered again from the start, once

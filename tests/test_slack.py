@@ -15,7 +15,7 @@ import pytest
 
 from bots.slack.app import SlackBot
 from bots.slack.config import SlackSettings
-from bots.slack.render import APPROVE_ACTION, DENY_ACTION
+from bots.slack.render import APPROVE_ACTION, DENY_ACTION, NOT_SHOWN_NOTE
 from core.errors import ConfigError
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
@@ -347,6 +347,101 @@ async def test_refused_streaming_falls_back_to_post_and_update(harness: Harness)
     [answer] = await harness.answer(CHANNEL, "1700000013.000100")
     assert answer == "Answer to: *bold* please"  # Markdown rendered as Slack mrkdwn
     assert harness.slack.calls_to("chat.postMessage")
+
+
+# -- answers Slack refuses to show --------------------------------------------------------------------
+
+STORY = " ".join(f"word{i}" for i in range(200))
+OTHER = "C_OTHER"
+
+
+def story_script(req: dict[str, Any]) -> Reply:
+    """A long answer, slowly, to "story"; chat_script's short answers to everything else."""
+    if "story" in last_user_text(req):
+        return Reply(text=STORY, chunk_delay=0.005)
+    return chat_script(req)
+
+
+def failed(slack: FakeSlack, method: str) -> int:
+    return len(slack.calls_to(method)) - len(slack.calls_to(method, include_failed=False))
+
+
+async def refused_answer_and_another_channel(harness: Harness, ts: str) -> None:
+    """Ask for the story in CHANNEL, where Slack refuses calls; once it has refused the first (startStream), ask
+    in another channel, which is answered in the meantime; then wait until the story's run has been shown."""
+    harness.model.script = story_script
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> tell me a long story", ts))
+    await harness.slack.wait_until(lambda: failed(harness.slack, "chat.startStream") > 0, what="a refusal")
+    await harness.event(app_mention(OTHER, ALICE, "<@U_BOT> still there?", "1700000090.000100"))
+    assert await harness.answer(OTHER, "1700000090.000100") == ["Answer to: still there?"]
+    await harness.answer(CHANNEL, ts, count=0)  # the bot took its reaction off the question: it is done
+
+
+def not_shown_count(harness: Harness) -> float | None:
+    assert harness.bot is not None
+    labels = {"platform": "slack", "kind": "answer_not_shown"}
+    return harness.bot.service.metrics.registry.get_sample_value("threadline_platform_errors_total", labels)
+
+
+def warnings_about_it(harness: Harness, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings that say the answer was not shown; no warning carries the answer, no log the token."""
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "word1" in w]
+    assert harness.slack.bot_token not in caplog.text
+    return [w for w in warnings if "could not show the answer" in w]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        pytest.param("msg_too_long", 200, id="msg_too_long"),
+        pytest.param("internal_error", 500, id="HTTP 500"),
+    ],
+)
+async def test_an_answer_slack_refuses_to_show_ends_with_one_short_message(
+    harness: Harness, caplog: pytest.LogCaptureFixture, error: str, status: int
+) -> None:
+    """Streaming is refused, and so is every chat.update with the growing answer (Slack's limit lower than the
+    answer; or an HTTP 500 each time): the first words stand, one message of its own says the answer could not
+    be posted in full, the log says why once, and another channel is answered meanwhile."""
+    caplog.set_level(logging.INFO)
+    slack, ts = harness.slack, "1700000091.000100"
+    if error == "msg_too_long":
+        slack.refuse("chat.startStream")  # where streaming is not offered: posted and updated
+        slack.max_text = 300
+    else:
+        for method in ("chat.startStream", "chat.appendStream", "chat.stopStream", "chat.update"):
+            slack.refuse(method, error, status=status, channel=CHANNEL)
+    await refused_answer_and_another_channel(harness, ts)
+    *shown, note = harness.replies(CHANNEL, ts)
+    assert note == NOT_SHOWN_NOTE
+    assert "ask again" in note
+    assert "log" in note
+    [first_words] = shown
+    assert STORY.startswith(first_words)
+    assert first_words != STORY
+    assert failed(slack, "chat.update") > 0
+    assert not_shown_count(harness) == 1
+    [warning] = warnings_about_it(harness, caplog)
+    assert f"{error}, HTTP {status}" in warning
+
+
+async def test_when_slack_refuses_the_short_message_too_the_bot_logs_it_and_goes_on(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    slack, ts = harness.slack, "1700000092.000100"
+    for method in ("chat.startStream", "chat.postMessage", "chat.update"):
+        slack.refuse(method, "internal_error", status=500, channel=CHANNEL)
+    await refused_answer_and_another_channel(harness, ts)
+    assert [c["text"] for c in slack.calls_to("chat.postMessage") if c["text"] == NOT_SHOWN_NOTE] == [NOT_SHOWN_NOTE]
+    assert harness.replies(CHANNEL, ts) == []
+    assert len(warnings_about_it(harness, caplog)) == 1
+    assert any("was not shown either" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    for method in ("chat.startStream", "chat.postMessage", "chat.update"):
+        slack.allow(method, channel=CHANNEL)
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> and now?", "1700000093.000100"))
+    assert await harness.answer(CHANNEL, "1700000093.000100") == ["Answer to: and now?"]
 
 
 async def test_a_chart_from_the_code_interpreter_is_shared_in_the_thread(harness: Harness) -> None:

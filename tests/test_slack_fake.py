@@ -112,6 +112,25 @@ async def test_slack_errors_for_bad_messages(slack: FakeSlack, client: AsyncWebC
     assert slack.calls_to("chat.postMessage", include_failed=False) == []
 
 
+async def test_a_refusal_with_an_http_status_and_a_lower_text_limit() -> None:
+    async with FakeSlack(max_text=10) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        with pytest.raises(SlackApiError) as too_long:
+            await client.chat_postMessage(channel="C1", text="eleven char")
+        posted = await client.chat_postMessage(channel="C1", text="ten chars!")
+        slack.refuse("chat.update", "internal_error", status=500, channel="C1")
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_update(channel="C1", ts=posted["ts"], text="edited")
+        elsewhere = await client.chat_postMessage(channel="C2", text="fine")
+        await client.chat_update(channel="C2", ts=elsewhere["ts"], text="still fine")
+        slack.allow("chat.update", channel="C1")
+        await client.chat_update(channel="C1", ts=posted["ts"], text="edited")
+
+    assert too_long.value.response["error"] == "msg_too_long"
+    assert (refused.value.response.status_code, refused.value.response["error"]) == (500, "internal_error")
+    assert slack.messages[posted["ts"]].text == "edited"
+
+
 async def test_update_changes_the_posted_message(slack: FakeSlack, client: AsyncWebClient) -> None:
     posted = await client.chat_postMessage(channel="C1", text="thinking…")
     await client.chat_update(channel="C1", ts=posted["ts"], text="the answer")

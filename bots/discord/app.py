@@ -18,7 +18,7 @@ from bots.discord.command_sync import definitions_differ
 from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
-from bots.discord.render import NO_PINGS, Replies
+from bots.discord.render import NO_PINGS, Replies, message_ids
 from bots.entry import read_settings, serve
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
 from core.errors import ConfigError
@@ -90,7 +90,7 @@ class ThreadlineBot(commands.Bot):
         )
         self.service = service
         self.settings = settings
-        self.replies = Replies(settings.edit_interval, service.metrics)
+        self.replies = Replies(settings.edit_interval, service.metrics, keep=service.showing)
         self._logged_in = asyncio.Event()  # set once REST calls can be made (runs taken over wait for it)
 
     async def setup_hook(self) -> None:
@@ -153,7 +153,8 @@ class ThreadlineBot(commands.Bot):
 
     async def show_adopted(self, handle: RunHandle, message_id: str | None) -> None:
         """Show a run this process took over (``service.adopt_with``) as a live mention is shown: a reply to its
-        question, whose message id ``message_id`` is, written as it comes."""
+        question, whose message id ``message_id`` is, written as it comes. Where the stopped process had begun
+        the answer, the answer is written into those messages instead."""
         await self._logged_in.wait()
         channel = self.get_partial_messageable(int(handle.channel.split(":", 2)[2]))
         question: discord.Message | None = None
@@ -162,7 +163,8 @@ class ThreadlineBot(commands.Bot):
                 question = await channel.fetch_message(int(message_id))
             except discord.HTTPException as exc:  # deleted since, or out of reach: answered in the channel
                 _log.info("question %s of run %s not found (%s); answering beside it", message_id, handle.run_id, exc)
-        await self.replies.show(handle, channel, reply_to=question)
+        earlier = [channel.get_partial_message(i) for i in message_ids(await self.service.earlier_reply(handle.run_id))]
+        await self.replies.show(handle, channel, reply_to=question, earlier=earlier)
 
 
 def _point_at(settings: DiscordSettings) -> None:

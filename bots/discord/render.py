@@ -1,4 +1,10 @@
-"""Rendering one run into a Discord channel: typing, the live-edited answer, approvals, sources, failures."""
+"""Rendering one run into a Discord channel: typing, the live-edited answer, approvals, sources, failures.
+
+The messages that show a run's answer are kept with the run (``service.showing``, as Slack does): a
+process that takes the run over after a crash writes the new answer into them instead of below them.
+When Discord refuses to show an answer even after discord.py's retries, the person is told so in one
+short message of its own, and the log has the details.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,8 +25,9 @@ from bots.live import EditBudget, LiveText
 from core.events import ApprovalRequired, Event
 from core.handles import RunHandle
 from core.metrics import Metrics
+from core.notices import ANSWER_NOT_SHOWN, CUT_OFF_ANSWER
 
-__all__ = ["MESSAGE_LIMIT", "DiscordReply", "Replies"]
+__all__ = ["MESSAGE_LIMIT", "DiscordReply", "Replies", "message_ids", "reply_ref"]
 
 _log = logging.getLogger(__name__)
 
@@ -29,22 +37,111 @@ TYPING_RETRY = 1.0  # after a trigger skipped for the request budget
 NO_PINGS = discord.AllowedMentions.none()  # the model's text never pings anyone
 # Discord allows a bot about 50 requests a second in all; in-between edits and typing share 30 of them.
 EDITS_PER_SECOND = 30.0
+CUT_OFF_NOTE = f"🔄 {CUT_OFF_ANSWER}"
+NOT_SHOWN_NOTE = f"⚠️ {ANSWER_NOT_SHOWN}"
+# What a failed Discord call raises: an error status (after discord.py's own retries), or no connection.
+FAILED = (discord.HTTPException, aiohttp.ClientError)
+
+# Told the ids of the messages showing a run's answer (``reply_ref``), each time one is added.
+Posted = Callable[[str], Awaitable[None]]
+# Keeps them with the run: ``service.showing(run_id, reply_ref)``.
+Keep = Callable[[str, str], Awaitable[None]]
+
+
+def reply_ref(message_ids: Sequence[int]) -> str:
+    """The messages that show an answer, as the core keeps them with its run."""
+    return " ".join(str(message_id) for message_id in message_ids)
+
+
+def message_ids(ref: str | None) -> list[int]:
+    """The message ids in a ``reply_ref`` (none for a missing or foreign one)."""
+    return [int(part) for part in (ref or "").split() if part.isdigit()]
 
 
 class _ChannelSink:
-    """Posts the first piece as a reply to the question, later pieces as plain messages."""
+    """Posts the first piece as a reply to the question, later pieces as plain messages.
 
-    def __init__(self, channel: discord.abc.Messageable, reply_to: discord.Message | None) -> None:
+    ``earlier``: the messages in which a process that is gone had begun this answer. The pieces are
+    written into them first, in order, and new messages follow only when they run out. If one cannot
+    be edited (deleted, out of reach), it and the rest are closed with a note where they still stand,
+    and the answer goes on in new messages below, the first a reply to the question. :meth:`settle`
+    deletes the ones the answer did not need. ``posted``: told the messages showing the answer (and
+    the earlier ones not yet written into) each time one is added.
+    """
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        reply_to: discord.Message | None,
+        *,
+        earlier: Sequence[discord.PartialMessage] = (),
+        posted: Posted | None = None,
+    ) -> None:
         self._channel = channel
         self._reply_to = reply_to
+        self._earlier = list(earlier)
+        self._posted = posted
+        self._ids: list[int] = []  # the messages showing the current part of the answer
 
     async def post(self, text: str) -> discord.Message:
+        if self._earlier:
+            message = await self._write_into_earlier(text)
+            if message is not None:
+                return message
         reference = self._reply_to.to_reference(fail_if_not_exists=False) if self._reply_to else None
         self._reply_to = None
-        return await self._channel.send(text, reference=reference, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+        message = await self._channel.send(text, reference=reference, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+        await self._shows(message.id)
+        return message
 
     async def edit(self, message: discord.Message, text: str) -> None:
         await message.edit(content=text, allowed_mentions=NO_PINGS)
+
+    async def settle(self) -> None:
+        """The current part of the answer is complete: earlier messages it did not need are deleted."""
+        left, self._earlier = self._earlier, []
+        self._ids = []
+        for message in left:
+            try:
+                await message.delete()
+            except FAILED as exc:
+                _log.info("could not delete message %s, left over from a stopped process: %s", message.id, exc)
+
+    async def _write_into_earlier(self, text: str) -> discord.Message | None:
+        """The next piece, in the next earlier message; None when that one could not be edited."""
+        try:
+            message = await self._earlier[0].edit(content=text, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            _log.info(
+                "could not write into message %s a stopped process left (%s); answering below it",
+                self._earlier[0].id,
+                exc,
+            )
+            left, self._earlier = self._earlier, []
+            for stale in left:
+                if stale is not left[0] or not isinstance(exc, discord.NotFound):
+                    await self._close_cut_off(stale)
+            return None
+        self._earlier.pop(0)
+        self._reply_to = None  # it replies to the question already, if it was the first
+        await self._shows(message.id)
+        return message
+
+    async def _close_cut_off(self, message: discord.PartialMessage) -> None:
+        """A half-written answer a stopped process left and this one cannot write into: say where the answer is."""
+        try:
+            await message.edit(content=CUT_OFF_NOTE, allowed_mentions=NO_PINGS)
+        except FAILED as exc:
+            _log.warning("could not close message %s, cut off by a stopped process: %s", message.id, exc)
+
+    async def _shows(self, message_id: int) -> None:
+        self._ids.append(message_id)
+        if self._posted is None:
+            return
+        try:
+            await self._posted(reply_ref(self._ids + [m.id for m in self._earlier]))
+        except Exception as exc:  # only a takeover after a crash would miss it: the answer goes on
+            _log.warning("could not keep the messages of an answer with its run: %s", exc)
 
 
 class DiscordReply:
@@ -59,12 +156,17 @@ class DiscordReply:
         budget: EditBudget | None = None,
         run_id: str = "",
         metrics: Metrics | None = None,
+        earlier: Sequence[discord.PartialMessage] = (),
+        posted: Posted | None = None,
     ) -> None:
+        """``earlier``: the messages a stopped process had begun this run's answer in (written into, not below);
+        ``posted``: told the messages that show the answer (``reply_ref``), for a takeover after a crash."""
         self._channel = channel
         self._budget = budget
         self._metrics = metrics or Metrics()
+        self._sink = _ChannelSink(channel, reply_to, earlier=earlier, posted=posted)
         self._live: LiveText[discord.Message] = LiveText(
-            _ChannelSink(channel, reply_to),
+            self._sink,
             limit=MESSAGE_LIMIT,
             interval=interval,
             name=run_id,
@@ -75,6 +177,7 @@ class DiscordReply:
         self._decided: set[str] = set()
         self._typing: asyncio.Task[None] | None = None
         self._answered = False
+        self._not_shown: Exception | None = None  # why some of the answer could not be shown
 
     @property
     def waiting_for_decision(self) -> bool:
@@ -85,9 +188,12 @@ class DiscordReply:
             async for event in handle.events():
                 try:
                     await self._show(event)
-                except (discord.HTTPException, aiohttp.ClientError) as exc:  # the run goes on; the log has it
+                except FAILED as exc:  # the run goes on; the log has it
                     _log.warning("Discord refused a call while showing run %s: %s", handle.run_id, exc)
                     self._metrics.platform_error("discord", _kind(exc))
+            await self._sink.settle()
+            if self._not_shown is not None:
+                await self._say_not_shown(handle, self._not_shown)
         finally:
             self._stop_typing()
             await self._live.close()
@@ -103,12 +209,12 @@ class DiscordReply:
                 self._stop_typing()
                 self._live.append(event.text)
             case "file_output":
-                await self._live.finish()  # the file follows the words that introduce it
+                await self._finish_text()  # the file follows the words that introduce it
                 attachment = discord.File(io.BytesIO(event.data), filename=event.name)
                 await self._channel.send(file=attachment, allowed_mentions=NO_PINGS)
             case "approval_required":
                 self._stop_typing()
-                await self._live.finish()
+                await self._finish_text()
                 await self._post_approval(event)
             case "approval_resolved":
                 self._decided.add(event.approval_id)
@@ -123,12 +229,38 @@ class DiscordReply:
                     tail = "\n\n" + format_sources(event.sources, "markdown")
                 if not self._live.pending and not self._answered:
                     tail = (event.text or "(no answer)") + tail
-                await self._live.finish(tail)
+                await self._finish_text(tail)
             case "run_failed":
                 self._stop_typing()
-                with contextlib.suppress(discord.HTTPException, aiohttp.ClientError):
-                    await self._live.finish()
-                await self._channel.send(f"⚠️ {event.message}", allowed_mentions=NO_PINGS)
+                await self._finish_text()
+                try:
+                    await self._channel.send(f"⚠️ {event.message}", allowed_mentions=NO_PINGS)
+                except FAILED as exc:
+                    self._not_shown = exc
+
+    async def _finish_text(self, tail: str = "") -> None:
+        """Show the rest of the current part of the answer now and close it. If Discord refuses, what it refused
+        is given up (the run goes on) and the person is told at the end of the run."""
+        try:
+            await self._live.finish(tail)
+        except FAILED as exc:
+            self._not_shown = exc
+        await self._sink.settle()
+
+    async def _say_not_shown(self, handle: RunHandle, error: Exception) -> None:
+        """Some of the answer could not be shown: one short message says so (tried once), the log says why."""
+        _log.warning(
+            "could not show the answer of run %s in %s (%s); telling the channel",
+            handle.run_id,
+            handle.channel,
+            _detail(error),
+        )
+        self._metrics.platform_error("discord", "answer_not_shown")
+        try:
+            await self._channel.send(NOT_SHOWN_NOTE, allowed_mentions=NO_PINGS)
+        except FAILED as exc:
+            _log.warning("could not tell %s that its answer was not shown either (%s)", handle.channel, _detail(exc))
+            self._metrics.platform_error("discord", _kind(exc))
 
     async def _post_approval(self, event: ApprovalRequired) -> None:
         self._answered = True  # text before the question was shown; what follows is a new part
@@ -166,9 +298,11 @@ class DiscordReply:
 class Replies:
     """Which runs this process is showing, and how a run is shown."""
 
-    def __init__(self, interval: float, metrics: Metrics | None = None) -> None:
+    def __init__(self, interval: float, metrics: Metrics | None = None, keep: Keep | None = None) -> None:
+        """``keep``: keeps the messages that show a run's answer with the run (``service.showing``)."""
         self._interval = interval
         self._metrics = metrics or Metrics()  # counts Discord calls that failed or were retried
+        self._keep = keep
         self._budget = EditBudget(EDITS_PER_SECOND)
         self._showing: dict[str, tuple[asyncio.Task[Any], DiscordReply]] = {}
         self._idle = asyncio.Event()
@@ -178,8 +312,14 @@ class Replies:
         return run_id in self._showing
 
     async def show(
-        self, handle: RunHandle, channel: discord.abc.Messageable, reply_to: discord.Message | None = None
+        self,
+        handle: RunHandle,
+        channel: discord.abc.Messageable,
+        reply_to: discord.Message | None = None,
+        earlier: Sequence[discord.PartialMessage] = (),
     ) -> None:
+        """Show a run in ``channel``, replying to ``reply_to``; ``earlier``: messages a stopped process had begun
+        its answer in, written into before any new one is posted."""
         reply = DiscordReply(
             channel,
             reply_to=reply_to,
@@ -187,6 +327,8 @@ class Replies:
             budget=self._budget,
             run_id=handle.run_id,
             metrics=self._metrics,
+            earlier=earlier,
+            posted=partial(self._keep, handle.run_id) if self._keep is not None else None,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -198,6 +340,10 @@ class Replies:
             self._showing.pop(handle.run_id, None)
             if not self._showing:
                 self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no run is being shown here."""
+        await self._idle.wait()
 
     async def drain(self, grace: float) -> None:
         """At shutdown: let runs show their last words (at most ``grace`` seconds), stop watching the rest.
@@ -219,3 +365,10 @@ def _kind(exc: Exception) -> str:
     if isinstance(exc, discord.HTTPException):
         return "ratelimited" if exc.status == 429 else f"http_{exc.status // 100}xx"
     return "connection"
+
+
+def _detail(exc: Exception) -> str:
+    """What Discord answered, for the log: its status, error code and message (never what was sent)."""
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status}, Discord error {exc.code}: {exc.text or 'no message'}"
+    return f"{type(exc).__name__}: {exc}"

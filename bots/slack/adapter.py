@@ -26,6 +26,7 @@ from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
 from core.knowledge.base import DownloadFailed, Upload
 from core.models import Author, Incoming
+from core.notices import CUT_OFF_ANSWER
 from core.service import ApprovalError, ChannelNotServed, Threadline
 
 __all__ = ["SlackAdapter", "channel_key", "register_listeners"]
@@ -34,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
-CUT_OFF_NOTE = ":arrows_counterclockwise: I was restarted while writing this answer; it follows below, in full."
+CUT_OFF_NOTE = f":arrows_counterclockwise: {CUT_OFF_ANSWER}"
 COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant", "budget")
 NAME_CACHE = 2000
 # Why Slack redelivers an event when the earlier delivery reached the bot and only its answer was late.
@@ -121,7 +122,10 @@ class SlackAdapter:
 
     async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
         async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
-            await self._service.showing(handle.run_id, ts)
+            try:
+                await self._service.showing(handle.run_id, ts)
+            except Exception as exc:  # only a takeover after a crash would miss it: the answer goes on
+                _log.warning("could not keep the message of run %s's answer with it: %s", handle.run_id, exc)
 
         self._rendering.add(handle.run_id)
         task = asyncio.current_task()
@@ -135,6 +139,7 @@ class SlackAdapter:
                 team_id=team_id,
                 user_id=user or None,
                 posted=posted,
+                metrics=self._service.metrics,
             )
             await reply.render(handle)
         finally:

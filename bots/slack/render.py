@@ -4,6 +4,8 @@ The answer streams with Slack's native streaming (chat.startStream / appendStrea
 the first words are sent as soon as they exist, later ones at most every ``interval`` seconds,
 which keeps appendStream inside its rate tier. Where streaming is refused, the answer is posted
 with chat.postMessage and kept up to date with throttled chat.update instead, as Slack mrkdwn.
+When Slack refuses to show the answer even so, the thread is told in one short message of its own,
+and the log has the details.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from markdown_to_mrkdwn import SlackMarkdownConverter
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,6 +28,8 @@ from bots.formatting import LinkStyle, format_sources, pretty_arguments
 from bots.live import LiveText
 from core.events import ApprovalRequired, ApprovalResolved, Event
 from core.handles import RunHandle
+from core.metrics import Metrics
+from core.notices import ANSWER_NOT_SHOWN
 
 __all__ = [
     "APPROVE_ACTION",
@@ -46,6 +51,9 @@ POST_LIMIT = 3900  # characters a posted message carries comfortably (Slack trun
 STREAM_LIMIT = 11000  # a streamed message is closed and a new one started past this
 STREAM_INTERVAL = 0.4  # seconds between appendStream calls (tier 4)
 UPDATE_INTERVAL = 1.2  # seconds between chat.update calls (tier 3)
+NOT_SHOWN_NOTE = f":warning: {ANSWER_NOT_SHOWN}"
+# What a failed Slack call raises: an error answer (after the client's retries), a misuse, no connection.
+FAILED = (SlackClientError, aiohttp.ClientError, TimeoutError)
 
 
 def to_mrkdwn(markdown: str) -> str:
@@ -143,10 +151,13 @@ class SlackReply:
         user_id: str | None,
         stream_interval: float = STREAM_INTERVAL,
         posted: Posted | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        """``posted``: told the ts of each message the answer is written into (the core keeps it with the run)."""
+        """``posted``: told the ts of each message the answer is written into (the core keeps it with the run);
+        ``metrics``: counts Slack calls that failed."""
         self._client = client
         self._posted = posted
+        self._metrics = metrics or Metrics()
         self._channel = channel_id
         self._thread_ts = thread_ts
         self._team_id = team_id
@@ -161,6 +172,7 @@ class SlackReply:
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
         self._approvals: dict[str, _PostedApproval] = {}
+        self._not_shown: Exception | None = None  # why some of the answer could not be shown
 
     async def render(self, handle: RunHandle) -> None:
         """Consume ``handle``'s events until the run ends, keeping Slack up to date."""
@@ -169,8 +181,11 @@ class SlackReply:
             async for event in handle.events():
                 try:
                     await self._show(event)
-                except SlackApiError as exc:  # the run goes on; what could not be shown is in the log
+                except FAILED as exc:  # the run goes on; what could not be shown is in the log
                     _log.warning("Slack refused a call while showing run %s: %s", handle.run_id, exc)
+                    self._metrics.platform_error("slack", _kind(exc))
+            if self._not_shown is not None:
+                await self._say_not_shown(handle, self._not_shown)
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -186,12 +201,12 @@ class SlackReply:
                 self._pending += event.text
                 self._wake.set()
             case "approval_required":
-                await self._finish_message()
+                await self._finish_text()
                 await self._post_approval(event)
             case "approval_resolved":
                 await self._resolve_approval(event)
             case "file_output":
-                await self._finish_message()  # the file follows the words that introduce it
+                await self._finish_text()  # the file follows the words that introduce it
                 await self._client.files_upload_v2(
                     channel=self._channel, thread_ts=self._thread_ts, content=event.data, filename=event.name
                 )
@@ -201,11 +216,38 @@ class SlackReply:
                     self._pending += "\n\n" + format_sources(event.sources, style)
                 if not self._sent and not self._pending.strip():
                     self._pending = event.text or "(no answer)"
-                await self._finish_message()
+                await self._finish_text()
             case "run_failed":
-                await self._finish_message()
+                await self._finish_text()
                 icon = ":arrows_counterclockwise:" if event.handed_over else ":warning:"  # the answer follows
-                await self._post(f"{icon} {event.message}")
+                try:
+                    await self._post(f"{icon} {event.message}")
+                except FAILED as exc:
+                    self._not_shown = exc
+
+    async def _finish_text(self) -> None:
+        """Show the rest of the current part of the answer now and close it. If Slack refuses, what it refused is
+        given up (the run goes on) and the thread is told at the end of the run."""
+        try:
+            await self._finish_message()
+        except FAILED as exc:
+            self._not_shown = exc
+            self._stream, self._pending, self._sent = None, "", ""
+
+    async def _say_not_shown(self, handle: RunHandle, error: Exception) -> None:
+        """Some of the answer could not be shown: one short message says so (tried once), the log says why."""
+        _log.warning(
+            "could not show the answer of run %s in %s (%s); telling the thread",
+            handle.run_id,
+            handle.channel,
+            _detail(error),
+        )
+        self._metrics.platform_error("slack", "answer_not_shown")
+        try:
+            await self._post(NOT_SHOWN_NOTE)
+        except FAILED as exc:
+            _log.warning("could not tell %s that its answer was not shown either (%s)", handle.channel, _detail(exc))
+            self._metrics.platform_error("slack", _kind(exc))
 
     # -- text -------------------------------------------------------------------------------
 
@@ -218,8 +260,8 @@ class SlackReply:
                 await asyncio.sleep(wait)
             try:
                 await self._send_pending()
-            except SlackApiError as exc:
-                _log.warning("Slack refused streamed text in %s: %s", self._channel, exc)
+            except FAILED as exc:  # tried again with the next words, or at the end of the part
+                _log.info("Slack refused streamed text in %s, will retry: %s", self._channel, exc)
 
     async def _send_pending(self) -> None:
         async with self._sending:  # the flusher and the end of the run never send at the same time
@@ -313,3 +355,18 @@ class SlackReply:
                 text=f"{event.tool} expired",
                 blocks=decided_blocks(event.tool, posted.arguments, "expired", None),
             )
+
+
+def _kind(exc: Exception) -> str:
+    """A bounded label for a failed Slack call: Slack's error code (``ratelimited``, ``msg_too_long``...),
+    ``connection`` or ``client``."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"http_{exc.response.status_code // 100}xx")[:40]
+    return "connection" if isinstance(exc, aiohttp.ClientError | TimeoutError) else "client"
+
+
+def _detail(exc: Exception) -> str:
+    """What Slack answered, for the log: its error code and HTTP status (never what was sent)."""
+    if isinstance(exc, SlackApiError):
+        return f"{exc.response.get('error') or 'no error code'}, HTTP {exc.response.status_code}"
+    return f"{type(exc).__name__}: {exc}"

@@ -28,7 +28,8 @@ typing, thread creation and command syncs. Answers have Discord's shapes, includ
 10008 Unknown Message, 40060 already acknowledged, 10062 Unknown interaction past the 3 s
 deadline...). Message routes carry ``X-RateLimit-*`` headers of a per-channel bucket and answer
 429 (with ``Via``, so discord.py retries) when a client ignores them; ``fail_next`` injects a 429
-or another error. Waiting is event-driven (``wait_until``, ``wait_for``, ``wait_ready``,
+or another error, ``refuse`` answers every matching request with an error until ``allow``.
+Waiting is event-driven (``wait_until``, ``wait_for``, ``wait_ready``,
 ``wait_resumed``): every recorded call or state change wakes the waiters; nothing polls.
 
 JSON answers carry ``Content-Type: application/json`` exactly (discord.py parses nothing else),
@@ -255,6 +256,14 @@ class _Failure:
     message: str | None
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    method: str
+    pattern: re.Pattern[str]
+    failure: _Failure
+    when: Callable[[Any], bool] | None  # of the request's JSON body (``payload_json`` of a multipart one)
+
+
 @dataclass
 class _Bucket:
     remaining: int
@@ -452,6 +461,7 @@ class FakeDiscord:
         self._by_token: dict[str, _InteractionState] = {}
         self._command_ids: dict[tuple[str | int, str], int] = {}
         self._fail_next: list[tuple[str, re.Pattern[str], _Failure]] = []
+        self._refusals: list[_Refusal] = []
         self._buckets: dict[tuple[str, int], _Bucket] = {}
         self._last_snowflake = 0
         self._counter = itertools.count(1)
@@ -611,11 +621,40 @@ class FakeDiscord:
         for _ in range(count):
             self._fail_next.append((method.upper(), re.compile(pattern), failure))
 
-    def _take_failure(self, method: str, path: str) -> _Failure | None:
+    def refuse(
+        self,
+        method: str,
+        pattern: str,
+        *,
+        status: int,
+        code: int | None = None,
+        message: str | None = None,
+        when: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """Answer every matching request with ``status`` (bodies as for ``fail_next``) until ``allow``.
+
+        ``when``: only requests whose JSON body it holds for (e.g. replies: ``"message_reference" in body``).
+        discord.py retries 500, 502, 504 and 524 for 25 seconds before it gives up; 503 it raises at once.
+        """
+        failure = _Failure(status, 0.0, code, message)
+        self._refusals.append(_Refusal(method.upper(), re.compile(pattern), failure, when))
+
+    def allow(self, method: str, pattern: str) -> None:
+        """Stop the refusals ``refuse(method, pattern, ...)`` set up."""
+        self._refusals = [r for r in self._refusals if (r.method, r.pattern.pattern) != (method.upper(), pattern)]
+
+    def _take_failure(self, method: str, path: str, body: Any) -> _Failure | None:
         for index, (wanted, regex, failure) in enumerate(self._fail_next):
             if wanted == method and regex.fullmatch(path):
                 del self._fail_next[index]
                 return failure
+        for refusal in self._refusals:
+            if (
+                refusal.method == method
+                and refusal.pattern.fullmatch(path)
+                and (refusal.when is None or refusal.when(body if body is not None else {}))
+            ):
+                return refusal.failure
         return None
 
     def _failure_reply(self, failure: _Failure) -> _Reply:
@@ -864,7 +903,7 @@ class FakeDiscord:
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         self.downloads.append(str(request.url))
         await self._notify()
-        failure = self._take_failure("GET", request.path)
+        failure = self._take_failure("GET", request.path, None)
         if failure is not None:
             reply = self._failure_reply(failure)
             return _json_response(reply.body, reply.status, reply.headers)
@@ -1390,7 +1429,7 @@ class FakeDiscord:
         files: list[tuple[str, str, bytes]],
         query: dict[str, str],
     ) -> _Reply:
-        failure = self._take_failure(request.method, path)
+        failure = self._take_failure(request.method, path, body)
         if failure is not None:
             return self._failure_reply(failure)
         matched = [(route, route.pattern.fullmatch(path)) for route in self._routes]

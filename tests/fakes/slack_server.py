@@ -16,7 +16,7 @@ event-driven (``wait_for``, ``wait_until``), never a polling sleep. Answers have
 Slack's shapes, including its errors (``invalid_auth``, ``message_not_found``,
 ``msg_too_long``, ``invalid_blocks``, ``already_reacted``...), and failures can be
 injected per method (``fail_next`` for a 429 with ``Retry-After``, ``refuse``
-for a permanent ``ok: false``).
+for a permanent ``ok: false``, with an HTTP error status if wanted).
 
 The module also builds what Slack sends *to* an app: signed HTTP headers and
 Events API / slash command / interaction payloads, for HTTP mode or Socket Mode.
@@ -156,7 +156,8 @@ class FakeSlack:
     Use as an async context manager. Configure what Slack knows before or during the test:
     ``members[channel]`` (for ``conversations.members``), ``channels[channel]`` and ``users[user]``
     (merged over generated defaults for ``conversations.info`` / ``users.info``), and files through
-    ``add_file``.
+    ``add_file``. ``max_text``: the longest text chat.postMessage and chat.update take (longer:
+    ``msg_too_long``).
     """
 
     bot_token: str = "xoxb-threadline-test"
@@ -168,6 +169,7 @@ class FakeSlack:
     # Real Slack answers a file URL fetched without the bot token with a 200 HTML login page;
     # by default the fake answers 403, set this to get the login page instead.
     login_page_on_bad_token: bool = False
+    max_text: int = _MAX_TEXT
 
     calls: list[Call] = field(default_factory=list, init=False)
     messages: dict[str, Posted] = field(default_factory=dict, init=False)  # by ts
@@ -185,7 +187,7 @@ class FakeSlack:
         self._downloads_open.set()
         self._failed: set[int] = set()  # indexes into calls that were answered ok=false
         self._fail_next: dict[str, deque[_Failure]] = {}
-        self._refused: dict[str, str] = {}
+        self._refused: dict[tuple[str, str | None], tuple[str, int]] = {}  # (method, channel) -> (error, status)
         self._ts = itertools.count(1)
         self._tickets = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
@@ -330,12 +332,20 @@ class FakeSlack:
         """
         self._fail_next.setdefault(method, deque()).append(_Failure(error, status, retry_after))
 
-    def refuse(self, method: str, error: str = "method_not_supported_for_channel_type") -> None:
-        """Answer every call to ``method`` with HTTP 200 and ``{"ok": false, "error": error}``, until ``allow``."""
-        self._refused[method] = error
+    def refuse(
+        self,
+        method: str,
+        error: str = "method_not_supported_for_channel_type",
+        *,
+        status: int = 200,
+        channel: str | None = None,
+    ) -> None:
+        """Answer every call to ``method`` (in ``channel`` only, if given) with HTTP ``status`` and
+        ``{"ok": false, "error": error}``, until ``allow``. slack_sdk retries none of them by default."""
+        self._refused[(method, channel)] = (error, status)
 
-    def allow(self, method: str) -> None:
-        self._refused.pop(method, None)
+    def allow(self, method: str, channel: str | None = None) -> None:
+        self._refused.pop((method, channel), None)
 
     # --- files -----------------------------------------------------------------------------------
 
@@ -499,8 +509,10 @@ class FakeSlack:
             if failure.status == 429 and failure.retry_after is not None:
                 headers["Retry-After"] = str(failure.retry_after)
             return failure.status, {"ok": False, "error": failure.error}, headers
-        if method in self._refused:
-            return 200, {"ok": False, "error": self._refused[method]}, {}
+        refused = self._refused.get((method, str(params.get("channel") or ""))) or self._refused.get((method, None))
+        if refused is not None:
+            error, status = refused
+            return status, {"ok": False, "error": error}, {}
         handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
@@ -609,14 +621,13 @@ class FakeSlack:
             message["blocks"] = posted.blocks
         return message
 
-    @staticmethod
-    def _content(params: dict[str, Any]) -> tuple[str, list[Any] | None]:
+    def _content(self, params: dict[str, Any]) -> tuple[str, list[Any] | None]:
         """Check a message's text and blocks the way Slack does; return them."""
         text = params.get("text") or params.get("markdown_text") or ""
         blocks = params.get("blocks")
         if not text and not blocks and not params.get("attachments"):
             raise _SlackError("no_text")
-        if len(text) > _MAX_TEXT:
+        if len(text) > self.max_text:
             raise _SlackError("msg_too_long")
         if blocks is not None:
             _check_blocks(blocks)

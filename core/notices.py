@@ -1,0 +1,18 @@
+"""What the chat adapters tell people when the platform, not the assistant, let an answer down.
+
+The words are the same on every platform; an adapter only adds its markup (an emoji) and posts them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ANSWER_NOT_SHOWN", "CUT_OFF_ANSWER"]
+
+# The platform refused to show an answer (or part of it) even after its client's retries: posted once, in
+# the same conversation, as a short message of its own. The details are in the log.
+ANSWER_NOT_SHOWN = (
+    "I could not post my answer here in full. Please ask again; if this keeps happening, ask whoever runs "
+    "this bot to check its log."
+)
+# A half-written answer a stopped process left, where the process that took the run over writes the answer
+# in a message of its own below it.
+CUT_OFF_ANSWER = "I was restarted while writing this answer; it follows below, in full."
