@@ -24,9 +24,9 @@ MANAGERS_ONLY = "Only this bot's channel managers may {what}. Ask one of them."
 _COMMANDS = """\
 /files          list this channel's files (status, size, chunks)
 /forget NAME    remove a file from this channel's files; /forget --all removes every file
-/reset          start a new conversation in this channel (files are kept; the old conversation stays stored)
+/reset          start a new conversation here (in a thread: only there; files are kept; the old one stays stored)
 /cancel         stop the answer being written and any queued ones
-/export         this channel's conversation as a Markdown file, sent only to you
+/export         this conversation (the channel's, or the thread's) as a Markdown file, sent only to you
 /usage          this channel's tokens and cost today and this month (UTC), and its top users; /usage all: every channel
 /assistant      this channel's assistant (name, model, tools); /assistant NAME switches it (managers)
 /budget         this channel's budgets and yours, and how much is used; managers change them (/budget help)
@@ -55,26 +55,36 @@ def is_command(text: str) -> bool:
     return text.startswith("/") and not text.startswith("//")
 
 
-async def handle_command(service: Threadline, channel: str, text: str, person: Author | None = None) -> CommandReply:
-    """Run one command; ``person``: who asked (for manager-only commands; None: nobody in particular)."""
+async def handle_command(
+    service: Threadline, channel: str, text: str, person: Author | None = None, *, scope: str | None = None
+) -> CommandReply:
+    """Run one command given in the conversation ``channel``; ``person``: who asked (for manager-only commands;
+    None: nobody in particular).
+
+    /reset, /cancel and /export act on this conversation; /files, /forget, /usage, /assistant and /budget
+    on what it shares with its scope's other conversations (core/models.py), and the policy is the
+    scope's. ``scope``: the conversation's channel when the adapter knows it and the key does not say
+    it (a Discord thread's parent), remembered from now on (None: as remembered).
+    """
     name, _, argument = text.strip().partition(" ")
     name, argument = name.lower(), argument.strip()
-    refusal = service.policy.refusal(channel)
+    shared = await service.scope(channel, scope)
+    refusal = service.policy.refusal(shared)
     if refusal is not None:
         _log.info("command %s from %s in %s not served (policy)", name, _who(person), channel)
         return CommandReply(refusal)
     if name == "/reset":
         await service.reset(channel)
-        files = [f for f in await service.knowledge.files(channel) if f.status == "completed"]
+        files = [f for f in await service.knowledge.files(shared) if f.status == "completed"]
         kept = f" The channel's {len(files)} file{'s' if len(files) != 1 else ''} stay searchable." if files else ""
         return CommandReply(f"Started a new conversation; the earlier one is kept but no longer used.{kept}")
     if name == "/cancel":
         count = await service.cancel(channel)
         return CommandReply(f"Cancelled {count} run{'s' if count != 1 else ''}." if count else "Nothing to cancel.")
     if name == "/files":
-        return CommandReply(format_files(await service.knowledge.files(channel)))
+        return CommandReply(format_files(await service.knowledge.files(shared)))
     if name == "/forget":
-        return CommandReply(await _forget(service, channel, argument))
+        return CommandReply(await _forget(service, shared, argument))
     if name == "/export":
         export = await export_conversation(service.store, channel, time.time())
         if export is None:
@@ -86,11 +96,11 @@ async def handle_command(service: Threadline, channel: str, text: str, person: A
         if argument.lower() == "all" and not service.policy.is_manager(person):
             _log.info("/usage all from %s in %s refused: not a manager (policy)", _who(person), channel)
             return CommandReply(MANAGERS_ONLY.format(what="see every channel's usage"))
-        return CommandReply(await usage_reply(service, channel, argument, time.time()))
+        return CommandReply(await usage_reply(service, shared, argument, time.time()))
     if name == "/assistant":
-        return CommandReply(await _assistant(service, channel, argument, person))
+        return CommandReply(await _assistant(service, shared, argument, person))
     if name == "/budget":
-        return CommandReply(await budget_reply(service, channel, argument, person))
+        return CommandReply(await budget_reply(service, shared, argument, person))
     if name == "/help":
         return CommandReply(HELP)
     return CommandReply(f"Unknown command {name}. Try /help.")
@@ -134,7 +144,8 @@ async def _forget(service: Threadline, channel: str, argument: str) -> str:
 
 
 async def usage_reply(service: Threadline, channel: str, argument: str, now: float) -> str:
-    """/usage (this channel) or /usage all (every channel's totals this month), priced from the assistants file."""
+    """/usage (this channel, the conversations inside it included) or /usage all (every channel's totals this
+    month), priced from the assistants file. ``channel``: a scope (``Threadline.scope``)."""
     usage, prices = UsageStore(service.store), service.assistants.prices
     day, month = period_starts(now)
     if argument.lower() == "all":

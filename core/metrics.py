@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.events import Event
-from core.models import Run
+from core.models import Run, scope_of
 from core.run_slots import RunSlots
 from core.store.queue import MAX_THREADS, QueueDepths
 from core.tools import TOOL_FAILED_PREFIX
@@ -142,14 +142,16 @@ class Metrics:
         self.runs.labels(status).inc()
         if run.started_at is not None and run.completed_at is not None:
             self.run_seconds.observe(max(run.completed_at - run.started_at, 0.0))
+        # by the channel the key names: a Slack thread counts in its channel (a series per thread would never end)
+        channel = scope_of(run.channel)
         if run.input_tokens:
-            self.tokens.labels(run.channel, "input").inc(run.input_tokens)
+            self.tokens.labels(channel, "input").inc(run.input_tokens)
         if run.output_tokens:
-            self.tokens.labels(run.channel, "output").inc(run.output_tokens)
+            self.tokens.labels(channel, "output").inc(run.output_tokens)
         if prices is not None and (run.input_tokens or run.output_tokens):
             usage = ModelUsage(run.model or "unknown model", run.input_tokens, run.output_tokens)
             for currency, amount in cost([usage], prices).amounts.items():
-                self.cost.labels(run.channel, currency).inc(amount)
+                self.cost.labels(channel, currency).inc(amount)
 
     def watch_run_slots(self, slots: RunSlots) -> None:
         """Read the run slots' bound and waiting threads at every scrape."""

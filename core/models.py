@@ -1,4 +1,14 @@
-"""Platform-neutral nouns: who wrote what, where, and the records the store keeps."""
+"""Platform-neutral nouns: who wrote what, where, and the records the store keeps.
+
+Where: a *conversation key*. A channel's own conversation is its channel key,
+``platform:workspace:channel``; a conversation inside a channel (a Slack thread) adds a part after
+a slash, ``platform:workspace:channel/sub`` (:func:`conversation_key`). Each conversation has its
+own thread (history), queue, ``/reset`` and ``/cancel``; it shares its *scope*'s knowledge base,
+assistant, policy and budgets. The scope is the channel before the slash (:func:`scope_of`), unless
+an adapter names another one (``Incoming.scope``: a Discord thread, a channel of its own whose parent
+only the adapter knows); the store records it with the conversation (``channels.scope``,
+``Store.scope``), so every later lookup finds the same scope without the adapter.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +31,10 @@ __all__ = [
     "RunStep",
     "StoredMessage",
     "ThreadRecord",
+    "conversation_key",
     "parse_channel_key",
+    "scope_of",
+    "stored_scope",
 ]
 
 T = TypeVar("T")
@@ -40,6 +53,37 @@ def parse_channel_key(key: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def conversation_key(channel: str, sub: str | None = None) -> str:
+    """The key of the conversation ``sub`` inside ``channel`` (a Slack thread's ``thread_ts``); the
+    channel's own conversation when ``sub`` is None or empty."""
+    parse_channel_key(channel)
+    if scope_of(channel) != channel:
+        raise ValueError(f"{channel!r} is a conversation inside a channel, not a channel")
+    if not sub:
+        return channel
+    if "/" in sub:
+        raise ValueError(f"a sub-conversation's name may not contain '/': {sub!r}")
+    return f"{channel}/{sub}"
+
+
+def scope_of(key: str) -> str:
+    """The channel a conversation key lies in, as the key says: the part before the first ``/``
+    (a key without one is its own scope). The store may know better (``Store.scope``)."""
+    return key.split("/", 1)[0]
+
+
+def stored_scope(conversation: str, scope: str | None = None) -> str | None:
+    """What the store records as ``conversation``'s scope: None when it is its own.
+
+    ``scope``: the channel an adapter names (None: the one the key says). ValueError when it is not
+    a channel key of its own (scopes do not nest)."""
+    scope = scope_of(conversation) if scope is None else scope
+    parse_channel_key(scope)
+    if scope_of(scope) != scope:
+        raise ValueError(f"scope {scope!r} is a conversation inside a channel; name the channel")
+    return None if scope == conversation else scope
+
+
 @dataclass(frozen=True)
 class Author:
     """A person: ``id`` as the platform names them; ``key`` and ``roles`` as access control does."""
@@ -52,13 +96,25 @@ class Author:
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message from a person, normalised by an adapter."""
+    """One message from a person, normalised by an adapter.
+
+    ``channel``: the conversation key (see the module docstring). ``scope``: the channel whose
+    knowledge base, assistant, policy and budgets the conversation shares, when the adapter knows
+    it and the key does not say it (a Discord thread's parent channel); it is remembered, so later
+    messages, commands and tool calls find it without being told. None: as remembered, else
+    :func:`scope_of` the key. ``context``: what the conversation begins with when it is new (its
+    thread has no messages yet), such as the message that started a Slack thread and the bot's
+    answer: plain items, ``{"role": "user" | "assistant", "content": "..."}``, stored in order
+    before this message as ordinary messages; ignored once the conversation has begun.
+    """
 
     channel: str
     author: Author
     text: str
     platform_msg_id: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None
+    context: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

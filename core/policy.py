@@ -14,8 +14,12 @@ allowed as before):
     approve = ["slack:U123", "managers"]               # "everyone" (default) | "managers" | a list
 
 Channel patterns are channel keys (``platform:workspace:channel``) where ``*`` stands for any
-run of characters. People are named by user key (``slack:U123``, ``discord:456``,
-``console:NAME``) and, on Discord, by role (``discord-role:789``). In a list, ``"managers"``
+run of characters. They name channels only: a conversation inside a channel (a Slack thread, a
+Discord thread; core/models.py) is served exactly when its channel (its scope) is, so a rule for
+``slack:T01:C02`` covers that channel's threads, and no rule names one thread.
+
+People are named by user key (``slack:U123``, ``discord:456``, ``console:NAME``) and, on Discord,
+by role (``discord-role:789``). In a list, ``"managers"``
 stands for every manager. With no managers configured, manager-only commands are open to
 everyone (a tool rule naming managers then is a configuration error).
 
@@ -90,8 +94,16 @@ class Policy:
     managers: frozenset[str] = frozenset()
     tools: Mapping[str, ToolRule] = field(default_factory=dict)
 
+    @property
+    def serves_every_channel(self) -> bool:
+        """Whether no channel is refused (no allow or deny list, direct messages on): nothing to look up."""
+        return not self.allow and not self.deny and self.direct_messages
+
     def refusal(self, channel: str) -> str | None:
-        """Why the bot does not serve ``channel`` (a message for people), or None when it does."""
+        """Why the bot does not serve ``channel`` (a message for people), or None when it does.
+
+        ``channel``: a channel key, the scope of a conversation (``Threadline.scope``), not a conversation
+        inside it."""
         if any(_matches(p, channel) for p in self.deny):
             return NOT_SERVED
         if is_direct(channel):

@@ -28,7 +28,9 @@ Tell = Callable[[str, str], Awaitable[None]]
 
 
 class RunBudget:
-    """The budgets that apply to one run of ``model`` in ``subjects.channel`` for ``subjects.person``."""
+    """The budgets that apply to one run of ``model`` in ``subjects.channel`` for ``subjects.person``.
+
+    ``conversation``: where the run is (``subjects.channel`` is its scope): told when it takes a budget past 80%."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class RunBudget:
         run_started: float,
         model: str,
         subjects: Subjects,
+        conversation: str,
     ) -> None:
         self._budgets = budgets
         self._tokens = tokens
@@ -50,6 +53,7 @@ class RunBudget:
         self._run_started = run_started
         self._model = model
         self._subjects = subjects
+        self._conversation = conversation
 
     async def refusal(self) -> str | None:
         """Why the run may not start (a budget is used up), for people; None when it may."""
@@ -96,7 +100,7 @@ class RunBudget:
             raise BudgetExceeded(refused.refusal(started=started), budget)
 
     async def after(self) -> None:
-        """Once the run has recorded its usage: tell the channel, once, of each budget it took past 80%."""
+        """Once the run has recorded its usage: tell its conversation, once, of each budget it took past 80%."""
         for standing in await self._budgets.crossed(self._subjects, time.time()):
             budget = standing.budget
             _log.info(
@@ -106,7 +110,7 @@ class RunBudget:
                 budget.period,
                 standing.fraction() * 100,
             )
-            await self._tell(self._subjects.channel, standing.warning())
+            await self._tell(self._conversation, standing.warning())
 
     def _count_refusal(self, budget: Budget, when: str) -> None:
         self._metrics.budget_refusals.labels(budget.scope, budget.period, when).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -74,7 +75,8 @@ class RunPlan(Protocol):
 
 
 class ChatPlan:
-    """A person's message in a channel: the channel's assistant, the tools that person may use, budgets."""
+    """A person's message in a conversation: its scope's assistant, files and budgets (core/models.py), the
+    tools that person may use."""
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class ChatPlan:
         budgets: BudgetStore,
         metrics: Metrics,
         tell: Tell,
+        scope: Callable[[str], Awaitable[str]],
     ) -> None:
         self._settings = settings
         self._assistants = assistants
@@ -99,6 +102,7 @@ class ChatPlan:
         self._budgets = budgets
         self._metrics = metrics
         self._tell = tell
+        self._scope = scope  # a conversation → the channel whose files and budgets it shares (Store.scope)
         self._agents: dict[str, Agent[Any]] = {}  # a cache: one built Agent per assistant and tool set
 
     @property
@@ -106,7 +110,8 @@ class ChatPlan:
         return self._assistants.policy
 
     async def prepare(self, run: Run) -> Prepared:
-        budget = await self._budget(run)
+        scope = await self._scope(run.channel)
+        budget = await self._budget(run, scope)
         refusal = await budget.refusal() if budget is not None else None
         if refusal is not None:  # before any model call, the context's summary included
             return Prepared(refusal=refusal)
@@ -123,15 +128,16 @@ class ChatPlan:
             fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
             run_id=run.id,
         )
-        agent = await self._agent(assistant, instructions, summary, person, run.channel)
-        return Prepared(agent, items, run_context(run.channel, run.id), self._refused(person), budget)
+        agent = await self._agent(assistant, instructions, summary, person, scope)
+        return Prepared(agent, items, run_context(run.channel, run.id, scope), self._refused(person), budget)
 
     async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
         summary, _ = await self._context.summary(run.thread_id)
         assistant = self._assistants.get(run.assistant)
         person = actor(run.actor)
-        agent = await self._agent(assistant, self._instructions(assistant), summary, person, run.channel)
-        return Prepared(agent, refused=self._refused(person), budget=await self._budget(run))
+        scope = await self._scope(run.channel)
+        agent = await self._agent(assistant, self._instructions(assistant), summary, person, scope)
+        return Prepared(agent, refused=self._refused(person), budget=await self._budget(run, scope))
 
     def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
         return frozenset(), self._settings.approval_timeout
@@ -147,10 +153,10 @@ class ChatPlan:
         return f"{assistant.instructions}\n\nToday is {today} (UTC)."
 
     async def _agent(
-        self, assistant: Assistant, instructions: str, summary: str | None, person: Author | None, channel: str
+        self, assistant: Assistant, instructions: str, summary: str | None, person: Author | None, scope: str
     ) -> Agent[Any]:
         """The agent for an assistant and the tools ``person`` may use (reused while its instructions stay the
-        same), with file search when the channel has indexed files."""
+        same), with file search when the scope's knowledge base has indexed files."""
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
         tools = [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
@@ -169,7 +175,7 @@ class ChatPlan:
         file_search = self._tools.channel_tool(FILE_SEARCH, assistant.tools)
         if file_search is None or not self._policy.may_use(FILE_SEARCH, person):
             return agent.clone()
-        if not await self._knowledge.searchable(channel):
+        if not await self._knowledge.searchable(scope):
             return agent.clone()
         return agent.clone(tools=[*agent.tools, file_search])
 
@@ -177,10 +183,10 @@ class ChatPlan:
         """The tools ``person`` may not use: a call to one of them is answered with a refusal."""
         return frozenset(self._tools.names()) - self._policy.usable(self._tools.names(), person)
 
-    async def _budget(self, run: Run) -> RunBudget | None:
-        """The budgets that apply to the run, or None when none do."""
+    async def _budget(self, run: Run, scope: str) -> RunBudget | None:
+        """The budgets that apply to the run (its scope's channel budget, its person's), or None when none do."""
         person = actor(run.actor)
-        subjects = Subjects(run.channel, person.key if person else "", person.name if person else "")
+        subjects = Subjects(scope, person.key if person else "", person.name if person else "")
         if not await self._budgets.budgets(subjects, time.time()):
             return None
         return RunBudget(
@@ -192,6 +198,7 @@ class ChatPlan:
             run_started=run.created_at,
             model=run.model or self._assistants.get(run.assistant).model,
             subjects=subjects,
+            conversation=run.channel,
         )
 
 

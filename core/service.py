@@ -2,6 +2,8 @@
 
     service = await Threadline.open(settings, notify=send_to_channel, platforms={"slack"})
     handle = await service.post(Incoming(channel, author, text, platform_msg_id))
+    # a Slack thread: Incoming(conversation_key(channel, thread_ts), ..., context=(its first message, ...));
+    # a Discord thread: Incoming(thread_key, ..., scope=parent_channel_key)
     async for event in handle.events(): ...render...
     await service.decide(approval_id, approve=True, decided_by="U123")
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
@@ -53,7 +55,7 @@ from core.store.budgets import BudgetStore
 from core.store.deliveries import first_delivery
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
-from core.store.store import ClaimKind
+from core.store.store import ClaimKind, NewItem
 from core.takeover import AdoptedRenderer, Notifier, Takeover
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
@@ -145,7 +147,7 @@ class Threadline:
         context = self._context = ContextBuilder(store, models, tokens)  # what each run is given of its thread
         chat = ChatPlan(
             settings, assistants, tools, models, tokens, context, knowledge, self.budgets, self.metrics,
-            self._takeover.tell,
+            self._takeover.tell, store.scope,
         )  # fmt: skip
         api = ApiPlan(models, tools, context, knowledge, self.runs)
         self._executor = RunExecutor(
@@ -263,11 +265,17 @@ class Threadline:
     async def post(self, incoming: Incoming) -> RunHandle | None:
         """Store a person's message and queue the answer. None: this platform message was seen before.
 
-        Raises ChannelNotServed (nothing stored) when the policy does not serve the channel.
+        The message joins its conversation's thread (``incoming.channel``, a conversation key: see
+        core/models.py); the conversation's scope (``incoming.scope`` when the adapter names it,
+        remembered from then on) decides the policy, the assistant, the budgets and the files searched.
+        Raises ChannelNotServed when the policy does not serve the scope: nothing is stored, but the scope
+        the adapter named (so that later commands in the conversation are refused too).
         """
-        refusal = self.policy.refusal(incoming.channel)
+        refusal = await self._refusal(incoming.channel, incoming.scope)
         if refusal is not None:
             _log.info("message from %s in %s not served (policy)", incoming.author.key or "?", incoming.channel)
+            if incoming.scope is not None:
+                await self.store.set_scope(incoming.channel, incoming.scope)
             raise ChannelNotServed(refusal)
         content = f"{incoming.author.name}: {incoming.text}" if incoming.author.name else incoming.text
         item = {"role": "user", "content": content}
@@ -280,6 +288,8 @@ class Threadline:
             tokens=self._tokens.count_item(item),
             platform_msg_id=incoming.platform_msg_id,
             actor=actor_json(incoming.author),
+            scope=incoming.scope,
+            context=[self._context_item(i) for i in incoming.context],
         )
         if posted is None:
             _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
@@ -328,7 +338,8 @@ class Threadline:
         return await self.store.get_approval(approval_id)
 
     async def cancel(self, channel: str) -> int:
-        """Cancel the channel's active and queued runs; returns how many were cancelled."""
+        """Cancel the conversation's active and queued runs (not those of its scope's other conversations);
+        returns how many were cancelled."""
         runs = await self.store.runs_with_status(["queued", "in_progress", "requires_action"], channel=channel)
         for run in runs:
             await self._cancel(run)
@@ -406,19 +417,30 @@ class Threadline:
     # -- channels ----------------------------------------------------------------------------------
 
     async def channel_assistant(self, channel: str) -> Assistant:
-        """The assistant the channel uses (the default one unless switched)."""
+        """The assistant the conversation uses: its scope's (the default one unless switched)."""
         _, name = await self.store.channel_info(channel)
         return self.assistants.get(name)
 
     async def set_channel_assistant(self, channel: str, name: str) -> Assistant:
-        """Switch the channel's next runs to the named assistant (KeyError: no such assistant)."""
+        """Switch the next runs of the conversation's scope, in all its conversations, to the named assistant
+        (KeyError: no such assistant)."""
         assistant = self.assistants.assistants[name]
         await self.store.set_channel_assistant(channel, assistant.name)
         return assistant
 
     async def reset(self, channel: str) -> str:
-        """Start a new thread for the channel; the old one stays stored. Returns the new thread id."""
+        """Start a new thread for the conversation (only this one: not its scope's other conversations); the
+        old one stays stored. Returns the new thread id."""
         return await self.store.reset_thread(channel)
+
+    async def scope(self, conversation: str, explicit: str | None = None) -> str:
+        """The channel whose knowledge base, assistant, policy and budgets ``conversation`` shares (itself for
+        a channel's own conversation; see core/models.py). ``explicit``: the adapter knows it (a Discord
+        thread's parent channel); it is recorded, so later lookups without it find the same."""
+        if explicit is None:
+            return await self.store.scope(conversation)
+        await self.store.set_scope(conversation, explicit)
+        return explicit
 
     # -- operating it ------------------------------------------------------------------------------
 
@@ -469,6 +491,20 @@ class Threadline:
             run = await self.store.get_run(run_id)
             if run.status == "queued":
                 self._handles.emit(run, RunFailed(run.id, "failed", RESTARTING_MESSAGE, handed_over=True))
+
+    async def _refusal(self, conversation: str, scope: str | None) -> str | None:
+        """Why the policy does not serve the conversation's scope (``scope`` when the adapter names it), or None."""
+        if self.policy.serves_every_channel:  # the usual case: no scope to look up
+            return None
+        return self.policy.refusal(scope or await self.store.scope(conversation))
+
+    def _context_item(self, item: dict[str, Any]) -> NewItem:
+        """One item a new conversation begins with (Incoming.context), as the store keeps it."""
+        role, content = item.get("role"), item.get("content")
+        if role not in ("user", "assistant") or not isinstance(content, str):
+            raise ValueError(f"a context item is {{'role': 'user' | 'assistant', 'content': str}}, not {item!r}")
+        plain = {"role": role, "content": content}
+        return role, content, plain, self._tokens.count_item(plain)
 
     def _resolve_assistant(self, name: str | None) -> tuple[str, str]:
         assistant = self.assistants.get(name)

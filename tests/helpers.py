@@ -12,6 +12,7 @@ from core.events import Event
 from core.handles import RunHandle
 from core.models import Author, Incoming
 from core.service import Threadline
+from core.store import Store
 
 CHANNEL = "console:local:test"
 ALICE = Author(id="U_ALICE", name="alice")
@@ -41,3 +42,21 @@ async def invoke_tool(tool: FunctionTool, **arguments: Any) -> str:
     result = await tool.on_invoke_tool(context, raw)
     assert isinstance(result, str)
     return result
+
+
+async def channel_in_old_schema(store: Store, key: str) -> str:
+    """A channel and its thread as every schema since m001 stores them (the store's own code writes today's
+    columns, which an older schema lacks); returns the thread id."""
+    platform, workspace, channel_id = key.split(":", 2)
+    thread_id = f"thread_{channel_id}"
+
+    def insert(db: Any) -> None:
+        db.execute(
+            "INSERT INTO channels (key, platform, workspace, channel_id, thread_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 0)",
+            [key, platform, workspace, channel_id, thread_id],
+        )
+        db.execute("INSERT INTO threads (id, channel, created_at) VALUES (?, ?, 0)", [thread_id, key])
+
+    await store.call(insert)
+    return thread_id

@@ -25,7 +25,7 @@ from core.store.usage import UsageStore
 from core.usage import ModelUsage
 from tests.conftest import ServiceFactory
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.helpers import collect
+from tests.helpers import channel_in_old_schema, collect
 from tests.test_console import console_env, run_console
 from tests.test_context import SUMMARY_MARK, _history_row
 
@@ -329,7 +329,7 @@ async def test_what_runs_spent_before_budgets_existed_counts_from_the_start(tmp_
     """The migration that adds budgets adds up earlier runs by channel, person, day and month."""
     store = await Store.open(tmp_path / "old.db", stop_before="m011_budgets")
     try:
-        thread_id, _ = await store.channel_info("slack:T1:C1")
+        thread_id = await channel_in_old_schema(store, "slack:T1:C1")
         created = time.time()
         await store.call(  # as that schema stored a run (today's store writes columns it does not have yet)
             lambda db: db.execute(

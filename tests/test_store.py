@@ -15,7 +15,7 @@ from core.store import Store
 from core.store.files import FileStore
 from core.store.migrations import MIGRATIONS
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import CHANNEL, ask, post
+from tests.helpers import CHANNEL, ask, channel_in_old_schema, post
 
 
 async def test_blank_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
@@ -294,9 +294,8 @@ async def _post(store: Store, text: str, msg_id: str) -> int:
     )
 
 
-async def _post_in_old_schema(store: Store, text: str, msg_id: str) -> int:
+async def _post_in_old_schema(store: Store, thread_id: str, text: str, msg_id: str) -> int:
     """A person's message as an older schema stores it (the store's own code writes today's columns)."""
-    thread_id, _ = await store.channel_info(CHANNEL)
 
     def insert(db: Any) -> int:
         cursor = db.execute(
@@ -315,10 +314,11 @@ async def test_a_deleted_newest_messages_id_is_never_handed_out_again(tmp_path: 
     path = tmp_path / "ids.db"
     old = await Store.open(path, stop_before="m013_message_ids_never_reused")
     try:
-        first = await _post_in_old_schema(old, "first", "m1")
-        newest = await _post_in_old_schema(old, "newest", "m2")
+        thread_id = await channel_in_old_schema(old, CHANNEL)
+        first = await _post_in_old_schema(old, thread_id, "first", "m1")
+        newest = await _post_in_old_schema(old, thread_id, "newest", "m2")
         await old.call(lambda db: db.execute("DELETE FROM messages WHERE id = ?", [newest]))
-        reused = await _post_in_old_schema(old, "reused", "m3")
+        reused = await _post_in_old_schema(old, thread_id, "reused", "m3")
         assert reused == newest  # the hazard, before the migration
         before = await old.call(lambda db: db.execute("SELECT id, public_id, text FROM messages").fetchall())
     finally:

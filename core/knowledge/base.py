@@ -11,6 +11,12 @@ for a vector store of the Assistants-compatible API. Vector stores keep every fi
 (:meth:`KnowledgeBase.add_in_background`); a run over the API may search several of them at once
 (:meth:`KnowledgeBase.search_many`).
 
+A conversation inside a channel (a Slack thread, a Discord thread; core/models.py) has no files of
+its own: the methods that take a ``channel`` (add, files, contents, forget, search) accept any
+conversation key and act on its scope's knowledge base (``Store.scope``), so a file shared in a
+thread is its channel's. :meth:`KnowledgeBase.searchable` and :meth:`KnowledgeBase.search_many` take
+knowledge-base keys as they are.
+
 Whether an upload is new is decided here, once, for every adapter: an upload the platform names
 (``platform_file_id``: a Slack file, a Discord attachment) is one file of a knowledge base, held by
 a unique index in the database, so neither a second event for it, nor a redelivery, nor another
@@ -125,6 +131,7 @@ class KnowledgeBase:
     ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
+        self._store = store
         self._files = FileStore(store)
         self._models = models
         self._tokens = tokens
@@ -187,7 +194,7 @@ class KnowledgeBase:
         ``delivered_before``, and nothing is downloaded or indexed again. The same bytes twice are
         indexed once; a new file with an old file's name replaces it.
         """
-        started = await self._begin(channel, upload, dedupe=True)
+        started = await self._begin(await self._store.scope(channel), upload, dedupe=True)
         if isinstance(started, AddResult):
             return started
         record, data = started
@@ -352,25 +359,28 @@ class KnowledgeBase:
         return AddResult(gone, message_override=f"{upload.name} was removed while it was being indexed.")
 
     async def files(self, channel: str) -> list[FileRecord]:
-        return await self._files.in_channel(channel)
+        return await self._files.in_channel(await self._store.scope(channel))
 
     async def contents(self, channel: str) -> list[tuple[str, bytes]]:
         """The channel's indexed files as (name, bytes): what the code interpreter finds in its working directory."""
-        return await self._files.contents(channel)
+        return await self._files.contents(await self._store.scope(channel))
 
     async def forget(self, channel: str, name: str) -> list[FileRecord]:
-        removed = await self._files.remove(channel, name=name)
-        self._changed(channel)
+        key = await self._store.scope(channel)
+        removed = await self._files.remove(key, name=name)
+        self._changed(key)
         return removed
 
     async def forget_all(self, channel: str) -> list[FileRecord]:
-        removed = await self._files.remove(channel)
-        self._changed(channel)
+        key = await self._store.scope(channel)
+        removed = await self._files.remove(key)
+        self._changed(key)
         return removed
 
     async def forget_platform_file(self, channel: str, platform_file_id: str) -> list[FileRecord]:
-        removed = await self._files.remove(channel, platform_file_id=platform_file_id)
-        self._changed(channel)
+        key = await self._store.scope(channel)
+        removed = await self._files.remove(key, platform_file_id=platform_file_id)
+        self._changed(key)
         return removed
 
     async def forget_older_than(self, cutoff: float) -> list[FileRecord]:
@@ -380,15 +390,15 @@ class KnowledgeBase:
             self._changed(channel)
         return removed
 
-    async def searchable(self, channel: str | Sequence[str]) -> bool:
+    async def searchable(self, keys: str | Sequence[str]) -> bool:
         """Whether the knowledge base (or any of several) has a file to search."""
-        return await self._files.searchable(channel)
+        return await self._files.searchable(keys)
 
     # -- search -----------------------------------------------------------------------------------
 
     async def search(self, channel: str, query: str, k: int = 5) -> list[ChunkHit]:
         """The channel's ``k`` best chunks for ``query``: BM25, fused with embeddings when there are any."""
-        return await self.search_many([channel], query, k)
+        return await self.search_many([await self._store.scope(channel)], query, k)
 
     async def search_many(self, keys: Sequence[str], query: str, k: int = 5) -> list[ChunkHit]:
         """The ``k`` best chunks for ``query`` across several knowledge bases, ranked together.

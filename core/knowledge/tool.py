@@ -1,7 +1,8 @@
 """The ``file_search`` tool: the assistant searches the files uploaded to its channel and cites them.
 
-A run whose context names ``collections`` (knowledge-base keys: an API run's vector stores)
-searches those instead of its channel, ranked together.
+A run searches its conversation's scope's knowledge base (a Slack thread: its channel's; see
+core/models.py). A run whose context names ``collections`` (knowledge-base keys: an API run's vector
+stores) searches those instead, ranked together.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ RESULTS = 5
 MAX_CHARS_PER_RESULT = 4000
 
 
-def run_context(channel: str, run_id: str) -> dict[str, Any]:
-    """The context a run carries: its channel and id, and the sources file search found (numbered [1], [2], ...).
+def run_context(channel: str, run_id: str, scope: str | None = None) -> dict[str, Any]:
+    """The context a run carries: its conversation (``channel``), the scope whose files it searches (None:
+    the conversation's own), its id, and the sources file search found (numbered [1], [2], ...).
 
     A plain mapping, so that a paused run's state serialises it and a restored run has it back.
     """
-    return {"channel": channel, "run_id": run_id, "sources": []}
+    return {"channel": channel, "scope": scope or channel, "run_id": run_id, "sources": []}
 
 
 def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
@@ -74,9 +76,10 @@ def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
 
 
 def _knowledge_keys(context: dict[str, Any]) -> list[str]:
-    """The knowledge bases a run searches: its ``collections`` when it has them, else its channel's."""
+    """The knowledge bases a run searches: its ``collections`` when it has them, else its scope's (a run
+    paused before scopes existed has only its channel)."""
     if "collections" in context:
         collections = context["collections"]
         return [key for key in collections if isinstance(key, str)] if isinstance(collections, (list, tuple)) else []
-    channel = context.get("channel")
-    return [channel] if isinstance(channel, str) else []
+    scope = context.get("scope", context.get("channel"))
+    return [scope] if isinstance(scope, str) else []

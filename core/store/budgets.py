@@ -1,7 +1,8 @@
 """Budgets in the database: limits set by managers, reservations of running calls, 80% notices.
 
 What a channel or person spent is ``budget_spent`` (per UTC day and month and model, kept by a
-trigger on ``runs`` token counts, written when a stretch of a run ends), plus, for runs answering
+trigger on ``runs`` token counts, written when a stretch of a run ends; a channel's spending is
+that of every conversation whose scope it is, see core/models.py), plus, for runs answering
 now, their hold in ``budget_holds`` beyond what they recorded (the hold is what the run has used
 plus what its current model call may use). :meth:`BudgetStore.reserve` sums every other run's
 spending, checks it against each budget and writes the hold in one ``BEGIN IMMEDIATE``
@@ -37,7 +38,8 @@ __all__ = ["BudgetStore", "Subjects"]
 
 @dataclass(frozen=True)
 class Subjects:
-    """Whose budgets apply to a run: its channel and the person who asked (key "" when unknown)."""
+    """Whose budgets apply to a run: its channel (the scope of its conversation, ``Store.scope``) and the
+    person who asked (key "" when unknown)."""
 
     channel: str
     person: str = ""
@@ -190,7 +192,11 @@ class BudgetStore:
     def _used(self, db: Database, budget: Budget, except_run: str) -> float:
         """What the budget's subject spent in its period (budget_spent, kept by a trigger on runs), plus
         what running calls of other runs reserved beyond their recorded usage."""
-        column = "r.channel" if budget.scope == "channel" else "json_extract(r.actor, '$.key')"
+        column = (
+            "COALESCE((SELECT c.scope FROM channels c WHERE c.key = r.channel), r.channel)"  # as m018's trigger
+            if budget.scope == "channel"
+            else "json_extract(r.actor, '$.key')"
+        )
         # CROSS JOIN keeps SQLite reading the few holds first, not every run (0.3 ms vs 190 ms at 100k runs)
         sql = (
             "SELECT model, SUM(i), SUM(o) FROM ("

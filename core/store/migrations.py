@@ -503,3 +503,41 @@ def m017_deliveries(db: Database) -> None:
     until a platform could no longer send them again: the key is a digest, never the delivery itself."""
     db.execute("CREATE TABLE deliveries (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
     db.execute("CREATE INDEX deliveries_expiry ON deliveries (expires_at)")
+
+
+@MIGRATIONS()
+def m018_channel_scopes(db: Database) -> None:
+    """Conversations inside a channel (a Slack thread, a Discord thread; see core/models.py): ``scope``
+    names the channel whose knowledge base, assistant, policy and budgets a conversation shares. NULL:
+    the conversation is its own scope, as every channel stored before this migration stays.
+
+    What a conversation spends counts towards its scope's channel budget: m011's triggers that keep
+    ``budget_spent`` are made again with the scope, not the conversation, as the channel subject."""
+    db.table("channels").add_column("scope", str)
+    db.execute("CREATE INDEX channels_scope ON channels (scope) WHERE scope IS NOT NULL")
+    for event, old_input, old_output in (
+        ("INSERT", "0", "0"),
+        ("UPDATE OF input_tokens, output_tokens", "OLD.input_tokens", "OLD.output_tokens"),
+    ):
+        name = "runs_spent_" + event.split()[0].lower()
+        db.execute(f"DROP TRIGGER {name}")
+        db.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON runs"
+            f" WHEN COALESCE(NEW.input_tokens, 0) != COALESCE({old_input}, 0)"
+            f" OR COALESCE(NEW.output_tokens, 0) != COALESCE({old_output}, 0) BEGIN"
+            " INSERT INTO budget_spent (scope, subject, period, period_start, model, input_tokens, output_tokens)"
+            " SELECT who.scope, who.subject, span.period, span.start, COALESCE(NEW.model, 'unknown model'),"
+            f" COALESCE(NEW.input_tokens, 0) - COALESCE({old_input}, 0),"
+            f" COALESCE(NEW.output_tokens, 0) - COALESCE({old_output}, 0)"
+            " FROM (SELECT 'channel' AS scope,"
+            "  COALESCE((SELECT c.scope FROM channels c WHERE c.key = NEW.channel), NEW.channel) AS subject"
+            "  UNION ALL SELECT 'user', json_extract(NEW.actor, '$.key')"
+            "  WHERE COALESCE(json_extract(NEW.actor, '$.key'), '') != '') AS who,"
+            " (SELECT 'day' AS period, CAST(strftime('%s', NEW.created_at, 'unixepoch', 'start of day') AS INTEGER)"
+            "  AS start UNION ALL"
+            "  SELECT 'month', CAST(strftime('%s', NEW.created_at, 'unixepoch', 'start of month') AS INTEGER)) AS span"
+            " WHERE true ON CONFLICT (scope, subject, period, period_start, model) DO UPDATE SET"
+            " input_tokens = input_tokens + excluded.input_tokens,"
+            " output_tokens = output_tokens + excluded.output_tokens;"
+            " END"
+        )

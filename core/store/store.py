@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlite_utils import Database
 
-from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
+from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key, scope_of, stored_scope
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
 
@@ -138,20 +138,28 @@ class Store:
 
     # -- channels and threads --------------------------------------------------------
 
-    def _ensure_channel(self, key: str) -> str:
-        row = self._db.execute("SELECT thread_id FROM channels WHERE key = ?", [key]).fetchone()
+    def _ensure_channel(self, key: str, scope: str | None = None) -> str:
+        """The conversation's current thread id, creating the conversation (and its thread) on first use.
+
+        ``scope``: the channel an adapter names as the conversation's scope (core/models.py), recorded
+        (it replaces what was recorded); None: what is recorded, or for a new conversation what its key says.
+        """
+        row = self._db.execute("SELECT thread_id, scope FROM channels WHERE key = ?", [key]).fetchone()
         if row is not None:
+            if scope is not None and (recorded := stored_scope(key, scope)) != row[1]:
+                self._db.execute("UPDATE channels SET scope = ? WHERE key = ?", [recorded, key])
             return str(row[0])
         platform, workspace, channel_id = parse_channel_key(key)
+        recorded = stored_scope(key, scope)
         thread_id = new_id("thread")
         now = time.time()
 
         def create() -> str:
             # Another process may create the same channel at the same moment: the first one's thread counts.
             created = self._db.execute(
-                "INSERT OR IGNORE INTO channels (key, platform, workspace, channel_id, thread_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [key, platform, workspace, channel_id, thread_id, now],
+                "INSERT OR IGNORE INTO channels (key, platform, workspace, channel_id, thread_id, created_at, scope)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [key, platform, workspace, channel_id, thread_id, now, recorded],
             ).rowcount
             if created:
                 self._db.execute(
@@ -161,22 +169,41 @@ class Store:
 
         return create() if self._db.conn.in_transaction else immediate(self._db, create)
 
+    def _scope(self, key: str) -> str:
+        row = self._db.execute("SELECT COALESCE(scope, key) FROM channels WHERE key = ?", [key]).fetchone()
+        return str(row[0]) if row is not None else scope_of(key)
+
+    async def scope(self, channel: str) -> str:
+        """The channel whose knowledge base, assistant, policy and budgets the conversation ``channel``
+        shares (core/models.py): the one recorded for it, else the one its key says (itself, for a channel)."""
+        return await self._call(self._scope, channel)
+
+    async def set_scope(self, channel: str, scope: str) -> None:
+        """Record ``scope`` as the conversation's scope (the conversation is created if new)."""
+        await self._call(self._ensure_channel, channel, scope)
+
     async def channel_info(self, channel: str) -> tuple[str, str | None]:
-        """(current thread id, assistant name or None for the default); created on first use."""
+        """(current thread id, its scope's assistant name or None for the default); created on first use."""
 
         def info() -> tuple[str, str | None]:
             thread_id = self._ensure_channel(channel)
-            row = self._db.execute("SELECT assistant FROM channels WHERE key = ?", [channel]).fetchone()
-            return thread_id, (row[0] if row else None)
+            return thread_id, self._assistant(channel)
 
         return await self._call(info)
 
+    def _assistant(self, channel: str) -> str | None:
+        row = self._db.execute("SELECT assistant FROM channels WHERE key = ?", [self._scope(channel)]).fetchone()
+        return row[0] if row else None  # None: the default assistant
+
     async def set_channel_assistant(self, channel: str, assistant: str | None) -> None:
-        """The assistant the channel's next runs use (None: the default); the channel is created if new."""
+        """The assistant the next runs of the channel's scope use (None: the default), in every conversation
+        that shares it; the scope's channel is created if new."""
 
         def update() -> None:
             self._ensure_channel(channel)
-            self._db.execute("UPDATE channels SET assistant = ? WHERE key = ?", [assistant, channel])
+            scope = self._scope(channel)
+            self._ensure_channel(scope)
+            self._db.execute("UPDATE channels SET assistant = ? WHERE key = ?", [assistant, scope])
 
         await self._call(update)
 
@@ -230,21 +257,27 @@ class Store:
         tokens: int,
         platform_msg_id: str | None,
         actor: str | None = None,
+        scope: str | None = None,
+        context: Sequence[NewItem] = (),
     ) -> tuple[int, Run] | None:
         """Store a person's message and queue a run for it, atomically.
 
         Returns None when ``platform_msg_id`` was already stored for this channel: the
         platform delivered the same message twice and it must not be answered twice.
+        ``scope``: the conversation's scope as the adapter names it (recorded; see :meth:`scope`).
+        ``context``: what a new conversation begins with, stored before the message, each in a turn of
+        its own, when the conversation's thread has no messages yet.
         """
 
         def post() -> tuple[int, Run] | None:
-            thread_id = self._ensure_channel(channel)
-            row = self._db.execute("SELECT assistant FROM channels WHERE key = ?", [channel]).fetchone()
-            assistant = row[0] if row else None  # None: the default assistant, resolved when the run starts
+            thread_id = self._ensure_channel(channel, scope)
+            assistant = self._assistant(channel)  # None: the default assistant, resolved when the run starts
             now = time.time()
             run_id = new_id("run")
             try:
                 with self._db.atomic():
+                    if context and not self._has_messages(thread_id):
+                        self._insert_turns(thread_id, channel, context, now)
                     cursor = self._db.execute(
                         "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens,"
                         " author_id, author_name, platform_msg_id, created_at)"
@@ -275,6 +308,10 @@ class Store:
             return message_id, self._get_run(run_id)
 
         return await self._call(post)
+
+    def _has_messages(self, thread_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM messages WHERE thread_id = ? LIMIT 1", [thread_id]).fetchone()
+        return row is not None
 
     def _message_exists(self, channel: str, platform_msg_id: str) -> bool:
         row = self._db.execute(
@@ -371,17 +408,19 @@ class Store:
         """Bulk-append finished turns (each row opens its own turn); used for imports and benchmarks."""
 
         def add() -> None:
-            now = time.time()
             with self._db.atomic():
-                for role, text, item, tokens in rows:
-                    cursor = self._db.execute(
-                        "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, created_at)"
-                        " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
-                        [thread_id, channel, role, text, json.dumps(item), tokens, now],
-                    )
-                    self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
+                self._insert_turns(thread_id, channel, rows, time.time())
 
         await self._call(add)
+
+    def _insert_turns(self, thread_id: str, channel: str, rows: Sequence[NewItem], now: float) -> None:
+        for role, text, item, tokens in rows:
+            cursor = self._db.execute(
+                "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, created_at)"
+                " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+                [thread_id, channel, role, text, json.dumps(item), tokens, now],
+            )
+            self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Token usage sums over the runs table: per model, so core/usage.py can price them.
 
 Same connection and thread as the rest of the store, through ``Store.call``. A run's user is the
-author of the message that triggered it. Periods are half-open: ``since <= created_at < until``.
+author of the message that triggered it. A channel's runs are those of every conversation whose
+scope it is (its own, and its threads': core/models.py). Periods are half-open:
+``since <= created_at < until``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from core.usage import ChannelUsage, ModelUsage, UserUsage
 __all__ = ["UsageStore"]
 
 _SUMS = "COALESCE(r.model, 'unknown model'), SUM(r.input_tokens), SUM(r.output_tokens), COUNT(*)"
+# the runs of a channel and of the conversations inside it
+_IN_CHANNEL = "(r.channel = ? OR r.channel IN (SELECT key FROM channels WHERE scope = ?))"
 
 
 class UsageStore:
@@ -36,8 +40,8 @@ class UsageStore:
         """Tokens by model for runs created in [since, until), optionally in one channel or by one person."""
         where, params = _period(since, until)
         if channel is not None:
-            where.append("r.channel = ?")
-            params.append(channel)
+            where.append(_IN_CHANNEL)
+            params += [channel, channel]
         join = ""
         if author_id is not None:
             join = " JOIN messages m ON m.id = r.trigger_message_id"
@@ -55,8 +59,8 @@ class UsageStore:
     ) -> list[UserUsage]:
         """The channel's people who used the most tokens in the period, with their tokens by model."""
         where, params = _period(since, until)
-        where.append("r.channel = ?")
-        params.append(channel)
+        where.append(_IN_CHANNEL)
+        params += [channel, channel]
         sql = (
             f"SELECT COALESCE(m.author_id, ''), MAX(COALESCE(m.author_name, '')), {_SUMS}"
             " FROM runs r LEFT JOIN messages m ON m.id = r.trigger_message_id"
@@ -78,9 +82,12 @@ class UsageStore:
         return await self._store.call(query)
 
     async def channels(self, since: float, until: float | None = None) -> list[ChannelUsage]:
-        """Every channel that has runs in the period, with its tokens by model."""
+        """Every channel that has runs in the period (its conversations' included), with its tokens by model."""
         where, params = _period(since, until)
-        sql = f"SELECT r.channel, {_SUMS} FROM runs r WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2"
+        sql = (
+            f"SELECT COALESCE(c.scope, r.channel), {_SUMS} FROM runs r LEFT JOIN channels c ON c.key = r.channel"
+            f" WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2"
+        )
 
         def query(db: Database) -> list[ChannelUsage]:
             by_channel: dict[str, list[ModelUsage]] = {}
