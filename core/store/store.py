@@ -84,12 +84,14 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             db = Database(conn)
+            # Writers of every process on the database take turns; under load one may wait seconds for
+            # another's (bench.soak saw "database is locked" at 5 s while a second process started). First:
+            # switching to WAL takes a lock too, and without a timeout fails at once while another process
+            # starting at the same moment holds one.
+            db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            # Writers of every process on the database take turns; under load one may wait seconds for
-            # another's (bench.soak saw "database is locked" at 5 s while a second process started).
-            db.execute("PRAGMA busy_timeout=30000")
             with _migration_lock(path):
                 MIGRATIONS.apply(db, stop_before=stop_before)
             return db
