@@ -883,3 +883,21 @@ def test_what_discord_fills_in_by_itself_is_not_a_change() -> None:
     assert definitions_differ([{**local[0], "options": [option]}], remote)
     assert not definitions_differ([{**local[0], "options": [option]}], [{**remote[0], "options": [option]}])
     assert not definitions_differ([local[0], {**local[0], "name": "files"}], [{**local[0], "name": "files"}, local[0]])
+
+
+async def test_a_thread_shares_its_parent_channels_files(harness: Harness) -> None:
+    """A file shared in the channel is the thread's too (issue 15): /files in the thread lists it, and a file
+    shared in the thread joins the channel's files. The thread's history stays its own (test above)."""
+    fake = harness.fake
+    notes = fake.attachment("notes.txt", b"The office opens at 9.")
+    shared = await fake.send_message("notes", mention_bot=False, attachments=[notes])
+    await fake.wait_until(lambda: bool(harness.replies_to(shared)), what="a file note")
+    listing = await fake.slash_command("files", channel_id=THREAD_ID)
+    await fake.wait_until(lambda: bool(fake.followups.get(listing.token)), what="the /files answer in the thread")
+    assert "notes.txt" in fake.followups[listing.token][-1]["content"]
+    plan = fake.attachment("plan.txt", b"The plan: ship on Friday.")
+    in_thread = await fake.send_message("plan", mention_bot=False, attachments=[plan], channel_id=THREAD_ID)
+    await fake.wait_until(lambda: bool(harness.replies_to(in_thread)), what="a file note in the thread")
+    assert harness.bot is not None
+    names = {f.name for f in await harness.bot.service.knowledge.files(f"discord:{GUILD_ID}:{CHANNEL_ID}")}
+    assert names == {"notes.txt", "plan.txt"}

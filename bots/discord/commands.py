@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bots.discord.conversation import channel_key
+from bots.discord.conversation import channel_key, parent_key
 from bots.discord.people import person
 from bots.text import split_message
 from core.commands import handle_command
@@ -119,7 +119,13 @@ class CommandsCog(commands.Cog):
 
     async def _run(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await handle_command(self._service, _channel(interaction), text, person(interaction.user))
+        reply = await handle_command(
+            self._service,
+            _channel(interaction),
+            text,
+            person(interaction.user),
+            scope=parent_key(interaction.channel, interaction.guild_id),
+        )
         pieces = split_message(reply.text, 2000)
         for index, piece in enumerate(pieces):
             if reply.file is not None and index == len(pieces) - 1:  # the file comes with the last words

@@ -21,7 +21,7 @@ from core.knowledge.base import DownloadFailed, Upload
 from core.models import Incoming
 from core.service import ChannelNotServed, Threadline
 
-__all__ = ["ConversationCog", "channel_key"]
+__all__ = ["ConversationCog", "channel_key", "parent_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,6 +33,14 @@ REFUSED = "⚠️"
 def channel_key(guild_id: int | None, channel_id: int) -> str:
     """The core's name for a Discord channel; a thread is a channel of its own, a DM is ``discord:dm:<id>``."""
     return f"discord:{guild_id if guild_id is not None else 'dm'}:{channel_id}"
+
+
+def parent_key(channel: object, guild_id: int | None) -> str | None:
+    """For a thread: its parent channel's key, the scope whose files, assistant, policy and budgets the
+    thread's conversation shares (core/models.py); None for anything else."""
+    if isinstance(channel, discord.Thread) and channel.parent_id:
+        return channel_key(guild_id, channel.parent_id)
+    return None
 
 
 class ConversationCog(commands.Cog):
@@ -67,10 +75,17 @@ class ConversationCog(commands.Cog):
         text = self._without_my_mention(message).strip()
         if not text:
             return
-        key = channel_key(message.guild.id if message.guild else None, message.channel.id)
+        guild_id = message.guild.id if message.guild else None
+        key = channel_key(guild_id, message.channel.id)
         try:
             handle = await self._service.post(
-                Incoming(key, person(message.author), text, platform_msg_id=str(message.id))
+                Incoming(
+                    key,
+                    person(message.author),
+                    text,
+                    platform_msg_id=str(message.id),
+                    scope=parent_key(message.channel, guild_id),
+                )
             )
         except ChannelNotServed as exc:
             await message.reply(str(exc), mention_author=False, allowed_mentions=NO_PINGS)
@@ -108,7 +123,10 @@ class ConversationCog(commands.Cog):
                 return False
 
     async def _add_files(self, message: discord.Message) -> None:
-        key = channel_key(message.guild.id if message.guild else None, message.channel.id)
+        guild_id = message.guild.id if message.guild else None
+        key = channel_key(guild_id, message.channel.id)
+        if (parent := parent_key(message.channel, guild_id)) is not None:
+            await self._service.scope(key, parent)  # a file shared in a thread joins its channel's files
         notes: list[str] = []
         refused = False
         for attachment in message.attachments:
