@@ -35,6 +35,7 @@ __all__ = [
     "parse_channel_key",
     "scope_of",
     "stored_scope",
+    "sub_of",
 ]
 
 T = TypeVar("T")
@@ -70,6 +71,12 @@ def scope_of(key: str) -> str:
     """The channel a conversation key lies in, as the key says: the part before the first ``/``
     (a key without one is its own scope). The store may know better (``Store.scope``)."""
     return key.split("/", 1)[0]
+
+
+def sub_of(key: str) -> str | None:
+    """The sub-conversation a key names inside its channel (a Slack thread's ``thread_ts``), or None."""
+    _, _, sub = key.partition("/")
+    return sub or None
 
 
 def stored_scope(conversation: str, scope: str | None = None) -> str | None:

@@ -13,10 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bots.slack.adapter import channel_key
 from bots.slack.app import SlackBot
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, NOT_SHOWN_NOTE
 from core.errors import ConfigError
+from core.models import conversation_key
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
 from tests.fakes.slack_server import (
@@ -670,3 +672,16 @@ async def test_a_restart_mid_answer_says_the_answer_will_follow_and_the_next_pro
     assert [m.text for m in thread if m.ts != half] == [notes[0], "Once upon a time, in full."]
     assert not any("ask again" in m.text for m in thread)
     assert len(asked) == 2
+
+
+async def test_a_notice_for_a_conversation_inside_a_channel_goes_into_its_slack_thread(harness: Harness) -> None:
+    """The core's keys for conversations inside a channel (core/models.py) end in the Slack thread's ts: a
+    notice for one (a restart notice, an expired approval) is posted in that thread, not in the channel."""
+    assert harness.bot is not None
+    thread_ts = "1700000099.000100"
+    await harness.bot.adapter.notify(conversation_key(channel_key(TEAM_ID, CHANNEL), thread_ts), "in the thread")
+    await harness.bot.adapter.notify(channel_key(TEAM_ID, CHANNEL), "in the channel")
+    assert [m.text for m in harness.slack.thread(CHANNEL, thread_ts)] == ["in the thread"]
+    assert [m.text for m in harness.slack.messages.values() if m.channel == CHANNEL and m.thread_ts is None] == [
+        "in the channel"
+    ]
