@@ -85,14 +85,16 @@ class Store:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             db = Database(conn)
             # Writers of every process on the database take turns; under load one may wait seconds for
-            # another's (bench.soak saw "database is locked" at 5 s while a second process started). First:
-            # switching to WAL takes a lock too, and without a timeout fails at once while another process
-            # starting at the same moment holds one.
+            # another's (bench.soak saw "database is locked" at 5 s while a second process started).
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             with _migration_lock(path):
+                # Switching a new database to WAL needs it to itself, and SQLite does not wait for that (it
+                # answers "database is locked" at once, whatever busy_timeout says, while another process
+                # starting at the same moment reads it): so one process at a time, under the start-up lock.
+                # Once the file is in WAL mode the pragma changes nothing and takes no such lock.
+                db.execute("PRAGMA journal_mode=WAL")
                 MIGRATIONS.apply(db, stop_before=stop_before)
             return db
 
