@@ -25,7 +25,7 @@ from core.commands import handle_command
 from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
 from core.knowledge.base import DownloadFailed, Upload
-from core.models import Author, Incoming, scope_of, sub_of
+from core.models import Author, Incoming, parse_channel_key, scope_of, sub_of
 from core.notices import CUT_OFF_ANSWER
 from core.service import ApprovalError, ChannelNotServed, Threadline
 
@@ -377,7 +377,7 @@ class SlackAdapter:
     async def notify(self, key: str, text: str) -> None:
         """Post a message from the core (restart notices, expired approvals) to a channel, or into the Slack
         thread a conversation inside the channel names (core/models.py ``sub_of``)."""
-        channel_id = scope_of(key).split(":", 2)[2]
+        _, _, channel_id = parse_channel_key(scope_of(key))
         thread_ts = sub_of(key)
         if thread_ts is None:
             await self._client.chat_postMessage(channel=channel_id, text=text)

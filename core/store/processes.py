@@ -122,7 +122,7 @@ class ProcessStore:
             alive = sorted(live)
             active = sorted(ACTIVE)
             rows = db.execute(
-                f"SELECT {_RUN_COLUMNS}, origin, owner FROM runs"
+                f"SELECT {_RUN_COLUMNS} FROM runs"
                 " WHERE status IN ('queued', 'in_progress', 'cancelling', 'requires_action')"
                 " AND (status = 'requires_action'"
                 f" OR COALESCE(CASE WHEN status IN ({','.join('?' * len(active))}) THEN owner ELSE origin END, '')"
@@ -131,15 +131,12 @@ class ProcessStore:
                 [*active, *alive],
             ).fetchall()
             for row in rows:
-                run, origin, owner = _run(row[:-2]), row[-2], row[-1]
+                run = _run(row)
                 if not self.serves(run.channel):
                     continue
                 if run.status == "requires_action":
                     if run.thread_id not in found.paused_threads:
                         found.paused_threads.append(run.thread_id)
-                    continue
-                responsible = owner if run.status in ACTIVE else origin
-                if responsible in live:
                     continue
                 if run.status == "queued":
                     db.execute("UPDATE runs SET origin = ? WHERE id = ?", [me, run.id])
