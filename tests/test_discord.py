@@ -883,6 +883,8 @@ def test_what_discord_fills_in_by_itself_is_not_a_change() -> None:
     assert definitions_differ([{**local[0], "options": [option]}], remote)
     assert not definitions_differ([{**local[0], "options": [option]}], [{**remote[0], "options": [option]}])
     assert not definitions_differ([local[0], {**local[0], "name": "files"}], [{**local[0], "name": "files"}, local[0]])
+    second = {"name": "all", "description": "every file", "type": 5}
+    assert definitions_differ([{**local[0], "options": [option, second]}], [{**local[0], "options": [second, option]}])
 
 
 async def test_a_thread_shares_its_parent_channels_files(harness: Harness) -> None:

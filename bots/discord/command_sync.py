@@ -49,9 +49,10 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def normal_form(payload: Any) -> Any:
-    """A command (or option) payload with only what a definition sets, defaults dropped, in a stable order."""
+    """A command (or option) payload with only what a definition sets, defaults dropped. Lists keep their
+    order: Discord shows options and choices in it (and required options must come first)."""
     if isinstance(payload, list):
-        return sorted((normal_form(p) for p in payload), key=lambda p: json.dumps(p, sort_keys=True))
+        return [normal_form(p) for p in payload]
     if not isinstance(payload, Mapping):
         return payload
     kept = {}
@@ -64,4 +65,9 @@ def normal_form(payload: Any) -> Any:
 
 
 def definitions_differ(local: Sequence[Mapping[str, Any]], remote: Sequence[Mapping[str, Any]]) -> bool:
-    return bool(normal_form(list(local)) != normal_form(list(remote)))
+    """Whether the command lists differ; the order of the commands themselves does not matter."""
+
+    def commands(payloads: Sequence[Mapping[str, Any]]) -> list[Any]:
+        return sorted((normal_form(p) for p in payloads), key=lambda p: json.dumps(p, sort_keys=True))
+
+    return commands(local) != commands(remote)
