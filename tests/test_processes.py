@@ -49,6 +49,24 @@ class HeldModel:
             await asyncio.wait_for(self._arrived.wait_for(lambda: self.asked.get(question, 0) >= times), timeout=10)
 
 
+class Told(list[tuple[str, str]]):
+    """A process's ``notify``: remembers what each channel was told, in order."""
+
+    async def __call__(self, channel: str, text: str) -> None:
+        self.append((channel, text))
+
+
+async def begin_stop(service: Threadline) -> asyncio.Task[None]:
+    """Start a graceful stop and return once it has begun (the service takes no new work)."""
+    closing = asyncio.create_task(service.close())
+
+    async def begun() -> bool:
+        return service._closing
+
+    await until(begun, "the stop begun")
+    return closing
+
+
 async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
     """Wait for ``condition()`` (an async callable) to be true, looking again as the loop turns."""
     deadline = time.monotonic() + timeout
@@ -85,15 +103,12 @@ async def test_a_second_process_leaves_a_live_processs_run_alone(
     """Starting another process on the database (the Procfile's) must not fail a run the first is answering."""
     model = HeldModel()
     fake_model.script = model
-    told: list[tuple[str, str]] = []
-
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
+    told = Told()
 
     first = await open_service()
     handle = await post(first, "slow question")
     await model.wait_asked("slow question")
-    second = await open_service(notify=notify)
+    second = await open_service(notify=told)
     assert (await second.store.get_run(handle.run_id)).status == "in_progress"
     model.release.set()
     result = await handle.result()
@@ -162,12 +177,9 @@ async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_leas
     )  # fmt: skip
     assert posted is not None
     run_id = posted[1].id
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    survivor = await open_service(notify=notify, **vars_of(quick(settings)))
+    survivor = await open_service(notify=told, **vars_of(quick(settings)))
     assert (await survivor.store.get_run(run_id)).status == "queued"  # its process may still be alive
     await until(lambda: _status_is(survivor, run_id, "completed"), "the orphaned run answered")
     await until(lambda: _told(told, 1), "the answer posted to its channel")
@@ -240,12 +252,9 @@ async def test_a_question_redelivered_after_a_restart_is_answered_once(
     )  # fmt: skip
     assert posted is not None
     await store.close()
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    service = await open_service(notify=notify, platforms={"slack"})
+    service = await open_service(notify=told, platforms={"slack"})
     assert await service.post(Incoming(SLACK_CHANNEL, ALICE, "hi", platform_msg_id="1700.3")) is None
     await service.wait_idle()
     assert told == [(SLACK_CHANNEL, "the answer")]
@@ -328,12 +337,9 @@ async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
     """A gone process's queued question in a thread this process is about to answer in: its lane gets there
     before the recovery pass does, and the answer must still reach the channel."""
     fake_model.script = lambda request: Reply(text=f"answer to {last_user_text(request).split(': ', 1)[-1]}")
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    service = await open_service(notify=notify)  # its recovery pass at start has run: nothing was there
+    service = await open_service(notify=told)  # its recovery pass at start has run: nothing was there
     store = await Store.open(settings.db_path)  # a process that stores a question and is gone
     try:
         posted = await store.post_user_message(
@@ -381,13 +387,10 @@ async def test_a_graceful_stop_hands_a_run_in_progress_and_a_queued_one_to_a_liv
     still running answers both questions, each once, the one cut off from the start."""
     model = HeldModel()
     fake_model.script = model
-    told: list[tuple[str, str]] = []
-
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
+    told = Told()
 
     stopping = await open_service(**graceful(settings, 0.2))
-    live = await open_service(notify=notify, **vars_of(quick(settings)))
+    live = await open_service(notify=told, **vars_of(quick(settings)))
     one = await post(stopping, "one")
     two = await post(stopping, "two")  # queued behind it, in the same thread
     await model.wait_asked("one")
@@ -406,7 +409,7 @@ async def test_a_graceful_stop_hands_a_run_in_progress_and_a_queued_one_to_a_liv
         assert (await live.store.get_run(handle.run_id)).status == "completed"
     assert model.asked == {"one": 2, "two": 1}  # the cut-off answer was written again, once
     assert await live.processes.pending_notices() == 0
-    another = await open_service(notify=notify)
+    another = await open_service(notify=told)
     await another.wait_idle()
     assert len(told) == 2
 
@@ -429,12 +432,9 @@ async def test_a_graceful_stop_of_the_only_process_leaves_its_runs_queued_for_th
     # Left as recovery leaves a crashed process's runs: queued, nobody's; not failed.
     assert await _status_and_owner(settings.db_path, [one.run_id, two.run_id]) == [("queued", None), ("queued", None)]
     model.release.set()
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    again = await open_service(notify=notify)
+    again = await open_service(notify=told)
     await until(lambda: _told(told, 2), "both answers posted at the next start")
     await again.wait_idle()
     assert told == [(CHANNEL, "answer to one"), (CHANNEL, "answer to two")]
@@ -453,12 +453,9 @@ async def test_a_run_past_a_tool_when_the_grace_runs_out_is_failed_and_told_once
         return Reply(tool_calls=(ToolCall("lookup_ticket", {"ticket_id": 42}),))
 
     fake_model.script = script
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    stopping = await open_service(notify=notify, **graceful(settings, 0.2))
+    stopping = await open_service(notify=told, **graceful(settings, 0.2))
     handle = await post(stopping, "ticket 42?")
     await model.wait_asked("ticket 42?")
     await stopping.close()
@@ -467,7 +464,7 @@ async def test_a_run_past_a_tool_when_the_grace_runs_out_is_failed_and_told_once
     assert (end.status, end.handed_over) == ("failed", False)
     assert "tool" in end.message
     model.release.set()
-    later = await open_service(notify=notify)  # its recovery at start does not tell the channel again
+    later = await open_service(notify=told)  # its recovery at start does not tell the channel again
     await later.wait_idle()
     assert (await later.store.get_run(handle.run_id)).status == "failed"
     assert told == []
@@ -486,12 +483,7 @@ async def test_a_run_that_finishes_within_the_grace_is_completed_by_the_stopping
     one = await post(stopping, "one")
     two = await post(stopping, "two")
     await model.wait_asked("one")
-    closing = asyncio.create_task(stopping.close())
-
-    async def stop_begun() -> bool:
-        return stopping._closing
-
-    await until(stop_begun, "the stop begun")
+    closing = await begin_stop(stopping)
     model.release.set()
     async with asyncio.timeout(10):  # not the whole grace: the stop ends when the answer does
         await closing
@@ -502,12 +494,9 @@ async def test_a_run_that_finishes_within_the_grace_is_completed_by_the_stopping
     assert isinstance(second, RunFailed)
     assert second.handed_over
     assert model.asked == {"one": 1}  # "two" was not started by the stopping process
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    again = await open_service(notify=notify)
+    again = await open_service(notify=told)
     await until(lambda: _told(told, 1), "the queued question answered at the next start")
     await again.wait_idle()
     assert told == [(CHANNEL, "answer to two")]
@@ -527,12 +516,7 @@ async def test_a_stop_does_not_start_a_run_that_waited_for_a_slot(
     await model.wait_asked("one")
     two = await post(stopping, "two", channel=OTHER_CHANNEL)
     await until(lambda: _waiting_for_slot(stopping), "the second question waiting for the slot")
-    closing = asyncio.create_task(stopping.close())
-
-    async def stop_begun() -> bool:
-        return stopping._closing
-
-    await until(stop_begun, "the stop begun")
+    closing = await begin_stop(stopping)
     model.release.set()
     async with asyncio.timeout(10):
         await closing
@@ -541,12 +525,9 @@ async def test_a_stop_does_not_start_a_run_that_waited_for_a_slot(
     assert isinstance(second, RunFailed)
     assert second.handed_over
     assert model.asked == {"one": 1}  # "two" was not started when the slot freed
-    told: list[tuple[str, str]] = []
+    told = Told()
 
-    async def notify(channel: str, text: str) -> None:
-        told.append((channel, text))
-
-    again = await open_service(notify=notify)
+    again = await open_service(notify=told)
     await until(lambda: _told(told, 1), "the waiting question answered at the next start")
     await again.wait_idle()
     assert told == [(OTHER_CHANNEL, "answer to two")]
