@@ -52,6 +52,7 @@ from core.store import Store
 from core.store.api_runs import RunStore
 from core.store.api_threads import NewMessageRow
 from core.store.budgets import BudgetStore
+from core.store.conversations import ConversationState, conversation_state, exchange
 from core.store.deliveries import first_delivery
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
@@ -261,6 +262,16 @@ class Threadline:
         """A platform delivery that stores nothing of its own (a slash command), identified by ``parts``:
         True the first time any process on the database sees it within ``ttl`` seconds, then False."""
         return await first_delivery(self.store, parts, ttl)
+
+    async def conversation_state(self, key: str) -> ConversationState:
+        """Whether the conversation ``key`` is known (ever posted to) and whether its thread has begun."""
+        return await conversation_state(self.store, key)
+
+    async def exchange(self, key: str, platform_msg_id: str) -> list[dict[str, str]]:
+        """The person's message stored under ``platform_msg_id`` in conversation ``key`` and the answer to it,
+        as ``Incoming.context`` items for a conversation that continues it (a Slack thread under a mention);
+        [] when that message is not stored."""
+        return await exchange(self.store, key, platform_msg_id)
 
     async def post(self, incoming: Incoming) -> RunHandle | None:
         """Store a person's message and queue the answer. None: this platform message was seen before.

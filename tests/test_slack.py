@@ -108,22 +108,27 @@ class Harness:
 
     async def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> int:
         self._events += 1
+        self.slack.say(event)  # what people write is in Slack's history too (conversations.replies)
         body = json.dumps(event_callback(event, event_id or f"Ev{self._events:04d}")).encode()
         return await self.send(body, retry_num=retry_num)
 
     def replies(self, channel: str, thread_ts: str) -> list[str]:
         return [m.text for m in self.slack.thread(channel, thread_ts) if not m.blocks]
 
-    async def answer(self, channel: str, thread_ts: str, count: int = 1, *, run: bool = True) -> list[str]:
+    async def answer(
+        self, channel: str, thread_ts: str, count: int = 1, *, run: bool = True, asked: str | None = None
+    ) -> list[str]:
         """Wait until ``count`` finished replies stand in the thread (and, for a run, its end is signalled).
 
-        The bot takes its "eyes" reaction off the person's message when it has finished answering.
+        The bot takes its "eyes" reaction off the person's message when it has finished answering: the
+        thread's first message, or ``asked``, a reply in the thread.
         """
 
         def done() -> bool:
             finished = [m for m in self.slack.thread(channel, thread_ts) if not m.streaming and not m.blocks]
             ended = not run or any(
-                c.method == "reactions.remove" and c.params.get("timestamp") == thread_ts for c in self.slack.calls
+                c.method == "reactions.remove" and c.params.get("timestamp") == (asked or thread_ts)
+                for c in self.slack.calls
             )
             return len(finished) >= count and ended
 

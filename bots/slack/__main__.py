@@ -15,6 +15,7 @@ VARIABLES = (
     ("PORT", "the HTTP port for /slack/events and health checks (default 3000)"),
     ("SLACK_API_URL", "the Slack Web API base URL (default https://slack.com/api/)"),
     ("SLACK_COMMAND_PREFIX", "prefix of the slash commands, e.g. tl- for /tl-reset"),
+    ("SLACK_THREAD_FOLLOWUPS", "on: answer replies in a thread the bot is part of without a mention; mention"),
 )
 
 if __name__ == "__main__":

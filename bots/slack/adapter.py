@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import OrderedDict
 from typing import Any
 
@@ -21,7 +20,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
-from core.commands import handle_command
+from bots.slack.threads import (
+    CONTEXT_MESSAGES,
+    Place,
+    addressed_elsewhere,
+    context_from_replies,
+    mentions,
+    place_of,
+    strip_mentions,
+)
+from core.commands import handle_command, is_command
 from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
 from core.knowledge.base import DownloadFailed, Upload
@@ -33,10 +41,10 @@ __all__ = ["SlackAdapter", "channel_key", "register_listeners"]
 
 _log = logging.getLogger(__name__)
 
-_MENTION = re.compile(r"<@[A-Z0-9_]+(?:\|[^>]*)?>")
 THINKING = "eyes"
 CUT_OFF_NOTE = f":arrows_counterclockwise: {CUT_OFF_ANSWER}"
 COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant", "budget")
+THREAD_COMMANDS = ("cancel", "help")  # written to the bot only: Slack's commands take other apps' names
 NAME_CACHE = 2000
 # Why Slack redelivers an event when the earlier delivery reached the bot and only its answer was late.
 # Bolt answers before it handles an event, so that earlier delivery is handled (HTTP: X-Slack-Retry-Reason;
@@ -78,47 +86,123 @@ class SlackAdapter:
         subtype = event.get("subtype")
         if subtype == "file_share":
             await self._ingest_files(event, body)
-        is_dm = event.get("channel_type") == "im"
-        if is_dm and subtype in (None, "file_share") and (event.get("text") or "").strip():
+        if subtype not in (None, "file_share", "thread_broadcast") or not (event.get("text") or "").strip():
+            return
+        if event.get("channel_type") == "im":  # every message in a DM is for the bot
             await self._converse(event, body, request)
+        elif self._may_follow_up(event):
+            await self._converse(event, body, request, follow_up=True)
+        else:
+            _log.debug("message %s in %s is not for the bot", event.get("ts"), event.get("channel"))
 
-    async def _converse(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
+    def _may_follow_up(self, event: dict[str, Any]) -> bool:
+        """A reply in a channel's Slack thread without a mention of the bot (a mention comes as app_mention):
+        a follow-up, answered if the bot is part of that thread (:meth:`_converse` asks the store)."""
+        text = str(event.get("text") or "")
+        thread_ts = event.get("thread_ts")
+        return (
+            self._settings.thread_followups
+            and bool(thread_ts)
+            and thread_ts != event.get("ts")
+            and not mentions(text, self._bot_user_id)
+            and not addressed_elsewhere(text, self._bot_user_id)
+        )
+
+    async def _converse(
+        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest, *, follow_up: bool = False
+    ) -> None:
         if self._from_a_bot(event):
             return
         team_id = _team(body, event)
-        channel_id, ts, user = event["channel"], event["ts"], event.get("user", "")
+        ts, user = event["ts"], event.get("user", "")
+        place = place_of(channel_key(team_id, event["channel"]), event)
+        text = strip_mentions(event.get("text") or "")
+        context: list[dict[str, str]] = []
+        if place.thread_ts is not None:
+            state = await self._service.conversation_state(place.key)
+            if follow_up and not state.known:  # a thread the bot is part of began with a mention it answered
+                context = await self._service.exchange(place.channel_key, place.thread_ts)
+                if not context:
+                    _log.debug("message %s in %s is not for the bot: it is not part of the thread", ts, place.key)
+                    return
+            elif not state.known:  # (known and not begun: reset, so it begins anew)
+                context = await self._thread_context(place, ts)
         if event.get("files") and event.get("subtype") != "file_share":
             await self._ingest_files(event, body)
-        text = _MENTION.sub("", event.get("text") or "").strip()
         if not text:
             return
-        key = channel_key(team_id, channel_id)
-        # Post before any other Slack call, so that messages reach the core in the order they came:
-        # a name not yet known is looked up afterwards, for the person's next message.
         author = Author(id=user, name=self._names.get(user, user), key=f"slack:{user}")
+        if is_command(text) and text[1:].split(" ", 1)[0].lower().removeprefix(self._settings.command_prefix) in (
+            *COMMANDS,
+            *THREAD_COMMANDS,
+        ):
+            await self._command_in_conversation(place, text, author)
+            return
+        # Post before any other Slack call, so that messages reach the core in the order they came:
+        # a name not yet known is looked up afterwards, for the person's next message. (Only the first
+        # message of a thread the store knows nothing of waits for conversations.replies.)
         try:
-            handle = await self._service.post(Incoming(key, author, text, platform_msg_id=ts))
+            incoming = Incoming(place.key, author, text, platform_msg_id=ts, context=tuple(context))
+            handle = await self._service.post(incoming)
         except ChannelNotServed as exc:
             # Nothing is stored for a refusal, so the core cannot tell a redelivery from the first delivery.
             # A redelivery because the bot answered Slack late comes after a first delivery that was handled
             # and refused already: stay quiet. After any other failure (an error status, no connection) the
             # earlier delivery most likely never reached the bot, and the person would otherwise hear nothing.
             if _retry_reason(request) in LATE_ANSWER_RETRIES:
-                _log.info("not refusing %s again: Slack redelivered %s after a late answer", key, ts)
+                _log.info("not refusing %s again: Slack redelivered %s after a late answer", place.key, ts)
                 return
-            await self._client.chat_postMessage(
-                channel=channel_id, thread_ts=event.get("thread_ts") or ts, text=str(exc)
-            )
+            if follow_up:  # not addressed to the bot: no refusal either
+                return
+            await self._client.chat_postMessage(channel=place.channel_id, thread_ts=place.reply_in, text=str(exc))
             return
         if user not in self._names:
             await self._name(user)
         if handle is None:  # Slack delivered this message before
             return
-        await self._react(channel_id, ts, add=True)
+        await self._react(place.channel_id, ts, add=True)
         try:
-            await self._render(handle, channel_id, event.get("thread_ts") or ts, team_id, user)
+            await self._render(handle, place.channel_id, place.reply_in, team_id, user)
         finally:
-            await self._react(channel_id, ts, add=False)
+            await self._react(place.channel_id, ts, add=False)
+
+    async def _thread_context(self, place: Place, ts: str) -> list[dict[str, str]]:
+        """What the conversation of a Slack thread begins with: the mention that started it and the bot's
+        answer, from the store; else the thread's first messages as Slack has them (a thread of people's the
+        bot was called into). Without them (Slack refused), it begins with the message itself."""
+        assert place.thread_ts is not None
+        stored = await self._service.exchange(place.channel_key, place.thread_ts)
+        if stored:
+            return stored
+        try:
+            replies = await self._client.conversations_replies(
+                channel=place.channel_id, ts=place.thread_ts, limit=CONTEXT_MESSAGES
+            )
+        except SlackApiError as exc:
+            _log.warning("conversations.replies in %s failed, the thread begins without its start: %s", place.key, exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
+            return []
+        messages = replies.get("messages") or []
+        for user in {str(m.get("user") or "") for m in messages} - {self._bot_user_id or ""}:
+            await self._name(user)
+        return context_from_replies(messages, ts, self._bot_user_id, self._names)
+
+    async def _command_in_conversation(self, place: Place, text: str, person: Author) -> None:
+        """A command written to the bot (``@Threadline /reset``): Slack runs no slash command inside a thread, so
+        this is how a thread is reset. The answer is shown to the person alone, as a slash command's is."""
+        name = text[1:].split(" ", 1)[0]
+        text = "/" + name.lower().removeprefix(self._settings.command_prefix) + text[1 + len(name) :]
+        reply = await handle_command(self._service, place.key, text, person)
+        answer = reply.text
+        if reply.file is not None:
+            answer = await self._send_privately(person.id, reply.file, answer)
+        try:
+            await self._client.chat_postEphemeral(
+                channel=place.channel_id, user=person.id, thread_ts=place.reply_in, text=answer
+            )
+        except SlackApiError as exc:
+            _log.warning("could not answer %s in %s: %s", name, place.key, exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
 
     async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
         async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
@@ -348,7 +432,7 @@ class SlackAdapter:
     async def show_adopted(self, handle: RunHandle, ts: str | None) -> None:
         """Show a run this process took over (``service.adopt_with``) as a live mention is shown: in the thread
         of its question, whose message ``ts`` it is, with the same reactions."""
-        _, team_id, channel_id = handle.channel.split(":", 2)
+        _, team_id, channel_id = parse_channel_key(scope_of(handle.channel))
         if ts is None:  # not asked in a Slack message: no thread to answer in, so its end as a message of its own
             last = await handle.result()
             if isinstance(last, RunCompleted | RunFailed):
@@ -359,7 +443,7 @@ class SlackAdapter:
             await self._close_cut_off(channel_id, earlier)
         await self._react(channel_id, ts, add=True)
         try:
-            await self._render(handle, channel_id, ts, team_id, "")
+            await self._render(handle, channel_id, sub_of(handle.channel) or ts, team_id, "")
         finally:
             await self._react(channel_id, ts, add=False)
 

@@ -23,6 +23,7 @@ class SlackSettings:
     host: str = "0.0.0.0"
     command_prefix: str = ""  # "tl-" makes the commands /tl-reset, /tl-files, /tl-forget
     allow_bots: bool = False  # answer other bots' messages too
+    thread_followups: bool = True  # in a Slack thread the bot is part of, answer people without a mention
 
     @property
     def socket_mode(self) -> bool:
@@ -62,6 +63,12 @@ class SlackSettings:
         port_text = text("PORT") or "3000"
         if not port_text.isdigit():
             raise ConfigError(f"PORT={port_text!r} is not a port number.")
+        followups = (text("SLACK_THREAD_FOLLOWUPS") or "on").lower()
+        if followups not in {"on", "mention"}:
+            raise ConfigError(
+                f"SLACK_THREAD_FOLLOWUPS={followups!r} is not a choice: 'on' answers replies in a thread the bot is "
+                "part of without a mention, 'mention' only when they mention it."
+            )
         return cls(
             bot_token=bot_token,
             signing_secret=signing_secret,
@@ -71,4 +78,5 @@ class SlackSettings:
             host=text("THREADLINE_HTTP_HOST") or "0.0.0.0",
             command_prefix=text("SLACK_COMMAND_PREFIX") or "",
             allow_bots=(text("SLACK_ALLOW_BOTS") or "false").lower() in {"1", "true", "yes", "on"},
+            thread_followups=followups == "on",
         )

@@ -179,6 +179,7 @@ class FakeSlack:
     acks: list[dict[str, Any]] = field(default_factory=list, init=False)
     connections: int = field(default=0, init=False)  # Socket Mode connections ever opened
     uploads: list[Uploaded] = field(default_factory=list, init=False)  # files the app shared (upload v2)
+    said: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)  # (channel, message): ``say``
 
     def __post_init__(self) -> None:
         self._file_data: dict[str, tuple[bytes, str]] = {}
@@ -209,6 +210,7 @@ class FakeSlack:
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
             "conversations.open": self._conversations_open,
+            "conversations.replies": self._conversations_replies,
             "files.info": self._files_info,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -346,6 +348,16 @@ class FakeSlack:
 
     def allow(self, method: str, channel: str | None = None) -> None:
         self._refused.pop((method, channel), None)
+
+    # --- people's messages ----------------------------------------------------------------------
+
+    def say(self, event: dict[str, Any]) -> None:
+        """Record a message a person wrote (a ``message`` or ``app_mention`` event, as the builders below
+        make), so that ``conversations.replies`` returns it as Slack would."""
+        if event.get("type") in ("message", "app_mention") and event.get("ts") and event.get("user"):
+            fields = ("user", "text", "ts", "thread_ts", "team", "blocks")
+            message = {"type": "message", **{k: event[k] for k in fields if k in event}}
+            self.said.append((str(event.get("channel") or ""), message))
 
     # --- files -----------------------------------------------------------------------------------
 
@@ -747,6 +759,24 @@ class FakeSlack:
         more = offset + limit < len(members)
         cursor = base64.b64encode(f"offset:{offset + limit}".encode()).decode() if more else ""
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread's messages, people's (``say``) and the bot's: its first message, then the replies, oldest first."""
+        channel = _require(params, "channel", "channel_not_found")
+        parent = _require(params, "ts", "thread_not_found")
+        ours = [
+            self._message_json(m)
+            for m in self.messages.values()
+            if m.channel == channel and (m.ts == parent or m.thread_ts == parent)
+        ]
+        theirs = [m for c, m in self.said if c == channel and parent in (m.get("ts"), m.get("thread_ts"))]
+        thread = sorted(ours + theirs, key=lambda m: float(m["ts"]))
+        if not thread or thread[0]["ts"] != parent:
+            raise _SlackError("thread_not_found")
+        limit = max(1, min(1000, int(params.get("limit") or 1000)))
+        page = thread[:limit]
+        more = len(thread) > limit
+        return {"messages": page, "has_more": more, "response_metadata": {"next_cursor": "more" if more else ""}}
 
     def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
         """A direct message with one person: its channel id is ``D`` + the user id (``D_ALICE`` for ``U_ALICE``)."""

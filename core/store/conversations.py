@@ -1,0 +1,61 @@
+"""What an adapter asks about a conversation before it posts into it: is it known, has it begun, and
+what did the bot answer to a given platform message.
+
+A Slack thread becomes a conversation of its own (core/models.py): the adapter answers follow-ups in
+it without a mention only once the bot has been part of it, and a new one begins with the message that
+started the Slack thread and the bot's answer, which the store has when that message was a mention.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from sqlite_utils import Database
+
+from core.conversation_items import text_of
+from core.store.store import Store
+
+__all__ = ["ConversationState", "conversation_state", "exchange"]
+
+
+class ConversationState(NamedTuple):
+    known: bool  # the conversation was ever posted to (or reset, or given a scope)
+    begun: bool  # its current thread has messages
+
+
+async def conversation_state(store: Store, key: str) -> ConversationState:
+    def query(db: Database) -> ConversationState:
+        row = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = c.thread_id) FROM channels c WHERE c.key = ?",
+            [key],
+        ).fetchone()
+        return ConversationState(False, False) if row is None else ConversationState(True, bool(row[0]))
+
+    return await store.call(query)
+
+
+async def exchange(store: Store, channel: str, platform_msg_id: str) -> list[dict[str, str]]:
+    """The person's message stored under ``platform_msg_id`` in the conversation ``channel`` and the
+    assistant's last words in its turn, as context items (``{"role", "content"}``, the person's with
+    their name as the model saw it); [] when no such message is stored."""
+
+    def query(db: Database) -> list[dict[str, str]]:
+        row = db.execute(
+            "SELECT thread_id, turn_id, item FROM messages WHERE channel = ? AND platform_msg_id = ?",
+            [channel, platform_msg_id],
+        ).fetchone()
+        if row is None:
+            return []
+        thread_id, turn_id, item = row
+        items = [{"role": "user", "content": text_of(json.loads(item).get("content"))}]
+        answer = db.execute(
+            "SELECT text FROM messages WHERE thread_id = ? AND turn_id = ? AND role = 'assistant' AND text != ''"
+            " ORDER BY id DESC LIMIT 1",
+            [thread_id, turn_id],
+        ).fetchone()
+        if answer is not None:
+            items.append({"role": "assistant", "content": str(answer[0])})
+        return items
+
+    return await store.call(query)
