@@ -12,6 +12,7 @@ VARIABLES = (
     ("SLACK_BOT_TOKEN", "Slack: the app's Bot User OAuth Token (xoxb-...); set: Slack is served"),
     ("SLACK_SIGNING_SECRET", "Slack: the app's signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "Slack: an app-level token (xapp-...): Socket Mode; unset: HTTP mode at /slack/events"),
+    ("SLACK_CLIENT_ID", "Slack installed into many workspaces (with SLACK_CLIENT_SECRET, SLACK_STATE_SECRET)"),
     ("DISCORD_TOKEN", "Discord: the bot's token; set: Discord is served"),
     ("THREADLINE_API_KEYS", "the Assistants-compatible API's bearer keys; set: the API is served at /v1"),
     ("THREADLINE_API", "on: the API also without keys (this machine only); off: not even with keys"),

@@ -1,6 +1,7 @@
 """``python -m bots``: one process, one core, every platform the environment configures.
 
-- Slack when ``SLACK_BOT_TOKEN`` is set: Socket Mode with ``SLACK_APP_TOKEN``, else HTTP mode at ``/slack/events``.
+- Slack when ``SLACK_BOT_TOKEN`` is set: Socket Mode with ``SLACK_APP_TOKEN``, else HTTP mode at ``/slack/events``;
+  or, installed into many workspaces, when ``SLACK_CLIENT_ID`` is set (HTTP mode, with ``/slack/install``).
 - Discord when ``DISCORD_TOKEN`` is set.
 - The Assistants-compatible API when ``THREADLINE_API_KEYS`` is set or ``THREADLINE_API=on`` (without keys it
   answers this machine only); ``THREADLINE_API=off`` leaves it out even with keys.
@@ -49,9 +50,9 @@ __all__ = ["NOTHING_CONFIGURED", "Configured", "Front", "OneProcess", "Router", 
 _log = logging.getLogger(__name__)
 
 NOTHING_CONFIGURED = (
-    "Nothing to serve: set SLACK_BOT_TOKEN (Slack), DISCORD_TOKEN (Discord), or THREADLINE_API_KEYS or "
-    "THREADLINE_API=on (the Assistants-compatible API), in .env or the environment (.env.example lists them). "
-    "To talk to the assistant in this terminal instead: python -m bots.console."
+    "Nothing to serve: set SLACK_BOT_TOKEN or SLACK_CLIENT_ID (Slack), DISCORD_TOKEN (Discord), or "
+    "THREADLINE_API_KEYS or THREADLINE_API=on (the Assistants-compatible API), in .env or the environment "
+    "(.env.example lists them). To talk to the assistant in this terminal instead: python -m bots.console."
 )
 _ON, _OFF = frozenset({"on", "true", "yes", "1"}), frozenset({"off", "false", "no", "0"})
 DEFAULT_BODY_BYTES = 1024**2  # aiohttp's own limit, Slack's requests' too
@@ -88,7 +89,7 @@ class Configured:
             value = env.get(name, "").strip()
             return value or None
 
-        slack = SlackSettings.from_env(env) if text("SLACK_BOT_TOKEN") else None
+        slack = SlackSettings.from_env(env) if text("SLACK_BOT_TOKEN") or text("SLACK_CLIENT_ID") else None
         discord = DiscordSettings.from_env(env) if text("DISCORD_TOKEN") else None
         switch = (text("THREADLINE_API") or "").lower()
         if switch and switch not in _ON | _OFF:
@@ -105,7 +106,7 @@ class Configured:
             raise ConfigError(f"PORT={port_text!r} is not a port number.")
         secrets: list[str] = [*(api.keys if api else ()), *([discord.token] if discord else [])]
         if slack is not None:
-            secrets += [s for s in (slack.bot_token, slack.signing_secret, slack.app_token) if s]
+            secrets += slack.secrets
         return cls(slack, discord, api, int(port_text), text("THREADLINE_HTTP_HOST") or "0.0.0.0", tuple(secrets))
 
 

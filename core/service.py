@@ -32,6 +32,7 @@ from core.errors import ThreadlineError
 from core.events import ApprovalResolved, RunFailed
 from core.handles import RunHandle
 from core.health import ModelStatus, core_problems
+from core.installations import Installations
 from core.knowledge.base import KnowledgeBase
 from core.knowledge.tool import make_file_search_tool
 from core.lanes import Lane, Lanes
@@ -262,6 +263,10 @@ class Threadline:
         """A platform delivery that stores nothing of its own (a slash command), identified by ``parts``:
         True the first time any process on the database sees it within ``ttl`` seconds, then False."""
         return await first_delivery(self.store, parts, ttl)
+
+    def installations(self, platform: str) -> Installations:
+        """Where ``platform``'s installations into many workspaces are kept (Slack's OAuth install)."""
+        return Installations(self.store, platform)
 
     async def conversation_state(self, key: str) -> ConversationState:
         """Whether the conversation ``key`` is known (ever posted to) and whether its thread has begun."""

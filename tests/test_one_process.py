@@ -375,6 +375,19 @@ def test_the_api_is_served_with_keys_or_when_switched_on_and_never_when_off() ->
         Configured.from_env({k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items()})
 
 
+def test_slack_installed_into_many_workspaces_is_served_and_its_secrets_kept_from_logs() -> None:
+    many = {
+        "SLACK_CLIENT_ID": "1.2",
+        "SLACK_CLIENT_SECRET": "cs",
+        "SLACK_STATE_SECRET": "ss",
+        "SLACK_SIGNING_SECRET": "s",
+    }
+    configured = Configured.from_env(many)
+    assert configured.platforms == {"slack"}
+    assert {"cs", "ss", "s"} <= set(configured.secrets)
+    assert configured.public  # HTTP mode: Slack reaches /slack/install and /slack/oauth_redirect
+
+
 def test_the_port_listens_to_other_machines_only_for_what_is_for_them() -> None:
     http_mode = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
     socket_mode = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}

@@ -16,7 +16,6 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
@@ -29,6 +28,7 @@ from bots.slack.threads import (
     place_of,
     strip_mentions,
 )
+from bots.slack.workspaces import NotInstalled, Workspace, Workspaces
 from core.commands import handle_command, is_command
 from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
@@ -64,38 +64,50 @@ class SlackAdapter:
         self,
         service: Threadline,
         settings: SlackSettings,
-        client: AsyncWebClient,
+        workspaces: Workspaces,
         http: aiohttp.ClientSession,
-        bot_user_id: str | None,
     ) -> None:
         self._service = service
         self._settings = settings
-        self._client = client
+        self._workspaces = workspaces
         self._http = http
-        self._bot_user_id = bot_user_id
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
         self._showing: dict[asyncio.Task[Any], RunHandle] = {}  # ... by the task showing each
 
+    async def _workspace(self, team_id: str) -> Workspace | None:
+        """The workspace's client and bot user; None (logged) when the app is not installed there (any more)."""
+        try:
+            return await self._workspaces.get(team_id)
+        except NotInstalled as exc:
+            _log.warning("%s Its event is dropped; install the app there again to serve it.", exc)
+            return None
+
     # -- conversation ---------------------------------------------------------------------------
 
     async def on_mention(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
-        await self._converse(event, body, request)
+        if (ws := await self._workspace(_team(body, event))) is not None:
+            await self._converse(ws, event, body, request)
 
     async def on_message(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
         subtype = event.get("subtype")
+        is_dm, is_reply = event.get("channel_type") == "im", event.get("thread_ts") not in (None, event.get("ts"))
+        if subtype != "file_share" and not is_dm and not is_reply:  # a channel's top-level message: for people
+            return
+        if (ws := await self._workspace(_team(body, event))) is None:
+            return
         if subtype == "file_share":
-            await self._ingest_files(event, body)
+            await self._ingest_files(ws, event, body)
         if subtype not in (None, "file_share", "thread_broadcast") or not (event.get("text") or "").strip():
             return
-        if event.get("channel_type") == "im":  # every message in a DM is for the bot
-            await self._converse(event, body, request)
-        elif self._may_follow_up(event):
-            await self._converse(event, body, request, follow_up=True)
+        if is_dm:  # every message in a DM is for the bot
+            await self._converse(ws, event, body, request)
+        elif self._may_follow_up(ws, event):
+            await self._converse(ws, event, body, request, follow_up=True)
         else:
             _log.debug("message %s in %s is not for the bot", event.get("ts"), event.get("channel"))
 
-    def _may_follow_up(self, event: dict[str, Any]) -> bool:
+    def _may_follow_up(self, ws: Workspace, event: dict[str, Any]) -> bool:
         """A reply in a channel's Slack thread without a mention of the bot (a mention comes as app_mention):
         a follow-up, answered if the bot is part of that thread (:meth:`_converse` asks the store)."""
         text = str(event.get("text") or "")
@@ -104,14 +116,20 @@ class SlackAdapter:
             self._settings.thread_followups
             and bool(thread_ts)
             and thread_ts != event.get("ts")
-            and not mentions(text, self._bot_user_id)
-            and not addressed_elsewhere(text, self._bot_user_id)
+            and not mentions(text, ws.bot_user_id)
+            and not addressed_elsewhere(text, ws.bot_user_id)
         )
 
     async def _converse(
-        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest, *, follow_up: bool = False
+        self,
+        ws: Workspace,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        request: AsyncBoltRequest,
+        *,
+        follow_up: bool = False,
     ) -> None:
-        if self._from_a_bot(event):
+        if self._from_a_bot(ws, event):
             return
         team_id = _team(body, event)
         ts, user = event["ts"], event.get("user", "")
@@ -126,9 +144,9 @@ class SlackAdapter:
                     _log.debug("message %s in %s is not for the bot: it is not part of the thread", ts, place.key)
                     return
             elif not state.known:  # (known and not begun: reset, so it begins anew)
-                context = await self._thread_context(place, ts)
+                context = await self._thread_context(ws, place, ts)
         if event.get("files") and event.get("subtype") != "file_share":
-            await self._ingest_files(event, body)
+            await self._ingest_files(ws, event, body)
         if not text:
             return
         author = Author(id=user, name=self._names.get(user, user), key=f"slack:{user}")
@@ -136,7 +154,7 @@ class SlackAdapter:
             *COMMANDS,
             *THREAD_COMMANDS,
         ):
-            await self._command_in_conversation(place, text, author)
+            await self._command_in_conversation(ws, place, text, author)
             return
         # Post before any other Slack call, so that messages reach the core in the order they came:
         # a name not yet known is looked up afterwards, for the person's next message. (Only the first
@@ -154,19 +172,19 @@ class SlackAdapter:
                 return
             if follow_up:  # not addressed to the bot: no refusal either
                 return
-            await self._client.chat_postMessage(channel=place.channel_id, thread_ts=place.reply_in, text=str(exc))
+            await ws.client.chat_postMessage(channel=place.channel_id, thread_ts=place.reply_in, text=str(exc))
             return
         if user not in self._names:
-            await self._name(user)
+            await self._name(ws, user)
         if handle is None:  # Slack delivered this message before
             return
-        await self._react(place.channel_id, ts, add=True)
+        await self._react(ws, place.channel_id, ts, add=True)
         try:
-            await self._render(handle, place.channel_id, place.reply_in, team_id, user)
+            await self._render(ws, handle, place.channel_id, place.reply_in, user)
         finally:
-            await self._react(place.channel_id, ts, add=False)
+            await self._react(ws, place.channel_id, ts, add=False)
 
-    async def _thread_context(self, place: Place, ts: str) -> list[dict[str, str]]:
+    async def _thread_context(self, ws: Workspace, place: Place, ts: str) -> list[dict[str, str]]:
         """What the conversation of a Slack thread begins with: the mention that started it and the bot's
         answer, from the store; else the thread's first messages as Slack has them (a thread of people's the
         bot was called into). Without them (Slack refused), it begins with the message itself."""
@@ -175,7 +193,7 @@ class SlackAdapter:
         if stored:
             return stored
         try:
-            replies = await self._client.conversations_replies(
+            replies = await ws.client.conversations_replies(
                 channel=place.channel_id, ts=place.thread_ts, limit=CONTEXT_MESSAGES
             )
         except SlackApiError as exc:
@@ -183,11 +201,11 @@ class SlackAdapter:
             self._service.metrics.platform_error("slack", _error_code(exc))
             return []
         messages = replies.get("messages") or []
-        for user in {str(m.get("user") or "") for m in messages} - {self._bot_user_id or ""}:
-            await self._name(user)
-        return context_from_replies(messages, ts, self._bot_user_id, self._names)
+        for user in {str(m.get("user") or "") for m in messages} - {ws.bot_user_id or ""}:
+            await self._name(ws, user)
+        return context_from_replies(messages, ts, ws.bot_user_id, self._names)
 
-    async def _command_in_conversation(self, place: Place, text: str, person: Author) -> None:
+    async def _command_in_conversation(self, ws: Workspace, place: Place, text: str, person: Author) -> None:
         """A command written to the bot (``@Threadline /reset``): Slack runs no slash command inside a thread, so
         this is how a thread is reset. The answer is shown to the person alone, as a slash command's is."""
         name = text[1:].split(" ", 1)[0]
@@ -195,16 +213,16 @@ class SlackAdapter:
         reply = await handle_command(self._service, place.key, text, person)
         answer = reply.text
         if reply.file is not None:
-            answer = await self._send_privately(person.id, reply.file, answer)
+            answer = await self._send_privately(ws, person.id, reply.file, answer)
         try:
-            await self._client.chat_postEphemeral(
+            await ws.client.chat_postEphemeral(
                 channel=place.channel_id, user=person.id, thread_ts=place.reply_in, text=answer
             )
         except SlackApiError as exc:
             _log.warning("could not answer %s in %s: %s", name, place.key, exc)
             self._service.metrics.platform_error("slack", _error_code(exc))
 
-    async def _render(self, handle: RunHandle, channel_id: str, thread_ts: str, team_id: str, user: str) -> None:
+    async def _render(self, ws: Workspace, handle: RunHandle, channel_id: str, thread_ts: str, user: str) -> None:
         async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
             try:
                 await self._service.showing(handle.run_id, ts)
@@ -217,10 +235,10 @@ class SlackAdapter:
             self._showing[task] = handle
         try:
             reply = SlackReply(
-                self._client,
+                ws.client,
                 channel_id=channel_id,
                 thread_ts=thread_ts,
-                team_id=team_id,
+                team_id=ws.team_id,
                 user_id=user or None,
                 posted=posted,
                 metrics=self._service.metrics,
@@ -239,22 +257,22 @@ class SlackAdapter:
         if ending:
             await asyncio.wait(ending, timeout=grace)
 
-    def _from_a_bot(self, event: dict[str, Any]) -> bool:
-        if event.get("user") and event.get("user") == self._bot_user_id:
+    def _from_a_bot(self, ws: Workspace, event: dict[str, Any]) -> bool:
+        if event.get("user") and event.get("user") == ws.bot_user_id:
             return True
         return not self._settings.allow_bots and bool(event.get("bot_id") or event.get("subtype") == "bot_message")
 
-    async def _react(self, channel_id: str, ts: str, *, add: bool) -> None:
+    async def _react(self, ws: Workspace, channel_id: str, ts: str, *, add: bool) -> None:
         try:
             if add:
-                await self._client.reactions_add(channel=channel_id, timestamp=ts, name=THINKING)
+                await ws.client.reactions_add(channel=channel_id, timestamp=ts, name=THINKING)
             else:
-                await self._client.reactions_remove(channel=channel_id, timestamp=ts, name=THINKING)
+                await ws.client.reactions_remove(channel=channel_id, timestamp=ts, name=THINKING)
         except SlackApiError as exc:  # a missing reaction is cosmetic
             _log.debug("reaction %s failed: %s", "add" if add else "remove", exc)
             self._service.metrics.platform_error("slack", _error_code(exc))
 
-    async def _name(self, user: str) -> str:
+    async def _name(self, ws: Workspace, user: str) -> str:
         if not user:
             return ""
         if user in self._names:
@@ -262,7 +280,7 @@ class SlackAdapter:
             return self._names[user]
         name = user
         try:
-            response = await self._client.users_info(user=user)
+            response = await ws.client.users_info(user=user)
             profile = (response.get("user") or {}).get("profile") or {}
             name = str(profile.get("display_name") or profile.get("real_name") or user)
         except SlackApiError as exc:
@@ -279,14 +297,17 @@ class SlackAdapter:
         file_id, channel_id = event.get("file_id"), event.get("channel_id")
         if not file_id or not channel_id:
             return
-        key = channel_key(_team(body, event), channel_id)
+        team_id = _team(body, event)
+        if (ws := await self._workspace(team_id)) is None:
+            return
+        key = channel_key(team_id, channel_id)
         try:
-            info = await self._client.files_info(file=file_id)
+            info = await ws.client.files_info(file=file_id)
         except SlackApiError as exc:
             _log.warning("files.info %s failed: %s", file_id, exc)
             self._service.metrics.platform_error("slack", _error_code(exc))
             return
-        await self._ingest(key, channel_id, None, info.get("file") or {}, event.get("user_id"))
+        await self._ingest(ws, key, channel_id, None, info.get("file") or {}, event.get("user_id"))
 
     async def on_file_deleted(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         file_id = event.get("file_id")
@@ -295,15 +316,16 @@ class SlackAdapter:
         for channel_id in event.get("channel_ids") or []:
             await self._service.knowledge.forget_platform_file(channel_key(_team(body, event), channel_id), file_id)
 
-    async def _ingest_files(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if self._from_a_bot(event):
+    async def _ingest_files(self, ws: Workspace, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._from_a_bot(ws, event):
             return
         key = channel_key(_team(body, event), event["channel"])
         for file in event.get("files") or []:
-            await self._ingest(key, event["channel"], event.get("thread_ts") or event["ts"], file, event.get("user"))
+            thread_ts = event.get("thread_ts") or event["ts"]
+            await self._ingest(ws, key, event["channel"], thread_ts, file, event.get("user"))
 
     async def _ingest(
-        self, key: str, channel_id: str, thread_ts: str | None, file: dict[str, Any], user: str | None
+        self, ws: Workspace, key: str, channel_id: str, thread_ts: str | None, file: dict[str, Any], user: str | None
     ) -> None:
         """Hand a shared file to the channel's knowledge base and say what became of it.
 
@@ -317,7 +339,7 @@ class SlackAdapter:
 
         async def download(limit: int) -> bytes:
             try:
-                return await self._download(url, limit)
+                return await self._download(ws, url, limit)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 _log.warning("downloading %s from Slack failed: %s", name, exc)
                 raise DownloadFailed(
@@ -328,7 +350,7 @@ class SlackAdapter:
             name=name,
             mime=file.get("mimetype"),
             uploader_id=user,
-            uploader_name=await self._name(user or ""),
+            uploader_name=await self._name(ws, user or ""),
             platform_file_id=file_id,
             link=file.get("permalink"),
             declared_size=int(file.get("size") or 0),
@@ -336,10 +358,10 @@ class SlackAdapter:
         )
         result = await self._service.knowledge.add(key, upload)
         if result.notice is not None:  # None: an earlier delivery of this file was answered
-            await self._client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.notice)
+            await ws.client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.notice)
 
-    async def _download(self, url: str, limit: int) -> bytes:
-        headers = {"Authorization": f"Bearer {self._settings.bot_token}"}
+    async def _download(self, ws: Workspace, url: str, limit: int) -> bytes:
+        headers = {"Authorization": f"Bearer {ws.token}"}
         timeout = aiohttp.ClientTimeout(total=300)
         async with self._http.get(url, headers=headers, timeout=timeout) as response:
             response.raise_for_status()
@@ -356,22 +378,23 @@ class SlackAdapter:
             _log.info("%s from %s: Slack sent it again, not run twice", command.get("command"), command.get("user_id"))
             return
         name = command["command"].lstrip("/").removeprefix(self._settings.command_prefix)
-        key = channel_key(command.get("team_id", ""), command["channel_id"])
+        team_id = command.get("team_id", "")
+        key = channel_key(team_id, command["channel_id"])
         user = command.get("user_id", "")
         person = Author(id=user, name=command.get("user_name", ""), key=f"slack:{user}")
         reply = await handle_command(self._service, key, f"/{name} {command.get('text') or ''}".strip(), person)
         text = reply.text
-        if reply.file is not None:
-            text = await self._send_privately(command.get("user_id", ""), reply.file, text)
+        if reply.file is not None and (ws := await self._workspace(team_id)) is not None:
+            text = await self._send_privately(ws, command.get("user_id", ""), reply.file, text)
         await respond(text=text, response_type="ephemeral")
 
-    async def _send_privately(self, user: str, file: tuple[str, bytes], text: str) -> str:
+    async def _send_privately(self, ws: Workspace, user: str, file: tuple[str, bytes], text: str) -> str:
         """Upload a command's file into the person's direct messages with the bot; returns what to tell them."""
         name, data = file
         try:
-            opened = await self._client.conversations_open(users=user)
+            opened = await ws.client.conversations_open(users=user)
             dm = str((opened.get("channel") or {}).get("id") or "")
-            await self._client.files_upload_v2(channel=dm, content=data, filename=name, title=name)
+            await ws.client.files_upload_v2(channel=dm, content=data, filename=name, title=name)
         except SlackApiError as exc:
             _log.warning("sending %s to %s failed: %s", name, user, exc)
             return f"I could not send you {name} as a direct message ({exc.response.get('error')}). Try again later."
@@ -384,7 +407,10 @@ class SlackAdapter:
         user = body["user"]["id"]
         channel_id = body["channel"]["id"]
         message = body.get("message") or {}
-        if not await self._is_member(channel_id, user):
+        team_id = str((body.get("team") or {}).get("id") or body.get("team_id") or "")
+        if (ws := await self._workspace(team_id)) is None:
+            return
+        if not await self._is_member(ws, channel_id, user):
             await respond(
                 text=f"Only members of <#{channel_id}> can approve or deny this.",
                 response_type="ephemeral",
@@ -403,21 +429,20 @@ class SlackAdapter:
             return
         outcome = "approved" if approve else "denied"
         tool = approval.tool_name if approval else "the tool"
-        await self._client.chat_update(
+        await ws.client.chat_update(
             channel=channel_id,
             ts=message.get("ts", ""),
             text=f"{tool} {outcome} by <@{user}>",
             blocks=decided_blocks(tool, approval.arguments if approval else None, outcome, f"<@{user}>"),
         )
         if handle.run_id not in self._rendering:  # after a restart nobody is showing this run: show it here
-            team_id = (body.get("team") or {}).get("id", "")
-            await self._render(handle, channel_id, message.get("thread_ts") or message.get("ts", ""), team_id, user)
+            await self._render(ws, handle, channel_id, message.get("thread_ts") or message.get("ts", ""), user)
 
-    async def _is_member(self, channel_id: str, user: str) -> bool:
+    async def _is_member(self, ws: Workspace, channel_id: str, user: str) -> bool:
         cursor = None
         try:
             while True:
-                response = await self._client.conversations_members(channel=channel_id, cursor=cursor, limit=1000)
+                response = await ws.client.conversations_members(channel=channel_id, cursor=cursor, limit=1000)
                 if user in (response.get("members") or []):
                     return True
                 cursor = (response.get("response_metadata") or {}).get("next_cursor")
@@ -433,6 +458,8 @@ class SlackAdapter:
         """Show a run this process took over (``service.adopt_with``) as a live mention is shown: in the thread
         of its question, whose message ``ts`` it is, with the same reactions."""
         _, team_id, channel_id = parse_channel_key(scope_of(handle.channel))
+        if (ws := await self._workspace(team_id)) is None:
+            return
         if ts is None:  # not asked in a Slack message: no thread to answer in, so its end as a message of its own
             last = await handle.result()
             if isinstance(last, RunCompleted | RunFailed):
@@ -440,19 +467,19 @@ class SlackAdapter:
             return
         earlier = await self._service.earlier_reply(handle.run_id)
         if earlier is not None:  # the stopped process had begun the answer there: close it, and say why
-            await self._close_cut_off(channel_id, earlier)
-        await self._react(channel_id, ts, add=True)
+            await self._close_cut_off(ws, channel_id, earlier)
+        await self._react(ws, channel_id, ts, add=True)
         try:
-            await self._render(handle, channel_id, sub_of(handle.channel) or ts, team_id, "")
+            await self._render(ws, handle, channel_id, sub_of(handle.channel) or ts, "")
         finally:
-            await self._react(channel_id, ts, add=False)
+            await self._react(ws, channel_id, ts, add=False)
 
-    async def _close_cut_off(self, channel_id: str, ts: str) -> None:
+    async def _close_cut_off(self, ws: Workspace, channel_id: str, ts: str) -> None:
         """A half-written answer a stopped process left: its stream ended, its text replaced by a note."""
         with contextlib.suppress(SlackApiError):  # it may never have been a stream, or was stopped already
-            await self._client.chat_stopStream(channel=channel_id, ts=ts)
+            await ws.client.chat_stopStream(channel=channel_id, ts=ts)
         try:
-            await self._client.chat_update(channel=channel_id, ts=ts, text=CUT_OFF_NOTE)
+            await ws.client.chat_update(channel=channel_id, ts=ts, text=CUT_OFF_NOTE)
         except SlackApiError as exc:
             _log.warning("could not replace a cut-off answer in %s: %s", channel_id, exc)
 
@@ -461,12 +488,13 @@ class SlackAdapter:
     async def notify(self, key: str, text: str) -> None:
         """Post a message from the core (restart notices, expired approvals) to a channel, or into the Slack
         thread a conversation inside the channel names (core/models.py ``sub_of``)."""
-        _, _, channel_id = parse_channel_key(scope_of(key))
+        _, team_id, channel_id = parse_channel_key(scope_of(key))
+        ws = await self._workspaces.get(team_id)  # NotInstalled: the core keeps the notice and tries again
         thread_ts = sub_of(key)
         if thread_ts is None:
-            await self._client.chat_postMessage(channel=channel_id, text=text)
+            await ws.client.chat_postMessage(channel=channel_id, text=text)
         else:
-            await self._client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)
+            await ws.client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)
 
 
 def _retry_reason(request: AsyncBoltRequest) -> str | None:
@@ -497,6 +525,17 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter, settings: SlackSett
         app.command(settings.command(name))(adapter.on_command)
     app.action(APPROVE_ACTION)(adapter.on_approval)
     app.action(DENY_ACTION)(adapter.on_approval)
+    if not settings.many_workspaces:  # (installed into many, Bolt's token revocation listeners take these)
+        app.event("app_uninstalled")(_uninstalled)
+        app.event("tokens_revoked")(_uninstalled)
+
+
+async def _uninstalled(body: dict[str, Any]) -> None:
+    _log.error(
+        "Slack says the app was uninstalled from workspace %s or its tokens were revoked: SLACK_BOT_TOKEN no longer "
+        "works there. Install the app again and copy its new Bot User OAuth Token.",
+        body.get("team_id") or "?",
+    )
 
 
 def _error_code(exc: SlackApiError) -> str:

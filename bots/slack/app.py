@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -20,9 +21,11 @@ from bots.cli import unreachable
 from bots.entry import read_settings, serve
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
 from bots.slack.adapter import SlackAdapter, register_listeners
-from bots.slack.config import SlackSettings
+from bots.slack.config import BOT_SCOPES, SlackSettings
 from bots.slack.guard import RequestGuard
+from bots.slack.installations import DatabaseInstallationStore, DatabaseStateStore
 from bots.slack.retries import CountedRetries
+from bots.slack.workspaces import Installed, SingleWorkspace, Workspaces
 from bots.web import WebServer
 from core.errors import ConfigError
 from core.logs import configure_logging
@@ -35,6 +38,31 @@ __all__ = ["EVENTS_PATH", "SlackBot", "SlackFront", "main", "web_client"]
 _log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+
+
+def _oauth_settings(
+    slack: SlackSettings, installations: DatabaseInstallationStore, states: DatabaseStateStore
+) -> AsyncOAuthSettings:
+    """Bolt's OAuth flow for an app installed into many workspaces, its installations and states in the database."""
+    settings = AsyncOAuthSettings(
+        client_id=slack.client_id,
+        client_secret=slack.client_secret,
+        scopes=list(BOT_SCOPES),
+        user_scopes=[],
+        redirect_uri=slack.redirect_uri,
+        install_path=INSTALL_PATH,
+        redirect_uri_path=REDIRECT_PATH,
+        installation_store=installations,
+        installation_store_bot_only=True,
+        state_store=states,
+        logger=_log,
+    )
+    # Bolt checks each event's token with auth.test; the answer for a token does not change, so keep it (a
+    # token is found in the database at every event all the same: an uninstall takes effect at once).
+    settings.authorize.cache_enabled = True  # type: ignore[attr-defined]
+    return settings
 
 
 def web_client(settings: SlackSettings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
@@ -83,11 +111,14 @@ class SlackFront:
     @classmethod
     async def connect(cls, slack: SlackSettings, metrics: Metrics) -> SlackFront:
         """Check SLACK_BOT_TOKEN with auth.test; raises ConfigError people can act on. ``metrics``: the service's
-        to be (the client counts its retries from this first call)."""
+        to be (the client counts its retries from this first call). Installed into many workspaces, each token
+        comes from its install, and is checked when an event from its workspace arrives."""
         http = aiohttp.ClientSession()
         try:
             client = web_client(slack, http)
             count_retries(client, metrics)
+            if slack.many_workspaces:
+                return cls(slack, http, client, None)
             try:
                 auth = await client.auth_test()
             except SlackApiError as exc:
@@ -104,15 +135,31 @@ class SlackFront:
         return cls(slack, http, client, auth.get("user_id"))
 
     def attach(self, service: Threadline, web_app: web.Application | None) -> SlackAdapter:
-        """Build the adapter on ``service``; in HTTP mode, add ``/slack/events`` to ``web_app`` (not started yet)."""
+        """Build the adapter on ``service``; in HTTP mode, add ``/slack/events`` to ``web_app`` (not started yet),
+        and, installed into many workspaces, ``/slack/install`` and ``/slack/oauth_redirect``."""
         slack = self.settings
-        adapter = SlackAdapter(service, slack, self.client, self._http, self._bot_user_id)
-        app = AsyncApp(
-            client=self.client,
-            signing_secret=slack.signing_secret or "",
-            request_verification_enabled=not slack.socket_mode,
-            url_verification_enabled=not slack.socket_mode,
-        )
+        workspaces: Workspaces
+        if slack.many_workspaces:
+            kept = service.installations("slack")
+            installations = DatabaseInstallationStore(kept, slack.client_id or "")
+            states = DatabaseStateStore(kept, slack.state_secret or "")
+            workspaces = Installed(self.client, installations)
+            app = AsyncApp(
+                client=self.client,
+                signing_secret=slack.signing_secret or "",
+                oauth_settings=_oauth_settings(slack, installations, states),
+                installation_store_bot_only=True,
+            )
+            app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: the tokens are forgotten
+        else:
+            workspaces = SingleWorkspace(self.client, self._bot_user_id)
+            app = AsyncApp(
+                client=self.client,
+                signing_secret=slack.signing_secret or "",
+                request_verification_enabled=not slack.socket_mode,
+                url_verification_enabled=not slack.socket_mode,
+            )
+        adapter = SlackAdapter(service, slack, workspaces, self._http)
         register_listeners(app, adapter, slack)
         if not slack.socket_mode:
             if web_app is None:
@@ -136,6 +183,8 @@ class SlackFront:
         """Where it takes its events, for the start-up log (``origin``: the HTTP server's)."""
         if self.settings.socket_mode:
             return "Slack (Socket Mode)"
+        if self.settings.many_workspaces:
+            return f"Slack (HTTP mode) on {origin}{EVENTS_PATH}, installed from {origin}{INSTALL_PATH}"
         return f"Slack (HTTP mode) on {origin}{EVENTS_PATH}"
 
     async def readiness(self) -> str | None:
@@ -230,7 +279,7 @@ async def main() -> int:
     if read is None:
         return 2
     settings, slack = read
-    configure_logging(settings, extra_secrets=[slack.bot_token, slack.signing_secret, slack.app_token])
+    configure_logging(settings, extra_secrets=list(slack.secrets))
     try:
         bot = await SlackBot.start(settings, slack)
     except ConfigError as exc:

@@ -541,3 +541,18 @@ def m018_channel_scopes(db: Database) -> None:
             " output_tokens = output_tokens + excluded.output_tokens;"
             " END"
         )
+
+
+@MIGRATIONS()
+def m019_installations(db: Database) -> None:
+    """Apps installed into many workspaces (Slack's OAuth install): one row per app and workspace, its bot's
+    token and ids as JSON in ``data``. ``enterprise`` and ``workspace`` are '' where the platform has none (an
+    organisation-wide install). And the one-time ``state`` values of install flows in progress, until used or
+    expired, so that any process behind the app can finish a flow another began."""
+    db.execute(
+        "CREATE TABLE installations (platform TEXT NOT NULL, app TEXT NOT NULL, enterprise TEXT NOT NULL,"
+        " workspace TEXT NOT NULL, data TEXT NOT NULL, installed_at REAL NOT NULL,"
+        " PRIMARY KEY (platform, app, enterprise, workspace))"
+    )
+    db.execute("CREATE TABLE install_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    db.execute("CREATE INDEX install_states_expiry ON install_states (expires_at)")

@@ -162,6 +162,8 @@ class FakeSlack:
 
     bot_token: str = "xoxb-threadline-test"
     app_token: str = "xapp-1-threadline-test"
+    client_id: str = "1111.2222"  # the app's OAuth credentials (oauth.v2.access, HTTP basic auth)
+    client_secret: str = "fake-client-secret"
     members: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -190,6 +192,11 @@ class FakeSlack:
         self._fail_next: dict[str, deque[_Failure]] = {}
         self._refused: dict[tuple[str, str | None], tuple[str, int]] = {}  # (method, channel) -> (error, status)
         self._ts = itertools.count(1)
+        # Bot tokens and the workspace each belongs to: the app's own, and those installs gave (``install``).
+        self.tokens: dict[str, str] = {self.bot_token: TEAM_ID}
+        self.bot_users: dict[str, str] = {TEAM_ID: BOT_USER_ID}  # each workspace's bot user
+        self.revoked: set[str] = set()
+        self._codes: dict[str, tuple[str, str]] = {}  # OAuth codes not yet exchanged -> (team id, team name)
         self._tickets = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
@@ -216,6 +223,7 @@ class FakeSlack:
             "files.completeUploadExternal": self._complete_upload,
             "users.info": self._users_info,
             "apps.connections.open": self._connections_open,
+            "oauth.v2.access": self._oauth_v2_access,
         }
 
     # --- lifecycle and addresses ---------------------------------------------------------------
@@ -348,6 +356,23 @@ class FakeSlack:
 
     def allow(self, method: str, channel: str | None = None) -> None:
         self._refused.pop((method, channel), None)
+
+    # --- installs into many workspaces (OAuth) --------------------------------------------------------
+
+    def authorize(self, team_id: str, team_name: str = "Another Team") -> str:
+        """What Slack does when someone approves the app's install into ``team_id``: a one-time ``code`` the
+        browser brings to the app's redirect URL; ``oauth.v2.access`` exchanges it for that workspace's token."""
+        code = f"code-{team_id}-{next(self._tickets)}"
+        self._codes[code] = (team_id, team_name)
+        return code
+
+    def revoke_team(self, team_id: str) -> None:
+        """An uninstall: the workspace's tokens stop working (``token_revoked``), as Slack does before it sends
+        ``app_uninstalled``."""
+        self.revoked |= {token for token, team in self.tokens.items() if team == team_id}
+
+    def team_of(self, token: str | None) -> str | None:
+        return self.tokens.get(token or "")
 
     # --- people's messages ----------------------------------------------------------------------
 
@@ -499,6 +524,11 @@ class FakeSlack:
         authorization = request.headers.get("Authorization", "")
         if authorization.startswith("Bearer "):
             token = authorization.removeprefix("Bearer ")
+        elif authorization.startswith("Basic "):  # the app's client id and secret (oauth.v2.access)
+            with contextlib.suppress(ValueError):
+                client_id, _, secret = base64.b64decode(authorization.removeprefix("Basic ")).decode().partition(":")
+                params.setdefault("client_id", client_id)
+                params.setdefault("client_secret", secret)
         for key in _JSON_FIELDS:  # form bodies carry these as JSON strings; JSON bodies as values
             value = params.get(key)
             if isinstance(value, str) and value[:1] in ("[", "{"):
@@ -529,18 +559,24 @@ class FakeSlack:
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
         try:
+            if method == "oauth.v2.access":  # the app's credentials, not a token
+                return 200, {"ok": True, **handler(params)}, {}
             self._check_token(method, token)
-            return 200, {"ok": True, **handler(params)}, {}
+            return 200, {"ok": True, **handler({**params, "_team": self.tokens.get(token or "", TEAM_ID)})}, {}
         except _SlackError as e:
             return 200, {"ok": False, "error": e.error}, {}
 
     def _check_token(self, method: str, token: str | None) -> None:
         if not token:
             raise _SlackError("not_authed")
-        wanted = self.app_token if method == "apps.connections.open" else self.bot_token
-        if token == wanted:
+        if token in self.revoked:
+            raise _SlackError("token_revoked")
+        if method == "apps.connections.open":
+            if token == self.app_token:
+                return
+        elif token in self.tokens:
             return
-        if token in (self.app_token, self.bot_token):
+        if token == self.app_token or token in self.tokens:
             raise _SlackError("not_allowed_token_type")
         raise _SlackError("invalid_auth")
 
@@ -604,14 +640,37 @@ class FakeSlack:
         return f"{_FIRST_TS_SECONDS + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        team = str(params.get("_team") or TEAM_ID)
         return {
             "url": WORKSPACE_URL,
             "team": "T",
             "user": "threadline",
-            "team_id": TEAM_ID,
-            "user_id": BOT_USER_ID,
-            "bot_id": BOT_ID,
+            "team_id": team,
+            "user_id": self.bot_users.get(team, BOT_USER_ID),
+            "bot_id": BOT_ID if team == TEAM_ID else f"B_{team}",
             "is_enterprise_install": False,
+        }
+
+    def _oauth_v2_access(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (params.get("client_id"), params.get("client_secret")) != (self.client_id, self.client_secret):
+            raise _SlackError("invalid_client_id" if params.get("client_id") != self.client_id else "bad_client_secret")
+        code = str(params.get("code") or "")
+        if code not in self._codes:
+            raise _SlackError("invalid_code")
+        team_id, team_name = self._codes.pop(code)
+        token = f"xoxb-{team_id.lower()}-{next(self._tickets)}"
+        self.tokens[token] = team_id
+        bot_user = self.bot_users.setdefault(team_id, f"U_BOT_{team_id}")
+        return {
+            "access_token": token,
+            "token_type": "bot",
+            "scope": "app_mentions:read,chat:write,commands",
+            "bot_user_id": bot_user,
+            "app_id": APP_ID,
+            "team": {"id": team_id, "name": team_name},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": "U_INSTALLER"},
         }
 
     def _connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
