@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from core.events import ApprovalRequired
 from core.knowledge.base import Upload
+from core.models import conversation_key
 from core.service import Threadline
 from core.store.retention import RetentionCounts
 from tests.conftest import ServiceFactory
@@ -231,3 +232,27 @@ async def test_a_summary_stays_while_some_message_it_covers_is_left(
     counts = await service.retention.run_once()
     assert counts.messages == 50
     assert await service.store.thread_summary(thread) == (summary, until)
+
+
+async def test_a_conversation_inside_a_channel_goes_whole_and_the_channels_own_keeps_its_last(
+    open_service: ServiceFactory,
+) -> None:
+    """A Slack thread's conversation keeps no last messages: all old, it goes with its record, and a new reply
+    begins a new one. The channel's own conversation keeps its last messages, and the record of its assistant."""
+    service = await open_service(retention_days=30.0, retention_keep_last=2)
+    slack = "slack:T1:C1"
+    thread = conversation_key(slack, "1700000000.000100")
+    await ask(service, "in the channel", channel=slack)
+    await ask(service, "in the thread", channel=thread)
+    await age_everything(service)
+
+    counts = await service.retention.run_once()
+    assert counts.threads == 1
+    assert await service.conversation_state(thread) == (False, False)
+    assert await count(service, "SELECT count(*) FROM channels WHERE key = ?", thread) == 0
+    assert len(await service.store.thread_messages(await service.store.current_thread(slack))) == 2
+    await ask(service, "a later reply", channel=thread)
+    assert [m.text for m in await service.store.thread_messages(await service.store.current_thread(thread))] == [
+        "a later reply",
+        "echo: alice: a later reply",
+    ]

@@ -9,6 +9,9 @@ Assistants-compatible API (channels ``api:...``): API threads, files and vector 
 objects their client deletes. Turns go whole so that a tool call is never kept without its result.
 A thread's rolling summary (core/context.py) goes when every message it covers is gone (all it says
 is older than the cutoff); while some are left it stays, its mark moved back to the newest of them.
+A conversation inside a channel (a Slack or Discord thread: core/models.py) keeps no last messages:
+once all of it is older than the cutoff it goes whole, its record in ``channels`` too (a later reply
+in that platform thread begins a new one). A channel's own conversation is never deleted.
 
 Work is done in batches, each one short transaction on the store's thread (``Store.call``),
 so other channels never wait long. The knowledge base's files are removed through
@@ -85,13 +88,14 @@ def _candidate_threads(db: Database, cutoff: float) -> list[str]:
 def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -> tuple[RetentionCounts, bool]:
     """One batch for one thread, in one transaction: (what was deleted, whether more may be left)."""
     row = db.execute(
-        "SELECT t.channel, c.thread_id = t.id FROM threads t LEFT JOIN channels c ON c.key = t.channel WHERE t.id = ?",
+        "SELECT t.channel, c.thread_id = t.id, c.scope IS NOT NULL OR instr(c.key, '/') > 0"
+        " FROM threads t LEFT JOIN channels c ON c.key = t.channel WHERE t.id = ?",
         [thread_id],
     ).fetchone()
     if row is None:
         return RetentionCounts(), False
-    current = bool(row[1])
-    keep_from = _first_kept_turn(db, thread_id, keep_last) if current else None
+    channel, current, inside = str(row[0]), bool(row[1]), bool(row[2])
+    keep_from = _first_kept_turn(db, thread_id, keep_last) if current and not inside else None
     sql = (
         "SELECT turn_id FROM messages WHERE thread_id = ?"
         f" AND turn_id NOT IN (SELECT trigger_message_id FROM runs WHERE thread_id = ? AND status IN ({_ACTIVE})"
@@ -115,7 +119,9 @@ def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -
             _fit_summary_to_what_is_left(db, thread_id)
         runs, steps, approvals = _delete_old_runs(db, thread_id, cutoff)
         threads = 0
-        if not current and len(turns) < TURN_BATCH:
+        if current and inside and len(turns) < TURN_BATCH:  # a whole conversation inside a channel, if empty now
+            threads = _forget_conversation_if_empty(db, channel, thread_id, cutoff)
+        elif not current and len(turns) < TURN_BATCH:
             threads = _delete_thread_if_empty(db, thread_id, cutoff)
     counts = RetentionCounts(threads, messages, runs, steps, approvals)
     return counts, len(turns) == TURN_BATCH
@@ -171,6 +177,23 @@ def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, 
         steps += db.execute(f"DELETE FROM run_steps WHERE run_id IN ({marks})", batch).rowcount
         deleted += db.execute(f"DELETE FROM runs WHERE id IN ({marks})", batch).rowcount
     return deleted, steps, approvals
+
+
+def _forget_conversation_if_empty(db: Database, channel: str, thread_id: str, cutoff: float) -> int:
+    """A conversation inside a channel whose current thread has nothing left, and no other thread: its
+    record and its thread go together (how many threads went). Its scope's record stays."""
+    empty = db.execute(
+        "SELECT 1 FROM threads WHERE id = ? AND created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM messages WHERE thread_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM threads WHERE channel = ? AND id != ?)",
+        [thread_id, cutoff, thread_id, thread_id, channel, thread_id],
+    ).fetchone()
+    if empty is None:
+        return 0
+    db.execute("PRAGMA defer_foreign_keys = ON")  # each names the other: checked at commit (this transaction only)
+    db.execute("DELETE FROM channels WHERE key = ? AND thread_id = ?", [channel, thread_id])
+    return int(db.execute("DELETE FROM threads WHERE id = ?", [thread_id]).rowcount)
 
 
 def _delete_thread_if_empty(db: Database, thread_id: str, cutoff: float) -> int:
