@@ -56,8 +56,9 @@ TOKEN_REFUSED = (
 
 def intents(settings: DiscordSettings) -> discord.Intents:
     """Guilds (channels and threads), messages in guilds and DMs; their content (a privileged intent) only
-    when files are indexed from every message (DISCORD_INDEX_FILES=all). Without it Discord still gives the
-    content of messages that mention the bot and of DMs, which is all the other modes read."""
+    when files are indexed from every message (DISCORD_INDEX_FILES=all) or follow-ups in threads are answered
+    without a mention. Without it Discord still gives the content of messages that mention the bot and of DMs,
+    which is all the bot reads otherwise."""
     wanted = discord.Intents.none()
     wanted.guilds = True
     wanted.guild_messages = True
@@ -67,7 +68,7 @@ def intents(settings: DiscordSettings) -> discord.Intents:
 
 
 def needs_message_content(settings: DiscordSettings) -> bool:
-    return settings.index_files == "all"
+    return settings.index_files == "all" or settings.follows_up
 
 
 def invite_url(application_id: int) -> str:
@@ -227,8 +228,8 @@ class DiscordFront:
         described = f"Discord as {client.user} in {len(client.guilds)} servers"
         if not needs_message_content(self.settings):
             described += (
-                f" (without the privileged Message Content intent, DISCORD_INDEX_FILES={self.settings.index_files}:"
-                " it reads messages that mention it, and DMs)"
+                f" (without the privileged Message Content intent, DISCORD_INDEX_FILES={self.settings.index_files}"
+                " and DISCORD_THREAD_FOLLOWUPS=mention: it reads messages that mention it, and DMs)"
             )
         return described
 

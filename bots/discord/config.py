@@ -24,6 +24,14 @@ class DiscordSettings:
     index_files: FileIndexing = "all"  # which messages' attachments join the channel's files
     allow_bots: bool = False  # answer other bots' messages too
     edit_interval: float = 1.0  # seconds between live edits of an answer
+    # In a thread the bot is part of, answer people without a mention. Reading a message that does not mention
+    # the bot takes the Message Content intent, asked for anyway to index every message's files: so None (not
+    # set) means on with DISCORD_INDEX_FILES=all, off otherwise.
+    thread_followups: bool | None = None
+
+    @property
+    def follows_up(self) -> bool:
+        return self.index_files == "all" if self.thread_followups is None else self.thread_followups
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscordSettings:
@@ -61,6 +69,12 @@ class DiscordSettings:
         if not 0.2 <= interval <= 10:
             raise ConfigError("DISCORD_EDIT_INTERVAL should be between 0.2 and 10 seconds.")
         api_url = text("DISCORD_API_URL")
+        followups = (text("DISCORD_THREAD_FOLLOWUPS") or "").lower()
+        if followups not in ("", "on", "mention"):
+            raise ConfigError(
+                f"DISCORD_THREAD_FOLLOWUPS={followups!r} is not a choice: 'on' answers replies in a thread the bot is "
+                "part of without a mention (this needs the Message Content intent), 'mention' only when mentioned."
+            )
         return cls(
             token=token,
             guild_ids=tuple(guild_ids),
@@ -69,4 +83,5 @@ class DiscordSettings:
             index_files=cast(FileIndexing, index_files),
             allow_bots=(text("DISCORD_ALLOW_BOTS") or "false").lower() in {"1", "true", "yes", "on"},
             edit_interval=interval,
+            thread_followups=None if not followups else followups == "on",
         )

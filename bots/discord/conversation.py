@@ -67,7 +67,16 @@ class ConversationCog(commands.Cog):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return  # joins, pins, thread-created notices...
+        guild_id = message.guild.id if message.guild else None
+        key, scope = channel_key(guild_id, message.channel.id), parent_key(message.channel, guild_id)
         addressed = message.guild is None or self._mentions_me(message)
+        context: list[dict[str, str]] = []
+        if scope is not None:  # a thread: its conversation begins with the exchange it was started from
+            state = await self._service.conversation_state(key)
+            if not state.known:
+                context = await self._service.exchange(scope, str(message.channel.id))
+            if not addressed and self._may_follow_up(message):
+                addressed = state.known or bool(context)
         if message.attachments and self._indexes_files(addressed):
             await self._add_files(message)
         if not addressed:
@@ -75,8 +84,6 @@ class ConversationCog(commands.Cog):
         text = self._without_my_mention(message).strip()
         if not text:
             return
-        guild_id = message.guild.id if message.guild else None
-        key = channel_key(guild_id, message.channel.id)
         try:
             handle = await self._service.post(
                 Incoming(
@@ -84,7 +91,8 @@ class ConversationCog(commands.Cog):
                     person(message.author),
                     text,
                     platform_msg_id=str(message.id),
-                    scope=parent_key(message.channel, guild_id),
+                    scope=scope,
+                    context=tuple(context),
                 )
             )
         except ChannelNotServed as exc:
@@ -94,6 +102,16 @@ class ConversationCog(commands.Cog):
             _log.debug("message %s already seen", message.id)
             return
         await self._replies.show(handle, message.channel, reply_to=message)
+
+    def _may_follow_up(self, message: discord.Message) -> bool:
+        """A message in a thread that mentions nobody (a message naming someone else is for them): answered
+        without a mention when the bot is part of the thread (DISCORD_THREAD_FOLLOWUPS=on)."""
+        return (
+            self._settings.follows_up
+            and not message.mentions
+            and not message.role_mentions
+            and not message.mention_everyone
+        )
 
     def _mentions_me(self, message: discord.Message) -> bool:
         me = self._bot.user

@@ -36,15 +36,23 @@ async def conversation_state(store: Store, key: str) -> ConversationState:
 
 
 async def exchange(store: Store, channel: str, platform_msg_id: str) -> list[dict[str, str]]:
-    """The person's message stored under ``platform_msg_id`` in the conversation ``channel`` and the
-    assistant's last words in its turn, as context items (``{"role", "content"}``, the person's with
-    their name as the model saw it); [] when no such message is stored."""
+    """A question and its answer in the conversation ``channel``, found by the platform id of either message
+    (the person's, or one that shows the answer: a run's ``reply_ref``), as context items
+    (``{"role", "content"}``, the person's with their name as the model saw it, then the assistant's last
+    words in its turn); [] when neither is stored."""
 
     def query(db: Database) -> list[dict[str, str]]:
         row = db.execute(
             "SELECT thread_id, turn_id, item FROM messages WHERE channel = ? AND platform_msg_id = ?",
             [channel, platform_msg_id],
         ).fetchone()
+        if row is None:
+            row = db.execute(
+                "SELECT m.thread_id, m.turn_id, m.item FROM runs r JOIN messages m ON m.id = r.trigger_message_id"
+                " WHERE r.thread_id IN (SELECT id FROM threads WHERE channel = ?) AND r.reply_ref IS NOT NULL"
+                " AND instr(' ' || r.reply_ref || ' ', ' ' || ? || ' ') > 0 LIMIT 1",
+                [channel, platform_msg_id],
+            ).fetchone()
         if row is None:
             return []
         thread_id, turn_id, item = row

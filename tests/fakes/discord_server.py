@@ -1116,11 +1116,13 @@ class FakeDiscord:
         attachments: Iterable[Attachment] = (),
         message_id: int | None = None,
         reply_to: dict[str, Any] | None = None,
+        mentions: Iterable[User] = (),
     ) -> dict[str, Any]:
         """Dispatch MESSAGE_CREATE for a message ``author`` writes; return its payload.
 
         With ``mention_bot`` the content starts with ``<@BOT_USER_ID> `` and ``mentions`` holds the bot.
-        ``reply_to`` (a message dict, e.g. one of the bot's) makes it a reply to that message.
+        ``reply_to`` (a message dict, e.g. one of the bot's) makes it a reply to that message. ``mentions``:
+        other people it mentions (write ``<@id>`` into ``content`` too).
         """
         message = self.add_message(
             content,
@@ -1130,9 +1132,30 @@ class FakeDiscord:
             attachments=attachments,
             message_id=message_id,
             reply_to=reply_to,
+            mentions=mentions,
         )
-        await self.dispatch("MESSAGE_CREATE", message)
+        await self.dispatch("MESSAGE_CREATE", self._as_intents_allow(message))
         return message
+
+    def _as_intents_allow(self, message: dict[str, Any]) -> dict[str, Any]:
+        """What Discord sends a client without the Message Content intent: a guild message that does not
+        mention it, and is not its own, comes without its content, attachments and embeds."""
+        intents = int((self.identify_payloads[-1] if self.identify_payloads else {}).get("intents") or 0)
+        if intents & MESSAGE_CONTENT_INTENT or "guild_id" not in message:
+            return message
+        if message["author"]["id"] == str(BOT_USER_ID) or any(m["id"] == str(BOT_USER_ID) for m in message["mentions"]):
+            return message
+        return message | {"content": "", "attachments": [], "embeds": []}
+
+    async def start_thread(self, message: dict[str, Any], name: str = "a thread", *, owner: User = ALICE) -> int:
+        """Someone starts a public thread from ``message`` (one of the bot's answers, or a person's): the thread
+        takes the message's id, and THREAD_CREATE is dispatched. Returns the thread's id."""
+        thread_id, parent_id = int(message["id"]), int(message["channel_id"])
+        thread = self._thread_payload(thread_id, parent_id, name, owner.id)
+        self.channels[thread_id] = thread
+        message["thread"] = thread
+        await self.dispatch("THREAD_CREATE", thread | {"newly_created": True})
+        return thread_id
 
     def add_message(
         self,
@@ -1144,6 +1167,7 @@ class FakeDiscord:
         attachments: Iterable[Attachment] = (),
         message_id: int | None = None,
         reply_to: dict[str, Any] | None = None,
+        mentions: Iterable[User] = (),
     ) -> dict[str, Any]:
         """A message ``author`` wrote, as :meth:`send_message` builds it, kept without dispatching it: the REST
         API knows it (GET, replies to it), the gateway never sends it (it was written while no bot listened)."""
@@ -1152,12 +1176,17 @@ class FakeDiscord:
         if mention_bot:
             content = f"<@{BOT_USER_ID}> {content}"
         mid = self._snowflake() if message_id is None else message_id
-        mentions: list[dict[str, Any]] = []
+        mentioned: list[dict[str, Any]] = []
         if mention_bot:
             mention = BOT_USER.payload()
             if guild:
                 mention["member"] = _member_payload(BOT_USER, with_user=False, roles=[BOT_ROLE_ID])
-            mentions.append(mention)
+            mentioned.append(mention)
+        for user in mentions:
+            mention = user.payload()
+            if guild:
+                mention["member"] = _member_payload(user, with_user=False)
+            mentioned.append(mention)
         message: dict[str, Any] = {
             "id": str(mid),
             "channel_id": str(channel_id),
@@ -1168,7 +1197,7 @@ class FakeDiscord:
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
-            "mentions": mentions,
+            "mentions": mentioned,
             "mention_roles": [],
             "attachments": [a.payload() for a in attachments],
             "embeds": [],
