@@ -27,7 +27,6 @@ from core.run_plans import Prepared, RunPlan
 from core.runner import RunSegment
 from core.settings import Settings
 from core.store import Store
-from core.store.leases import ACTIVE
 from core.store.store import ClaimKind, NewItem
 from core.tokens import TokenCounter
 from core.tools.code_interpreter import FileOutbox
@@ -57,6 +56,9 @@ STOPPED_MESSAGE = (
     "risk running it twice. Your message is saved; ask again if it is still needed."
 )
 SHUTDOWN_REASON = "Threadline was shut down while this run was in progress."
+# What a segment's outcome is recorded over: a run just running. Cancelling (asked through another process, or
+# before the lane knew its run) is not: the outcome is dropped and the run ends cancelled.
+RUNNING = ("in_progress",)
 TAKEN_OVER_MESSAGE = "Another instance of the bot took over this answer, so it stopped here."
 UNEXPECTED_MESSAGE = "Something went wrong on the bot's side while answering; the details are in its log."
 
@@ -222,10 +224,10 @@ class RunExecutor:
             items = self._new_items(outcome.items)
             ids, step_id = await plan.answer_ids(run, [role for role, *_ in items])
             finished = await self._store.finish_run(
-                run, status="completed", items=items, public_ids=ids, step_id=step_id, expect=ACTIVE, **usage
+                run, status="completed", items=items, public_ids=ids, step_id=step_id, expect=RUNNING, **usage
             )
             if finished is None:
-                self._taken_over(run)
+                await self._not_recorded(run, usage)
                 return
             await plan.completed(finished, outcome)
             self._handles.emit(finished, RunCompleted(finished.id, outcome.text, outcome.sources))
@@ -237,10 +239,10 @@ class RunExecutor:
                 run.id, [(p.call_id, p.tool, p.arguments) for p in outcome.pending], expires_at, client
             )
             paused = await self._store.finish_run(
-                run, status="requires_action", state_json=outcome.state_json, expect=ACTIVE, **usage
+                run, status="requires_action", state_json=outcome.state_json, expect=RUNNING, **usage
             )
             if paused is None:
-                self._taken_over(run)
+                await self._not_recorded(run, usage)
                 return
             if paused.spec is not None:  # the old API shows when a paused run expires
                 paused = await self._store.update_run(paused.id, expires_at=expires_at)
@@ -249,12 +251,20 @@ class RunExecutor:
                     paused, ApprovalRequired(paused.id, approval.id, approval.tool_name, approval.arguments, expires_at)
                 )
         elif not await self.end(
-            run, outcome.status, outcome.message, outcome.error, outcome.items, expect=ACTIVE, **usage
+            run, outcome.status, outcome.message, outcome.error, outcome.items, expect=RUNNING, **usage
         ):
-            self._taken_over(run)
+            await self._not_recorded(run, usage)
             return
         if prepared.budget is not None and outcome.input_tokens + outcome.output_tokens:
             await prepared.budget.after()
+
+    async def _not_recorded(self, run: Run, usage: dict[str, Any]) -> None:
+        """The segment's outcome found the run no longer simply running: cancelled meanwhile (through another
+        process, or before this lane knew the run it claimed), it ends cancelled and its answer is dropped, as
+        the cancel promised; taken by another process, its result is dropped."""
+        if await self.end(run, "cancelled", "Cancelled.", "cancelled by request", [], expect=("cancelling",), **usage):
+            return
+        self._taken_over(run)
 
     def _taken_over(self, run: Run) -> None:
         """The run was taken from this process while it ran (its lease ran out): its result is not recorded."""

@@ -232,6 +232,34 @@ async def test_cancel_a_run_in_progress(client_a: openai.AsyncOpenAI, fake_model
     assert ended.status == "cancelled"
 
 
+async def test_a_cancel_right_after_create_is_never_followed_by_an_answer(
+    client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI
+) -> None:
+    """Whatever moment the cancel lands at (queued, being claimed, streaming), a run answered ``cancelling`` or
+    ``cancelled`` ends cancelled and adds no message; one that had ended already answers the old 400."""
+    fake_model.script = lambda request: Reply(text="an answer", chunk_delay=0.001)
+    helper = await assistant(client_a)
+    outcomes: list[str] = []
+    for attempt in range(30):
+        on = await thread(client_a)
+        run = await client_a.beta.threads.runs.create(thread_id=on.id, assistant_id=helper.id)
+        if attempt % 3:  # let the run get a little further before the cancel, at varying moments
+            await asyncio.sleep(0)
+        try:
+            answered = await client_a.beta.threads.runs.cancel(run.id, thread_id=on.id)
+        except openai.BadRequestError as exc:
+            assert exc.body["message"] == "Cannot cancel run with status 'completed'."
+            outcomes.append("ended before")
+            continue
+        assert answered.status in ("cancelling", "cancelled")
+        ended = await client_a.beta.threads.runs.poll(run.id, thread_id=on.id, poll_interval_ms=POLL)
+        assert ended.status == "cancelled", f"attempt {attempt}: answered {answered.status}, then {ended.status}"
+        listed = await client_a.beta.threads.messages.list(on.id)
+        assert [m.role for m in listed.data] == ["user"], f"attempt {attempt}: an answer after the cancel"
+        outcomes.append(answered.status)
+    assert "cancelled" in outcomes or "cancelling" in outcomes
+
+
 async def test_outputs_never_submitted_expire_the_run(
     client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -162,6 +162,28 @@ async def test_a_run_is_cancelled_through_another_process(
     assert (await first.store.get_run(handle.run_id)).status == "cancelled"
 
 
+async def test_a_run_cancelled_through_another_process_never_completes_though_its_answer_comes_first(
+    open_service, settings: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The process running it learns of the cancel at its next lease tick; an answer finished before that
+    is not recorded: the run ends cancelled, with no message (the API answered ``cancelling``)."""
+    model = HeldModel()
+    fake_model.script = model
+    first = await open_service(**vars_of(quick(settings)))
+    second = await open_service(**vars_of(quick(settings)))
+    handle = await post(first, "quick job")
+    await model.wait_asked("quick job")
+    assert (await second.cancel_run(handle.run_id)).status == "cancelling"
+    model.release.set()  # the answer arrives before the first process's next tick
+    result = await asyncio.wait_for(handle.result(), timeout=10)
+    assert isinstance(result, RunFailed)
+    assert result.status == "cancelled"
+    run = await first.store.get_run(handle.run_id)
+    assert run.status == "cancelled"
+    messages = await first.store.thread_messages(run.thread_id)
+    assert [m.role for m in messages] == ["user"]
+
+
 async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_lease_ends(
     open_service, settings: Settings, fake_model: FakeOpenAI, tmp_path: Path
 ) -> None:
