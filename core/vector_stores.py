@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.api_objects import api_channel
+from core.attribute_filters import passes
 from core.errors import UnknownObject
 from core.file_records import FileBatchRecord, FileStatus, VectorStoreFileRecord, VectorStoreRecord
 from core.knowledge.base import KnowledgeBase, Upload
@@ -30,12 +32,25 @@ from core.store.api_files import ApiFileStore
 from core.store.api_vector_stores import VectorStoreStore
 from core.store.store import new_id
 
-__all__ = ["FileAttachment", "VectorStores"]
+__all__ = ["FileAttachment", "SearchResult", "VectorStores"]
 
 _log = logging.getLogger(__name__)
 
 # (uploaded file id, attributes or None)
 FileAttachment = tuple[str, Mapping[str, Any] | None]
+
+SEARCH_CANDIDATES = 50  # chunks ranked before attribute filters and the score threshold narrow them
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One chunk a vector store search found, with its file as the API names it."""
+
+    file_id: str  # the uploaded file's id
+    filename: str
+    score: float  # in (0, 1]: core/knowledge/base.py
+    attributes: dict[str, str | float | bool] | None
+    text: str
 
 
 class VectorStores:
@@ -80,6 +95,40 @@ class VectorStores:
             await self._knowledge.cancel_indexing(await self._stores.in_progress(key))
             await self._knowledge.forget_all(key)
             return await self._stores.delete(owner, vector_store_id)
+
+    async def search(
+        self,
+        owner: str,
+        vector_store_id: str,
+        queries: Sequence[str],
+        *,
+        max_results: int,
+        filters: Mapping[str, Any] | None = None,
+        score_threshold: float = 0.0,
+    ) -> list[SearchResult]:
+        """The store's best chunks for the queries (searched as one), best first; UnknownObject for a store the
+        owner does not have. Attribute filters and the threshold apply to the best ``SEARCH_CANDIDATES``."""
+        key = await self._key(owner, vector_store_id)
+        if key is None:
+            raise UnknownObject("vector store", vector_store_id)
+        hits = await self._knowledge.search_many([key], " ".join(queries), SEARCH_CANDIDATES)
+        files = await self._stores.by_knowledge_ids(vector_store_id, key, [h.file_id for h in hits])
+        results = []
+        for hit in hits:
+            record = files.get(hit.file_id)
+            if record is None or hit.score < score_threshold:
+                continue
+            if filters is not None and not passes(filters, record.attributes):
+                continue
+            results.append(SearchResult(record.id, hit.file_name, hit.score, record.attributes, hit.text))
+        return results[:max_results]
+
+    async def file_content(self, owner: str, vector_store_id: str, file_id: str) -> list[str] | None:
+        """The text the store holds of one of its files, chunk by chunk; None when it has no such file."""
+        found = await self._stores.file(owner, vector_store_id, file_id)
+        if found is None:
+            return None
+        return await self._knowledge.chunk_texts(found.knowledge_file_id)
 
     async def knowledge_keys(self, owner: str, vector_store_ids: Sequence[str]) -> list[str]:
         """The knowledge-base keys of the owner's vector stores among these ids, in order (for file search)."""

@@ -144,3 +144,77 @@ async def test_document_qa_over_the_api_answers_with_a_file_citation(
     assert citation.type == "file_citation"
     assert citation.file_citation.file_id == upload.id  # type: ignore[union-attr]
     assert text.value[citation.start_index : citation.end_index] == citation.text == "[1]"
+
+
+# -- vector_stores.search and vector_stores.files.content -------------------------------------------------
+
+
+async def _attach(client: openai.AsyncOpenAI, store: str, name: str, data: bytes, **attributes: Any) -> str:
+    upload = await client.files.create(file=(name, data), purpose="assistants")
+    done = await client.vector_stores.files.create_and_poll(
+        vector_store_id=store, file_id=upload.id, attributes=attributes or None
+    )
+    assert done.status == "completed"
+    return upload.id
+
+
+async def test_a_vector_store_is_searched_with_scores_attributes_and_filters(client_a: openai.AsyncOpenAI) -> None:
+    store = (await client_a.vector_stores.create(name="policies")).id
+    handbook = await _attach(client_a, store, "handbook.md", HANDBOOK, team="people", year=2026)
+    onboarding = await _attach(client_a, store, "onboarding.md", ONBOARDING, team="office", year=2025)
+    await _attach(client_a, store, "kitchen.md", UNRELATED, team="office", year=2024)
+
+    page = await client_a.vector_stores.search(store, query="paid holiday days", max_num_results=2)
+    results = page.data
+    assert len(results) == 2
+    assert results[0].file_id == handbook
+    assert results[0].filename == "handbook.md"
+    assert results[0].attributes == {"team": "people", "year": 2026}
+    assert "27 days of paid holiday" in results[0].content[0].text
+    assert 0 < results[1].score <= results[0].score <= 1
+
+    filtered = await client_a.vector_stores.search(
+        store,
+        query="holiday",
+        filters={
+            "type": "and",
+            "filters": [
+                {"type": "eq", "key": "team", "value": "office"},
+                {"type": "gte", "key": "year", "value": 2025},
+            ],
+        },
+    )
+    assert [r.file_id for r in filtered.data] == [onboarding]
+    listed = await client_a.vector_stores.search(
+        store, query=["holiday"], filters={"type": "in", "key": "year", "value": [2024, 2026]}
+    )
+    assert {r.filename for r in listed.data} == {"handbook.md", "kitchen.md"}
+    strict = await client_a.vector_stores.search(store, query="holiday", ranking_options={"score_threshold": 1.0})
+    assert [r.filename for r in strict.data] == ["handbook.md"]  # only first place in every ranking scores 1
+
+
+async def test_a_search_that_cannot_be_answered_is_a_clear_4xx(
+    client_a: openai.AsyncOpenAI, client_b: openai.AsyncOpenAI
+) -> None:
+    store = (await client_a.vector_stores.create(name="mine")).id
+    with pytest.raises(openai.NotFoundError):
+        await client_b.vector_stores.search(store, query="anything")  # another key's store
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client_a.vector_stores.search(store, query="x", filters={"type": "in", "key": "k", "value": "one"})
+    assert "list of values" in caught.value.message
+    with pytest.raises(openai.BadRequestError):
+        await client_a.vector_stores.search(store, query="x", max_num_results=51)
+    with pytest.raises(openai.BadRequestError) as empty:
+        await client_a.vector_stores.search(store, query="   ")
+    assert "must not be empty" in empty.value.message
+
+
+async def test_a_vector_store_files_parsed_text_is_read_back(client_a: openai.AsyncOpenAI) -> None:
+    store = (await client_a.vector_stores.create(name="one")).id
+    file_id = await _attach(client_a, store, "handbook.md", HANDBOOK)
+    page = await client_a.vector_stores.files.content(file_id, vector_store_id=store)
+    text = "".join(part.text or "" for part in page.data)
+    assert "27 days of paid holiday" in text
+    assert all(part.type == "text" for part in page.data)
+    with pytest.raises(openai.NotFoundError):
+        await client_a.vector_stores.files.content("file_nope", vector_store_id=store)

@@ -248,8 +248,7 @@ async def test_a_cancel_right_after_create_is_never_followed_by_an_answer(
         try:
             answered = await client_a.beta.threads.runs.cancel(run.id, thread_id=on.id)
         except openai.BadRequestError as exc:
-            assert exc.body["message"] == "Cannot cancel run with status 'completed'."
-            outcomes.append("ended before")
+            outcomes.append(str(exc.body["message"]))  # it had ended: the old 400, checked below
             continue
         assert answered.status in ("cancelling", "cancelled")
         ended = await client_a.beta.threads.runs.poll(run.id, thread_id=on.id, poll_interval_ms=POLL)
@@ -257,6 +256,7 @@ async def test_a_cancel_right_after_create_is_never_followed_by_an_answer(
         listed = await client_a.beta.threads.messages.list(on.id)
         assert [m.role for m in listed.data] == ["user"], f"attempt {attempt}: an answer after the cancel"
         outcomes.append(answered.status)
+    assert set(outcomes) <= {"cancelled", "cancelling", "Cannot cancel run with status 'completed'."}
     assert "cancelled" in outcomes or "cancelling" in outcomes
 
 

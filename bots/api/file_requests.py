@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bots.api.errors import invalid
 from bots.api.requests import Metadata, metadata_limits
@@ -21,6 +21,7 @@ __all__ = [
     "VectorStoreCreate",
     "VectorStoreFileCreate",
     "VectorStoreFileUpdate",
+    "VectorStoreSearch",
     "VectorStoreUpdate",
 ]
 
@@ -139,3 +140,48 @@ class FileBatchCreate(_Body):
                 code="missing_required_parameter",
             )
         return list({file_id: (file_id, attributes) for file_id, attributes in attachments}.values())
+
+
+# -- search ------------------------------------------------------------------------------------------
+
+Scalar = str | bool | int | float
+
+
+class ComparisonFilter(_Body):
+    type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
+    key: str
+    value: Scalar | list[str | int | float]
+
+    @model_validator(mode="after")
+    def _lists_for_in(self) -> ComparisonFilter:
+        if (self.type in ("in", "nin")) != isinstance(self.value, list):
+            wanted = "a list of values" if self.type in ("in", "nin") else "one value, not a list"
+            raise ValueError(f"a {self.type!r} filter compares with {wanted}")
+        return self
+
+
+class CompoundFilter(_Body):
+    type: Literal["and", "or"]
+    filters: Annotated[list[ComparisonFilter | CompoundFilter], Field(min_length=1)]
+
+
+class RankingOptions(_Body):
+    ranker: Literal["none", "auto", "default-2024-11-15"] | None = None  # one ranking here: accepted, the same
+    score_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class VectorStoreSearch(_Body):
+    query: str | Annotated[list[str], Field(min_length=1)]
+    max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
+    filters: ComparisonFilter | CompoundFilter | None = None
+    ranking_options: RankingOptions | None = None
+    rewrite_query: bool | None = None  # accepted; the query is searched as written
+
+    def queries(self) -> list[str]:
+        queries = [self.query] if isinstance(self.query, str) else self.query
+        if not " ".join(queries).strip():
+            raise invalid("The search query must not be empty.", "query")
+        return queries
+
+    def filter(self) -> dict[str, Any] | None:
+        return None if self.filters is None else self.filters.model_dump()

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
 
-from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted
+from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted, VectorStoreSearchResponse
 from openai.types.beta import Assistant, AssistantDeleted, Thread, ThreadDeleted
 from openai.types.beta.threads import Message, MessageDeleted, Run
 from openai.types.beta.threads.runs import RunStep
-from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch, VectorStoreFileDeleted
+from openai.types.vector_stores import (
+    FileContentResponse,
+    VectorStoreFile,
+    VectorStoreFileBatch,
+    VectorStoreFileDeleted,
+)
 from pydantic import BaseModel, create_model
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
@@ -31,6 +36,7 @@ from bots.api.file_requests import (
     VectorStoreCreate,
     VectorStoreFileCreate,
     VectorStoreFileUpdate,
+    VectorStoreSearch,
     VectorStoreUpdate,
 )
 from bots.api.files import MAX_LIST_LIMIT
@@ -75,6 +81,25 @@ class _Page(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+class VectorStoreSearchPage(BaseModel):
+    """``vector_stores.search``: one page of results, best first."""
+
+    object: Literal["vector_store.search_results.page"]
+    search_query: list[str]
+    data: list[VectorStoreSearchResponse]
+    has_more: bool
+    next_page: str | None
+
+
+class VectorStoreFileContentPage(BaseModel):
+    """``vector_stores.files.content``: the file's parsed text, chunk by chunk."""
+
+    object: Literal["vector_store.file_content.page"]
+    data: list[FileContentResponse]
+    has_more: bool
+    next_page: str | None
 
 
 def _list_of(item: type[BaseModel]) -> type[BaseModel]:
@@ -224,11 +249,15 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("post", _STORE, "modifyVectorStore", "Modify a vector store", VectorStore, body=VectorStoreUpdate,
         errors=_UPDATE),
     _op("delete", _STORE, "deleteVectorStore", "Delete a vector store", VectorStoreDeleted, errors=_ONE),
+    _op("post", _STORE + "/search", "searchVectorStore", "Search a vector store's files", VectorStoreSearchPage,
+        body=VectorStoreSearch, errors=_UPDATE),
     _op("post", _STORE + "/files", "createVectorStoreFile", "Add a file to a vector store", VectorStoreFile,
         body=VectorStoreFileCreate, errors=_UPDATE),
     _op("get", _STORE + "/files", "listVectorStoreFiles", "List a vector store's files", VectorStoreFile,
         list_of=True, query=(*_page(), _STATUS_FILTER), errors=_LIST_IN),
     _op("get", _STORE_FILE, "getVectorStoreFile", "Retrieve a vector store file", VectorStoreFile, errors=_ONE),
+    _op("get", _STORE_FILE + "/content", "retrieveVectorStoreFileContent", "A vector store file's parsed text",
+        VectorStoreFileContentPage, errors=_ONE),
     _op("post", _STORE_FILE, "updateVectorStoreFileAttributes", "Set a vector store file's attributes",
         VectorStoreFile, body=VectorStoreFileUpdate, errors=_UPDATE),
     _op("delete", _STORE_FILE, "deleteVectorStoreFile", "Remove a file from a vector store",

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted
-from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch, VectorStoreFileDeleted
+from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted, VectorStoreSearchResponse
+from openai.types.vector_stores import (
+    FileContentResponse,
+    VectorStoreFile,
+    VectorStoreFileBatch,
+    VectorStoreFileDeleted,
+)
 
 from core.file_records import ApiFileRecord, FileBatchRecord, FileCounts, VectorStoreFileRecord, VectorStoreRecord
+from core.vector_stores import SearchResult
 
 __all__ = [
     "file_batch",
+    "file_contents",
     "file_deleted",
     "file_object",
+    "search_results",
     "vector_store",
     "vector_store_deleted",
     "vector_store_file",
@@ -107,3 +115,32 @@ def file_batch(record: FileBatchRecord) -> dict[str, Any]:
             "file_counts": _counts(record.file_counts),
         }
     ).model_dump(mode="json")
+
+
+def search_results(queries: list[str], results: list[SearchResult]) -> dict[str, Any]:
+    """A search's page, as the old API answered it (one page: ``has_more`` is false)."""
+    data = [
+        VectorStoreSearchResponse.model_validate(
+            {
+                "file_id": r.file_id,
+                "filename": r.filename,
+                "score": r.score,
+                "attributes": r.attributes,
+                "content": [{"type": "text", "text": r.text}],
+            }
+        ).model_dump(mode="json")
+        for r in results
+    ]
+    return {
+        "object": "vector_store.search_results.page",
+        "search_query": queries,
+        "data": data,
+        "has_more": False,
+        "next_page": None,
+    }
+
+
+def file_contents(texts: list[str]) -> dict[str, Any]:
+    """A vector store file's parsed text, chunk by chunk (one page)."""
+    data = [FileContentResponse(type="text", text=text).model_dump(mode="json") for text in texts]
+    return {"object": "vector_store.file_content.page", "data": data, "has_more": False, "next_page": None}

@@ -19,6 +19,7 @@ from bots.api.file_requests import (
     VectorStoreCreate,
     VectorStoreFileCreate,
     VectorStoreFileUpdate,
+    VectorStoreSearch,
     VectorStoreUpdate,
 )
 from bots.api.pagination import list_body, page_query, unknown_cursor
@@ -73,7 +74,9 @@ class VectorStoreRoutes:
             web.delete(one, self.delete),
             web.post(files, self.create_file),
             web.get(files, self.list_files),
+            web.post(one + "/search", self.search),
             web.get(files + "/{file_id}", self.retrieve_file),
+            web.get(files + "/{file_id}/content", self.file_content),
             web.post(files + "/{file_id}", self.update_file),
             web.delete(files + "/{file_id}", self.delete_file),
             web.post(batches, self.create_batch),
@@ -122,6 +125,24 @@ class VectorStoreRoutes:
             raise not_found("vector store", vector_store_id)
         return web.json_response(serialize.vector_store_deleted(vector_store_id))
 
+    async def search(self, request: web.Request) -> web.Response:
+        vector_store_id = request.match_info["vector_store_id"]
+        body = await read_body(request, VectorStoreSearch)
+        queries = body.queries()
+        threshold = body.ranking_options.score_threshold if body.ranking_options else None
+        try:
+            results = await self._stores.search(
+                request[OWNER],
+                vector_store_id,
+                queries,
+                max_results=body.max_num_results,
+                filters=body.filter(),
+                score_threshold=threshold or 0.0,
+            )
+        except UnknownObject as exc:
+            raise _unknown(exc) from None
+        return web.json_response(serialize.search_results(queries, results))
+
     # -- files -------------------------------------------------------------------------------------
 
     async def create_file(self, request: web.Request) -> web.Response:
@@ -151,6 +172,13 @@ class VectorStoreRoutes:
         if record is None:
             raise await self._file_not_found(request[OWNER], vector_store_id, file_id)
         return _json(serialize.vector_store_file(record))
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        vector_store_id, file_id = request.match_info["vector_store_id"], request.match_info["file_id"]
+        texts = await self._stores.file_content(request[OWNER], vector_store_id, file_id)
+        if texts is None:
+            raise await self._file_not_found(request[OWNER], vector_store_id, file_id)
+        return web.json_response(serialize.file_contents(texts))
 
     async def update_file(self, request: web.Request) -> web.Response:
         vector_store_id, file_id = request.match_info["vector_store_id"], request.match_info["file_id"]

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from core.errors import ThreadlineError
 from core.knowledge.pipeline import ExtractionPool
-from core.knowledge.search import VectorMatrix, reciprocal_rank_fusion, to_blob
+from core.knowledge.search import RRF_K, VectorMatrix, reciprocal_rank_fusion, to_blob
 from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import ChunkHit, FileRecord
@@ -396,6 +396,10 @@ class KnowledgeBase:
 
     # -- search -----------------------------------------------------------------------------------
 
+    async def chunk_texts(self, file_id: str) -> list[str]:
+        """A file's text as it was indexed, chunk by chunk."""
+        return await self._files.chunk_texts(file_id)
+
     async def search(self, channel: str, query: str, k: int = 5) -> list[ChunkHit]:
         """The channel's ``k`` best chunks for ``query``: BM25, fused with embeddings when there are any."""
         return await self.search_many([await self._store.scope(channel)], query, k)
@@ -417,7 +421,9 @@ class KnowledgeBase:
             matches, semantic = await self._files.keyword_search(keys, query, CANDIDATES), []
         keyword = [chunk_id for chunk_id, _ in matches]
         rankings = [keyword, semantic] if semantic else [keyword]
-        fused = reciprocal_rank_fusion(rankings)[:k] if len(rankings) > 1 else [(i, 0.0) for i in keyword[:k]]
+        # Scores in (0, 1]: the fused reciprocal ranks over what first place in every ranking would score.
+        best = len(rankings) / (RRF_K + 1)
+        fused = [(chunk_id, score / best) for chunk_id, score in reciprocal_rank_fusion(rankings)[:k]]
         hits = await self._files.hits([chunk_id for chunk_id, _ in fused])
         return [
             ChunkHit(h.chunk_id, h.file_id, h.file_name, h.location, h.text, h.link, score)

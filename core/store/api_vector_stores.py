@@ -236,6 +236,24 @@ class VectorStoreStore:
     async def file(self, owner: str, vector_store_id: str, file_id: str) -> VectorStoreFileRecord | None:
         return await self._store.call(lambda db: _get_file(db, owner, vector_store_id, file_id))
 
+    async def by_knowledge_ids(
+        self, vector_store_id: str, key: str, ids: Sequence[str]
+    ) -> dict[str, VectorStoreFileRecord]:
+        """The vector store's files among these knowledge-base file ids (the store's knowledge key ``key``)."""
+        wanted = list(dict.fromkeys(ids))
+
+        def load(db: Database) -> dict[str, VectorStoreFileRecord]:
+            if not wanted:
+                return {}
+            marks = ",".join("?" * len(wanted))
+            rows = db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE {_STORE_FILES} AND id IN ({marks})", [key, *wanted]
+            ).fetchall()
+            convert = _file_converter(vector_store_id)
+            return {record.knowledge_file_id: record for record in map(convert, rows)}
+
+        return await self._store.call(load)
+
     async def files(
         self,
         owner: str,

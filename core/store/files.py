@@ -457,6 +457,15 @@ class FileStore:
 
         return await self._store.call(load)
 
+    async def chunk_texts(self, file_id: str) -> list[str]:
+        """A file's chunks' text, in the file's order."""
+
+        def load(db: Database) -> list[str]:
+            rows = db.execute("SELECT text FROM chunks WHERE file_id = ? ORDER BY id", [file_id]).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return await self._store.call(load)
+
     async def hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
         wanted = list(chunk_ids)
 
