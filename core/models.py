@@ -273,6 +273,9 @@ class MessageRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
     annotations: tuple[dict[str, Any], ...] = ()  # file citations in its text (core/citations.py)
+    # Its content in order: texts, and image parts in the old API's shape ({"type": "image_file", ...}, and
+    # image_url); empty: its texts alone.
+    parts: tuple[str | dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ class Threadline:
         self.knowledge = knowledge
         image_bytes = int(settings.max_image_mb * 1024 * 1024)
         self._images = ImageIntake(settings.max_image_mb)  # images that come with people's messages
-        self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
+        self.objects = ApiObjects(store, tokens, settings.max_image_mb)  # the Assistants-compatible API's objects
         self.runs = RunStore(store)  # and their runs
         self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
         self.budgets = BudgetStore(store, assistants.budgets, assistants.prices)  # spending limits (core/budgets.py)
