@@ -51,7 +51,8 @@ class ImageInputs:
         for file_id, file in uploaded.items():
             kind = sniff(file.data[:16])
             if kind is None or len(file.data) > self._max_bytes:
-                _log.info("file %s of thread %s is not shown as an image (%s)", file_id, thread_id, kind or "not one")
+                why = "not a PNG, JPEG, GIF or WebP" if kind is None else "over THREADLINE_MAX_IMAGE_MB"
+                _log.info("file %s of thread %s is not shown as an image: %s", file_id, thread_id, why)
                 continue
             shown[file_id] = (KINDS[kind], file.data)
         urls = await asyncio.to_thread(lambda: {key: data_url(mime, data) for key, (mime, data) in shown.items()})
