@@ -1,8 +1,9 @@
 """Files uploaded over the Assistants-compatible API, owned by API keys, and the vector stores they go into.
 
 An upload keeps its bytes in the store (once per content, shared with the knowledge base) and is
-limited by ``THREADLINE_MAX_FILE_MB``, the knowledge base's own limit. Purpose ``assistants`` is
-the only one Threadline keeps. Deleting an upload removes it from its owner's vector stores too.
+limited by ``THREADLINE_MAX_FILE_MB``, the knowledge base's own limit. Purposes ``assistants`` and
+``vision`` (images a message shows the model as ``image_file``) are the ones Threadline keeps.
+Deleting an upload removes it from its owner's vector stores too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from core.vector_stores import VectorStores
 
 __all__ = ["PURPOSES", "ApiFiles", "FileTooLarge"]
 
-PURPOSES = ("assistants",)
+PURPOSES = ("assistants", "vision")
 
 
 class FileTooLarge(ThreadlineError):

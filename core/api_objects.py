@@ -21,14 +21,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.errors import ThreadlineError
+from core.images import KIND_NAMES, declared_kind
 from core.models import MessageRecord, Page, PageQuery, ThreadRecord
 from core.store import Store
 from core.store.api_assistants import AssistantStore
+from core.store.api_files import ApiFileStore
 from core.store.api_threads import NewMessageRow, ThreadStore
 from core.store.store import new_id
 from core.tokens import TokenCounter
 
-__all__ = ["API_PLATFORM", "ApiObjects", "AssistantStore", "NewMessage", "api_channel"]
+__all__ = [
+    "API_PLATFORM",
+    "ApiObjects",
+    "AssistantStore",
+    "ImageFile",
+    "ImageRefused",
+    "ImageUrl",
+    "MessagePart",
+    "NewMessage",
+    "api_channel",
+]
 
 API_PLATFORM = "api"
 
@@ -39,31 +52,116 @@ def api_channel(owner: str, object_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class ImageFile:
+    """An ``image_file`` content part: a file the same key uploaded, shown to the model as an image."""
+
+    file_id: str
+    detail: str | None = None  # auto | low | high
+
+
+@dataclass(frozen=True)
+class ImageUrl:
+    """An ``image_url`` content part: an image the model endpoint fetches (or a ``data:`` URL)."""
+
+    url: str
+    detail: str | None = None
+
+
+MessagePart = str | ImageFile | ImageUrl
+
+
+@dataclass(frozen=True)
 class NewMessage:
-    """A message a client adds to a thread: one or more text parts."""
+    """A message a client adds to a thread: text parts, and image parts (a user's only), in order."""
 
     role: Literal["user", "assistant"]
-    texts: tuple[str, ...]
+    content: tuple[MessagePart, ...]
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(part for part in self.content if isinstance(part, str))
+
+
+class ImageRefused(ThreadlineError):
+    """An ``image_file`` part that names no image the key may show: ``index`` is the message's place in
+    the request's list, ``part`` the part's place in its content. The message is for the client's developer."""
+
+    def __init__(self, message: str, index: int, part: int) -> None:
+        super().__init__(message)
+        self.index = index
+        self.part = part
+
+    def param(self, messages: str | None = None) -> str:
+        """The parameter at fault, inside the request's list named ``messages`` (None: a lone message)."""
+        inside = f"content[{self.part}].image_file.file_id"
+        return f"{messages}[{self.index}].{inside}" if messages else inside
 
 
 def message_item(message: NewMessage) -> dict[str, Any]:
-    """The model input item a message is replayed as (one part: plain text content, which every endpoint takes)."""
-    if len(message.texts) == 1:
-        return {"role": message.role, "content": message.texts[0]}
+    """The model input item a message is replayed as: plain text content when it is one text, which every
+    endpoint takes; otherwise its parts (images as core/images.py stores them)."""
+    if len(message.content) == 1 and isinstance(message.content[0], str):
+        return {"role": message.role, "content": message.content[0]}
     kind = "input_text" if message.role == "user" else "output_text"
-    return {"role": message.role, "content": [{"type": kind, "text": text} for text in message.texts]}
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, str):
+            parts.append({"type": kind, "text": part})
+        elif isinstance(part, ImageFile):
+            parts.append({"type": "input_image", "file_id": part.file_id, "detail": part.detail})
+        else:
+            parts.append({"type": "input_image", "image_url": part.url, "detail": part.detail})
+    return {"role": message.role, "content": parts}
+
+
+def _text(message: NewMessage) -> str:
+    """The message as the thread's text (summaries, exports): its texts, an image as a short mark."""
+    marks = [
+        part if isinstance(part, str) else f"[image {part.file_id}]" if isinstance(part, ImageFile) else "[image]"
+        for part in message.content
+    ]
+    return "\n\n".join(marks)
 
 
 class ApiObjects:
-    def __init__(self, store: Store, tokens: TokenCounter) -> None:
+    def __init__(self, store: Store, tokens: TokenCounter, max_image_mb: float) -> None:
         self.assistants = AssistantStore(store)
         self._threads = ThreadStore(store)
+        self._uploads = ApiFileStore(store)
         self._tokens = tokens
+        self._max_image_mb = max_image_mb
 
-    def message_row(self, message: NewMessage) -> NewMessageRow:
+    async def message_rows(self, owner: str, messages: Sequence[NewMessage]) -> list[NewMessageRow]:
+        """The rows to store for a client's messages; ImageRefused for an image file the owner cannot show."""
+        for index, message in enumerate(messages):
+            for part_index, part in enumerate(message.content):
+                if isinstance(part, ImageFile):
+                    await self._check_image_file(owner, part.file_id, index, part_index)
+        return [self._row(message) for message in messages]
+
+    def _row(self, message: NewMessage) -> NewMessageRow:
         item = message_item(message)
-        return message.role, "\n\n".join(message.texts), item, self._tokens.count_item(item), message.metadata
+        return message.role, _text(message), item, self._tokens.count_item(item), message.metadata
+
+    async def _check_image_file(self, owner: str, file_id: str, index: int, part: int) -> None:
+        record = await self._uploads.get(owner, file_id)
+        if record is None:
+            raise ImageRefused(f"No file found with id '{file_id}'.", index, part)
+        if declared_kind(record.filename, record.mime) is None:
+            raise ImageRefused(
+                f"{record.filename} ({file_id}) is not an image the model can be shown: use a {KIND_NAMES} file.",
+                index,
+                part,
+            )
+        if record.bytes > int(self._max_image_mb * 1024 * 1024):
+            size = f"{record.bytes / 1024 / 1024:.1f} MB"
+            raise ImageRefused(
+                f"{record.filename} ({file_id}) is {size}, over the {self._max_image_mb:g} MB limit for images on this "
+                "server (THREADLINE_MAX_IMAGE_MB).",
+                index,
+                part,
+            )
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -81,7 +179,7 @@ class ApiObjects:
             api_channel(owner, thread_id),
             metadata=metadata,
             tool_resources=tool_resources,
-            messages=[self.message_row(m) for m in messages],
+            messages=await self.message_rows(owner, messages),
         )
 
     async def get_thread(self, owner: str, thread_id: str) -> ThreadRecord | None:
@@ -96,7 +194,8 @@ class ApiObjects:
     # -- messages ------------------------------------------------------------------------------
 
     async def add_message(self, owner: str, thread_id: str, message: NewMessage) -> MessageRecord | None:
-        return await self._threads.add_message(thread_id, api_channel(owner, thread_id), self.message_row(message))
+        (row,) = await self.message_rows(owner, [message])
+        return await self._threads.add_message(thread_id, api_channel(owner, thread_id), row)
 
     async def get_message(self, owner: str, thread_id: str, message_id: str) -> MessageRecord | None:
         return await self._threads.get_message(thread_id, api_channel(owner, thread_id), message_id)

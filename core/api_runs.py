@@ -152,7 +152,7 @@ class ApiRuns:
             spec=spec_for(owner, assistant, thread, request),
             assistant_id=assistant.id,
             metadata=dict(request.metadata),
-            messages=[self._objects.message_row(m) for m in request.additional_messages],
+            messages=await self._objects.message_rows(owner, request.additional_messages),
         )
 
     async def get(self, owner: str, thread_id: str, run_id: str) -> Run:
@@ -223,7 +223,7 @@ class ApiRuns:
 
     async def add_message(self, owner: str, thread_id: str, message: NewMessage) -> MessageRecord:
         """Add a client's message; UnknownObject for an unknown thread, RunActive while a run is going on it."""
-        row = self._objects.message_row(message)
+        (row,) = await self._objects.message_rows(owner, [message])
         record = await self._runs.add_message(api_channel(owner, thread_id), thread_id, row)
         if record is None:
             raise UnknownObject("thread", thread_id)

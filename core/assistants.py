@@ -10,6 +10,7 @@
     tools = ["get_weather"]            # optional: every configured built-in tool
     temperature = 0.3                  # optional: the model's default
     context_tokens = 16000             # optional: the token budget for context
+    vision = true                      # optional: its model takes images (default false; core/images.py)
 
     [prices."gpt-5.4-mini"]            # optional: per model, for /usage (built in: gpt-5.4-mini's list price)
     input_per_million = 0.75
@@ -56,7 +57,7 @@ DEFAULT_INSTRUCTIONS = (
     "Use your tools when they help, say so when a tool fails, and never invent tool results."
 )
 
-_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
+_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens", "vision"}
 _TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
@@ -69,6 +70,7 @@ class Assistant:
     tools: tuple[str, ...] | None = None  # None: every configured built-in tool
     temperature: float | None = None
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    vision: bool = False  # images shared with it are shown to its model (else people are told it cannot see them)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,9 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
     context_tokens = entry.get("context_tokens", DEFAULT_CONTEXT_TOKENS)
     if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 1000:
         raise ConfigError(f"{where}: key 'context_tokens' must be a whole number of at least 1000.")
+    vision = entry.get("vision", False)
+    if not isinstance(vision, bool):
+        raise ConfigError(f"{where}: key 'vision' must be true or false, not {vision!r}.")
     return Assistant(
         name=name.strip(),
         instructions=instructions.strip(),
@@ -209,4 +214,5 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
         tools=tuple(tools) if tools is not None else None,
         temperature=float(temperature) if temperature is not None else None,
         context_tokens=context_tokens,
+        vision=vision,
     )

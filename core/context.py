@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.conversation_items import model_input
+from core.image_inputs import ImageInputs
 from core.model_client import ModelClient
 from core.store import Store
 from core.tokens import TokenCounter
@@ -98,10 +98,11 @@ def _from_boundary(entries: list[HistoryEntry]) -> list[HistoryEntry]:
 
 
 class ContextBuilder:
-    def __init__(self, store: Store, models: ModelClient, tokens: TokenCounter) -> None:
+    def __init__(self, store: Store, models: ModelClient, tokens: TokenCounter, images: ImageInputs) -> None:
         self._store = store
         self._models = models
         self._tokens = tokens
+        self._images = images  # stored image parts → what the model is shown (core/image_inputs.py)
 
     async def summary(self, thread_id: str) -> tuple[str | None, tuple[int, int] | None]:
         """The thread's rolling summary and the last message it covers (None, None: none yet)."""
@@ -138,7 +139,7 @@ class ContextBuilder:
             if folded is not None:
                 summary = folded
         messages = await self._store.messages_by_id(e.id for e in plan.window)
-        return summary, [model_input(m.item, m.id) for m in messages]
+        return summary, await self._images.model_items(thread_id, messages, up_to_turn)
 
     async def _fold(
         self,

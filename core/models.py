@@ -13,7 +13,10 @@ only the adapter knows); the store records it with the conversation (``channels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from core.images import SharedImage
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -112,7 +115,8 @@ class Incoming:
     :func:`scope_of` the key. ``context``: what the conversation begins with when it is new (its
     thread has no messages yet), such as the message that started a Slack thread and the bot's
     answer: plain items, ``{"role": "user" | "assistant", "content": "..."}``, stored in order
-    before this message as ordinary messages; ignored once the conversation has begun.
+    before this message as ordinary messages; ignored once the conversation has begun. ``images``: the
+    pictures that came with the message (core/images.py); ``text`` may be empty when there are some.
     """
 
     channel: str
@@ -122,6 +126,7 @@ class Incoming:
     extras: dict[str, Any] = field(default_factory=dict)
     scope: str | None = None
     context: tuple[dict[str, Any], ...] = ()
+    images: tuple[SharedImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,9 @@ class MessageRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
     annotations: tuple[dict[str, Any], ...] = ()  # file citations in its text (core/citations.py)
+    # Its content in order: texts, and image parts in the old API's shape ({"type": "image_file", ...}, and
+    # image_url); empty: its texts alone.
+    parts: tuple[str | dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

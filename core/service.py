@@ -2,6 +2,7 @@
 
     service = await Threadline.open(settings, notify=send_to_channel, platforms={"slack"})
     handle = await service.post(Incoming(channel, author, text, platform_msg_id))
+    received = await service.receive(Incoming(..., images=(SharedImage(...),)))  # and what to tell the person
     # a Slack thread: Incoming(conversation_key(channel, thread_ts), ..., context=(its first message, ...));
     # a Discord thread: Incoming(thread_key, ..., scope=parent_channel_key)
     async for event in handle.events(): ...render...
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -32,6 +34,9 @@ from core.errors import ThreadlineError
 from core.events import ApprovalResolved, RunFailed
 from core.handles import RunHandle
 from core.health import ModelStatus, core_problems
+from core.image_inputs import ImageInputs
+from core.image_intake import ImageIntake, TakenImages
+from core.images import IMAGE_TOKENS, ReadyImage, seen_placeholder, user_message
 from core.installations import Installations
 from core.knowledge.base import KnowledgeBase
 from core.knowledge.tool import make_file_search_tool
@@ -55,6 +60,7 @@ from core.store.api_threads import NewMessageRow
 from core.store.budgets import BudgetStore
 from core.store.conversations import ConversationState, conversation_state, exchange
 from core.store.deliveries import first_delivery
+from core.store.images import ImageRow
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
 from core.store.store import ClaimKind, NewItem
@@ -70,6 +76,7 @@ __all__ = [
     "ApprovalError",
     "ChannelNotServed",
     "Notifier",
+    "Received",
     "Threadline",
     "ToolOutputsError",
 ]
@@ -77,6 +84,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 RESTART_REASON = "Threadline stopped while this run was queued or in progress."
+# How long a message that stored nothing (images alone, none shown) is remembered, to tell the person once
+# when the platform delivers it again.
+IMAGE_NOTICE_SECONDS = 3600
 
 
 def sandbox_settings(settings: Settings) -> SandboxSettings:
@@ -101,6 +111,15 @@ class ChannelNotServed(ThreadlineError):
 
 class ToolOutputsError(ThreadlineError):
     """Tool outputs a run cannot take (not waiting for them, missing or unknown call ids)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of a person's message: the run answering it (None: a repeated delivery, or nothing to
+    answer), and a short message for that person about its images (None: nothing to tell)."""
+
+    handle: RunHandle | None
+    notice: str | None = None
 
 
 class Threadline:
@@ -133,7 +152,9 @@ class Threadline:
         self._http = http
         self._sessions = sessions  # code interpreter sessions, when a sandbox works here
         self.knowledge = knowledge
-        self.objects = ApiObjects(store, tokens)  # the Assistants-compatible API's objects
+        image_bytes = int(settings.max_image_mb * 1024 * 1024)
+        self._images = ImageIntake(settings.max_image_mb)  # images that come with people's messages
+        self.objects = ApiObjects(store, tokens, settings.max_image_mb)  # the Assistants-compatible API's objects
         self.runs = RunStore(store)  # and their runs
         self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
         self.budgets = BudgetStore(store, assistants.budgets, assistants.prices)  # spending limits (core/budgets.py)
@@ -146,7 +167,8 @@ class Threadline:
         self._lanes = Lanes(store, self._work, self._resolve_assistant, concurrent_runs=settings.concurrent_runs)
         self.metrics.watch_run_slots(self._lanes.slots)
         self._takeover = Takeover(store, self.processes, self._handles, notify, self._lanes.wake, self._lanes.has)
-        context = self._context = ContextBuilder(store, models, tokens)  # what each run is given of its thread
+        # what each run is given of its thread
+        context = self._context = ContextBuilder(store, models, tokens, ImageInputs(store, image_bytes))
         chat = ChatPlan(
             settings, assistants, tools, models, tokens, context, knowledge, self.budgets, self.metrics,
             self._takeover.tell, store.scope,
@@ -285,7 +307,18 @@ class Threadline:
         core/models.py); the conversation's scope (``incoming.scope`` when the adapter names it,
         remembered from then on) decides the policy, the assistant, the budgets and the files searched.
         Raises ChannelNotServed when the policy does not serve the scope: nothing is stored, but the scope
-        the adapter named (so that later commands in the conversation are refused too).
+        the adapter named (so that later commands in the conversation are refused too). A message with
+        images goes through :meth:`receive`, which also says what to tell the person about them.
+        """
+        return (await self.receive(incoming)).handle
+
+    async def receive(self, incoming: Incoming) -> Received:
+        """:meth:`post`, for a message that may carry images (``incoming.images``; core/images.py).
+
+        The images are shown to the model when the conversation's assistant has ``vision = true``; the
+        notice says, in one message, which were not and why (an assistant without vision, a kind or size
+        not shown, a failed download). Images alone with none shown store nothing and run nothing: only
+        the notice, once per platform message. A repeated delivery of a stored message tells nothing.
         """
         refusal = await self._refusal(incoming.channel, incoming.scope)
         if refusal is not None:
@@ -293,29 +326,61 @@ class Threadline:
             if incoming.scope is not None:
                 await self.store.set_scope(incoming.channel, incoming.scope)
             raise ChannelNotServed(refusal)
-        content = f"{incoming.author.name}: {incoming.text}" if incoming.author.name else incoming.text
-        item = {"role": "user", "content": content}
+        images = await self._take_images(incoming)
+        if incoming.images and not incoming.text.strip() and not images.ready:
+            first = incoming.platform_msg_id is None or await self.first_delivery(
+                ("images", incoming.channel, incoming.platform_msg_id), IMAGE_NOTICE_SECONDS
+            )
+            if not first:
+                _log.info(
+                    "images of %s in %s were told of before: not again", incoming.platform_msg_id, incoming.channel
+                )
+            return Received(None, images.notice if first else None)
+        text, item = user_message(incoming.author.name, incoming.text, images.ready, images.left_out)
         posted = await self.store.post_user_message(
             channel=incoming.channel,
             author_id=incoming.author.id,
             author_name=incoming.author.name,
-            text=incoming.text,
+            text=text,
             item=item,
             tokens=self._tokens.count_item(item),
             platform_msg_id=incoming.platform_msg_id,
             actor=actor_json(incoming.author),
             scope=incoming.scope,
             context=[self._context_item(i) for i in incoming.context],
+            images=[self._image_row(image) for image in images.ready],
         )
         if posted is None:
             _log.info("duplicate delivery of %s in %s ignored", incoming.platform_msg_id, incoming.channel)
-            return None
+            return Received(None)
         if self.settings.log_content:  # THREADLINE_LOG_CONTENT=1: a debugging aid, off by default
             _log.debug("message %s in %s: %s", incoming.platform_msg_id, incoming.channel, incoming.text)
         _, run = posted
         handle = self._handles.get(run)
         self._lanes.wake(run.thread_id)
-        return handle
+        return Received(handle, images.notice)
+
+    def _image_row(self, image: ReadyImage) -> ImageRow:
+        """An image to keep with its message, and what the message costs less once its run has shown it."""
+        saved = IMAGE_TOKENS - self._tokens.count(seen_placeholder(image.name))
+        return ImageRow(image.id, image.name, image.mime, image.data, saved)
+
+    async def _take_images(self, incoming: Incoming) -> TakenImages:
+        """The message's images checked for its conversation's assistant: those it is shown, and what to say."""
+        if not incoming.images:
+            return TakenImages()
+        assistant = await self.channel_assistant(incoming.scope or incoming.channel)
+        taken = await self._images.take(incoming.images, vision=assistant.vision, assistant=assistant.name)
+        if taken.left_out:
+            _log.info(
+                "%d of %d images of %s in %s not shown (%s)",
+                len(taken.left_out),
+                len(incoming.images),
+                incoming.platform_msg_id,
+                incoming.channel,
+                "vision is off" if not assistant.vision else "refused",
+            )
+        return taken
 
     async def decide(
         self, approval_id: str, *, approve: bool, decided_by: str, person: Author | None = None

@@ -61,6 +61,7 @@ class Settings:
     tokenizer: str = "tiktoken"
     embedding_model: str | None = None
     max_file_mb: float = 50.0
+    max_image_mb: float = 10.0  # THREADLINE_MAX_IMAGE_MB: the largest image shown to the model (core/images.py)
     chunk_tokens: int = 800
     chunk_overlap: int = 400
     extraction_workers: int = 1
@@ -194,6 +195,7 @@ class Settings:
             tokenizer=tokenizer,
             embedding_model=text("THREADLINE_EMBEDDING_MODEL"),
             max_file_mb=number("THREADLINE_MAX_FILE_MB", 50.0),
+            max_image_mb=number("THREADLINE_MAX_IMAGE_MB", 10.0),
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             extraction_workers=max(count("THREADLINE_EXTRACTION_WORKERS", 1), 1),

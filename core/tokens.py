@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from core.images import IMAGE_TOKENS
+
 __all__ = ["TokenCounter", "load_token_counter"]
 
 _log = logging.getLogger(__name__)
@@ -63,8 +65,12 @@ class TokenCounter:
         return _estimated_windows(text, size * 4, step * 4, self.count)
 
     def count_item(self, item: dict[str, Any]) -> int:
-        """Tokens one model input item costs (a message, a tool call or a tool result)."""
+        """Tokens one model input item costs (a message, a tool call or a tool result).
+
+        An image part costs ``IMAGE_TOKENS`` (core/images.py), however it is given (a stored reference, a
+        ``data:`` URL, a link): its base64 text is never counted as words."""
         kind = item.get("type")
+        images = 0
         if kind == "function_call":
             text = f"{item.get('name', '')} {item.get('arguments', '')}"
         elif kind == "function_call_output":
@@ -73,10 +79,12 @@ class TokenCounter:
         else:
             content = item.get("content", "")
             if isinstance(content, list):
-                text = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+                parts = [part for part in content if isinstance(part, dict)]
+                text = "".join(str(part.get("text", "")) for part in parts)
+                images = sum(1 for part in parts if part.get("type") in ("input_image", "image_url"))
             else:
                 text = str(content)
-        return self.count(text) + MESSAGE_OVERHEAD
+        return self.count(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD
 
 
 def _estimated_windows(text: str, width: int, step: int, count: Callable[[str], int]) -> list[tuple[str, int]]:

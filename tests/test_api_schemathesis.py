@@ -17,7 +17,8 @@ Left out, and why:
 - positive_data_acceptance (valid requests get a 2xx): a valid request may rightly get a 400 that
   the document lists: an ``after`` cursor that names no object in the list, a run already active
   on the thread, a run in a status that takes no tool outputs, and the parts of the old wire
-  format Threadline refuses with a reason (image content, a static chunking strategy).
+  format Threadline refuses with a reason (an image_file that names no image of the key, a static chunking
+  strategy).
 """
 
 from __future__ import annotations

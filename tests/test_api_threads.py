@@ -180,9 +180,19 @@ async def test_an_api_thread_is_a_channel_the_core_answers_in(
         ({"role": "system", "content": "hi"}, "role", "'user' or 'assistant'"),
         ({"content": "hi"}, "role", "Missing required parameter"),
         (
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]},
+            "content[0].image_url.url",
+            "https:// URL",
+        ),
+        (
+            {"role": "user", "content": [{"type": "image_file", "image_file": {"file_id": "file-none"}}]},
+            "content[0].image_file.file_id",
+            "No file found with id 'file-none'",
+        ),
+        (
+            {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
             "content[0]",
-            "Image content",
+            "Only a user's message can carry images",
         ),
         ({"role": "user", "content": [{"type": "text"}]}, "content[0].text", "Missing required parameter"),
         ({"role": "user", "content": "hi", "attachments": [{"file_id": "file-1"}]}, "attachments", "not supported"),

@@ -221,10 +221,12 @@ async def test_a_shared_file_is_indexed_and_answers_cite_it(harness: Harness) ->
 
 
 async def test_a_refused_file_gets_a_clear_message(harness: Harness) -> None:
-    info = harness.slack.add_file("F_PNG", "photo.png", b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png")
+    info = harness.slack.add_file(
+        "F_EXE", "tool.exe", b"MZ\x90\x00" + bytes(range(256)) * 4, "application/x-msdownload"
+    )
     await harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000008.000100"))
     [message] = await harness.answer(CHANNEL, "1700000008.000100", run=False)
-    assert "photo.png is not a kind of file" in message
+    assert "tool.exe is not a kind of file" in message
     assert "PDF" in message
 
 

@@ -39,8 +39,8 @@ class FileRoutes:
         received = await read_upload(request, self._files.max_bytes, self._too_large)
         if received.purpose not in PURPOSES:
             raise invalid(
-                f"Invalid value for 'purpose': {received.purpose!r}. Threadline keeps files for assistants only, "
-                "so use purpose 'assistants'.",
+                f"Invalid value for 'purpose': {received.purpose!r}. Threadline keeps files for assistants and "
+                "images they are shown, so use purpose 'assistants' (or 'vision' for an image_file).",
                 "purpose",
                 code="invalid_value",
             )

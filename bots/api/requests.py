@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from pydantic_core import ErrorDetails
 
 from bots.api import json_body
 from bots.api.errors import MAX_BODY, ApiError, invalid, too_large
+from core.api_objects import ImageFile, ImageUrl, MessagePart, NewMessage
 
 __all__ = [
     "AssistantCreate",
@@ -202,11 +204,38 @@ class TextPart(_Body):
     text: str
 
 
-class ImagePart(BaseModel):
-    """Accepted by the old API, refused here with a clear error (Threadline keeps text)."""
+Detail = Literal["auto", "low", "high"]
+_IMAGE_URL = r"^(https?://|data:image/(png|jpeg|gif|webp);base64,)"
 
-    model_config = ConfigDict(extra="allow")
-    type: Literal["image_file", "image_url"]
+
+def _image_url(url: str) -> str:
+    if not re.match(_IMAGE_URL, url):
+        raise ValueError("give an http:// or https:// URL, or a data:image/...;base64, URL of a PNG, JPEG, GIF or WebP")
+    return url
+
+
+class ImageFileRef(_Body):
+    file_id: Annotated[str, Field(min_length=1)]
+    detail: Detail | None = None
+
+
+class ImageFilePart(_Body):
+    """An image the client uploaded to /v1/files (any purpose), shown to the model."""
+
+    type: Literal["image_file"]
+    image_file: ImageFileRef
+
+
+class ImageUrlRef(_Body):
+    url: Annotated[str, AfterValidator(_image_url), Field(json_schema_extra={"pattern": _IMAGE_URL})]
+    detail: Detail | None = None
+
+
+class ImageUrlPart(_Body):
+    """An image the model endpoint fetches from its URL (or a data: URL), shown to the model."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrlRef
 
 
 def _content_tag(value: Any) -> str | None:
@@ -217,12 +246,12 @@ def _content_tag(value: Any) -> str | None:
 
 ContentPart = Annotated[
     Annotated[TextPart, Tag(_TAG + "text")]
-    | Annotated[ImagePart, Tag(_TAG + "image_file")]
-    | Annotated[ImagePart, Tag(_TAG + "image_url")],
+    | Annotated[ImageFilePart, Tag(_TAG + "image_file")]
+    | Annotated[ImageUrlPart, Tag(_TAG + "image_url")],
     Discriminator(_type_tag),
 ]
-# What texts() refuses is stated in the schema too (for the OpenAPI document), its wording kept: a string
-# with no visible character, attachments.
+# What new_message() refuses is stated in the schema too (for the OpenAPI document), its wording kept: a
+# string with no visible character, attachments.
 TextContent = Annotated[str, Field(json_schema_extra={"pattern": r"\S"})]
 Content = Annotated[
     Annotated[TextContent, Tag(_TAG + "string")] | Annotated[list[ContentPart], Tag(_TAG + "parts")],
@@ -236,26 +265,36 @@ class MessageCreate(_Body):
     attachments: Annotated[list[Any], Field(json_schema_extra={"maxItems": 0})] | None = None  # none kept yet
     metadata: Metadata | None = None
 
-    def texts(self, param: str = "") -> tuple[str, ...]:
-        """The text parts; a 400 for image parts, attachments (not kept yet) and empty content."""
+    def new_message(self, param: str = "") -> NewMessage:
+        """The message to add; a 400 for attachments (not kept yet), empty content and images in an
+        assistant's message (image files are checked against the key's uploads when the message is added)."""
         if self.attachments:
             raise invalid(
                 "Attachments are not supported yet: Threadline keeps files in a later version of this API.",
                 f"{param}attachments",
             )
         if isinstance(self.content, str):
-            texts: tuple[str, ...] = (self.content,)
+            content: tuple[MessagePart, ...] = (self.content,)
         else:
+            parts: list[MessagePart] = []
             for index, part in enumerate(self.content):
-                if isinstance(part, ImagePart):
+                if isinstance(part, TextPart):
+                    parts.append(part.text)
+                    continue
+                if self.role != "user":
                     raise invalid(
-                        f"Image content ({part.type}) is not supported: Threadline keeps text. Send text parts.",
+                        f"Only a user's message can carry images ({part.type}); send text in an assistant's message.",
                         f"{param}content[{index}]",
                     )
-            texts = tuple(part.text for part in self.content if isinstance(part, TextPart))
-        if not "".join(texts).strip():
+                if isinstance(part, ImageFilePart):
+                    parts.append(ImageFile(part.image_file.file_id, part.image_file.detail))
+                else:
+                    parts.append(ImageUrl(part.image_url.url, part.image_url.detail))
+            content = tuple(parts)
+        texts = [part for part in content if isinstance(part, str)]
+        if len(texts) == len(content) and not "".join(texts).strip():
             raise invalid("Message content must not be empty.", f"{param}content")
-        return texts
+        return NewMessage(role=self.role, content=content, metadata=self.metadata or {})
 
 
 class MessageUpdate(_Body):

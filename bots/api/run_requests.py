@@ -108,8 +108,7 @@ class RunCreate(_RunFields):
 
     def request(self) -> RunRequest:
         messages = tuple(
-            NewMessage(role=m.role, texts=m.texts(f"additional_messages[{i}]."), metadata=m.metadata or {})
-            for i, m in enumerate(self.additional_messages or [])
+            m.new_message(f"additional_messages[{i}].") for i, m in enumerate(self.additional_messages or [])
         )
         return self.run_request(messages)
 

@@ -23,7 +23,7 @@ from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import ThreadCreate, read_body
 from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit
 from bots.api.run_stream import RunStream
-from core.api_objects import ApiObjects, NewMessage
+from core.api_objects import ApiObjects, ImageRefused
 from core.api_runs import ApiRuns, RunActive, RunEnded, RunView
 from core.errors import UnknownCursor, UnknownObject
 from core.models import Run
@@ -45,6 +45,8 @@ def _core_errors() -> Iterator[None]:
         raise unknown_cursor(exc) from None
     except (RunActive, RunEnded, ToolOutputsError) as exc:  # 400, not 409: the SDK retries a 409
         raise invalid(str(exc)) from None
+    except ImageRefused as exc:  # an additional message's image file
+        raise invalid(str(exc), exc.param("additional_messages")) from None
 
 
 class RunRoutes:
@@ -86,15 +88,18 @@ class RunRoutes:
         body = await read_body(request, ThreadAndRunCreate)
         run_request = body.request()
         thread_body = body.thread or ThreadCreate()
-        messages = [
-            NewMessage(role=m.role, texts=m.texts(f"thread.messages[{i}]."), metadata=m.metadata or {})
-            for i, m in enumerate(thread_body.messages or [])
-        ]
+        messages = [m.new_message(f"thread.messages[{i}].") for i, m in enumerate(thread_body.messages or [])]
         if await self._objects.assistants.get(owner, body.assistant_id) is None:  # before making a thread for it
             raise not_found("assistant", body.assistant_id)
-        thread = await self._objects.create_thread(
-            owner, metadata=thread_body.metadata or {}, tool_resources=body.thread_tool_resources(), messages=messages
-        )
+        try:
+            thread = await self._objects.create_thread(
+                owner,
+                metadata=thread_body.metadata or {},
+                tool_resources=body.thread_tool_resources(),
+                messages=messages,
+            )
+        except ImageRefused as exc:
+            raise invalid(str(exc), exc.param("thread.messages")) from None
         with _core_errors():
             run, handle = await self._runs.create(owner, thread.id, run_request)
         view = await self._runs.view(run)

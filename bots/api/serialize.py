@@ -72,7 +72,10 @@ def message(record: MessageRecord, assistant_id: str | None = None) -> dict[str,
             "completed_at": created_at if record.run_id else None,  # as the old API: null when added by hand
             "incomplete_at": None,
             "role": record.role,
-            "content": [{"type": "text", "text": {"value": text, "annotations": cited}} for text in record.texts],
+            "content": [
+                {"type": "text", "text": {"value": part, "annotations": cited}} if isinstance(part, str) else part
+                for part in record.parts or record.texts
+            ],
             "assistant_id": assistant_id,
             "run_id": record.run_id,
             "attachments": [],

@@ -25,6 +25,7 @@ from core.commands import handle_command, help_text, is_command
 from core.errors import ConfigError
 from core.events import Event, FileOutput
 from core.handles import RunHandle
+from core.images import SharedImage, is_picture
 from core.knowledge.base import Upload
 from core.logs import configure_logging
 from core.models import Author, Incoming
@@ -68,7 +69,10 @@ def stdin_reader() -> ReadLine:
     return read_line
 
 
-UPLOAD_HELP = "/upload PATH    add a file on this computer to this channel's files (as sharing it in chat does)"
+UPLOAD_HELP = (
+    "/upload PATH    add a file on this computer to this channel's files (as sharing it in chat does); "
+    "an image is shown to the assistant"
+)
 STOPPED = "Stopped: the answer in progress was cancelled."
 
 
@@ -183,16 +187,23 @@ class ConsoleChannel:
         if not text:
             return
         if _command_name(text) == "/upload":
-            self.say(await self._upload(text.partition(" ")[2].strip()))
+            await self._upload(text.partition(" ")[2].strip())
             return
         if is_command(text):
             await self._command(text)
             return
+        await self._post(text)
+
+    async def _post(self, text: str, images: tuple[SharedImage, ...] = ()) -> None:
+        """A message for the assistant; its answer is shown from now on (see :meth:`serve`)."""
         try:
-            handle = await self._service.post(Incoming(self._channel, self._author, text))
+            received = await self._service.receive(Incoming(self._channel, self._author, text, images=images))
         except ChannelNotServed as exc:
             self.say(str(exc))
             return
+        if received.notice is not None:
+            self.say(received.notice)
+        handle = received.handle
         if handle is not None:
             self._answer = asyncio.create_task(self._render(handle), name=f"console answer {handle.run_id}")
 
@@ -206,35 +217,46 @@ class ConsoleChannel:
             folder = self._service.settings.db_path.parent / "exports"
             self.say(f"[file] {await asyncio.to_thread(_save_export, folder, *reply.file)}")
 
-    async def _upload(self, argument: str) -> str:
-        """``/upload PATH``: add a local file to the channel's files, as a chat upload would.
+    async def _upload(self, argument: str) -> None:
+        """``/upload PATH``: add a local file to the channel's files, as a chat upload would; an image is
+        shared with the assistant instead (a message of its own, answered as one; core/images.py).
 
         Only regular files; one over the size limit is refused before it is read, as the chat platforms do.
         """
         if not argument:
-            return "Say which file: /upload PATH"
-        limit = self._service.knowledge.max_file_bytes
+            self.say("Say which file: /upload PATH")
+            return
+        mime = mimetypes.guess_type(argument)[0]
+        picture = is_picture(argument, mime)
+        limit = self._service.settings.max_image_mb * 1024 * 1024 if picture else self._service.knowledge.max_file_bytes
         try:
-            path, data, size = await asyncio.to_thread(_read_local_file, argument, limit)
+            path, data, size = await asyncio.to_thread(_read_local_file, argument, int(limit))
         except FileNotFoundError:
-            return f"There is no file at {argument}."
+            self.say(f"There is no file at {argument}.")
+            return
         except IsADirectoryError:
-            return f"{argument} is a folder; upload its files one by one."
+            self.say(f"{argument} is a folder; upload its files one by one.")
+            return
         except NotARegularFile:
-            return f"{argument} is not a regular file."
+            self.say(f"{argument} is not a regular file.")
+            return
         except OSError as exc:
-            return f"{argument} cannot be read: {exc.strerror or exc}."
+            self.say(f"{argument} cannot be read: {exc.strerror or exc}.")
+            return
+        if picture:
+            await self._post("", (SharedImage(path.name, mime, size, data),))
+            return
         upload = Upload(
             name=path.name,
             data=data,
-            mime=mimetypes.guess_type(path.name)[0],
+            mime=mime,
             uploader_id=self._author.id,
             uploader_name=self._author.name,
             link=path.as_uri(),
             declared_size=size,
         )
         result = await self._service.knowledge.add(self._channel, upload)
-        return result.message
+        self.say(result.message)
 
     def _prompt(self) -> None:
         if self._live:

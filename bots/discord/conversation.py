@@ -1,4 +1,5 @@
-"""Messages in, core calls out: mentions and DMs go to the assistant, attachments to the channel's files.
+"""Messages in, core calls out: mentions and DMs go to the assistant, attachments to the channel's files
+(pictures in a message to the bot go to the assistant with it, never to the files).
 
 No assistant logic lives here: the cog normalises what Discord sends, hands it to the core,
 and leaves showing the run to :class:`bots.discord.render.Replies`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import discord
 from discord.ext import commands
@@ -17,6 +19,7 @@ from bots.discord.config import DiscordSettings
 from bots.discord.people import person
 from bots.discord.render import NO_PINGS, Replies
 from bots.text import split_message
+from core.images import SharedImage, is_picture
 from core.knowledge.base import DownloadFailed, Upload
 from core.models import Incoming
 from core.service import ChannelNotServed, Threadline
@@ -82,10 +85,11 @@ class ConversationCog(commands.Cog):
         if not addressed:
             return
         text = self._without_my_mention(message).strip()
-        if not text:
+        images = tuple(self._image(a) for a in message.attachments if is_picture(a.filename, a.content_type))
+        if not text and not images:
             return
         try:
-            handle = await self._service.post(
+            received = await self._service.receive(
                 Incoming(
                     key,
                     person(message.author),
@@ -93,12 +97,20 @@ class ConversationCog(commands.Cog):
                     platform_msg_id=str(message.id),
                     scope=scope,
                     context=tuple(context),
+                    images=images,
                 )
             )
         except ChannelNotServed as exc:
             await message.reply(str(exc), mention_author=False, allowed_mentions=NO_PINGS)
             return
-        if handle is None:  # Discord delivered this message before (a replay after a resume)
+        if received.notice is not None:  # about its images
+            try:
+                await message.reply(received.notice, mention_author=False, allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:
+                _log.warning("could not tell about the images of %s: %s", message.id, exc)
+                self._service.metrics.platform_error("discord", "http")
+        handle = received.handle
+        if handle is None:  # Discord delivered this message before (a replay after a resume), or images alone
             _log.debug("message %s already seen", message.id)
             return
         await self._replies.show(handle, message.channel, reply_to=message)
@@ -148,6 +160,8 @@ class ConversationCog(commands.Cog):
         notes: list[str] = []
         refused = False
         for attachment in message.attachments:
+            if is_picture(attachment.filename, attachment.content_type):
+                continue  # never a document: shown to the model when it comes with a message to the bot
             result = await self._service.knowledge.add(key, self._upload(message, attachment))
             if result.notice is None:
                 continue  # added before (a replay after a resume, another process): that delivery was answered
@@ -163,9 +177,13 @@ class ConversationCog(commands.Cog):
             _log.warning("could not confirm files in channel %s: %s", message.channel.id, exc)
             self._service.metrics.platform_error("discord", "http")
 
-    def _upload(self, message: discord.Message, attachment: discord.Attachment) -> Upload:
-        """One attachment, for the channel's knowledge base: it downloads the bytes if it adds the file."""
+    def _image(self, attachment: discord.Attachment) -> SharedImage:
+        """A picture in a message to the bot, for the core: downloaded only if the model is shown it."""
+        return SharedImage(
+            attachment.filename, attachment.content_type, attachment.size, download=self._downloader(attachment)
+        )
 
+    def _downloader(self, attachment: discord.Attachment) -> Callable[[int], Awaitable[bytes]]:
         async def download(limit: int) -> bytes:
             try:
                 return await attachment.read()
@@ -176,6 +194,10 @@ class ConversationCog(commands.Cog):
                     f"I could not download {attachment.filename} from Discord, so it was not added; try again."
                 ) from exc
 
+        return download
+
+    def _upload(self, message: discord.Message, attachment: discord.Attachment) -> Upload:
+        """One attachment, for the channel's knowledge base: it downloads the bytes if it adds the file."""
         return Upload(
             name=attachment.filename,
             mime=attachment.content_type,
@@ -184,5 +206,5 @@ class ConversationCog(commands.Cog):
             platform_file_id=str(attachment.id),
             link=message.jump_url,
             declared_size=attachment.size,
-            download=download,
+            download=self._downloader(attachment),
         )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from bots.slack.workspaces import NotInstalled, Workspace, Workspaces
 from core.commands import handle_command, is_command
 from core.events import RunCompleted, RunFailed
 from core.handles import RunHandle
+from core.images import SharedImage, is_picture
 from core.knowledge.base import DownloadFailed, Upload
 from core.models import Author, Incoming, parse_channel_key, scope_of, sub_of
 from core.notices import CUT_OFF_ANSWER
@@ -98,7 +100,9 @@ class SlackAdapter:
             return
         if subtype == "file_share":
             await self._ingest_files(ws, event, body)
-        if subtype not in (None, "file_share", "thread_broadcast") or not (event.get("text") or "").strip():
+        if subtype not in (None, "file_share", "thread_broadcast"):
+            return
+        if not (event.get("text") or "").strip() and not _pictures(event):
             return
         if is_dm:  # every message in a DM is for the bot
             await self._converse(ws, event, body, request)
@@ -147,7 +151,8 @@ class SlackAdapter:
                 context = await self._thread_context(ws, place, ts)
         if event.get("files") and event.get("subtype") != "file_share":
             await self._ingest_files(ws, event, body)
-        if not text:
+        images = tuple(self._shared_image(ws, file) for file in _pictures(event))
+        if not text and not images:
             return
         author = Author(id=user, name=self._names.get(user, user), key=f"slack:{user}")
         if is_command(text) and text[1:].split(" ", 1)[0].lower().removeprefix(self._settings.command_prefix) in (
@@ -160,8 +165,8 @@ class SlackAdapter:
         # a name not yet known is looked up afterwards, for the person's next message. (Only the first
         # message of a thread the store knows nothing of waits for conversations.replies.)
         try:
-            incoming = Incoming(place.key, author, text, platform_msg_id=ts, context=tuple(context))
-            handle = await self._service.post(incoming)
+            incoming = Incoming(place.key, author, text, platform_msg_id=ts, context=tuple(context), images=images)
+            received = await self._service.receive(incoming)
         except ChannelNotServed as exc:
             # Nothing is stored for a refusal, so the core cannot tell a redelivery from the first delivery.
             # A redelivery because the bot answered Slack late comes after a first delivery that was handled
@@ -176,7 +181,10 @@ class SlackAdapter:
             return
         if user not in self._names:
             await self._name(ws, user)
-        if handle is None:  # Slack delivered this message before
+        if received.notice is not None:  # about its images: to the person alone
+            await self._tell_privately(ws, place, user, received.notice)
+        handle = received.handle
+        if handle is None:  # Slack delivered this message before (or it had only images, none shown)
             return
         await self._react(ws, place.channel_id, ts, add=True)
         try:
@@ -220,6 +228,13 @@ class SlackAdapter:
             )
         except SlackApiError as exc:
             _log.warning("could not answer %s in %s: %s", name, place.key, exc)
+            self._service.metrics.platform_error("slack", _error_code(exc))
+
+    async def _tell_privately(self, ws: Workspace, place: Place, user: str, text: str) -> None:
+        try:
+            await ws.client.chat_postEphemeral(channel=place.channel_id, user=user, thread_ts=place.reply_in, text=text)
+        except SlackApiError as exc:
+            _log.warning("could not tell %s in %s about their images: %s", user, place.key, exc)
             self._service.metrics.platform_error("slack", _error_code(exc))
 
     async def _render(self, ws: Workspace, handle: RunHandle, channel_id: str, thread_ts: str, user: str) -> None:
@@ -336,16 +351,9 @@ class SlackAdapter:
         url = file.get("url_private_download") or file.get("url_private")
         if not file_id or not url or file.get("mode") in {"tombstone", "external"}:
             return
-
-        async def download(limit: int) -> bytes:
-            try:
-                return await self._download(ws, url, limit)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                _log.warning("downloading %s from Slack failed: %s", name, exc)
-                raise DownloadFailed(
-                    f"I could not download {name} from Slack, so it was not added. Try sharing it again."
-                ) from exc
-
+        if is_picture(name, file.get("mimetype")):  # never a document: shown to the model when sent to the bot
+            return
+        download = self._downloader(ws, url, name)
         upload = Upload(
             name=name,
             mime=file.get("mimetype"),
@@ -359,6 +367,26 @@ class SlackAdapter:
         result = await self._service.knowledge.add(key, upload)
         if result.notice is not None:  # None: an earlier delivery of this file was answered
             await ws.client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=result.notice)
+
+    def _shared_image(self, ws: Workspace, file: dict[str, Any]) -> SharedImage:
+        """A picture in a message to the bot, for the core: downloaded only if the model is shown it."""
+        name = str(file.get("name") or file.get("title") or "image")
+        url = str(file.get("url_private_download") or file.get("url_private") or "")
+        return SharedImage(
+            name, file.get("mimetype"), int(file.get("size") or 0), download=self._downloader(ws, url, name)
+        )
+
+    def _downloader(self, ws: Workspace, url: str, name: str) -> Callable[[int], Awaitable[bytes]]:
+        async def download(limit: int) -> bytes:
+            try:
+                return await self._download(ws, url, limit)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                _log.warning("downloading %s from Slack failed: %s", name, exc)
+                raise DownloadFailed(
+                    f"I could not download {name} from Slack, so it was not added. Try sharing it again."
+                ) from exc
+
+        return download
 
     async def _download(self, ws: Workspace, url: str, limit: int) -> bytes:
         headers = {"Authorization": f"Bearer {ws.token}"}
@@ -495,6 +523,18 @@ class SlackAdapter:
             await ws.client.chat_postMessage(channel=channel_id, text=text)
         else:
             await ws.client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)
+
+
+def _pictures(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pictures among a message's files (core/images.py), which go to the model rather than the files."""
+    return [
+        file
+        for file in event.get("files") or []
+        if isinstance(file, dict)
+        and (file.get("url_private_download") or file.get("url_private"))
+        and file.get("mode") not in {"tombstone", "external"}
+        and is_picture(str(file.get("name") or file.get("title") or ""), file.get("mimetype"))
+    ]
 
 
 def _retry_reason(request: AsyncBoltRequest) -> str | None:

@@ -20,7 +20,7 @@ from core.store.paging import fetch_page
 from core.store.rows import update_row
 from core.store.store import Store
 
-__all__ = ["NewMessageRow", "ThreadStore", "item_texts"]
+__all__ = ["NewMessageRow", "ThreadStore", "item_parts", "item_texts"]
 
 # (role, text, item, tokens, metadata) of a message a client adds
 NewMessageRow = tuple[str, str, dict[str, Any], int, Mapping[str, str]]
@@ -41,6 +41,29 @@ def item_texts(item: Mapping[str, Any]) -> tuple[str, ...]:
     return ()
 
 
+def item_parts(item: Mapping[str, Any]) -> tuple[str | dict[str, Any], ...]:
+    """The content of a stored model input item in order, as the API shows it: each text as a string, each
+    image a client sent as the old API's part (``image_file``, ``image_url``; core/images.py)."""
+    content = item.get("content")
+    if not isinstance(content, list):
+        return item_texts(item)
+    parts: list[str | dict[str, Any]] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            parts.append(str(part["text"]))
+        elif part.get("type") == "input_image" and part.get("file_id"):
+            parts.append({"type": "image_file", "image_file": _detailed({"file_id": part["file_id"]}, part)})
+        elif part.get("type") == "input_image" and part.get("image_url"):
+            parts.append({"type": "image_url", "image_url": _detailed({"url": part["image_url"]}, part)})
+    return tuple(parts)
+
+
+def _detailed(reference: dict[str, Any], part: Mapping[str, Any]) -> dict[str, Any]:
+    return {**reference, "detail": part["detail"]} if part.get("detail") else reference
+
+
 def _thread(row: Sequence[Any]) -> ThreadRecord:
     return ThreadRecord(
         id=row[0],
@@ -52,15 +75,17 @@ def _thread(row: Sequence[Any]) -> ThreadRecord:
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
+    item = json.loads(row[3])
     return MessageRecord(
         id=row[0],
         thread_id=row[1],
         role=row[2],
-        texts=item_texts(json.loads(row[3])),
+        texts=item_texts(item),
         created_at=float(row[4] or 0),
         metadata=json.loads(row[5]) if row[5] else {},
         run_id=row[6],
         annotations=tuple(json.loads(row[7])) if row[7] else (),
+        parts=item_parts(item),
     )
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from core.conversation_items import text_of
+from core.images import described
 from core.store.store import Store
 
 __all__ = ["ConversationState", "conversation_state", "exchange"]
@@ -56,7 +56,7 @@ async def exchange(store: Store, channel: str, platform_msg_id: str) -> list[dic
         if row is None:
             return []
         thread_id, turn_id, item = row
-        items = [{"role": "user", "content": text_of(json.loads(item).get("content"))}]
+        items = [{"role": "user", "content": described(json.loads(item).get("content"))}]
         answer = db.execute(
             "SELECT text FROM messages WHERE thread_id = ? AND turn_id = ? AND role = 'assistant' AND text != ''"
             " ORDER BY id DESC LIMIT 1",

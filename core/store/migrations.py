@@ -556,3 +556,42 @@ def m019_installations(db: Database) -> None:
     )
     db.execute("CREATE TABLE install_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
     db.execute("CREATE INDEX install_states_expiry ON install_states (expires_at)")
+
+
+@MIGRATIONS()
+def m020_images(db: Database) -> None:
+    """Images shared with the bot in chat (core/images.py): kept with their message until the run that
+    answers it has ended, the only run shown them. Later runs see a short placeholder instead, so when the
+    run ends the message's token count drops by what each image cost beyond its placeholder
+    (``saved_tokens``) and the bytes go; deleting the message (retention, an API client) deletes its images.
+    """
+    db.table("images").create(
+        {
+            "id": str,  # img_...
+            "message_id": int,
+            "position": int,  # its place among the message's images
+            "name": str,
+            "mime": str,  # as its bytes say: image/png, image/jpeg, image/gif or image/webp
+            "bytes": int,
+            "data": bytes,
+            "saved_tokens": int,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"message_id", "name", "mime", "data", "saved_tokens"},
+    )
+    db.table("images").create_index(["message_id"])
+    ended = "('completed', 'failed', 'cancelled', 'expired')"
+    db.execute(
+        "CREATE TRIGGER images_after_run AFTER UPDATE OF status ON runs"
+        f" WHEN NEW.status IN {ended} AND OLD.status NOT IN {ended}"
+        " AND EXISTS (SELECT 1 FROM images WHERE message_id = NEW.trigger_message_id) BEGIN"
+        " UPDATE messages SET tokens = MAX(tokens - (SELECT SUM(saved_tokens) FROM images"
+        "  WHERE message_id = NEW.trigger_message_id), 0) WHERE id = NEW.trigger_message_id;"
+        " DELETE FROM images WHERE message_id = NEW.trigger_message_id;"
+        " END"
+    )
+    db.execute(
+        "CREATE TRIGGER images_with_message AFTER DELETE ON messages"
+        " BEGIN DELETE FROM images WHERE message_id = OLD.id; END"
+    )

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 from sqlite_utils import Database
 
 from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key, scope_of, stored_scope
+from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
 
@@ -263,6 +264,7 @@ class Store:
         actor: str | None = None,
         scope: str | None = None,
         context: Sequence[NewItem] = (),
+        images: Sequence[ImageRow] = (),
     ) -> tuple[int, Run] | None:
         """Store a person's message and queue a run for it, atomically.
 
@@ -270,7 +272,8 @@ class Store:
         platform delivered the same message twice and it must not be answered twice.
         ``scope``: the conversation's scope as the adapter names it (recorded; see :meth:`scope`).
         ``context``: what a new conversation begins with, stored before the message, each in a turn of
-        its own, when the conversation's thread has no messages yet.
+        its own, when the conversation's thread has no messages yet. ``images``: the bytes of the images
+        the message shows the model (core/store/images.py).
         """
 
         def post() -> tuple[int, Run] | None:
@@ -300,6 +303,7 @@ class Store:
                     )
                     message_id = int(cursor.lastrowid or 0)
                     self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
+                    insert_images(self._db, message_id, images)
                     self._db.execute(
                         "INSERT INTO runs (id, thread_id, channel, assistant, status, trigger_message_id, created_at,"
                         " actor, origin) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",

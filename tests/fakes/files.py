@@ -27,6 +27,7 @@ __all__ = [
     "encrypted_pdf_bytes",
     "pdf_bytes",
     "pdf_without_text",
+    "png_image",
     "pptx_bytes",
     "xlsx_bytes",
     "xlsx_with_wide_empty_rows",
@@ -41,6 +42,24 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x0
 BOMB_MEMBERS = {"docx": "word/document.xml", "xlsx": "xl/worksheets/sheet1.xml"}
 
 _CONTENT_TYPES = b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'
+
+
+def png_image(width: int = 2, height: int = 2, *, padding: int = 0) -> bytes:
+    """A real PNG (red pixels), made ``padding`` bytes larger by a comment chunk (a large image, cheaply)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    comment = chunk(b"tEXt", b"Comment\x00" + b"x" * padding) if padding else b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + comment
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def pdf_bytes(pages: Sequence[str]) -> bytes:

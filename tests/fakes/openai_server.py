@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.fakes.loopback import serve_on_loopback
 
-__all__ = ["Error", "FakeOpenAI", "Hang", "Raw", "Reply", "ToolCall"]
+__all__ = ["Error", "FakeOpenAI", "Hang", "Raw", "Reply", "ToolCall", "image_urls", "last_user_text"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,19 @@ def last_user_text(request: dict[str, Any]) -> str:
                 return "".join(part.get("text", "") for part in content)
             return str(content or "")
     return ""
+
+
+def image_urls(request: dict[str, Any], *, last: bool = True) -> list[str]:
+    """The image parts' URLs (``data:`` URLs for bytes) of the request's last user message, or of every
+    message with ``last=False``, in order: what the model is shown."""
+    messages = [m for m in request.get("messages", []) if m.get("role") == "user"]
+    urls = []
+    for message in messages[-1:] if last else messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                urls.append(part["image_url"]["url"])
+    return urls
 
 
 def tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1028,9 +1028,19 @@ def _channel_type(channel: str) -> str:
     return {"D": "im", "G": "group"}.get(channel[:1], "channel")
 
 
-def app_mention(channel: str, user: str, text: str, ts: str, thread_ts: str | None = None) -> dict[str, Any]:
-    """An ``app_mention`` event; ``text`` should contain ``<@U_BOT>`` like the real thing."""
-    return _message_event("app_mention", channel, user, text, ts, thread_ts, None)
+def app_mention(
+    channel: str,
+    user: str,
+    text: str,
+    ts: str,
+    thread_ts: str | None = None,
+    *,
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An ``app_mention`` event; ``text`` should contain ``<@U_BOT>`` like the real thing. ``files``: the file
+    objects of a message that mentions the bot and shares files (Slack sends its ``file_share`` message too)."""
+    event = _message_event("app_mention", channel, user, text, ts, thread_ts, None)
+    return event | {"files": files, "upload": False} if files else event
 
 
 def dm_message(channel: str, user: str, text: str, ts: str, thread_ts: str | None = None) -> dict[str, Any]:
