@@ -91,6 +91,7 @@ class RunRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     temperature: float | None = None
     top_p: float | None = None
+    reasoning_effort: str | None = None
     response_format: Any = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
@@ -123,6 +124,7 @@ def spec_for(owner: str, assistant: AssistantRecord, thread: ThreadRecord, reque
         name=assistant.name or "assistant",
         temperature=request.temperature if request.temperature is not None else assistant.temperature,
         top_p=request.top_p if request.top_p is not None else assistant.top_p,
+        reasoning_effort=request.reasoning_effort or assistant.reasoning_effort,
         response_format=request.response_format if request.response_format is not None else assistant.response_format,
         tool_choice=request.tool_choice,
         parallel_tool_calls=True if request.parallel_tool_calls is None else request.parallel_tool_calls,

@@ -17,6 +17,7 @@ Two faults the SDK lets through are judged here, on the bytes, by the HTTP clien
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -26,7 +27,8 @@ from typing import Any
 
 import httpx2
 import openai
-from agents import OpenAIChatCompletionsModel
+from agents import ModelSettings, OpenAIChatCompletionsModel
+from openai.types.shared import Reasoning
 
 from core.settings import Settings
 
@@ -36,10 +38,13 @@ __all__ = [
     "ModelClient",
     "ModelSilent",
     "NotAModelAnswer",
+    "ReasoningTolerantModel",
     "describe_model_error",
     "endpoint_problem",
     "endpoint_unusable",
     "is_model_error",
+    "reasoning",
+    "refuses_reasoning",
 ]
 
 _log = logging.getLogger(__name__)
@@ -100,9 +105,10 @@ class ModelClient:
             timeout=openai.Timeout(silence, connect=min(silence, CONNECT_SECONDS)),
             http_client=_JudgingHttpClient(silence),
         )
+        self._refusing_reasoning: set[str] = set()  # models of the endpoint that refuse reasoning_effort
 
     def chat_model(self, model: str) -> OpenAIChatCompletionsModel:
-        return OpenAIChatCompletionsModel(model=model, openai_client=self._client)
+        return ReasoningTolerantModel(model=model, openai_client=self._client, refusing=self._refusing_reasoning)
 
     async def complete(self, model: str, system: str, user: str, *, max_tokens: int | None = None) -> Completion:
         """One plain, non-streamed completion (used for the rolling summary), with the tokens it used."""
@@ -353,3 +359,72 @@ def _excerpt(head: bytes, request: httpx2.Request) -> str:
     text = _SECRET.sub("[secret]", text)
     shown = text[:HEAD_SHOWN]
     return "the body begins " + repr(shown) + ("..." if len(text) > HEAD_SHOWN else "")
+
+
+# -- reasoning_effort, for endpoints that may not take it -------------------------------------------------
+#
+# ``reasoning_effort`` for endpoints that may not take it.
+#
+# The old API passed a run's (or its assistant's) ``reasoning_effort`` to reasoning models. Threadline sends
+# it on every OpenAI-compatible endpoint; one that refuses the parameter (a 400 naming it: many local servers
+# and older models) is asked again without it, with a debug line, and this process stops sending it to that
+# model. Knowing which models refuse it is a cache of the endpoint's behaviour, not state: a restart asks again.
+
+
+def reasoning(effort: str | None) -> Reasoning | None:
+    """The model settings' ``reasoning`` for a run's ``reasoning_effort`` (None: the model's own)."""
+    return Reasoning(effort=effort) if effort else None  # type: ignore[arg-type]
+
+
+def refuses_reasoning(exc: BaseException) -> bool:
+    """Whether a model call failed because the endpoint does not take ``reasoning_effort``."""
+    return isinstance(exc, openai.BadRequestError) and "reasoning" in str(exc).lower()
+
+
+class ReasoningTolerantModel(OpenAIChatCompletionsModel):
+    """A Chat Completions model that drops ``reasoning_effort`` where its endpoint refuses it."""
+
+    def __init__(self, *args: Any, refusing: set[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refusing = refusing  # models of this endpoint known to refuse it (shared by the client's models)
+
+    def _settings(self, settings: ModelSettings) -> ModelSettings:
+        if settings.reasoning is not None and str(self.model) in self._refusing:
+            return dataclasses.replace(settings, reasoning=None)
+        return settings
+
+    def _refused(self, settings: ModelSettings, exc: BaseException) -> bool:
+        if settings.reasoning is None or not refuses_reasoning(exc):
+            return False
+        _log.debug("model %s refused reasoning_effort (%s); asking again without it", self.model, exc)
+        self._refusing.add(str(self.model))
+        return True
+
+    async def get_response(
+        self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
+    ) -> Any:
+        settings = self._settings(model_settings)
+        try:
+            return await super().get_response(system_instructions, input, settings, *args, **kwargs)
+        except openai.BadRequestError as exc:
+            if not self._refused(settings, exc):
+                raise
+        return await super().get_response(system_instructions, input, self._settings(settings), *args, **kwargs)
+
+    async def stream_response(  # type: ignore[override]
+        self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        settings = self._settings(model_settings)
+        started = False
+        try:
+            async for event in super().stream_response(system_instructions, input, settings, *args, **kwargs):
+                started = True
+                yield event
+            return
+        except openai.BadRequestError as exc:
+            if started or not self._refused(settings, exc):
+                raise
+        async for event in super().stream_response(
+            system_instructions, input, self._settings(settings), *args, **kwargs
+        ):
+            yield event

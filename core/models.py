@@ -248,6 +248,7 @@ class AssistantRecord:
     temperature: float | None = None
     top_p: float | None = None
     response_format: Any = None  # "auto", an object, or None
+    reasoning_effort: str | None = None  # None: the model's own
 
 
 @dataclass(frozen=True)

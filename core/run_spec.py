@@ -28,6 +28,7 @@ from agents.tool_context import ToolContext
 
 from core.assistants import DEFAULT_CONTEXT_TOKENS
 from core.knowledge.tool import FILE_SEARCH
+from core.model_client import reasoning
 from core.tools.code_interpreter import CODE_INTERPRETER
 from core.tools.registry import ToolRegistry
 
@@ -46,6 +47,7 @@ class RunSpec:
     name: str = "assistant"
     temperature: float | None = None
     top_p: float | None = None
+    reasoning_effort: str | None = None  # None: the model's own
     response_format: Any = None  # "auto", or {"type": "json_object"} / {"type": "json_schema", ...}
     tool_choice: Any = None  # "auto" | "none" | "required" | {"type": "function", "function": {"name": ...}}
     parallel_tool_calls: bool = True
@@ -142,6 +144,7 @@ def build_agent(
     settings = ModelSettings(
         temperature=spec.temperature,
         top_p=spec.top_p,
+        reasoning=reasoning(spec.reasoning_effort),
         max_tokens=spec.max_completion_tokens,
         parallel_tool_calls=spec.parallel_tool_calls if tools else None,
         tool_choice=_tool_choice(spec.tool_choice) if tools else None,

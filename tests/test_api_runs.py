@@ -495,3 +495,41 @@ async def test_a_run_still_going_tells_the_sdks_poll_helper_when_to_ask_again(
     assert done.status == "completed"
     ended = await client_a.beta.threads.runs.with_raw_response.retrieve(thread_id=on.id, run_id=run.id)
     assert "openai-poll-after-ms" not in ended.headers
+
+
+async def test_reasoning_effort_reaches_the_model_and_is_dropped_where_the_endpoint_refuses_it(
+    client_a: openai.AsyncOpenAI, fake_model: FakeOpenAI
+) -> None:
+    refuse = {"on": False}
+
+    def script(request: dict[str, Any]) -> Reply | Error:
+        if refuse["on"] and "reasoning_effort" in request:
+            return Error(400, "Unrecognized request argument supplied: reasoning_effort")
+        return Reply(text="thought about it")
+
+    fake_model.script = script
+    helper = await assistant(client_a, reasoning_effort="low")
+    assert (await client_a.beta.assistants.retrieve(helper.id)).model_dump().get("reasoning_effort") == "low"
+    on = await thread(client_a)
+    run = await client_a.beta.threads.runs.create_and_poll(
+        thread_id=on.id, assistant_id=helper.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed"
+    assert fake_model.chat_requests[-1]["reasoning_effort"] == "low"
+    run = await client_a.beta.threads.runs.create_and_poll(
+        thread_id=on.id, assistant_id=helper.id, reasoning_effort="high", poll_interval_ms=POLL
+    )
+    assert fake_model.chat_requests[-1]["reasoning_effort"] == "high"
+
+    refuse["on"] = True  # an endpoint that does not take it: asked again without it, and not sent it again
+    asked = len(fake_model.chat_requests)
+    run = await client_a.beta.threads.runs.create_and_poll(
+        thread_id=on.id, assistant_id=helper.id, poll_interval_ms=POLL
+    )
+    assert run.status == "completed"
+    sent = fake_model.chat_requests[asked:]
+    assert ["reasoning_effort" in r for r in sent] == [True, False]
+    await client_a.beta.threads.runs.create_and_poll(thread_id=on.id, assistant_id=helper.id, poll_interval_ms=POLL)
+    assert "reasoning_effort" not in fake_model.chat_requests[-1]
+    with pytest.raises(openai.BadRequestError):
+        await client_a.beta.assistants.create(model="fake-model", reasoning_effort="extreme")  # type: ignore[arg-type]

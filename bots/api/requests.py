@@ -166,6 +166,9 @@ ResponseFormat = Annotated[
     Discriminator(_format_tag),
 ]
 
+# The old API's values; passed to the model (dropped for an endpoint that refuses it: core/reasoning.py).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
 # -- assistants -----------------------------------------------------------------------------------
 
 
@@ -180,6 +183,7 @@ class AssistantUpdate(_Body):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     def fields(self) -> dict[str, Any]:
         """The fields the client sent, as stored: a null list of tools or metadata is an empty one."""

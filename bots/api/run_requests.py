@@ -15,6 +15,7 @@ from bots.api.requests import (
     _TAG,
     MessageCreate,
     Metadata,
+    ReasoningEffort,
     ResponseFormat,
     ThreadCreate,
     Tool,
@@ -73,6 +74,7 @@ class _RunFields(_Body):
     metadata: Metadata | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     response_format: ResponseFormat | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -93,6 +95,7 @@ class _RunFields(_Body):
             metadata=self.metadata or {},
             temperature=self.temperature,
             top_p=self.top_p,
+            reasoning_effort=self.reasoning_effort,
             response_format=fields.get("response_format"),
             tool_choice=fields.get("tool_choice"),
             parallel_tool_calls=self.parallel_tool_calls,

@@ -31,6 +31,7 @@ def assistant(record: AssistantRecord) -> dict[str, Any]:
             "temperature": record.temperature,
             "top_p": record.top_p,
             "response_format": record.response_format,
+            **({"reasoning_effort": record.reasoning_effort} if record.reasoning_effort else {}),
         }
     ).model_dump(mode="json", by_alias=True)
 

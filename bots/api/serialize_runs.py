@@ -100,6 +100,7 @@ def run(view: RunView) -> dict[str, Any]:
                 "usage": usage,
                 "temperature": spec.temperature,
                 "top_p": spec.top_p,
+                **({"reasoning_effort": spec.reasoning_effort} if spec.reasoning_effort else {}),
                 "response_format": spec.response_format if spec.response_format is not None else "auto",
                 "tool_choice": spec.tool_choice if spec.tool_choice is not None else "auto",
                 "parallel_tool_calls": spec.parallel_tool_calls,

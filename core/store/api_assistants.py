@@ -33,12 +33,13 @@ ASSISTANT_FIELDS = frozenset(
         "temperature",
         "top_p",
         "response_format",
+        "reasoning_effort",
     }
 )
 _JSON_FIELDS = frozenset({"tools", "tool_resources", "metadata", "response_format"})
 _COLUMNS = (
     "id, owner, created_at, model, name, description, instructions, tools, tool_resources, metadata,"
-    " temperature, top_p, response_format"
+    " temperature, top_p, response_format, reasoning_effort"
 )
 
 
@@ -57,6 +58,7 @@ def _record(row: Sequence[Any]) -> AssistantRecord:
         temperature=row[10],
         top_p=row[11],
         response_format=json.loads(row[12]) if row[12] is not None else None,
+        reasoning_effort=row[13],
     )
 
 

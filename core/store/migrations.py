@@ -595,3 +595,9 @@ def m020_images(db: Database) -> None:
         "CREATE TRIGGER images_with_message AFTER DELETE ON messages"
         " BEGIN DELETE FROM images WHERE message_id = OLD.id; END"
     )
+
+
+@MIGRATIONS()
+def m021_reasoning_effort(db: Database) -> None:
+    """An API assistant's ``reasoning_effort`` (null: the model's own), passed to its runs' model calls."""
+    db.table("assistants").add_column("reasoning_effort", str)
