@@ -10,6 +10,7 @@
     tools = ["get_weather"]            # optional: every configured built-in tool
     temperature = 0.3                  # optional: the model's default
     context_tokens = 16000             # optional: the token budget for context
+    suggested_prompts = [{ title = "Plan a trip", message = "Plan a day in Lisbon." }]  # optional: Slack's pane
 
     [prices."gpt-5.4-mini"]            # optional: per model, for /usage (built in: gpt-5.4-mini's list price)
     input_per_million = 0.75
@@ -37,6 +38,7 @@ from typing import Any
 from core.budgets import BudgetConfig, parse_budgets
 from core.errors import ConfigError
 from core.policy import Policy, parse_policy
+from core.suggested_prompts import DEFAULT_SUGGESTED_PROMPTS, SuggestedPrompt, parse_suggested_prompts
 from core.usage import DEFAULT_PRICES, Price
 
 __all__ = [
@@ -56,7 +58,7 @@ DEFAULT_INSTRUCTIONS = (
     "Use your tools when they help, say so when a tool fails, and never invent tool results."
 )
 
-_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens"}
+_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens", "suggested_prompts"}
 _TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
@@ -69,6 +71,7 @@ class Assistant:
     tools: tuple[str, ...] | None = None  # None: every configured built-in tool
     temperature: float | None = None
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    suggested_prompts: tuple[SuggestedPrompt, ...] = DEFAULT_SUGGESTED_PROMPTS  # core/suggested_prompts.py
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,7 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
     context_tokens = entry.get("context_tokens", DEFAULT_CONTEXT_TOKENS)
     if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 1000:
         raise ConfigError(f"{where}: key 'context_tokens' must be a whole number of at least 1000.")
+    prompts = entry.get("suggested_prompts")
     return Assistant(
         name=name.strip(),
         instructions=instructions.strip(),
@@ -209,4 +213,5 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
         tools=tuple(tools) if tools is not None else None,
         temperature=float(temperature) if temperature is not None else None,
         context_tokens=context_tokens,
+        suggested_prompts=DEFAULT_SUGGESTED_PROMPTS if prompts is None else parse_suggested_prompts(prompts, where),
     )
