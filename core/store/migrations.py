@@ -541,3 +541,18 @@ def m018_channel_scopes(db: Database) -> None:
             " output_tokens = output_tokens + excluded.output_tokens;"
             " END"
         )
+
+
+@MIGRATIONS()
+def m019_run_feedback(db: Database) -> None:
+    """Feedback on answers (core/feedback.py): one vote, ``up`` or ``down``, per person per run, replaced when
+    they vote again (``voted_at``: their latest). Votes go with their run when retention deletes it."""
+    db.execute(
+        "CREATE TABLE run_feedback ("
+        " run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+        " voter TEXT NOT NULL,"  # the person's user key (slack:U123)
+        " vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),"
+        " voted_at REAL NOT NULL,"
+        " PRIMARY KEY (run_id, voter))"
+    )
+    db.execute("CREATE INDEX run_feedback_voted_at ON run_feedback (voted_at)")
