@@ -22,6 +22,7 @@ from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer, always_ready
 from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import SlackSettings
 from bots.slack.guard import RequestGuard
+from bots.slack.pane import register_pane
 from bots.slack.retries import CountedRetries
 from bots.web import WebServer
 from core.errors import ConfigError
@@ -114,6 +115,7 @@ class SlackFront:
             url_verification_enabled=not slack.socket_mode,
         )
         register_listeners(app, adapter, slack)
+        register_pane(app, service, adapter)  # the assistant pane, feedback buttons
         if not slack.socket_mode:
             if web_app is None:
                 raise ValueError("Slack's HTTP mode needs an aiohttp app to add /slack/events to")
