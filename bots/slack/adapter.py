@@ -77,7 +77,7 @@ class SlackAdapter:
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
         self._showing: dict[asyncio.Task[Any], RunHandle] = {}  # ... by the task showing each
-        self._statuses = StatusSupport(client, service.metrics)  # where Slack shows a thread's status
+        self._statuses = StatusSupport(service.metrics)  # where Slack shows a thread's status
         self._tasks = TaskUpdates()  # whether Slack takes task updates in streams
 
     # -- conversation ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class SlackAdapter:
             await self._name(user)
         if handle is None:  # Slack delivered this message before
             return
-        working = self._statuses.working(place, ts)  # "is thinking…" in the thread, or :eyes: on the message
+        working = self._statuses.working(self._client, place, ts)  # "is thinking…" in the thread, or :eyes:
         await working.start()
         try:
             await self._render(handle, place.channel_id, place.reply_in, team_id, user, working)
@@ -446,7 +446,7 @@ class SlackAdapter:
         if earlier is not None:  # the stopped process had begun the answer there: close it, and say why
             await self._close_cut_off(channel_id, earlier)
         thread_ts = sub_of(handle.channel) or ts
-        working = self._statuses.at(channel_id, thread_ts, ts, in_thread=thread_ts != ts)
+        working = self._statuses.at(self._client, channel_id, thread_ts, ts, in_thread=thread_ts != ts)
         await working.start()
         try:
             await self._render(handle, channel_id, thread_ts, team_id, "", working)

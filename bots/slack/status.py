@@ -57,20 +57,19 @@ def place_kind(channel_id: str, in_thread: bool) -> Kind:
 class StatusSupport:
     """Where ``assistant.threads.setStatus`` works, as this process has found; makes each run's :class:`Working`."""
 
-    def __init__(self, client: AsyncWebClient, metrics: Metrics) -> None:
-        self._client = client
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._refused_kinds: dict[Kind, str] = {}  # kind -> Slack's error
         self._refused_threads: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    def working(self, place: Place, ts: str) -> Working:
-        """The indicator for a run answering the message ``ts`` at ``place``."""
-        return self.at(place.channel_id, place.reply_in, ts, in_thread=place.in_thread)
+    def working(self, client: AsyncWebClient, place: Place, ts: str) -> Working:
+        """The indicator, through ``client``, for a run answering the message ``ts`` at ``place``."""
+        return self.at(client, place.channel_id, place.reply_in, ts, in_thread=place.in_thread)
 
-    def at(self, channel_id: str, thread_ts: str, ts: str, *, in_thread: bool) -> Working:
+    def at(self, client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str, *, in_thread: bool) -> Working:
         """The indicator for a run answering the message ``ts`` in the thread ``thread_ts`` of ``channel_id``
         (``in_thread``: the message is a reply inside that thread, not its first message)."""
-        return Working(self, self._client, self._metrics, channel_id, thread_ts, ts, place_kind(channel_id, in_thread))
+        return Working(self, client, self._metrics, channel_id, thread_ts, ts, place_kind(channel_id, in_thread))
 
     def offered(self, kind: Kind, channel_id: str, thread_ts: str) -> bool:
         return kind not in self._refused_kinds and (channel_id, thread_ts) not in self._refused_threads
