@@ -1,6 +1,6 @@
 """Slack latency: from a mention's signed event to the first and the last words of the answer visible in Slack.
 
-    .venv/bin/python -m bench.slack_latency [--mentions 20] [--warmup 3] [--phase-mentions 5]
+    .venv/bin/python -m bench.slack_latency [--mentions 20] [--warmup 3] [--phase-mentions 5] [--threads 2]
 
 Three processes, all on 127.0.0.1:
 
@@ -25,6 +25,12 @@ A and B alternate, A first for even mentions. Reported: medians, the ratios B(a)
 (goal ≤ 1.10) and B(b)/A(last token) (goal ≤ 1.05), both as a ratio of medians and as the median
 of each pair's ratio. Then a separate, instrumented pass (``--phase-mentions``) times the phases
 inside the bot for a few more mentions, so the figures above carry no instrumentation.
+
+Slack offers the thread status in every thread here (as it does for an app with its AI features), so each
+answer's path has its ``assistant.threads.setStatus`` calls ("is thinking…" before the answer, cleared when its
+text starts). ``--threads 2`` then measures two Slack threads of one channel answered at once against one
+alone, in the same run: follow-ups without a mention in threads the bot answered in, alternating which goes
+first; reported are the medians of both and their ratio.
 :mod:`bench.slack_load` uses the same three processes under load.
 """
 
@@ -69,7 +75,7 @@ from bots.slack.render import SlackReply
 from core.events import Event
 from core.handles import RunHandle
 from core.service import Threadline
-from tests.fakes.slack_server import FakeSlack, app_mention, event_callback, signed_headers
+from tests.fakes.slack_server import FakeSlack, app_mention, channel_message, event_callback, signed_headers
 
 __all__ = [
     "SECRET",
@@ -96,14 +102,20 @@ GOAL_COMPLETE = 1.05
 
 
 class TimedSlack(FakeSlack):
-    """FakeSlack that stamps every Web API call and knows which mentions are fully answered."""
+    """FakeSlack that stamps every Web API call and knows which mentions are fully answered.
+
+    It offers the thread status in every thread (``status_in_any_thread``), as Slack does for an app with its
+    AI features, so the status calls are in the measured path; a mention is answered once its reply is finished
+    and its thread's status cleared (or, where the bot fell back on it, its reaction taken off)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.status_in_any_thread = True
         # [monotonic s, method, channel, thread ts, message ts, characters of text, ok]
         self.rows: list[list[Any]] = []
         self.finished: set[tuple[str, str]] = set()  # (channel, thread ts) with a finished reply
         self.removed: set[tuple[str, str]] = set()  # (channel, message ts) with the reaction taken off
+        self.cleared: set[tuple[str, str]] = set()  # (channel, thread ts) whose status was cleared
         self.waiting: set[tuple[str, str]] = set()
 
     def clear(self) -> None:
@@ -114,6 +126,8 @@ class TimedSlack(FakeSlack):
         self.rows.clear()
         self.finished.clear()
         self.removed.clear()
+        self.cleared.clear()
+        self.statuses.clear()
         self.waiting.clear()
 
     def _answer(
@@ -136,9 +150,11 @@ class TimedSlack(FakeSlack):
             key = (channel, thread)
             if method == "reactions.remove":
                 self.removed.add(key)
+            elif method == "assistant.threads.setStatus" and params.get("status") == "":
+                self.cleared.add(key)
             elif method == "chat.stopStream" or (method == "chat.postMessage" and not params.get("blocks")):
                 self.finished.add(key)
-            if key in self.removed and key in self.finished:
+            if key in self.finished and (key in self.removed or key in self.cleared):
                 self.waiting.discard(key)
         return status, answer, headers
 
@@ -147,10 +163,19 @@ async def _send_event(
     session: aiohttp.ClientSession, url: str, spec: dict[str, Any], base: float, sends: list[dict[str, Any]]
 ) -> None:
     await asyncio.sleep(max(0.0, base + float(spec["at"]) - time.monotonic()))
-    event = app_mention(spec["channel"], spec["user"], spec["text"], spec["ts"])
+    thread = spec.get("thread_ts")
+    if thread:  # a reply in a Slack thread the bot answered in: a follow-up, no mention
+        event = channel_message(spec["channel"], spec["user"], spec["text"], spec["ts"], thread_ts=thread)
+    else:
+        event = app_mention(spec["channel"], spec["user"], spec["text"], spec["ts"])
     body = json.dumps(event_callback(event, spec["event_id"])).encode()
     headers = signed_headers(SECRET, body)
-    record: dict[str, Any] = {"channel": spec["channel"], "ts": spec["ts"], "event_id": spec["event_id"]}
+    record: dict[str, Any] = {
+        "channel": spec["channel"],
+        "ts": spec["ts"],
+        "thread": thread or spec["ts"],  # where the answer goes
+        "event_id": spec["event_id"],
+    }
     sends.append(record)
     record["posted"] = time.monotonic()
     try:
@@ -227,7 +252,7 @@ async def serve_slack(rtt: float) -> None:
                 base = time.monotonic()
                 answer["base"] = base
                 for spec in command["events"]:
-                    slack.waiting.add((spec["channel"], spec["ts"]))
+                    slack.waiting.add((spec["channel"], spec.get("thread_ts") or spec["ts"]))
                     task = asyncio.create_task(_send_event(session, command["url"], spec, base, sends))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -302,17 +327,26 @@ async def slack_process(rtt: float = 0.0) -> AsyncIterator[SlackProcess]:
 
 @dataclass(frozen=True)
 class Mention:
+    """A question: a top-level mention, or with ``thread_ts`` a follow-up in that Slack thread (no mention)."""
+
     channel: str
     ts: str
     tag: str
     user: str = USER
+    thread_ts: str | None = None
 
     @property
     def text(self) -> str:
-        return f"<@U_BOT> question #{self.tag}: what is the status of the release?"
+        mention = "" if self.thread_ts else "<@U_BOT> "
+        return f"{mention}question #{self.tag}: what is the status of the release?"
+
+    @property
+    def where(self) -> tuple[str, str]:
+        """(channel, thread ts) of the answer."""
+        return self.channel, self.thread_ts or self.ts
 
     def spec(self, at: float = 0.0) -> dict[str, Any]:
-        return {
+        spec = {
             "at": at,
             "channel": self.channel,
             "ts": self.ts,
@@ -320,6 +354,9 @@ class Mention:
             "text": self.text,
             "event_id": f"Ev{self.channel}{self.ts.replace('.', '')}",
         }
+        if self.thread_ts:
+            spec["thread_ts"] = self.thread_ts
+        return spec
 
     def expected(self, words: int) -> str:
         return reply_text(self.text, words)
@@ -354,7 +391,7 @@ def see_mentions(report: dict[str, Any]) -> dict[tuple[str, str], Seen]:
     """Each sent mention's :class:`Seen`, by (channel, ts), from a Slack process ``report``."""
     seen: dict[tuple[str, str], Seen] = {}
     for send in report["sends"]:
-        seen[(send["channel"], send["ts"])] = Seen(
+        seen[(send["channel"], send.get("thread", send["ts"]))] = Seen(
             posted=send["posted"], acked=send.get("acked", float("nan")), status=send.get("status", 0)
         )
     stream_done: dict[tuple[str, str], float] = {}
@@ -467,7 +504,7 @@ def instrumented(phases: Phases) -> Iterator[None]:
     patch(SlackAdapter, "_converse", around("bot: listener called", None))
     patch(SlackAdapter, "_name", around(None, "bot: name known"))
     patch(Threadline, "post", around(None, "bot: post() returned"))
-    patch(SlackAdapter, "_render", around("bot: reaction added, render starts", "bot: render returned"))
+    patch(SlackAdapter, "_render", around("bot: status set (or reaction added), render starts", "bot: render returned"))
     patch(SlackReply, "_stream_append", around("bot: first append", None))
     patch(SlackReply, "_finish_message", around("bot: finish message", None))
     patch(RunHandle, "put", put)
@@ -488,7 +525,7 @@ async def one_b(slack: SlackProcess, url: str, mention: Mention) -> tuple[Seen, 
     if not waited["ok"]:
         raise RuntimeError(f"mention {mention.tag} was not answered: {waited}")
     report = await slack.command("report")
-    return see_mentions(report)[(mention.channel, mention.ts)], report
+    return see_mentions(report)[mention.where], report
 
 
 def check_b(seen: Seen, mention: Mention, words: int) -> list[str]:
@@ -523,6 +560,9 @@ async def main_async(args: argparse.Namespace) -> int:
             "assistant": "built-in",
             "shared_session": args.shared_session,
             "slack_rtt_ms": args.slack_rtt_ms,
+            "slack_thread_status": "offered in every thread (assistant.threads.setStatus)",
+            "threads": args.threads,
+            "thread_rounds": args.thread_rounds if args.threads > 1 else 0,
         },
     }
     pairs: list[dict[str, Any]] = []
@@ -592,6 +632,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
                 if args.phase_mentions:
                     phases_out = await phase_pass(model, slack, url, args)
+                if args.threads > 1:
+                    result["threads"] = await thread_pass(slack, url, args)
+                    problems += result["threads"]["problems"]
             finally:
                 await client.close()
                 await bot.stop()
@@ -604,9 +647,91 @@ async def main_async(args: argparse.Namespace) -> int:
     result["problems"] = problems
     result["all_ok"] = not problems and bool(result["bodies_identical"])
     name = "slack_latency" + (f"-rtt{args.slack_rtt_ms:g}" if args.slack_rtt_ms else "")
+    name += f"-threads{args.threads}" if args.threads > 1 else ""
     path = write_result(name + ("-shared-session" if args.shared_session else ""), result)
     report(result, path)
     return 0 if result["all_ok"] else 1
+
+
+async def many_b(slack: SlackProcess, url: str, mentions: list[Mention]) -> dict[tuple[str, str], Seen]:
+    """Send ``mentions`` at the same moment and wait until every one is answered; what Slack saw of each."""
+    await slack.command("reset")
+    await slack.command("send", url=url, events=[m.spec() for m in mentions])
+    waited = await slack.command("wait", timeout=30)
+    if not waited["ok"]:
+        raise RuntimeError(f"{len(mentions)} questions at once were not all answered: {waited}")
+    return see_mentions(await slack.command("report"))
+
+
+async def thread_pass(slack: SlackProcess, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Follow-ups in ``args.threads`` Slack threads of one channel at the same moment, against a follow-up in one
+    of them alone, in the same rounds (alone first in even rounds). Each round's threads are begun by mentions
+    answered one at a time (not measured); each follow-up is a reply without a mention, as people write them."""
+    rounds: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for r in range(args.thread_rounds):
+        channel = f"CTHR{r:04d}"
+        starts = [Mention(channel, f"1700003{r:03d}.{k + 1:06d}", f"R{r:03d}S{k}") for k in range(args.threads)]
+        for start in starts:  # the threads, begun one at a time
+            begun, _ = await one_b(slack, url, start)
+            problems += [f"round {r} start {start.tag}: {p}" for p in check_b(begun, start, args.words)]
+
+        row: dict[str, Any] = {"round": r, "order": "one,all" if r % 2 == 0 else "all,one"}
+        for n, side in enumerate(row["order"].split(","), start=1):
+            asked = [follow_up(start, n) for start in (starts[:1] if side == "one" else starts)]
+            seen = await many_b(slack, url, asked)
+            for mention in asked:
+                problems += [f"round {r} {side}: {p}" for p in check_b(seen[mention.where], mention, args.words)]
+            if side == "one":
+                one = seen[asked[0].where]
+                row |= {"one_first_visible_s": one.first_visible_s, "one_complete_s": one.complete_s}
+            else:
+                each = [seen[m.where] for m in asked]
+                row |= {
+                    "all_first_visible_s": [x.first_visible_s for x in each],
+                    "all_complete_s": [x.complete_s for x in each],
+                }
+        rounds.append(row)
+        print(
+            f"threads round {r + 1:2d}/{args.thread_rounds}: alone first {row['one_first_visible_s'] * 1000:6.1f} ms, "
+            f"complete {row['one_complete_s'] * 1000:6.1f} ms | {args.threads} at once first "
+            f"{max(row['all_first_visible_s']) * 1000:6.1f} ms, complete {max(row['all_complete_s']) * 1000:6.1f} ms "
+            "(the later)"
+        )
+    return {"threads": args.threads, "rounds": rounds, "summary": summarise_threads(rounds), "problems": problems}
+
+
+def follow_up(start: Mention, n: int) -> Mention:
+    """The ``n``-th follow-up in the Slack thread that ``start`` began: a reply in it, without a mention."""
+    ts = f"{start.ts[:-6]}{int(start.ts[-6:]) + 100 * n:06d}"
+    return Mention(start.channel, ts, f"{start.tag}F{n}", thread_ts=start.ts)
+
+
+def summarise_threads(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians alone and at once (every thread's, and the later of each round's), and their ratios."""
+    one_first = [float(r["one_first_visible_s"]) for r in rounds]
+    one_complete = [float(r["one_complete_s"]) for r in rounds]
+    all_first = [float(x) for r in rounds for x in r["all_first_visible_s"]]
+    all_complete = [float(x) for r in rounds for x in r["all_complete_s"]]
+    later_first = [max(r["all_first_visible_s"]) for r in rounds]
+    later_complete = [max(r["all_complete_s"]) for r in rounds]
+    out: dict[str, Any] = {
+        "alone_first_visible_s": summary(one_first),
+        "alone_complete_s": summary(one_complete),
+        "at_once_first_visible_s": summary(all_first),
+        "at_once_complete_s": summary(all_complete),
+        "at_once_later_first_visible_s": summary(later_first),
+        "at_once_later_complete_s": summary(later_complete),
+    }
+    median = {k: v["median"] for k, v in out.items()}
+    out["ratio_at_once_over_alone"] = {
+        "first_visible": median["at_once_first_visible_s"] / median["alone_first_visible_s"],
+        "complete": median["at_once_complete_s"] / median["alone_complete_s"],
+        "later_first_visible": median["at_once_later_first_visible_s"] / median["alone_first_visible_s"],
+        "later_complete": median["at_once_later_complete_s"] / median["alone_complete_s"],
+        "complete_median_of_rounds": statistics.median(max(r["all_complete_s"]) / r["one_complete_s"] for r in rounds),
+    }
+    return out
 
 
 async def phase_pass(
@@ -722,10 +847,35 @@ def report(result: dict[str, Any], path: Path) -> None:
         f"in {result['measured_wall_s']:.0f} s"
     )
     print(f"request bodies of A and B identical: {result['bodies_identical']}")
+    if "threads" in result:
+        report_threads(result["threads"])
     for problem in result["problems"]:
         print(f"PROBLEM: {problem}")
     print(f"all checks passed: {result['all_ok']}")
     print(f"results: {path}")
+
+
+def report_threads(threads: dict[str, Any]) -> None:
+    s, n = threads["summary"], threads["threads"]
+    print(
+        f"{n} Slack threads of one channel answered at once against one alone ({len(threads['rounds'])} rounds, "
+        "follow-ups without a mention):"
+    )
+    print(f"{'':52}{'median ms':>10}{'p99 ms':>9}")
+    rows = (
+        ("one thread alone: first answer text visible", "alone_first_visible_s"),
+        ("one thread alone: complete answer", "alone_complete_s"),
+        (f"{n} at once: first answer text visible (each)", "at_once_first_visible_s"),
+        (f"{n} at once: complete answer (each)", "at_once_complete_s"),
+        (f"{n} at once: complete answer (the later of the {n})", "at_once_later_complete_s"),
+    )
+    for name, key in rows:
+        print(f"{name:52}{s[key]['median'] * 1000:10.1f}{s[key]['p99'] * 1000:9.1f}")
+    ratio = s["ratio_at_once_over_alone"]
+    print(
+        f"at once / alone: first visible {ratio['first_visible']:.3f}, complete {ratio['complete']:.3f}, the later's "
+        f"complete {ratio['later_complete']:.3f} (median of rounds {ratio['complete_median_of_rounds']:.3f})"
+    )
 
 
 def main() -> None:
@@ -747,6 +897,13 @@ def main() -> None:
         default=0.0,
         help="simulate a network to Slack's Web API: this round-trip time, and a TCP+TLS handshake per new connection",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="also measure follow-ups in this many Slack threads of one channel at once against one alone (e.g. 2)",
+    )
+    parser.add_argument("--thread-rounds", type=int, default=10, help="rounds of --threads (each: alone and at once)")
     parser.add_argument("--serve-slack", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_slack:

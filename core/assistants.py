@@ -11,6 +11,7 @@
     temperature = 0.3                  # optional: the model's default
     context_tokens = 16000             # optional: the token budget for context
     vision = true                      # optional: its model takes images (default false; core/images.py)
+    suggested_prompts = [{ title = "Plan a trip", message = "Plan a day in Lisbon." }]  # optional: Slack's pane
 
     [prices."gpt-5.4-mini"]            # optional: per model, for /usage (built in: gpt-5.4-mini's list price)
     input_per_million = 0.75
@@ -38,6 +39,7 @@ from typing import Any
 from core.budgets import BudgetConfig, parse_budgets
 from core.errors import ConfigError
 from core.policy import Policy, parse_policy
+from core.suggested_prompts import DEFAULT_SUGGESTED_PROMPTS, SuggestedPrompt, parse_suggested_prompts
 from core.usage import DEFAULT_PRICES, Price
 
 __all__ = [
@@ -57,7 +59,16 @@ DEFAULT_INSTRUCTIONS = (
     "Use your tools when they help, say so when a tool fails, and never invent tool results."
 )
 
-_ASSISTANT_KEYS = {"name", "instructions", "model", "tools", "temperature", "context_tokens", "vision"}
+_ASSISTANT_KEYS = {
+    "name",
+    "instructions",
+    "model",
+    "tools",
+    "temperature",
+    "context_tokens",
+    "vision",
+    "suggested_prompts",
+}
 _TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
@@ -71,6 +82,7 @@ class Assistant:
     temperature: float | None = None
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     vision: bool = False  # images shared with it are shown to its model (else people are told it cannot see them)
+    suggested_prompts: tuple[SuggestedPrompt, ...] = DEFAULT_SUGGESTED_PROMPTS  # core/suggested_prompts.py
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,7 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
     vision = entry.get("vision", False)
     if not isinstance(vision, bool):
         raise ConfigError(f"{where}: key 'vision' must be true or false, not {vision!r}.")
+    prompts = entry.get("suggested_prompts")
     return Assistant(
         name=name.strip(),
         instructions=instructions.strip(),
@@ -215,4 +228,5 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
         temperature=float(temperature) if temperature is not None else None,
         context_tokens=context_tokens,
         vision=vision,
+        suggested_prompts=DEFAULT_SUGGESTED_PROMPTS if prompts is None else parse_suggested_prompts(prompts, where),
     )

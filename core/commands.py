@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from core.budget_command import budget_reply
 from core.export import export_conversation
+from core.feedback import feedback_lines
 from core.models import Author, FileRecord
 from core.service import Threadline
 from core.store.usage import UsageStore
@@ -155,7 +156,8 @@ async def usage_reply(service: Threadline, channel: str, argument: str, now: flo
     today = await usage.by_model(day, channel=channel)
     this_month = await usage.by_model(month, channel=channel)
     users = await usage.top_users(channel, month, limit=TOP_USERS)
-    return channel_report(channel, today, this_month, users, prices)
+    votes = feedback_lines(await service.feedback.counts(channel, day), await service.feedback.counts(channel, month))
+    return channel_report(channel, today, this_month, users, prices, votes)
 
 
 def format_files(files: list[FileRecord]) -> str:

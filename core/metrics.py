@@ -4,7 +4,8 @@ The service feeds :meth:`Metrics.observe` every event it emits, with the assista
 (cost by channel is counted when a run ends, with its tokens); at each scrape it sets the queue depths from
 the database with :meth:`Metrics.set_queues`. Adapters count platform API errors
 and retries with :meth:`Metrics.platform_error` and :meth:`Metrics.platform_retry`; the knowledge
-base counts files with :meth:`Metrics.file_indexed`. ``/metrics`` serves :meth:`Metrics.exposition`.
+base counts files with :meth:`Metrics.file_indexed`, core/feedback.py votes on answers with
+:meth:`Metrics.feedback_given`. ``/metrics`` serves :meth:`Metrics.exposition`.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ class Metrics:
             ["platform", "kind"],
             registry=r,
         )
+        self.feedback = Counter(
+            "threadline_feedback",
+            "Votes people gave answers with the feedback buttons, by vote (up, down); a changed vote counts"
+            " again as its new kind.",
+            ["vote"],
+            registry=r,
+        )
         self.platform_retries = Counter(
             "threadline_platform_retries",
             "Calls to a chat platform's API that were retried, by platform and kind.",
@@ -169,6 +177,10 @@ class Metrics:
 
     def file_indexed(self, ok: bool) -> None:
         self.files.labels("indexed" if ok else "failed").inc()
+
+    def feedback_given(self, vote: str) -> None:
+        """Someone rated an answer (``vote``: up or down), or changed their rating to ``vote``."""
+        self.feedback.labels(vote).inc()
 
     def platform_error(self, platform: str, kind: str) -> None:
         """A platform API call failed (``kind``: a short, bounded word such as ``ratelimited`` or ``http``)."""

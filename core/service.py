@@ -32,6 +32,7 @@ from core.assistants import Assistant, AssistantsConfig, load_assistants
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
 from core.events import ApprovalResolved, RunFailed
+from core.feedback import Feedback
 from core.handles import RunHandle
 from core.health import ModelStatus, core_problems
 from core.image_inputs import ImageInputs
@@ -60,6 +61,7 @@ from core.store.api_threads import NewMessageRow
 from core.store.budgets import BudgetStore
 from core.store.conversations import ConversationState, conversation_state, exchange
 from core.store.deliveries import first_delivery
+from core.store.feedback import FeedbackStore
 from core.store.images import ImageRow
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
@@ -158,6 +160,7 @@ class Threadline:
         self.runs = RunStore(store)  # and their runs
         self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
         self.budgets = BudgetStore(store, assistants.budgets, assistants.prices)  # spending limits (core/budgets.py)
+        self.feedback = Feedback(FeedbackStore(store), self.metrics)  # votes on answers (core/feedback.py)
         self.retention = RetentionJob(
             store, knowledge, days=settings.retention_days, keep_last=settings.retention_keep_last
         )

@@ -173,11 +173,13 @@ def channel_report(
     month: Iterable[ModelUsage],
     users: Iterable[UserUsage],
     prices: Mapping[str, Price],
+    extra: Iterable[str] = (),
 ) -> str:
-    """The /usage answer: today, this month (UTC), and the month's top users."""
+    """The /usage answer: today, this month (UTC), ``extra`` lines (feedback on answers), the month's top users."""
     lines = [f"Usage in {channel} (UTC):"]
     lines += _usage_line("Today", today, prices)
     lines += _usage_line("This month", month, prices)
+    lines += extra
     users = list(users)
     if users:
         lines.append("Top users this month:")

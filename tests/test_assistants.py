@@ -9,6 +9,7 @@ import pytest
 from core.assistants import DEFAULT_ASSISTANT_NAME, load_assistants
 from core.errors import ConfigError
 from core.service import Threadline
+from core.suggested_prompts import DEFAULT_SUGGESTED_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +38,14 @@ def test_the_shipped_example_is_valid() -> None:
     assert config.get("terse").tools == ()
     assert config.get("terse").model == "m1"
     assert config.get("no-such-assistant").name == "helper"
+    assert [p.title for p in helper.suggested_prompts] == ["Check the weather", "Email the team"]
+    assert config.get("terse").suggested_prompts == DEFAULT_SUGGESTED_PROMPTS  # without the key: the built-in ones
+
+
+def test_suggested_prompts_may_be_none(tmp_path: Path) -> None:
+    config = load_assistants(write(tmp_path, "[[assistants]]\nname = 'a'\nsuggested_prompts = []\n"), default_model="m")
+    assert config.get("a").suggested_prompts == ()
+    assert load_assistants(None, default_model="m").get(None).suggested_prompts == DEFAULT_SUGGESTED_PROMPTS
 
 
 @pytest.mark.parametrize(
@@ -51,6 +60,23 @@ def test_the_shipped_example_is_valid() -> None:
         ("[[assistants]]\nname = 'a'\n[[assistants]]\nname = 'a'\n", r"'a' is used twice"),
         ("name = = 1\n", r"not valid TOML"),
         ("models = []\n", r"unknown key 'models'"),
+        ("[[assistants]]\nname = 'a'\nsuggested_prompts = 'hi'\n", r"'a'\): key 'suggested_prompts' must be a list"),
+        (
+            "[[assistants]]\nname = 'a'\nsuggested_prompts = [{ title = 'x' }]\n",
+            r"'a'\): suggested_prompts #1: key 'message' is required",
+        ),
+        (
+            "[[assistants]]\nname = 'a'\nsuggested_prompts = [{ title = 'x', message = 'y', icon = 'z' }]\n",
+            r"suggested_prompts #1: unknown key 'icon'",
+        ),
+        (
+            "[[assistants]]\nname = 'a'\nsuggested_prompts = [" + "{ title = 'x', message = 'y' }, " * 5 + "]\n",
+            r"has 5 prompts; Slack shows 4 at most",
+        ),
+        (
+            "[[assistants]]\nname = 'a'\nsuggested_prompts = [{ title = '" + "x" * 80 + "', message = 'y' }]\n",
+            r"key 'title' is 80 characters long; at most 75",
+        ),
     ],
 )
 def test_a_bad_file_names_the_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:

@@ -24,6 +24,7 @@ from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_tex
 from tests.fakes.slack_server import (
     TEAM_ID,
     FakeSlack,
+    Posted,
     app_mention,
     block_action,
     dm_message,
@@ -113,7 +114,9 @@ class Harness:
         return await self.send(body, retry_num=retry_num)
 
     def replies(self, channel: str, thread_ts: str) -> list[str]:
-        return [m.text for m in self.slack.thread(channel, thread_ts) if not m.blocks]
+        """The words of the bot's answers in the thread: not its approval prompts, nor a message that holds only
+        the card of a tool waiting for an approval."""
+        return [m.text for m in self.slack.thread(channel, thread_ts) if _is_reply(m)]
 
     async def answer(
         self, channel: str, thread_ts: str, count: int = 1, *, run: bool = True, asked: str | None = None
@@ -125,7 +128,7 @@ class Harness:
         """
 
         def done() -> bool:
-            finished = [m for m in self.slack.thread(channel, thread_ts) if not m.streaming and not m.blocks]
+            finished = [m for m in self.slack.thread(channel, thread_ts) if not m.streaming and _is_reply(m)]
             ended = not run or any(
                 c.method == "reactions.remove" and c.params.get("timestamp") == (asked or thread_ts)
                 for c in self.slack.calls
@@ -134,6 +137,10 @@ class Harness:
 
         await self.slack.wait_until(done, timeout=10, what=f"{count} replies in {channel}/{thread_ts}")
         return self.replies(channel, thread_ts)
+
+
+def _is_reply(message: Posted) -> bool:
+    return not message.blocks and bool(message.text or not message.chunks)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.models.messages.chunk import TaskUpdateChunk
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -25,8 +26,10 @@ from tests.fakes.slack_server import (
     TEAM_ID,
     FakeSlack,
     app_mention,
+    assistant_thread_started,
     block_action,
     event_callback,
+    feedback_press_payload,
     file_share_message,
     signed_headers,
     slash_command_form,
@@ -208,12 +211,77 @@ async def test_reactions_and_assistant_status(slack: FakeSlack, client: AsyncWeb
     with pytest.raises(SlackApiError, match="already_reacted"):
         await client.reactions_add(channel="C1", timestamp="1.1", name="eyes")
     await client.reactions_remove(channel="C1", timestamp="1.1", name="eyes")
+    slack.say(assistant_thread_started("D1", "U1", "1.1"))
     await client.assistant_threads_setStatus(channel_id="D1", thread_ts="1.1", status="is thinking…")
 
     assert slack.reactions == set()
     assert slack.calls_to("assistant.threads.setStatus") == [
         {"channel_id": "D1", "thread_ts": "1.1", "status": "is thinking…"}
     ]
+    assert slack.statuses == {("D1", "1.1"): "is thinking…"}
+
+
+async def test_the_assistant_surface_answers_as_slack_does(slack: FakeSlack, client: AsyncWebClient) -> None:
+    """setStatus, setTitle and setSuggestedPrompts work in an assistant thread and answer invalid_thread_ts
+    elsewhere (setStatus anywhere with the AI features in channels); their required arguments are checked."""
+    slack.say(assistant_thread_started("D1", "U1", "2.1", viewing="C9"))
+    await client.assistant_threads_setTitle(channel_id="D1", thread_ts="2.1", title="Holidays")
+    prompts = [{"title": "Hi", "message": "Say hi"}]
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D1", thread_ts="2.1", prompts=prompts)
+    await client.assistant_threads_setStatus(channel_id="D1", thread_ts="2.1", status="")
+    assert (slack.titles, slack.suggested, slack.statuses) == (
+        {("D1", "2.1"): "Holidays"},
+        {("D1", "2.1"): prompts},
+        {("D1", "2.1"): ""},
+    )
+    for call in (
+        client.assistant_threads_setStatus(channel_id="C1", thread_ts="1.1", status="is thinking…"),
+        client.assistant_threads_setTitle(channel_id="D1", thread_ts="9.9", title="x"),
+        client.assistant_threads_setSuggestedPrompts(channel_id="D1", thread_ts="9.9", prompts=prompts),
+    ):
+        with pytest.raises(SlackApiError, match="invalid_thread_ts"):
+            await call
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        await client.assistant_threads_setSuggestedPrompts(channel_id="D1", thread_ts="2.1", prompts=prompts * 5)
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        await client.assistant_threads_setStatus(channel_id="", thread_ts="2.1", status="x")
+    slack.status_in_any_thread = True
+    await client.assistant_threads_setStatus(channel_id="C1", thread_ts="1.1", status="is thinking…")
+    assert slack.statuses[("C1", "1.1")] == "is thinking…"
+
+
+async def test_task_updates_and_feedback_buttons_in_a_stream(slack: FakeSlack, client: AsyncWebClient) -> None:
+    task = TaskUpdateChunk(id="call_1", title="Searching the files", status="in_progress")
+    stream = await client.chat_stream(buffer_size=1, channel="C1", thread_ts="1.1")
+    await stream.append(chunks=[task])
+    await stream.append(markdown_text="Found it.")
+    blocks = [
+        {
+            "type": "context_actions",
+            "elements": [
+                {
+                    "type": "feedback_buttons",
+                    "action_id": "fb",
+                    "positive_button": {"text": {"type": "plain_text", "text": "👍"}, "value": "up:r1"},
+                    "negative_button": {"text": {"type": "plain_text", "text": "👎"}, "value": "down:r1"},
+                }
+            ],
+        }
+    ]
+    await stream.stop(blocks=blocks)
+    [message] = slack.messages.values()
+    assert (message.text, message.stop_blocks, message.blocks) == ("Found it.", blocks, None)
+    assert [c["status"] for c in message.chunks] == ["in_progress"]
+    press = feedback_press_payload(message, "down:r1", "U1", slack.response_url("f1"))
+    assert (press["actions"][0]["type"], press["actions"][0]["value"]) == ("feedback_buttons", "down:r1")
+
+    slack.refuse_chunks.add("task_update")
+    refused = await client.chat_stream(buffer_size=1, channel="C1", thread_ts="1.1")
+    with pytest.raises(SlackApiError, match="invalid_chunks"):
+        await refused.append(chunks=[task])
+    bad = [{"type": "context_actions", "elements": [{"type": "feedback_buttons", "action_id": "fb"}]}]
+    with pytest.raises(SlackApiError, match="invalid_blocks"):
+        await client.chat_postMessage(channel="C1", text="x", blocks=bad)
 
 
 async def test_wait_for_times_out_with_what_was_called(slack: FakeSlack, client: AsyncWebClient) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from core.assistants import load_assistants
 from core.errors import ConfigError
+from core.feedback import FeedbackCounts, feedback_lines
 from core.store.store import Store
 from core.store.usage import UsageStore
 from core.usage import (
@@ -203,3 +204,12 @@ async def test_usage_in_the_console_matches_the_stored_runs(tmp_path: Path) -> N
     assert "- slack:T1:C9: 42 tokens, no price set for other-model" in out
     assert "/usage takes nothing or 'all'" in out
     assert "Traceback" not in err
+
+
+def test_feedback_on_answers_is_a_line_of_the_report_once_someone_voted() -> None:
+    nobody = FeedbackCounts()
+    assert feedback_lines(nobody, nobody) == []
+    lines = feedback_lines(FeedbackCounts(up=1), FeedbackCounts(up=3, down=2))
+    assert lines == ["Feedback on answers: today 1 helpful, 0 not helpful; this month 3 helpful, 2 not helpful."]
+    report = channel_report("slack:T1:C1", [], [], [], {}, lines)
+    assert report.splitlines()[3] == lines[0]  # after today and this month, before the top users

@@ -20,6 +20,8 @@ from slack_sdk.errors import SlackApiError
 
 from bots.slack.config import SlackSettings
 from bots.slack.render import APPROVE_ACTION, DENY_ACTION, SlackReply, decided_blocks
+from bots.slack.status import StatusSupport, Working
+from bots.slack.tasks import TaskUpdates
 from bots.slack.threads import (
     CONTEXT_MESSAGES,
     Place,
@@ -43,7 +45,6 @@ __all__ = ["SlackAdapter", "channel_key", "register_listeners"]
 
 _log = logging.getLogger(__name__)
 
-THINKING = "eyes"
 CUT_OFF_NOTE = f":arrows_counterclockwise: {CUT_OFF_ANSWER}"
 COMMANDS = ("reset", "files", "forget", "export", "usage", "assistant", "budget")
 THREAD_COMMANDS = ("cancel", "help")  # written to the bot only: Slack's commands take other apps' names
@@ -76,6 +77,8 @@ class SlackAdapter:
         self._names: OrderedDict[str, str] = OrderedDict()  # a cache of display names
         self._rendering: set[str] = set()  # runs this process is showing right now
         self._showing: dict[asyncio.Task[Any], RunHandle] = {}  # ... by the task showing each
+        self._statuses = StatusSupport(service.metrics)  # where Slack shows a thread's status
+        self._tasks = TaskUpdates()  # whether Slack takes task updates in streams
 
     async def _workspace(self, team_id: str) -> Workspace | None:
         """The workspace's client and bot user; None (logged) when the app is not installed there (any more)."""
@@ -186,11 +189,12 @@ class SlackAdapter:
         handle = received.handle
         if handle is None:  # Slack delivered this message before (or it had only images, none shown)
             return
-        await self._react(ws, place.channel_id, ts, add=True)
+        working = self._statuses.working(ws.client, place, ts)  # "is thinking…" in the thread, or :eyes:
+        await working.start()
         try:
-            await self._render(ws, handle, place.channel_id, place.reply_in, user)
+            await self._render(ws, handle, place.channel_id, place.reply_in, user, working)
         finally:
-            await self._react(ws, place.channel_id, ts, add=False)
+            await working.end()
 
     async def _thread_context(self, ws: Workspace, place: Place, ts: str) -> list[dict[str, str]]:
         """What the conversation of a Slack thread begins with: the mention that started it and the bot's
@@ -237,7 +241,15 @@ class SlackAdapter:
             _log.warning("could not tell %s in %s about their images: %s", user, place.key, exc)
             self._service.metrics.platform_error("slack", _error_code(exc))
 
-    async def _render(self, ws: Workspace, handle: RunHandle, channel_id: str, thread_ts: str, user: str) -> None:
+    async def _render(
+        self,
+        ws: Workspace,
+        handle: RunHandle,
+        channel_id: str,
+        thread_ts: str,
+        user: str,
+        working: Working | None = None,
+    ) -> None:
         async def posted(ts: str) -> None:  # kept with the run, for whoever takes it over after a crash
             try:
                 await self._service.showing(handle.run_id, ts)
@@ -257,6 +269,8 @@ class SlackAdapter:
                 user_id=user or None,
                 posted=posted,
                 metrics=self._service.metrics,
+                working=working,
+                tasks=self._tasks,
             )
             await reply.render(handle)
         finally:
@@ -276,16 +290,6 @@ class SlackAdapter:
         if event.get("user") and event.get("user") == ws.bot_user_id:
             return True
         return not self._settings.allow_bots and bool(event.get("bot_id") or event.get("subtype") == "bot_message")
-
-    async def _react(self, ws: Workspace, channel_id: str, ts: str, *, add: bool) -> None:
-        try:
-            if add:
-                await ws.client.reactions_add(channel=channel_id, timestamp=ts, name=THINKING)
-            else:
-                await ws.client.reactions_remove(channel=channel_id, timestamp=ts, name=THINKING)
-        except SlackApiError as exc:  # a missing reaction is cosmetic
-            _log.debug("reaction %s failed: %s", "add" if add else "remove", exc)
-            self._service.metrics.platform_error("slack", _error_code(exc))
 
     async def _name(self, ws: Workspace, user: str) -> str:
         if not user:
@@ -484,7 +488,7 @@ class SlackAdapter:
 
     async def show_adopted(self, handle: RunHandle, ts: str | None) -> None:
         """Show a run this process took over (``service.adopt_with``) as a live mention is shown: in the thread
-        of its question, whose message ``ts`` it is, with the same reactions."""
+        of its question, whose message ``ts`` it is, with the same status or reaction."""
         _, team_id, channel_id = parse_channel_key(scope_of(handle.channel))
         if (ws := await self._workspace(team_id)) is None:
             return
@@ -496,11 +500,13 @@ class SlackAdapter:
         earlier = await self._service.earlier_reply(handle.run_id)
         if earlier is not None:  # the stopped process had begun the answer there: close it, and say why
             await self._close_cut_off(ws, channel_id, earlier)
-        await self._react(ws, channel_id, ts, add=True)
+        thread_ts = sub_of(handle.channel) or ts
+        working = self._statuses.at(ws.client, channel_id, thread_ts, ts, in_thread=thread_ts != ts)
+        await working.start()
         try:
-            await self._render(ws, handle, channel_id, sub_of(handle.channel) or ts, "")
+            await self._render(ws, handle, channel_id, thread_ts, "", working)
         finally:
-            await self._react(ws, channel_id, ts, add=False)
+            await working.end()
 
     async def _close_cut_off(self, ws: Workspace, channel_id: str, ts: str) -> None:
         """A half-written answer a stopped process left: its stream ended, its text replaced by a note."""

@@ -24,6 +24,7 @@ from bots.slack.adapter import SlackAdapter, register_listeners
 from bots.slack.config import BOT_SCOPES, SlackSettings
 from bots.slack.guard import RequestGuard
 from bots.slack.installations import DatabaseInstallationStore, DatabaseStateStore
+from bots.slack.pane import register_pane
 from bots.slack.retries import CountedRetries
 from bots.slack.workspaces import Installed, SingleWorkspace, Workspaces
 from bots.web import WebServer
@@ -161,6 +162,7 @@ class SlackFront:
             )
         adapter = SlackAdapter(service, slack, workspaces, self._http)
         register_listeners(app, adapter, slack)
+        register_pane(app, service, adapter)  # the assistant pane, feedback buttons
         if not slack.socket_mode:
             if web_app is None:
                 raise ValueError("Slack's HTTP mode needs an aiohttp app to add /slack/events to")

@@ -14,6 +14,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 # What the app asks a workspace for when it is installed (as bots/slack/manifest.yml lists them).
 BOT_SCOPES = (
     "app_mentions:read",
+    "assistant:write",
     "channels:history",
     "channels:read",
     "chat:write",

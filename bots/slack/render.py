@@ -2,8 +2,11 @@
 
 The answer streams with Slack's native streaming (chat.startStream / appendStream / stopStream):
 the first words are sent as soon as they exist, later ones at most every ``interval`` seconds,
-which keeps appendStream inside its rate tier. Where streaming is refused, the answer is posted
-with chat.postMessage and kept up to date with throttled chat.update instead, as Slack mrkdwn.
+which keeps appendStream inside its rate tier. Tool calls show as task updates in the stream
+(bots/slack/tasks.py), and the thread's status says what the model is doing (bots/slack/status.py).
+A completed answer ends with feedback buttons (thumbs up or down, stored with the run). Where
+streaming is refused, the answer is posted with chat.postMessage and kept up to date with throttled
+chat.update instead, as Slack mrkdwn, and the feedback buttons follow in a message of their own.
 When Slack refuses to show the answer even so, the thread is told in one short message of its own,
 and the log has the details.
 """
@@ -21,12 +24,15 @@ from typing import Any
 import aiohttp
 from markdown_to_mrkdwn import SlackMarkdownConverter
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.models.messages.chunk import Chunk, MarkdownTextChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.formatting import LinkStyle, format_sources, pretty_arguments
 from bots.live import LiveText
-from core.events import ApprovalRequired, ApprovalResolved, Event
+from bots.slack.status import Working
+from bots.slack.tasks import CardEnd, TaskUpdates, ended_card, task_chunk
+from core.events import ApprovalRequired, ApprovalResolved, Event, ToolCallFinished, ToolCallStarted
 from core.handles import RunHandle
 from core.metrics import Metrics
 from core.notices import ANSWER_NOT_SHOWN
@@ -34,9 +40,12 @@ from core.notices import ANSWER_NOT_SHOWN
 __all__ = [
     "APPROVE_ACTION",
     "DENY_ACTION",
+    "FEEDBACK_ACTION",
+    "FEEDBACK_PROMPT",
     "SlackReply",
     "approval_blocks",
     "decided_blocks",
+    "feedback_blocks",
     "to_mrkdwn",
 ]
 
@@ -47,6 +56,8 @@ _log = logging.getLogger(__name__)
 
 APPROVE_ACTION = "threadline_approve"
 DENY_ACTION = "threadline_deny"
+FEEDBACK_ACTION = "threadline_feedback"
+FEEDBACK_PROMPT = "Was this answer helpful?"  # the text of the feedback buttons' own message (no streaming)
 POST_LIMIT = 3900  # characters a posted message carries comfortably (Slack truncates text past 40,000)
 STREAM_LIMIT = 11000  # a streamed message is closed and a new one started past this
 STREAM_INTERVAL = 0.4  # seconds between appendStream calls (tier 4)
@@ -102,6 +113,33 @@ def approval_blocks(event: ApprovalRequired) -> list[dict[str, Any]]:
     ]
 
 
+def feedback_blocks(run_id: str) -> list[dict[str, Any]]:
+    """Thumbs up and down under an answer (Block Kit's feedback buttons); each button's value is the vote and
+    the run (``up:RUN_ID``), which bots/slack/feedback.py records."""
+
+    def button(emoji: str, label: str, vote: str) -> dict[str, Any]:
+        return {
+            "text": {"type": "plain_text", "text": emoji},
+            "accessibility_label": label,
+            "value": f"{vote}:{run_id}",
+        }
+
+    return [
+        {
+            "type": "context_actions",
+            "block_id": f"feedback:{run_id}",
+            "elements": [
+                {
+                    "type": "feedback_buttons",
+                    "action_id": FEEDBACK_ACTION,
+                    "positive_button": button("👍", "This answer helped", "up"),
+                    "negative_button": button("👎", "This answer did not help", "down"),
+                }
+            ],
+        }
+    ]
+
+
 def decided_blocks(tool: str, arguments: str | None, outcome: str, decided_by: str | None) -> list[dict[str, Any]]:
     icon = {"approved": ":white_check_mark:", "denied": ":no_entry_sign:", "expired": ":hourglass:"}.get(outcome, "")
     who = f" by {decided_by}" if decided_by else ""
@@ -152,9 +190,14 @@ class SlackReply:
         stream_interval: float = STREAM_INTERVAL,
         posted: Posted | None = None,
         metrics: Metrics | None = None,
+        working: Working | None = None,
+        tasks: TaskUpdates | None = None,
+        feedback: bool = True,
     ) -> None:
         """``posted``: told the ts of each message the answer is written into (the core keeps it with the run);
-        ``metrics``: counts Slack calls that failed."""
+        ``metrics``: counts Slack calls that failed; ``working``: the thread's status, told what the run does;
+        ``tasks``: whether Slack takes task updates (shared by a process's replies); ``feedback``: buttons
+        under a completed answer."""
         self._client = client
         self._posted = posted
         self._metrics = metrics or Metrics()
@@ -163,6 +206,12 @@ class SlackReply:
         self._team_id = team_id
         self._user_id = user_id
         self._interval = stream_interval
+        self._working = working
+        self._tasks = tasks or TaskUpdates()
+        self._feedback = feedback
+        self._feedback_refused = False  # Slack refused the buttons at the end of the stream
+        self._announced: str | None = None  # the streamed message whose ts ``posted`` was told last
+        self._cards: dict[str, ToolCallStarted] = {}  # tool cards in progress in the streamed message, by call
         self._pending = ""  # text not yet sent
         self._sent = ""  # text of the current message so far
         self._stream: AsyncChatStream | None = None
@@ -195,16 +244,28 @@ class SlackReply:
 
     async def _show(self, event: Event) -> None:
         match event.type:
-            case "run_started" | "tool_call_started" | "tool_call_finished":
+            case "run_started":
                 return
+            case "tool_call_started":
+                if self._working is not None:
+                    await self._working.tool(event.tool)
+                await self._show_task(event)
+            case "tool_call_finished":
+                await self._show_task(event)
             case "text_delta":
                 self._pending += event.text
-                self._wake.set()
+                self._wake.set()  # the flusher sends it while the status is cleared
+                if self._working is not None:
+                    await self._working.quiet()
             case "approval_required":
-                await self._finish_text()
+                await self._finish_text(cards="approval")  # its tool's card waits for the decision
                 await self._post_approval(event)
+                if self._working is not None:
+                    await self._working.quiet()  # waiting for people, not working
             case "approval_resolved":
                 await self._resolve_approval(event)
+                if self._working is not None and event.outcome != "expired":
+                    await self._working.thinking()
             case "file_output":
                 await self._finish_text()  # the file follows the words that introduce it
                 await self._client.files_upload_v2(
@@ -216,7 +277,9 @@ class SlackReply:
                     self._pending += "\n\n" + format_sources(event.sources, style)
                 if not self._sent and not self._pending.strip():
                     self._pending = event.text or "(no answer)"
-                await self._finish_text()
+                blocks = feedback_blocks(event.run_id) if self._feedback else None
+                if not await self._finish_text(blocks) and blocks is not None:
+                    await self._offer_feedback(blocks)
             case "run_failed":
                 await self._finish_text()
                 icon = ":arrows_counterclockwise:" if event.handed_over else ":warning:"  # the answer follows
@@ -225,14 +288,27 @@ class SlackReply:
                 except FAILED as exc:
                     self._not_shown = exc
 
-    async def _finish_text(self) -> None:
-        """Show the rest of the current part of the answer now and close it. If Slack refuses, what it refused is
-        given up (the run goes on) and the thread is told at the end of the run."""
+    async def _finish_text(self, blocks: list[dict[str, Any]] | None = None, cards: CardEnd = "error") -> bool:
+        """Show the rest of the current part of the answer now and close it, with ``blocks`` at its bottom when it
+        streams (True: they are there), and its tool cards still in progress ended as ``cards``. If Slack refuses,
+        what it refused is given up (the run goes on) and the thread is told at the end of the run."""
         try:
-            await self._finish_message()
+            return await self._finish_message(blocks, cards)
         except FAILED as exc:
             self._not_shown = exc
             self._stream, self._pending, self._sent = None, "", ""
+            return False
+
+    async def _offer_feedback(self, blocks: list[dict[str, Any]]) -> None:
+        """The feedback buttons in a message of their own, where they could not end the streamed answer (it was
+        posted and updated, or its last part was a file); not under an answer Slack refused to show."""
+        if self._not_shown is not None or self._feedback_refused:
+            return
+        try:
+            await self._post(FEEDBACK_PROMPT, blocks)
+        except FAILED as exc:
+            _log.info("could not offer feedback buttons in %s (%s)", self._channel, _detail(exc))
+            self._metrics.platform_error("slack", _kind(exc))
 
     async def _say_not_shown(self, handle: RunHandle, error: Exception) -> None:
         """Some of the answer could not be shown: one short message says so (tried once), the log says why."""
@@ -295,42 +371,111 @@ class SlackReply:
 
     async def _stream_append(self, text: str) -> None:
         if self._stream is not None and len(self._sent) + len(text) > STREAM_LIMIT:
-            await self._stop_stream()
+            await self._stop_stream(cards="continued")
         if self._stream is None:
-            self._stream = await self._client.chat_stream(
-                buffer_size=1,
-                channel=self._channel,
-                thread_ts=self._thread_ts,
-                recipient_team_id=self._team_id,
-                recipient_user_id=self._user_id,
-            )
-        first = not self._sent
+            self._stream = await self._open_stream()
         await self._stream.append(markdown_text=text)
         self._sent += text
-        if first and self._posted is not None and self._stream.ts:  # buffer_size=1: started by this append
-            await self._posted(self._stream.ts)
+        await self._announce()
 
-    async def _stop_stream(self) -> None:
+    async def _open_stream(self) -> AsyncChatStream:
+        """A stream for the next message of the answer; it starts (chat.startStream) with its first append."""
+        return await self._client.chat_stream(
+            buffer_size=1,  # every append is sent at once: this class decides when
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            recipient_team_id=self._team_id,
+            recipient_user_id=self._user_id,
+        )
+
+    async def _announce(self) -> None:
+        """Tell ``posted`` the ts of the streamed message once it exists (started by the first append)."""
+        ts = self._stream.ts if self._stream is not None else None
+        if ts and ts != self._announced:
+            self._announced = ts
+            if self._posted is not None:
+                await self._posted(ts)
+
+    async def _show_task(self, event: ToolCallStarted | ToolCallFinished) -> None:
+        """A tool call as a task update in the stream, after the words before it; nothing where Slack does not
+        take task updates, or streams nothing here."""
+        if self._streaming_refused or self._tasks.refused is not None or self._not_shown is not None:
+            return
+        async with self._sending:
+            text, self._pending = self._pending, ""
+            try:
+                if self._stream is not None and len(self._sent) + len(text) > STREAM_LIMIT:
+                    await self._stop_stream(cards="continued")
+                if self._stream is None:
+                    self._stream = await self._open_stream()
+                await self._stream.append(chunks=[*([MarkdownTextChunk(text=text)] if text else []), task_chunk(event)])
+            except FAILED as exc:
+                self._pending = text + self._pending  # the words go with the next text instead
+                if isinstance(exc, SlackApiError) and _kind(exc) != "ratelimited" and exc.response.status_code < 500:
+                    self._tasks.refuse(_kind(exc))  # this workspace takes no task updates: plain text from now on
+                _log.info("a task update in %s was not shown: %s", self._channel, _detail(exc))
+                return
+            self._sent += text
+            self._last_send = time.monotonic()
+            if event.type == "tool_call_started":
+                self._cards[event.call_id or event.tool] = event
+            else:
+                self._cards.pop(event.call_id or event.tool, None)
+            await self._announce()
+
+    def _closing_cards(self, end: CardEnd) -> list[Chunk] | None:
+        """The final state of the tool cards of the message being closed that are still in progress."""
+        cards, self._cards = self._cards, {}
+        return [ended_card(event, end) for event in cards.values()] or None
+
+    async def _stop(
+        self, stream: AsyncChatStream, text: str, blocks: list[dict[str, Any]] | None, cards: CardEnd = "error"
+    ) -> bool:
+        """chat.stopStream with the last words, the cards still in progress ended as ``cards``, and ``blocks`` at
+        the bottom (True: they are there). Slack refusing the blocks does not cost the answer its end: it is
+        stopped again without them."""
+        chunks = self._closing_cards(cards)
+        try:
+            await stream.stop(markdown_text=text or None, blocks=blocks, chunks=chunks)
+        except SlackApiError as exc:
+            if blocks is None or _kind(exc) == "ratelimited":
+                raise
+            _log.info(
+                "Slack refused the feedback buttons in %s (%s); the answer ends without them",
+                self._channel,
+                _detail(exc),
+            )
+            self._feedback_refused = True
+            await stream.stop(chunks=chunks)  # the last words are still in the stream's buffer
+            return False
+        return blocks is not None
+
+    async def _stop_stream(self, blocks: list[dict[str, Any]] | None = None, cards: CardEnd = "error") -> bool:
         stream, self._stream = self._stream, None
         self._sent = ""
-        if stream is not None:
-            await stream.stop()
+        if stream is None or stream.ts is None:  # never started (a task update Slack refused): nothing to end
+            self._cards = {}
+            return False
+        return await self._stop(stream, "", blocks, cards)
 
-    async def _finish_message(self) -> None:
-        """Send everything pending and close the current message."""
+    async def _finish_message(self, blocks: list[dict[str, Any]] | None = None, cards: CardEnd = "error") -> bool:
+        """Send everything pending and close the current message, with ``blocks`` at the bottom of a streamed one
+        (True: they are there) and its cards still in progress ended as ``cards``."""
         async with self._sending:
             stream = self._stream
             if stream is not None and self._pending and len(self._sent) + len(self._pending) <= STREAM_LIMIT:
                 # The last words go with chatStopStream: one call, not two.
                 text, self._pending = self._pending, ""
                 self._stream, self._sent = None, ""
-                await stream.stop(markdown_text=text)
+                return await self._stop(stream, text, blocks, cards)
         await self._send_pending()
+        attached = False
         if self._stream is not None:
-            await self._stop_stream()
+            attached = await self._stop_stream(blocks, cards)
         if self._live is not None:
             await self._live.finish()
         self._sent = ""
+        return attached
 
     async def _post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> str:
         response = await self._client.chat_postMessage(

@@ -83,8 +83,8 @@ def context_from_replies(
     items: list[dict[str, str]] = []
     for message in messages:
         ts = str(message.get("ts") or "")
-        if not ts or float(ts) >= float(before_ts):
-            continue
+        if not ts or float(ts) >= float(before_ts) or message.get("subtype") == "assistant_app_thread":
+            continue  # (an assistant thread's first message is Slack's own: its title, no words)
         text = strip_mentions(str(message.get("text") or ""))
         if not text:
             continue

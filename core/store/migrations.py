@@ -601,3 +601,18 @@ def m020_images(db: Database) -> None:
 def m021_reasoning_effort(db: Database) -> None:
     """An API assistant's ``reasoning_effort`` (null: the model's own), passed to its runs' model calls."""
     db.table("assistants").add_column("reasoning_effort", str)
+
+
+@MIGRATIONS()
+def m022_run_feedback(db: Database) -> None:
+    """Feedback on answers (core/feedback.py): one vote, ``up`` or ``down``, per person per run, replaced when
+    they vote again (``voted_at``: their latest). Votes go with their run when retention deletes it."""
+    db.execute(
+        "CREATE TABLE run_feedback ("
+        " run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+        " voter TEXT NOT NULL,"  # the person's user key (slack:U123)
+        " vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),"
+        " voted_at REAL NOT NULL,"
+        " PRIMARY KEY (run_id, voter))"
+    )
+    db.execute("CREATE INDEX run_feedback_voted_at ON run_feedback (voted_at)")

@@ -56,12 +56,17 @@ __all__ = [
     "ResponsePost",
     "Uploaded",
     "app_mention",
+    "assistant_thread_context_changed",
+    "assistant_thread_message",
+    "assistant_thread_started",
     "block_action",
     "block_action_payload",
     "bot_message",
     "channel_message",
     "dm_message",
     "event_callback",
+    "feedback_press",
+    "feedback_press_payload",
     "file_share_message",
     "file_shared",
     "signed_headers",
@@ -80,6 +85,7 @@ _FIRST_TS_SECONDS = 1_700_000_000
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "chunks", "unfurls", "files")
 _MAX_TEXT = 40_000  # chat.postMessage truncates beyond this; longer answers msg_too_long
 _MAX_BLOCKS = 50
+_TASK_STATUSES = ("pending", "in_progress", "complete", "error")
 
 
 class Call(NamedTuple):
@@ -127,6 +133,8 @@ class Posted:
     blocks: list[Any] | None = None
     streaming: bool = False  # True between chat.startStream and chat.stopStream
     updates: int = 0  # chat.update / chat.appendStream calls applied to it
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # streamed chunks other than text (task updates)
+    stop_blocks: list[Any] | None = None  # the blocks chat.stopStream put at the bottom of a streamed message
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,13 @@ class FakeSlack:
     (merged over generated defaults for ``conversations.info`` / ``users.info``), and files through
     ``add_file``. ``max_text``: the longest text chat.postMessage and chat.update take (longer:
     ``msg_too_long``).
+
+    Slack's AI surface: an assistant thread exists once ``say`` records its ``assistant_thread_started``
+    event (``assistant_threads``). ``assistant.threads.setStatus`` works there; elsewhere it answers
+    ``invalid_thread_ts``, unless ``status_in_any_thread`` (Slack's AI loading states in channels,
+    2026). Its current status per thread is in ``statuses``, titles in ``titles``, suggested prompts in
+    ``suggested``. ``refuse_chunks``: streamed chunk types refused with ``invalid_chunks`` (a workspace
+    without task updates).
     """
 
     bot_token: str = "xoxb-threadline-test"
@@ -172,6 +187,8 @@ class FakeSlack:
     # by default the fake answers 403, set this to get the login page instead.
     login_page_on_bad_token: bool = False
     max_text: int = _MAX_TEXT
+    status_in_any_thread: bool = False
+    refuse_chunks: set[str] = field(default_factory=set)
 
     calls: list[Call] = field(default_factory=list, init=False)
     messages: dict[str, Posted] = field(default_factory=dict, init=False)  # by ts
@@ -182,6 +199,10 @@ class FakeSlack:
     connections: int = field(default=0, init=False)  # Socket Mode connections ever opened
     uploads: list[Uploaded] = field(default_factory=list, init=False)  # files the app shared (upload v2)
     said: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)  # (channel, message): ``say``
+    assistant_threads: set[tuple[str, str]] = field(default_factory=set, init=False)  # (channel, thread ts)
+    statuses: dict[tuple[str, str], str] = field(default_factory=dict, init=False)  # (channel, thread ts): status
+    titles: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    suggested: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict, init=False)  # prompts
 
     def __post_init__(self) -> None:
         self._file_data: dict[str, tuple[bytes, str]] = {}
@@ -214,6 +235,8 @@ class FakeSlack:
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "assistant.threads.setStatus": self._set_status,
+            "assistant.threads.setTitle": self._set_title,
+            "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
             "conversations.open": self._conversations_open,
@@ -378,7 +401,22 @@ class FakeSlack:
 
     def say(self, event: dict[str, Any]) -> None:
         """Record a message a person wrote (a ``message`` or ``app_mention`` event, as the builders below
-        make), so that ``conversations.replies`` returns it as Slack would."""
+        make), so that ``conversations.replies`` returns it as Slack would. An ``assistant_thread_started``
+        event makes its thread an assistant thread, as opening the pane does."""
+        if event.get("type") == "assistant_thread_started":
+            thread = event.get("assistant_thread") or {}
+            channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
+            self.assistant_threads.add((channel, thread_ts))
+            root = {  # the thread's first message, Slack's own: its title is in assistant_app_thread
+                "type": "message",
+                "subtype": "assistant_app_thread",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": "",
+                "ts": thread_ts,
+                "assistant_app_thread": {"title": ""},
+            }
+            self.said.append((channel, root))
         if event.get("type") in ("message", "app_mention") and event.get("ts") and event.get("user"):
             fields = ("user", "text", "ts", "thread_ts", "team", "blocks")
             message = {"type": "message", **{k: event[k] for k in fields if k in event}}
@@ -736,6 +774,23 @@ class FakeSlack:
         ts = _require(params, "message_ts", "message_not_found")
         return {"channel": channel, "permalink": f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}"}
 
+    def _stream_chunks(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chunks of a stream call other than text, checked as Slack does: each has a type, a task update its
+        id, title and status; a type in ``refuse_chunks`` is refused."""
+        chunks = params.get("chunks") or []
+        if not isinstance(chunks, list):
+            raise _SlackError("invalid_chunks")
+        others = []
+        for chunk in chunks:
+            if not isinstance(chunk, dict) or not chunk.get("type"):
+                raise _SlackError("invalid_chunks")
+            task = chunk["type"] == "task_update"
+            if chunk["type"] in self.refuse_chunks or (task and not _is_task_update(chunk)):
+                raise _SlackError("invalid_chunks")
+            if chunk["type"] != "markdown_text":
+                others.append(chunk)
+        return others
+
     @staticmethod
     def _stream_text(params: dict[str, Any]) -> str:
         text = str(params.get("markdown_text") or "")
@@ -747,7 +802,8 @@ class FakeSlack:
     def _start_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = _require(params, "channel", "channel_not_found")
         thread_ts = _require(params, "thread_ts")
-        posted = Posted(channel, self._next_ts(), self._stream_text(params), thread_ts, streaming=True)
+        chunks = self._stream_chunks(params)
+        posted = Posted(channel, self._next_ts(), self._stream_text(params), thread_ts, streaming=True, chunks=chunks)
         self.messages[posted.ts] = posted
         return {"channel": channel, "ts": posted.ts}
 
@@ -760,16 +816,19 @@ class FakeSlack:
 
     def _append_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         posted = self._streaming_message(params)
+        posted.chunks += self._stream_chunks(params)
         posted.text += self._stream_text(params)
         posted.updates += 1
         return {"channel": posted.channel, "ts": posted.ts}
 
     def _stop_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         posted = self._streaming_message(params)
-        posted.text += self._stream_text(params)
+        chunks = self._stream_chunks(params)
         if params.get("blocks"):
             _check_blocks(params["blocks"])
-            posted.blocks = params["blocks"]
+            posted.stop_blocks = params["blocks"]
+        posted.chunks += chunks
+        posted.text += self._stream_text(params)
         posted.streaming = False
         return {"channel": posted.channel, "ts": posted.ts, "message": self._message_json(posted)}
 
@@ -795,11 +854,48 @@ class FakeSlack:
             _require(params, "name", "invalid_name"),
         )
 
+    def _assistant_thread(self, params: dict[str, Any], *, any_thread: bool = False) -> tuple[str, str]:
+        """(channel, thread ts) of an assistant.threads.* call: an assistant thread (or, with ``any_thread``,
+        any thread), else ``invalid_thread_ts`` as Slack answers."""
+        channel = _require(params, "channel_id", "channel_not_found")
+        if channel[:1] not in ("C", "D", "G"):
+            raise _SlackError("channel_not_found")
+        thread_ts = _require(params, "thread_ts", "invalid_thread_ts")
+        if not any_thread and (channel, thread_ts) not in self.assistant_threads:
+            raise _SlackError("invalid_thread_ts")
+        return channel, thread_ts
+
     def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
-        _require(params, "channel_id", "channel_not_found")
-        _require(params, "thread_ts")
-        if "status" not in params:
+        """Required: channel_id, thread_ts, status (empty clears it). In an assistant thread, or in any thread with
+        ``status_in_any_thread``; else invalid_thread_ts."""
+        if "status" not in params or not isinstance(params["status"], str):
             raise _SlackError("invalid_arguments")
+        where = self._assistant_thread(params, any_thread=self.status_in_any_thread)
+        loading = params.get("loading_messages")
+        if loading is not None and (not isinstance(loading, list) or len(loading) > 10):
+            raise _SlackError("invalid_arguments")
+        self.statuses[where] = params["status"]
+        return {}
+
+    def _set_title(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Required: channel_id, thread_ts, title; in an assistant thread only."""
+        where = self._assistant_thread(params)
+        self.titles[where] = _require(params, "title")
+        for channel, message in self.said:
+            if (channel, message.get("ts")) == where and "assistant_app_thread" in message:
+                message["assistant_app_thread"] = {"title": self.titles[where]}
+        return {}
+
+    def _set_suggested_prompts(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Required: channel_id, thread_ts, prompts (1 to 4, each a title and a message); in an assistant thread."""
+        where = self._assistant_thread(params)
+        prompts = params.get("prompts")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise _SlackError("invalid_arguments")
+        for prompt in prompts:
+            if not isinstance(prompt, dict) or not prompt.get("title") or not prompt.get("message"):
+                raise _SlackError("invalid_arguments")
+        self.suggested[where] = prompts
         return {}
 
     def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -925,6 +1021,36 @@ def _check_blocks(blocks: Any) -> None:
             raise _SlackError("invalid_blocks")
         if block["type"] == "actions" and len(block.get("elements", [])) > 25:
             raise _SlackError("invalid_blocks")
+        if block["type"] == "context_actions":
+            _check_context_actions(block)
+
+
+def _is_task_update(chunk: dict[str, Any]) -> bool:
+    return bool(chunk.get("id")) and bool(chunk.get("title")) and chunk.get("status") in _TASK_STATUSES
+
+
+def _check_context_actions(block: dict[str, Any]) -> None:
+    """A context actions block: 1 to 5 feedback buttons or icon buttons; feedback buttons have a positive and a
+    negative button, each a plain-text label (75 characters at most) and a value (2000 at most)."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+        raise _SlackError("invalid_blocks")
+    for element in elements:
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind not in ("feedback_buttons", "icon_button"):
+            raise _SlackError("invalid_blocks")
+        if kind == "feedback_buttons":
+            for side in ("positive_button", "negative_button"):
+                button = element.get(side)
+                text = button.get("text") if isinstance(button, dict) else None
+                if (
+                    not isinstance(text, dict)
+                    or text.get("type") != "plain_text"
+                    or not 0 < len(str(text.get("text") or "")) <= 75
+                    or not isinstance(button.get("value"), str)
+                    or not 0 < len(button["value"]) <= 2000
+                ):
+                    raise _SlackError("invalid_blocks")
 
 
 _LOGIN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
@@ -1060,6 +1186,36 @@ def bot_message(channel: str, text: str, ts: str, thread_ts: str | None = None) 
     return event | {"bot_id": BOT_ID, "app_id": APP_ID}
 
 
+def assistant_thread_started(
+    channel: str, user: str, thread_ts: str, *, viewing: str | None = None, team_id: str = TEAM_ID
+) -> dict[str, Any]:
+    """An ``assistant_thread_started`` event: ``user`` opened a new chat in the bot's assistant pane, a thread
+    ``thread_ts`` of their direct message ``channel`` with the bot; ``viewing``: the channel they were looking at."""
+    return {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": user,
+            "context": {"channel_id": viewing, "team_id": team_id, "enterprise_id": None} if viewing else {},
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": f"{thread_ts.split('.')[0]}.999999",
+    }
+
+
+def assistant_thread_context_changed(
+    channel: str, user: str, thread_ts: str, viewing: str, *, team_id: str = TEAM_ID
+) -> dict[str, Any]:
+    """An ``assistant_thread_context_changed`` event: with the pane open, ``user`` moved to channel ``viewing``."""
+    event = assistant_thread_started(channel, user, thread_ts, viewing=viewing, team_id=team_id)
+    return event | {"type": "assistant_thread_context_changed"}
+
+
+def assistant_thread_message(channel: str, user: str, text: str, ts: str, thread_ts: str) -> dict[str, Any]:
+    """A person's ``message`` in an assistant thread: a reply in a thread of their DM with the bot."""
+    return dm_message(channel, user, text, ts, thread_ts) | {"parent_user_id": user}
+
+
 def file_share_message(
     channel: str,
     user: str,
@@ -1144,8 +1300,10 @@ def block_action_payload(
     thread_ts: str | None = None,
     message_text: str = "",
     team_id: str = TEAM_ID,
+    action_type: str = "button",
 ) -> dict[str, Any]:
-    """A ``block_actions`` interaction (a button click on the bot's message); the payload in Socket Mode."""
+    """A ``block_actions`` interaction (a button click on the bot's message); the payload in Socket Mode.
+    ``action_type``: the element pressed (``button``; ``feedback_buttons`` for a thumbs up or down)."""
     message: dict[str, Any] = {
         "type": "message",
         "user": BOT_USER_ID,
@@ -1183,7 +1341,7 @@ def block_action_payload(
                 "block_id": block_id,
                 "text": {"type": "plain_text", "text": value, "emoji": True},
                 "value": value,
-                "type": "button",
+                "type": action_type,
                 "action_ts": f"{int(time.time())}.000001",
             }
         ],
@@ -1216,4 +1374,35 @@ def block_action(
         message_text=message_text,
         team_id=team_id,
     )
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def feedback_press_payload(
+    message: Posted, value: str, user_id: str, response_url: str, *, team_id: str = TEAM_ID
+) -> dict[str, Any]:
+    """A press on the feedback buttons the bot put under ``message`` (``chat.stopStream`` blocks, or a message
+    of their own): the ``block_actions`` payload Slack sends, for the button whose value is ``value``."""
+    blocks = message.stop_blocks or message.blocks or []
+    block = next(b for b in blocks if b.get("type") == "context_actions")
+    element = next(e for e in block["elements"] if e.get("type") == "feedback_buttons")
+    if value not in (element["positive_button"]["value"], element["negative_button"]["value"]):
+        raise ValueError(f"no feedback button has the value {value!r}")
+    return block_action_payload(
+        element.get("action_id", ""),
+        value,
+        user_id,
+        message.channel,
+        message.ts,
+        response_url,
+        block_id=block.get("block_id", ""),
+        thread_ts=message.thread_ts,
+        message_text=message.text,
+        team_id=team_id,
+        action_type="feedback_buttons",
+    )
+
+
+def feedback_press(message: Posted, value: str, user_id: str, response_url: str, *, team_id: str = TEAM_ID) -> bytes:
+    """:func:`feedback_press_payload` as Slack POSTs it in HTTP mode: form-encoded ``payload=<json>``."""
+    payload = feedback_press_payload(message, value, user_id, response_url, team_id=team_id)
     return urlencode({"payload": json.dumps(payload)}).encode()
