@@ -5,7 +5,7 @@ The words are the same on every platform; an adapter only adds its markup (an em
 
 from __future__ import annotations
 
-__all__ = ["ANSWER_NOT_SHOWN", "CUT_OFF_ANSWER"]
+__all__ = ["ANSWER_NOT_SHOWN", "APPROVAL_NOT_SHOWN", "CUT_OFF_ANSWER"]
 
 # The platform refused to show an answer (or part of it) even after its client's retries: posted once, in
 # the same conversation, as a short message of its own. The details are in the log.
@@ -16,3 +16,9 @@ ANSWER_NOT_SHOWN = (
 # A half-written answer a stopped process left, where the process that took the run over writes the answer
 # in a message of its own below it.
 CUT_OFF_ANSWER = "I was restarted while writing this answer; it follows below, in full."
+# The platform refused the Approve / Deny buttons of a tool call: nobody could decide it, and the run would hold
+# its conversation until the approval expired. The run is stopped instead, and this is said once.
+APPROVAL_NOT_SHOWN = (
+    "I needed someone to approve {tool}, but could not show the Approve / Deny buttons here, so I stopped this "
+    "answer. Please ask again; if this keeps happening, ask whoever runs this bot to check its log."
+)

@@ -549,6 +549,28 @@ async def _approval_message(harness: Harness) -> dict[str, Any]:
     return next(m for m in fake.bot_messages(CHANNEL_ID) if _buttons(m))
 
 
+async def test_approval_buttons_discord_refuses_stop_the_run_with_one_short_message(harness: Harness) -> None:
+    """Nobody could press buttons that are not there, and the run would hold its channel until the approval
+    expired: it is stopped, the channel told once, and the next question answered at once."""
+    fake = harness.fake
+    fake.refuse("POST", POSTS, status=400, code=50035, when=lambda body: bool((body or {}).get("components")))
+    await fake.send_message("please deploy billing")
+
+    def notes() -> list[str]:
+        return [m["content"] for m in fake.bot_messages(CHANNEL_ID) if m["content"].startswith("⚠️")]
+
+    await fake.wait_until(lambda: bool(notes()), what="the note that the buttons could not be shown")
+    assert harness.bot is not None
+    store = harness.bot.service.store
+    later = await fake.send_message("still there?")
+    await harness.answer(later, ending="still there?")
+    [note] = notes()  # not also "Cancelled."
+    assert "could not show the Approve / Deny buttons" in note
+    runs = await store.thread_runs(await store.current_thread(f"discord:{GUILD_ID}:{CHANNEL_ID}"))
+    assert runs[0].status == "cancelled"
+    assert not [e for e in team_tools.TIMELINE if e.startswith("deploy")]
+
+
 async def test_approve_runs_the_tool_and_a_refused_press_changes_nothing(harness: Harness) -> None:
     fake = harness.fake
     question = await fake.send_message("please deploy billing")

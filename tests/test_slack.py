@@ -293,6 +293,31 @@ def button_value(message: Any) -> str:
     return str(actions["elements"][0]["value"])
 
 
+async def test_approval_buttons_slack_refuses_stop_the_run_with_one_short_message(harness: Harness) -> None:
+    """Nobody could press buttons that are not there, and the run would hold its thread until the approval
+    expired: it is stopped, the thread told once, and the next question answered at once."""
+    harness.slack.fail_next("chat.postMessage", "invalid_blocks", status=200)  # the approval's message
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000030.000100"))
+
+    def told() -> bool:
+        return any("could not show the Approve / Deny buttons" in m.text for m in harness.slack.thread(CHANNEL, TS30))
+
+    await harness.slack.wait_until(told, what="the note that the buttons could not be shown")
+    await harness.answer(CHANNEL, TS30, 1)
+    assert harness.bot is not None
+    run = (await harness.bot.service.store.thread_runs(await harness.bot.service.store.current_thread(KEY30)))[-1]
+    assert run.status == "cancelled"
+    notes = [m.text for m in harness.slack.thread(CHANNEL, TS30) if "warning" in m.text]
+    assert len(notes) == 1, notes  # not also "Cancelled."
+    assert team_tools.TIMELINE == []  # the tool never ran
+    await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> and now?", "1700000031.000100"))
+    assert await harness.answer(CHANNEL, "1700000031.000100") == ["Answer to: and now?"]
+
+
+TS30 = "1700000030.000100"
+KEY30 = channel_key(TEAM_ID, CHANNEL)
+
+
 async def test_approve_button_runs_the_tool(harness: Harness) -> None:
     await harness.event(app_mention(CHANNEL, ALICE, "<@U_BOT> deploy billing", "1700000010.000100"))
     message = await approval_message(harness, "1700000010.000100")

@@ -91,7 +91,7 @@ class ThreadlineBot(commands.Bot):
         )
         self.service = service
         self.settings = settings
-        self.replies = Replies(settings.edit_interval, service.metrics, keep=service.showing)
+        self.replies = Replies(settings.edit_interval, service.metrics, keep=service.showing, stop=service.cancel_run)
         self._logged_in = asyncio.Event()  # set once REST calls can be made (runs taken over wait for it)
 
     async def setup_hook(self) -> None:

@@ -25,7 +25,7 @@ from bots.live import EditBudget, LiveText
 from core.events import ApprovalRequired, Event
 from core.handles import RunHandle
 from core.metrics import Metrics
-from core.notices import ANSWER_NOT_SHOWN, CUT_OFF_ANSWER
+from core.notices import ANSWER_NOT_SHOWN, APPROVAL_NOT_SHOWN, CUT_OFF_ANSWER
 
 __all__ = ["MESSAGE_LIMIT", "DiscordReply", "Replies", "message_ids", "reply_ref"]
 
@@ -158,10 +158,14 @@ class DiscordReply:
         metrics: Metrics | None = None,
         earlier: Sequence[discord.PartialMessage] = (),
         posted: Posted | None = None,
+        stop: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """``earlier``: the messages a stopped process had begun this run's answer in (written into, not below);
-        ``posted``: told the messages that show the answer (``reply_ref``), for a takeover after a crash."""
+        ``posted``: told the messages that show the answer (``reply_ref``), for a takeover after a crash;
+        ``stop``: ends the run, when the buttons of an approval it waits for cannot be shown."""
         self._channel = channel
+        self._end_run = stop
+        self._ended_for_approval = False
         self._budget = budget
         self._metrics = metrics or Metrics()
         self._sink = _ChannelSink(channel, reply_to, earlier=earlier, posted=posted)
@@ -233,6 +237,8 @@ class DiscordReply:
             case "run_failed":
                 self._stop_typing()
                 await self._finish_text()
+                if self._ended_for_approval and event.status == "cancelled":
+                    return  # its "Cancelled." would say it twice
                 try:
                     await self._channel.send(f"⚠️ {event.message}", allowed_mentions=NO_PINGS)
                 except FAILED as exc:
@@ -265,7 +271,17 @@ class DiscordReply:
     async def _post_approval(self, event: ApprovalRequired) -> None:
         self._answered = True  # text before the question was shown; what follows is a new part
         content, view = approval_message(event)
-        message = await self._channel.send(content, view=view, allowed_mentions=NO_PINGS)
+        try:
+            message = await self._channel.send(content, view=view, allowed_mentions=NO_PINGS)
+        except FAILED as exc:
+            # Nobody could press what is not there, and the run would hold its channel until the approval expired.
+            _log.warning("could not show the approval buttons for %s (%s)", event.tool, _detail(exc))
+            self._metrics.platform_error("discord", "approval_not_shown")
+            if self._end_run is not None:
+                self._ended_for_approval = True
+                await self._end_run()
+            await self._channel.send(f"⚠️ {APPROVAL_NOT_SHOWN.format(tool=event.tool)}", allowed_mentions=NO_PINGS)
+            return
         self._approvals[event.approval_id] = (message, event.arguments)
 
     # -- typing -------------------------------------------------------------------------------
@@ -298,9 +314,17 @@ class DiscordReply:
 class Replies:
     """Which runs this process is showing, and how a run is shown."""
 
-    def __init__(self, interval: float, metrics: Metrics | None = None, keep: Keep | None = None) -> None:
-        """``keep``: keeps the messages that show a run's answer with the run (``service.showing``)."""
+    def __init__(
+        self,
+        interval: float,
+        metrics: Metrics | None = None,
+        keep: Keep | None = None,
+        stop: Callable[[str], Awaitable[object]] | None = None,
+    ) -> None:
+        """``keep``: keeps the messages that show a run's answer with the run (``service.showing``); ``stop``: ends
+        a run by its id (``service.cancel_run``), when an approval it waits for cannot be shown."""
         self._interval = interval
+        self._stop = stop
         self._metrics = metrics or Metrics()  # counts Discord calls that failed or were retried
         self._keep = keep
         self._budget = EditBudget(EDITS_PER_SECOND)
@@ -329,6 +353,7 @@ class Replies:
             metrics=self._metrics,
             earlier=earlier,
             posted=partial(self._keep, handle.run_id) if self._keep is not None else None,
+            stop=partial(self._stop, handle.run_id) if self._stop is not None else None,
         )
         task = asyncio.current_task()
         assert task is not None

@@ -271,6 +271,7 @@ class SlackAdapter:
                 metrics=self._service.metrics,
                 working=working,
                 tasks=self._tasks,
+                stop=lambda: self._service.cancel_run(handle.run_id),
             )
             await reply.render(handle)
         finally:

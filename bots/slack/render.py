@@ -35,7 +35,7 @@ from bots.slack.tasks import CardEnd, TaskUpdates, ended_card, task_chunk
 from core.events import ApprovalRequired, ApprovalResolved, Event, ToolCallFinished, ToolCallStarted
 from core.handles import RunHandle
 from core.metrics import Metrics
-from core.notices import ANSWER_NOT_SHOWN
+from core.notices import ANSWER_NOT_SHOWN, APPROVAL_NOT_SHOWN
 
 __all__ = [
     "APPROVE_ACTION",
@@ -193,12 +193,16 @@ class SlackReply:
         working: Working | None = None,
         tasks: TaskUpdates | None = None,
         feedback: bool = True,
+        stop: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """``posted``: told the ts of each message the answer is written into (the core keeps it with the run);
         ``metrics``: counts Slack calls that failed; ``working``: the thread's status, told what the run does;
         ``tasks``: whether Slack takes task updates (shared by a process's replies); ``feedback``: buttons
-        under a completed answer."""
+        under a completed answer; ``stop``: ends the run, when the buttons of an approval it waits for cannot be
+        shown (nobody could decide it)."""
         self._client = client
+        self._end_run = stop
+        self._ended_for_approval = False
         self._posted = posted
         self._metrics = metrics or Metrics()
         self._channel = channel_id
@@ -282,6 +286,8 @@ class SlackReply:
                     await self._offer_feedback(blocks)
             case "run_failed":
                 await self._finish_text()
+                if self._ended_for_approval and event.status == "cancelled":
+                    return
                 icon = ":arrows_counterclockwise:" if event.handed_over else ":warning:"  # the answer follows
                 try:
                     await self._post(f"{icon} {event.message}")
@@ -486,7 +492,19 @@ class SlackReply:
     # -- approvals ----------------------------------------------------------------------------
 
     async def _post_approval(self, event: ApprovalRequired) -> None:
-        ts = await self._post(f"Approve {event.tool}?", approval_blocks(event))
+        try:
+            ts = await self._post(f"Approve {event.tool}?", approval_blocks(event))
+        except FAILED as exc:
+            # Nobody could press what is not there, and the run would hold its thread until the approval expired.
+            _log.warning(
+                "could not show the approval buttons for %s in %s (%s)", event.tool, self._channel, _detail(exc)
+            )
+            self._metrics.platform_error("slack", "approval_not_shown")
+            if self._end_run is not None:
+                self._ended_for_approval = True  # its "Cancelled." would say it twice
+                await self._end_run()
+            await self._post(f":warning: {APPROVAL_NOT_SHOWN.format(tool=event.tool)}")  # (refused: logged, below)
+            return
         self._approvals[event.approval_id] = _PostedApproval(ts, event.tool, event.arguments)
 
     async def _resolve_approval(self, event: ApprovalResolved) -> None:
