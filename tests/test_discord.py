@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -128,19 +129,37 @@ class Harness:
         return after()
 
 
-@pytest.fixture
-async def harness(
-    tmp_path: Path, fake_model: FakeOpenAI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+@contextlib.asynccontextmanager
+async def running_harness(
+    tmp_path: Path,
+    model: FakeOpenAI,
+    settings: Settings,
+    *,
+    assistants: str = DISCORD_ASSISTANTS,
+    fake: FakeDiscord | None = None,
+    **start: Any,
 ) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "discord-assistants.toml"
-    assistants.write_text(DISCORD_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeDiscord() as fake:
+    """The bot on the fake Discord gateway (a new one, or ``fake``), with ``assistants`` as its assistants file
+    and the chat script; ``start``: DiscordSettings overrides. Stopped at the end."""
+    path = tmp_path / "discord-assistants.toml"
+    path.write_text(assistants)
+    model.script = chat_script
+    async with contextlib.AsyncExitStack() as stack:
+        if fake is None:
+            fake = await stack.enter_async_context(FakeDiscord())
         fake.patch_discord()  # discord.py keeps its endpoints on classes: restored when the fake exits
-        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
-        await h.start()
+        h = Harness(fake, model, replace(settings, assistants_file=path))
+        await h.start(**start)
+        try:
+            yield h
+        finally:
+            await h.stop()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
+    async with running_harness(tmp_path, fake_model, settings) as h:
         yield h
-        await h.stop()
 
 
 # -- conversation ---------------------------------------------------------------------------------

@@ -7,16 +7,15 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from core.settings import Settings
-from tests.fakes.discord_server import CHANNEL_ID, DM_CHANNEL_ID, GUILD_ID, FakeDiscord
+from tests.fakes.discord_server import CHANNEL_ID, DM_CHANNEL_ID, GUILD_ID
 from tests.fakes.files import png_image
 from tests.fakes.openai_server import FakeOpenAI, image_urls
-from tests.test_discord import DISCORD_ASSISTANTS, Harness, chat_script
+from tests.test_discord import DISCORD_ASSISTANTS, Harness, running_harness
 
 VISION_ASSISTANTS = (
     DISCORD_ASSISTANTS.replace('model = "fake-model"', 'model = "fake-model"\nvision = true')
@@ -32,18 +31,9 @@ KEY = f"discord:{GUILD_ID}:{CHANNEL_ID}"
 
 
 @pytest.fixture
-async def harness(
-    tmp_path: Path, fake_model: FakeOpenAI, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "vision-assistants.toml"
-    assistants.write_text(VISION_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeDiscord() as fake:
-        fake.patch_discord()
-        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
-        await h.start()
+async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
+    async with running_harness(tmp_path, fake_model, settings, assistants=VISION_ASSISTANTS) as h:
         yield h
-        await h.stop()
 
 
 def data_url(data: bytes) -> str:

@@ -5,7 +5,6 @@ else is left alone; follow-ups need the Message Content intent, asked for only w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,15 @@ from bots.discord.app import intents
 from bots.discord.config import DiscordSettings
 from core.errors import ConfigError
 from core.settings import Settings
-from tests.fakes.discord_server import BOB, MESSAGE_CONTENT_INTENT, FakeDiscord
+from tests.fakes.discord_server import BOB, MESSAGE_CONTENT_INTENT
 from tests.fakes.openai_server import FakeOpenAI, last_user_text
-from tests.test_discord import DISCORD_ASSISTANTS, Harness, chat_script
+from tests.test_discord import Harness, running_harness
 
 
 @pytest.fixture
 async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "discord-assistants.toml"
-    assistants.write_text(DISCORD_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeDiscord() as fake:
-        fake.patch_discord()
-        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
-        await h.start()
+    async with running_harness(tmp_path, fake_model, settings) as h:
         yield h
-        await h.stop()
 
 
 def _said(request: dict[str, Any]) -> list[tuple[str, str]]:
@@ -126,23 +118,15 @@ async def test_follow_ups_without_indexing_every_message_ask_for_the_intent(
     with pytest.raises(ConfigError, match="DISCORD_THREAD_FOLLOWUPS='off' is not a choice"):
         DiscordSettings.from_env(env | {"DISCORD_THREAD_FOLLOWUPS": "off"})
 
-    assistants = tmp_path / "discord-assistants.toml"
-    assistants.write_text(DISCORD_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeDiscord() as fake:
-        fake.patch_discord()
-        h = Harness(fake, fake_model, replace(settings, assistants_file=assistants))
-        await h.start(index_files="mentions")
-        try:
-            assert not fake.identify_payloads[-1]["intents"] & MESSAGE_CONTENT_INTENT
-            question = await fake.send_message("hello")
-            (answer,) = await h.answer(question, ending="hello")
-            thread = await fake.start_thread(answer)
-            unread = await fake.send_message("unread follow-up", channel_id=thread, mention_bot=False)
-            mentioned = await fake.send_message("read mention", channel_id=thread)
-            await h.answer(mentioned, ending="read mention")
-            assert not any("unread" in last_user_text(r) for r in fake_model.chat_requests)
-            [sent] = [d.data for d in fake.dispatched if d.event == "MESSAGE_CREATE" and d.data["id"] == unread["id"]]
-            assert sent["content"] == ""  # as Discord sends it without the intent
-        finally:
-            await h.stop()
+    async with running_harness(tmp_path, fake_model, settings, index_files="mentions") as h:
+        fake = h.fake
+        assert not fake.identify_payloads[-1]["intents"] & MESSAGE_CONTENT_INTENT
+        question = await fake.send_message("hello")
+        (answer,) = await h.answer(question, ending="hello")
+        thread = await fake.start_thread(answer)
+        unread = await fake.send_message("unread follow-up", channel_id=thread, mention_bot=False)
+        mentioned = await fake.send_message("read mention", channel_id=thread)
+        await h.answer(mentioned, ending="read mention")
+        assert not any("unread" in last_user_text(r) for r in fake_model.chat_requests)
+        [sent] = [d.data for d in fake.dispatched if d.event == "MESSAGE_CREATE" and d.data["id"] == unread["id"]]
+        assert sent["content"] == ""  # as Discord sends it without the intent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -143,17 +144,35 @@ def _is_reply(message: Posted) -> bool:
     return not message.blocks and bool(message.text or not message.chunks)
 
 
+@contextlib.asynccontextmanager
+async def running_harness(
+    tmp_path: Path,
+    model: FakeOpenAI,
+    settings: Settings,
+    *,
+    assistants: str = SLACK_ASSISTANTS,
+    members: list[str] | None = None,
+    **start: Any,
+) -> AsyncIterator[Harness]:
+    """The bot in Slack's HTTP mode against a fake Slack whose CHANNEL has ``members``, with ``assistants`` as its
+    assistants file and the chat script; ``start``: SlackSettings overrides. Stopped at the end."""
+    path = tmp_path / "slack-assistants.toml"
+    path.write_text(assistants)
+    model.script = chat_script
+    async with FakeSlack(members={CHANNEL: members or [ALICE, "U_BOB"]}) as slack:
+        h = Harness(slack, model, replace(settings, assistants_file=path), tmp_path)
+        await h.start(**start)
+        try:
+            yield h
+        finally:
+            await h.stop()
+            await h.http.close()
+
+
 @pytest.fixture
 async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "slack-assistants.toml"
-    assistants.write_text(SLACK_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeSlack(members={CHANNEL: [ALICE, "U_BOB"]}) as slack:
-        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants), tmp_path)
-        await h.start()
+    async with running_harness(tmp_path, fake_model, settings) as h:
         yield h
-        await h.stop()
-        await h.http.close()
 
 
 async def test_mention_gets_a_streamed_reply_in_its_thread(harness: Harness) -> None:

@@ -16,8 +16,8 @@ import pytest
 from core.settings import Settings
 from tests.fakes.files import png_image
 from tests.fakes.openai_server import FakeOpenAI, image_urls, last_user_text
-from tests.fakes.slack_server import TEAM_ID, FakeSlack, app_mention, file_share_message
-from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, chat_script
+from tests.fakes.slack_server import TEAM_ID, app_mention, file_share_message
+from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, running_harness
 
 VISION_ASSISTANTS = (
     SLACK_ASSISTANTS.replace('model = "fake-model"', 'model = "fake-model"\nvision = true')
@@ -36,15 +36,9 @@ INDEXED_NOTES = "Indexed notes.txt (1 chunk)."
 @pytest.fixture
 async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
     """The Slack harness with an assistant that can see images, which it shows up to 0.02 MB each."""
-    assistants = tmp_path / "vision-assistants.toml"
-    assistants.write_text(VISION_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeSlack(members={CHANNEL: [ALICE, "U_BOB"]}) as slack:
-        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants, max_image_mb=0.02), tmp_path)
-        await h.start()
+    vision = replace(settings, max_image_mb=0.02)
+    async with running_harness(tmp_path, fake_model, vision, assistants=VISION_ASSISTANTS) as h:
         yield h
-        await h.stop()
-        await h.http.close()
 
 
 def data_url(data: bytes) -> str:

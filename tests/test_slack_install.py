@@ -10,7 +10,6 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -23,7 +22,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack, app_mention, event_callback
-from tests.test_slack import ALICE, SLACK_ASSISTANTS, Harness, chat_script
+from tests.test_slack import ALICE, Harness, running_harness
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_SECRET = "a-long-random-state-secret"
@@ -32,18 +31,11 @@ CHANNEL = "C_TEAM"
 
 @pytest.fixture
 async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "slack-assistants.toml"
-    assistants.write_text(SLACK_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeSlack(members={CHANNEL: [ALICE]}) as slack:
-        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants), tmp_path)
-        await h.start(**_many(slack))
+    async with running_harness(tmp_path, fake_model, settings, members=[ALICE], **_many(FakeSlack)) as h:
         yield h
-        await h.stop()
-        await h.http.close()
 
 
-def _many(slack: FakeSlack) -> dict[str, Any]:
+def _many(slack: FakeSlack | type[FakeSlack]) -> dict[str, Any]:
     return {
         "bot_token": None,
         "client_id": slack.client_id,

@@ -37,7 +37,7 @@ from tests.fakes.slack_server import (
     file_share_message,
     slash_command_form,
 )
-from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, chat_script
+from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, running_harness
 
 BOB = "U_BOB"
 DM = "D_ALICE"  # Alice's direct message with the bot, where the pane's chats are threads
@@ -55,15 +55,8 @@ PANE_ASSISTANTS = (
 
 @pytest.fixture
 async def harness(tmp_path: Path, fake_model: FakeOpenAI, settings: Settings) -> AsyncIterator[Harness]:
-    assistants = tmp_path / "pane-assistants.toml"
-    assistants.write_text(PANE_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeSlack(members={CHANNEL: [ALICE, BOB]}) as slack:
-        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants), tmp_path)
-        await h.start()
+    async with running_harness(tmp_path, fake_model, settings, assistants=PANE_ASSISTANTS, members=[ALICE, BOB]) as h:
         yield h
-        await h.stop()
-        await h.http.close()
 
 
 def statuses(slack: FakeSlack, channel: str, thread_ts: str) -> list[str]:

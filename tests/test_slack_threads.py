@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,13 @@ from core.settings import Settings
 from tests.fakes.openai_server import Answer, FakeOpenAI, Reply, last_user_text
 from tests.fakes.slack_server import (
     TEAM_ID,
-    FakeSlack,
     app_mention,
     channel_message,
     dm_message,
     event_callback,
     file_share_message,
 )
-from tests.test_slack import ALICE, CHANNEL, SLACK_ASSISTANTS, Harness, chat_script
+from tests.test_slack import ALICE, CHANNEL, Harness, chat_script, running_harness
 
 BOB = "U_BOB"
 TOP = "1700000100.000100"  # a top-level mention; its Slack thread is TOP
@@ -41,15 +39,8 @@ async def harness(
     tmp_path: Path, fake_model: FakeOpenAI, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[Harness]:
     caplog.set_level(logging.DEBUG, logger="bots.slack.adapter")
-    assistants = tmp_path / "slack-assistants.toml"
-    assistants.write_text(SLACK_ASSISTANTS)
-    fake_model.script = chat_script
-    async with FakeSlack(members={CHANNEL: [ALICE, BOB]}) as slack:
-        h = Harness(slack, fake_model, replace(settings, assistants_file=assistants), tmp_path)
-        await h.start()
+    async with running_harness(tmp_path, fake_model, settings, members=[ALICE, BOB]) as h:
         yield h
-        await h.stop()
-        await h.http.close()
 
 
 def _contents(request: dict[str, Any], *, names: bool = False) -> list[tuple[str, str]]:

@@ -74,12 +74,13 @@ class ConversationCog(commands.Cog):
         key, scope = channel_key(guild_id, message.channel.id), parent_key(message.channel, guild_id)
         addressed = message.guild is None or self._mentions_me(message)
         context: list[dict[str, str]] = []
-        if scope is not None:  # a thread: its conversation begins with the exchange it was started from
+        if scope is not None and (addressed or self._may_follow_up(message)):
+            # A thread: its conversation begins with the exchange it was started from, and the bot is part of it
+            # once it is known or was started from an exchange (then a follow-up needs no mention).
             state = await self._service.conversation_state(key)
             if not state.known:
                 context = await self._service.exchange(scope, str(message.channel.id))
-            if not addressed and self._may_follow_up(message):
-                addressed = state.known or bool(context)
+            addressed = addressed or state.known or bool(context)
         if message.attachments and self._indexes_files(addressed):
             await self._add_files(message)
         if not addressed:
