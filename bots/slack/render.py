@@ -195,7 +195,7 @@ class SlackReply:
 
     async def _show(self, event: Event) -> None:
         match event.type:
-            case "run_started" | "tool_call_started" | "tool_call_finished":
+            case "run_started" | "tool_call_delta" | "tool_call_started" | "tool_call_finished":
                 return
             case "text_delta":
                 self._pending += event.text
