@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from core.api_objects import NewMessage, api_channel
@@ -22,7 +22,7 @@ from core.handles import RunHandle
 from core.models import TERMINAL_STATUSES, AssistantRecord, MessageRecord, Page, PageQuery, Run, ThreadRecord
 from core.run_errors import RunError, run_error
 from core.run_spec import RunSpec
-from core.store.api_runs import AnswerIds, RunActive, RunStepRecord, answer_ids
+from core.store.api_runs import AnswerIds, RunActive, RunStepRecord, ToolCallRecord, answer_ids, tool_step_id
 
 if TYPE_CHECKING:
     from core.service import Threadline
@@ -36,7 +36,9 @@ __all__ = [
     "RunRequest",
     "RunStepRecord",
     "RunView",
+    "ToolCallRecord",
     "answer_ids",
+    "tool_step_id",
     "vector_store_ids",
 ]
 
@@ -202,11 +204,29 @@ class ApiRuns:
         return RunView(run, spec, status, pending, run_error(run.status, run.last_error, run.model))
 
     async def tool_step(self, run: Run, call_id: str) -> RunStepRecord | None:
-        """The tool-call step of one call."""
+        """The tool-call step one call belongs to."""
         for step in await self._runs.steps(run.id):
-            if step.call_id == call_id:
-                return step
+            if step.call(call_id) is not None:
+                return (await self._shown([step]))[0]
         return None
+
+    async def step_of(self, run: Run, step_id: str) -> RunStepRecord | None:
+        for step in await self._runs.steps(run.id):
+            if step.id == step_id:
+                return (await self._shown([step]))[0]
+        return None
+
+    async def file_ids(self, knowledge_ids: Sequence[str]) -> dict[str, str]:
+        """The ids their owner uploaded these knowledge-base files under (those that were API uploads)."""
+        return await self._runs.upload_ids(sorted(set(knowledge_ids)))
+
+    async def _shown(self, steps: list[RunStepRecord]) -> list[RunStepRecord]:
+        """The steps with the file ids their owner knows in their file search results."""
+        found = [r["file_id"] for step in steps for call in step.calls for r in _results(call)]
+        uploads = await self.file_ids(found) if found else {}
+        if not uploads:
+            return steps
+        return [replace(step, calls=tuple(_with_file_ids(call, uploads) for call in step.calls)) for step in steps]
 
     async def tool_call_count(self, run: Run) -> int:
         """How many tool calls the run has made so far: with :func:`answer_ids`, names its next message."""
@@ -252,14 +272,15 @@ class ApiRuns:
 
     async def steps(self, owner: str, thread_id: str, run_id: str, query: PageQuery) -> Page[RunStepRecord]:
         run = await self.get(owner, thread_id, run_id)
-        return await self._runs.step_page(run.id, query)
+        page = await self._runs.step_page(run.id, query)
+        return replace(page, items=await self._shown(page.items))
 
     async def step(self, owner: str, thread_id: str, run_id: str, step_id: str) -> RunStepRecord:
         run = await self.get(owner, thread_id, run_id)
-        for step in await self._runs.steps(run.id):
-            if step.id == step_id:
-                return step
-        raise UnknownObject("run step", step_id)
+        step = await self.step_of(run, step_id)
+        if step is None:
+            raise UnknownObject("run step", step_id)
+        return step
 
     async def message_ids(self, run: Run) -> list[str]:
         """The assistant messages the run wrote (for its message-creation step)."""
@@ -270,3 +291,15 @@ class ApiRuns:
         if thread is None:
             raise UnknownObject("thread", thread_id)
         return thread
+
+
+def _results(call: ToolCallRecord) -> list[dict[str, Any]]:
+    results = call.details.get("results")
+    return [r for r in results if isinstance(r, dict) and r.get("file_id")] if isinstance(results, list) else []
+
+
+def _with_file_ids(call: ToolCallRecord, uploads: Mapping[str, str]) -> ToolCallRecord:
+    if not _results(call):
+        return call
+    results = [r | {"file_id": uploads.get(r["file_id"], r["file_id"])} for r in _results(call)]
+    return replace(call, details={**call.details, "results": results})

@@ -11,6 +11,7 @@ from typing import Literal
 __all__ = [
     "ApprovalRequired",
     "ApprovalResolved",
+    "Citation",
     "Event",
     "FileOutput",
     "RunCompleted",
@@ -18,6 +19,7 @@ __all__ = [
     "RunStarted",
     "Source",
     "TextDelta",
+    "ToolCallDelta",
     "ToolCallFinished",
     "ToolCallStarted",
 ]
@@ -31,10 +33,41 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """Where an answer cites a passage file search returned: the marker (``[2]``), its offsets in the text of
+    the message being written, and the file's id (the knowledge base's; core/citations.py)."""
+
+    text: str
+    start_index: int
+    end_index: int
+    file_id: str
+
+
+@dataclass(frozen=True)
 class TextDelta:
+    """The next words of the message the model is writing; ``citations``: the markers these words complete."""
+
     run_id: str
     text: str
+    citations: tuple[Citation, ...] = ()
     type: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """The model is writing a tool call: ``arguments`` is the next fragment of its JSON arguments (empty when
+    the call begins).
+
+    The calls of one model response make one step, ``step_id`` (the id it is stored under), and ``index`` is
+    the call's place among them (0, 1, ...). ``ToolCallStarted`` follows once the call is complete."""
+
+    run_id: str
+    step_id: str
+    call_id: str
+    index: int
+    tool: str
+    arguments: str
+    type: Literal["tool_call_delta"] = "tool_call_delta"
 
 
 @dataclass(frozen=True)
@@ -125,6 +158,7 @@ class FileOutput:
 Event = (
     RunStarted
     | TextDelta
+    | ToolCallDelta
     | ToolCallStarted
     | ToolCallFinished
     | ApprovalRequired

@@ -3,6 +3,10 @@
 openai-agents does the loop (model → tool calls, concurrently → model ...), tool schemas,
 tool errors as results, approvals and the serialisable paused state. This module maps its
 stream onto Threadline's events and run steps, and its outcome onto run statuses.
+
+The tool calls of one model response are one run step (core/store/api_runs.py, ``tool_step_id``):
+the stream names it as the model begins the first call (``ToolCallDelta``, with each call's
+arguments as they are written), and the step is stored before any of its tools runs.
 """
 
 from __future__ import annotations
@@ -11,22 +15,25 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agents import Agent, MaxTurnsExceeded, RunConfig, RunContextWrapper, RunHooks, Runner
-from agents.items import ToolApprovalItem, ToolCallItem, ToolCallOutputItem
+from agents.items import ModelResponse, ToolApprovalItem, ToolCallItem, ToolCallOutputItem
 from agents.run_config import ToolErrorFormatterArgs
 from agents.run_state import RunState
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from agents.tool_context import ToolContext
 
+from core import tool_details
 from core.budgets import BudgetExceeded
+from core.citations import completed_by
 from core.conversation_items import stored
-from core.events import Event, Source, TextDelta, ToolCallFinished, ToolCallStarted
+from core.events import Citation, Event, Source, TextDelta, ToolCallDelta, ToolCallFinished, ToolCallStarted
 from core.model_client import describe_model_error, endpoint_problem, is_model_error
 from core.run_budget import RunBudget
 from core.store import Store
+from core.store.api_runs import tool_step_id
 
 __all__ = ["PendingCall", "RunSegment", "SegmentOutcome"]
 
@@ -35,6 +42,7 @@ _log = logging.getLogger(__name__)
 MAX_TURNS = 12
 # What a cut-off answer is stored with, so that the thread (and the model, next time) knows it was not finished.
 CUT_OFF_NOTE = "\n\n[This answer was cut off here.]"
+_MARKER_TAIL = len("[999")  # the longest start of a citation marker that words to come can complete
 Emit = Callable[[Event], Awaitable[None]]
 
 
@@ -79,12 +87,17 @@ class RunSegment:
         ``budget``: reserves every model call against the budgets that apply (None: none do)."""
         self._store = store
         self._stepped: dict[str, asyncio.Future[None]] = {}  # the writes of tool steps, by call id
-        self._hooks = _RunHooks(budget, self._record_step)
+        self._steps: dict[str, tuple[str, int]] = {}  # (step id, index) of each call of the run's model responses
+        self._hooks = _RunHooks(budget, self._record_step, self._record_response)
         self._run_id = run_id
         self._emit = emit
         self._timeout = timeout
         self._refused = refused
         self._partial: list[str] = []  # the text of the model's answer in progress, as streamed so far
+        self._written = 0  # its length
+        self._tail = ""  # its last characters, where a citation marker may have begun
+        self._calls: dict[int, tuple[str, str]] = {}  # the response's tool calls by output index: (call id, tool)
+        self._context: Any = None  # the run's context (what its tools found)
         # A call to a tool that is not offered (refused by the policy, or one the model made up) is
         # answered with an error the model can read, instead of failing the run.
         self._config = RunConfig(
@@ -127,6 +140,7 @@ class RunSegment:
             run_config=self._config,
             hooks=self._hooks,
         )
+        self._context = result.context_wrapper.context
         try:
             async with asyncio.timeout(self._timeout):
                 async for event in result.stream_events():
@@ -202,24 +216,30 @@ class RunSegment:
         )
 
     async def _record_step(self, call_id: str, name: str, arguments: str) -> None:
-        """The tool call's step, once (from the hook before the tool runs, or from the stream's event)."""
+        """The tool call's step, once (from the hooks before the tool runs, or from the stream's event)."""
         written = self._stepped.get(call_id)
         if written is None:  # whichever comes first writes it; the other waits until it is written
             written = self._stepped[call_id] = asyncio.ensure_future(
-                self._store.add_tool_step_once(self._run_id, call_id, name, arguments)
+                self._store.add_tool_step_once(self._run_id, call_id, name, arguments, self._steps.get(call_id))
             )
         await asyncio.shield(written)
 
+    def _in_step(self, call_ids: list[str]) -> None:
+        """The calls of one model response, in order: one step, named by the first."""
+        if call_ids:
+            step_id = tool_step_id(self._run_id, call_ids[0])
+            for index, call_id in enumerate(call_ids):
+                self._steps.setdefault(call_id, (step_id, index))
+
+    async def _record_response(self, calls: list[tuple[str, str, str]]) -> None:
+        """A model response's (call id, tool, arguments), recorded as their step before any of its tools runs."""
+        self._in_step([call_id for call_id, _, _ in calls])
+        for call_id, name, arguments in calls:
+            await self._record_step(call_id, name, arguments)
+
     async def _on_event(self, event: Any) -> None:
         if isinstance(event, RawResponsesStreamEvent):
-            data = event.data
-            kind = getattr(data, "type", "")
-            if kind in {"response.created", "response.completed"}:  # completed: its text is among the run's items
-                self._partial.clear()
-            delta = getattr(data, "delta", None)
-            if kind == "response.output_text.delta" and isinstance(delta, str) and delta:
-                self._partial.append(delta)
-                await self._emit(TextDelta(self._run_id, delta))
+            await self._on_raw(event.data)
             return
         if not isinstance(event, RunItemStreamEvent):
             return
@@ -237,25 +257,77 @@ class RunSegment:
                 output_raw.get("call_id", "") if isinstance(output_raw, dict) else getattr(output_raw, "call_id", "")
             )
             output = item.output if isinstance(item.output, str) else json.dumps(item.output, default=str)
-            tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output)
+            details = tool_details.take(self._context, call_id)
+            tool = await self._store.finish_tool_step(self._run_id, call_id, "completed", output, details)
             await self._emit(ToolCallFinished(self._run_id, call_id, tool or "", output))
+
+    async def _on_raw(self, data: Any) -> None:
+        """The model's stream: its words, and its tool calls as it writes them."""
+        kind = getattr(data, "type", "")
+        if kind in {"response.created", "response.completed"}:  # completed: its text is among the run's items
+            self._partial.clear()
+            self._written, self._tail = 0, ""
+            self._calls.clear()
+        delta = getattr(data, "delta", None)
+        if kind == "response.output_text.delta" and isinstance(delta, str) and delta:
+            await self._text(delta)
+        elif kind == "response.output_item.added" and getattr(data.item, "type", "") == "function_call":
+            call_id, name = str(data.item.call_id or ""), str(data.item.name or "")
+            self._calls[int(data.output_index)] = (call_id, name)
+            self._in_step([c for c, _ in self._calls.values()])
+            await self._call_delta(call_id, name, "")
+        elif kind == "response.function_call_arguments.delta" and isinstance(delta, str) and delta:
+            call = self._calls.get(int(getattr(data, "output_index", -1)))
+            if call is not None:
+                await self._call_delta(*call, delta)
+
+    async def _text(self, delta: str) -> None:
+        """Words of the model's message, with the citations they complete (offsets into the message)."""
+        before = self._tail
+        self._partial.append(delta)
+        self._written += len(delta)
+        self._tail = (before + delta)[-_MARKER_TAIL:]
+        cited: tuple[Citation, ...] = ()
+        if "]" in delta and (sources := _sources(self._context)):
+            offset = self._written - len(delta) - len(before)  # where ``before`` begins in the message
+            cited = tuple(
+                replace(c, start_index=c.start_index + offset, end_index=c.end_index + offset)
+                for c in completed_by(before + delta, len(before), sources)
+            )
+        await self._emit(TextDelta(self._run_id, delta, cited))
+
+    async def _call_delta(self, call_id: str, name: str, arguments: str) -> None:
+        step_id, index = self._steps.get(call_id, (tool_step_id(self._run_id, call_id), 0))
+        await self._emit(ToolCallDelta(self._run_id, step_id, call_id, index, name, arguments))
 
 
 class _RunHooks(RunHooks[Any]):
     """What must happen before a model call or a tool call, awaited by the run loop before it:
 
     - a model call is reserved against the run's budgets (when any apply);
-    - a tool call's step is recorded before the tool runs, so that a crash in between is known to
-      have started a tool (such a run is not answered again: the tool might run twice). The stream's
-      own ``tool_called`` event can come after the tool has begun."""
+    - the tool calls of a model response are recorded as their step before any of them runs (and a
+      tool call's step, if it is not yet, before the tool runs), so that a crash in between is known
+      to have started a tool (such a run is not answered again: the tool might run twice). The
+      stream's own ``tool_called`` event can come after the tool has begun."""
 
-    def __init__(self, budget: RunBudget | None, record: Callable[[str, str, str], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        budget: RunBudget | None,
+        record: Callable[[str, str, str], Awaitable[None]],
+        record_response: Callable[[list[tuple[str, str, str]]], Awaitable[None]],
+    ) -> None:
         self._budget = budget
         self._record = record
+        self._record_response = record_response
 
     async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Any) -> None:
         if isinstance(context, ToolContext):
             await self._record(context.tool_call_id, context.tool_name, context.tool_arguments)
+
+    async def on_llm_end(self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse) -> None:
+        calls = [_function_call(item) for item in response.output if getattr(item, "type", "") == "function_call"]
+        if calls:
+            await self._record_response(calls)
 
     async def on_llm_start(
         self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: list[Any]
@@ -270,15 +342,23 @@ class _RunHooks(RunHooks[Any]):
 
 def cited_sources(text: str, context: Any) -> tuple[Source, ...]:
     """The file-search passages the answer cites as [n]; all of them when it cites none by number."""
-    found = context.get("sources") if isinstance(context, dict) else None
-    if not found:
-        return ()
-    sources = [
-        Source(int(s["number"]), str(s["file_name"]), str(s.get("location") or ""), s.get("link"), s.get("file_id"))
-        for s in found
-    ]
+    sources = _sources(context)
     cited = [s for s in sources if f"[{s.number}]" in text]
     return tuple(cited or sources)
+
+
+def _sources(context: Any) -> list[Source]:
+    """The passages the run's file search returned so far, by number."""
+    found = context.get("sources") if isinstance(context, dict) else None
+    return [
+        Source(int(s["number"]), str(s["file_name"]), str(s.get("location") or ""), s.get("link"), s.get("file_id"))
+        for s in found or ()
+    ]
+
+
+def _function_call(item: Any) -> tuple[str, str, str]:
+    """(call id, name, arguments) of a model response's function call."""
+    return str(item.call_id or ""), str(item.name or ""), str(item.arguments or "")
 
 
 def _call_id(item: ToolApprovalItem) -> str:

@@ -79,9 +79,9 @@ async def test_a_client_function_pauses_the_run_until_the_client_submits_its_out
     done = await runs.get(OWNER, thread.id, run.id)
     assert done.status == "completed"
     steps = (await runs.steps(OWNER, thread.id, run.id, PageQuery(order="asc"))).items
-    assert [(s.type, s.tool_name, s.output) for s in steps] == [
-        ("tool_calls", "get_weather", "sunny, 21 C"),
-        ("message_creation", None, None),
+    assert [(s.type, [(c.tool_name, c.output) for c in s.calls]) for s in steps] == [
+        ("tool_calls", [("get_weather", "sunny, 21 C")]),
+        ("message_creation", []),
     ]
     messages = await service.objects.list_messages(OWNER, thread.id, PageQuery(order="asc"))
     assert messages is not None

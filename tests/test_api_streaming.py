@@ -13,7 +13,7 @@ import pytest
 from openai.lib.streaming import AsyncAssistantEventHandler
 from openai.types.beta import AssistantStreamEvent
 from openai.types.beta.threads import Message, Text, TextDelta
-from openai.types.beta.threads.runs import RunStep, ToolCall
+from openai.types.beta.threads.runs import RunStep, ToolCall, ToolCallDelta
 
 from bots.api.app import ApiServer
 from bots.api.config import ApiSettings
@@ -35,6 +35,8 @@ class Recorder(AsyncAssistantEventHandler):
         self.created: list[Message] = []
         self.done: list[Message] = []
         self.tool_calls: list[ToolCall] = []
+        self.tool_deltas: list[ToolCallDelta] = []
+        self.tools_done: list[ToolCall] = []
         self.steps_created: list[RunStep] = []
         self.steps_done: list[RunStep] = []
         self.texts_done: list[str] = []
@@ -60,6 +62,12 @@ class Recorder(AsyncAssistantEventHandler):
 
     async def on_tool_call_created(self, tool_call: ToolCall) -> None:
         self.tool_calls.append(tool_call)
+
+    async def on_tool_call_delta(self, delta: ToolCallDelta, snapshot: ToolCall) -> None:
+        self.tool_deltas.append(delta)
+
+    async def on_tool_call_done(self, tool_call: ToolCall) -> None:
+        self.tools_done.append(tool_call)
 
     async def on_run_step_created(self, run_step: RunStep) -> None:
         self.steps_created.append(run_step)
@@ -129,9 +137,12 @@ async def test_the_function_calling_loop_streamed(client_a: openai.AsyncOpenAI, 
     assert first.events[-1] == "thread.run.requires_action"
     assert first.events[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
     assert "thread.run.step.delta" in first.events
-    [created] = first.tool_calls
+    [created], [done] = first.tool_calls, first.tools_done
     assert created.type == "function"
-    assert (created.function.name, json.loads(created.function.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert (created.function.name, created.function.arguments) == ("get_weather", "")  # as the model begins it
+    assert done.type == "function"
+    assert (done.function.name, json.loads(done.function.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert len(first.tool_deltas) > 1  # the arguments stream as the model writes them
     [call] = first.required
     assert call.id == created.id
     run = first.current_run

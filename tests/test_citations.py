@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.citations import Citation, citations
+from core.citations import Citation, citations, completed_by
 from core.events import Source
 
 
@@ -21,3 +21,14 @@ def test_each_marker_of_a_returned_passage_becomes_a_citation_with_its_place_and
 def test_no_sources_or_no_file_ids_give_no_citations() -> None:
     assert citations("See [1].", []) == []
     assert citations("See [1].", [Source(1, "a.md", "", None)]) == []
+
+
+def test_streamed_words_carry_the_citations_they_complete_once_each() -> None:
+    sources = [Source(1, "a.md", "", None, "kb_a"), Source(12, "b.md", "", None, "kb_b")]
+    text = "Yes [1], and [12]. Not [3]."
+    seen: list[Citation] = []
+    for end in range(1, len(text) + 1):  # one character at a time: every marker split every way
+        seen += completed_by(text[:end], end - 1, sources)
+    assert seen == [Citation("[1]", 4, 7, "kb_a"), Citation("[12]", 13, 17, "kb_b")]
+    assert completed_by(text, 6, sources) == [Citation("[1]", 4, 7, "kb_a"), Citation("[12]", 13, 17, "kb_b")]
+    assert completed_by(text, 7, sources) == [Citation("[12]", 13, 17, "kb_b")]  # [1] ended before these words

@@ -50,7 +50,7 @@ from bots.api.requests import (
     ThreadUpdate,
 )
 from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit
-from bots.api.serialize_runs import STREAM_EVENTS
+from bots.api.serialize_runs import FILE_SEARCH_CONTENT, STREAM_EVENTS
 from core.api_files import PURPOSES
 from core.file_records import FILE_STATUSES
 
@@ -133,6 +133,11 @@ def _page(max_limit: int = MAX_LIMIT, default_limit: int = 20) -> tuple[Query, .
 
 
 _STATUS_FILTER = Query("filter", {"type": "string", "enum": list(FILE_STATUSES)}, "Only files with this status.")
+_INCLUDE = Query(
+    "include[]",
+    {"type": "array", "items": {"type": "string", "enum": [FILE_SEARCH_CONTENT]}},
+    "Steps' file search results carry their passages' text.",
+)
 
 Multipart = Literal["multipart"]
 Stream = Literal["stream"]  # a Run, or with ``stream: true`` the run's server-sent events
@@ -221,7 +226,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("post", "/v1/threads/runs", "createThreadAndRun", "Create a thread and run it", "stream",
         body=ThreadAndRunCreate, errors=_UPDATE),
     _op("post", _THREAD + "/runs", "createRun", "Run an assistant on a thread", "stream", body=RunCreate,
-        errors=_UPDATE),
+        query=(_INCLUDE,), errors=_UPDATE),
     _op("get", _THREAD + "/runs", "listRuns", "List a thread's runs", Run, list_of=True, query=_page(),
         errors=_LIST_IN),
     _op("get", _RUN, "getRun", "Retrieve a run", Run, errors=_ONE),
@@ -229,9 +234,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("post", _RUN + "/cancel", "cancelRun", "Cancel a run", Run, errors=(400, 404)),
     _op("post", _RUN + "/submit_tool_outputs", "submitToolOutputsToRun", "Submit the outputs of function calls",
         "stream", body=ToolOutputsSubmit, errors=_UPDATE),
-    _op("get", _RUN + "/steps", "listRunSteps", "List a run's steps", RunStep, list_of=True, query=_page(),
-        errors=_LIST_IN),
-    _op("get", _RUN + "/steps/{step_id}", "getRunStep", "Retrieve a run step", RunStep, errors=_ONE),
+    _op("get", _RUN + "/steps", "listRunSteps", "List a run's steps", RunStep, list_of=True,
+        query=(*_page(), _INCLUDE), errors=_LIST_IN),
+    _op("get", _RUN + "/steps/{step_id}", "getRunStep", "Retrieve a run step", RunStep, query=(_INCLUDE,),
+        errors=(400, 404)),
     # files
     _op("post", "/v1/files", "createFile", "Upload a file", FileObject, body="multipart", errors=_CREATE),
     _op("get", "/v1/files", "listFiles", "List files", FileObject, list_of=True,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import Discriminator, Field, Tag
 
+from bots.api.errors import echo, invalid
 from bots.api.requests import (
     _TAG,
     MessageCreate,
@@ -23,10 +25,24 @@ from bots.api.requests import (
     _Body,
     _type_tag,
 )
+from bots.api.serialize_runs import FILE_SEARCH_CONTENT
 from core.api_objects import NewMessage
 from core.api_runs import RunRequest
 
-__all__ = ["RunCreate", "RunUpdate", "ThreadAndRunCreate", "ToolOutputsSubmit"]
+__all__ = ["RunCreate", "RunUpdate", "ThreadAndRunCreate", "ToolOutputsSubmit", "include_query"]
+
+
+def include_query(request: web.Request) -> frozenset[str]:
+    """The ``include[]`` query parameter of runs.create and the steps routes (the SDK sends ``include[]=...``),
+    or a 400 naming it: the old API knew one value, file search results with their passages' text."""
+    values = [*request.query.getall("include[]", []), *request.query.getall("include", [])]
+    for value in values:
+        if value != FILE_SEARCH_CONTENT:
+            raise invalid(
+                f"Invalid value for 'include': {echo(value)!r}. Supported values are: '{FILE_SEARCH_CONTENT}'.",
+                "include",
+            )
+    return frozenset(values)
 
 
 class FunctionName(_Body):

@@ -13,6 +13,14 @@ message-creation step of the run's answer included. A message the model wrote be
 tools is stored as well, but only the answer has a stored step: the step such a message gets in
 the stream cannot be retrieved later.
 
+Tool calls: the calls of one model response are one step (its id, too, is derived:
+``core.api_runs.tool_step_id``), created as the model begins its first call; each call is added
+to it (index 0, 1, ...) as the model begins it, and what the model writes streams as it writes it: a function's
+arguments as fragments, a ``code_interpreter`` call's code as ``code_interpreter.input``. A finished
+``code_interpreter`` call's outputs follow in a delta (for the step's last call: the SDK's handler
+takes a delta for an earlier call as a new call), and the step completes, typed and with every
+output, once all its calls are done.
+
 A client that goes away does not stop the run: the stream just stops writing.
 """
 
@@ -20,29 +28,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
 from bots.api import serialize, serialize_runs
+from bots.api.serialize_runs import CallStyle
 from core.api_objects import ApiObjects
 from core.api_runs import AnswerIds, ApiRuns, RunView, answer_ids
 from core.errors import UnknownObject
 from core.events import (
     ApprovalResolved,
+    Citation,
     Event,
     FileOutput,
     RunCompleted,
     RunFailed,
     RunStarted,
     TextDelta,
+    ToolCallDelta,
     ToolCallFinished,
     ToolCallStarted,
 )
 from core.handles import RunHandle
 from core.models import Run
+from core.streamed_json import StreamedString
 
 __all__ = ["RunStream"]
 
@@ -62,23 +74,60 @@ class _Message:
     ids: AnswerIds
     created_at: float
     parts: list[str] = field(default_factory=list)
+    annotations: int = 0  # how many its text has so far
+
+
+@dataclass
+class _Call:
+    """A call the model is writing: its place in its step, the type it shows as, the code it writes."""
+
+    index: int
+    kind: str
+    code: StreamedString | None = None
+
+
+@dataclass
+class _ToolStep:
+    """A tool-call step this stream created, until it ends."""
+
+    id: str
+    created_at: float
+    calls: dict[str, _Call] = field(default_factory=dict)  # by call id
+
+    @property
+    def last(self) -> int:
+        return max((call.index for call in self.calls.values()), default=0)
 
 
 class RunStream:
     """Writes one run's events to one client.
 
     ``tool_calls_before``: how many tool calls the run had made when the stream began (0 for a new
-    run); with those the stream sees, it names the messages the run writes.
+    run); with those the stream sees, it names the messages the run writes. ``include``: the run's
+    ``include[]`` (file search results with their passages).
     """
 
-    def __init__(self, runs: ApiRuns, objects: ApiObjects, owner: str, run: Run, *, tool_calls_before: int = 0) -> None:
+    def __init__(
+        self,
+        runs: ApiRuns,
+        objects: ApiObjects,
+        owner: str,
+        run: Run,
+        *,
+        tool_calls_before: int = 0,
+        include: Collection[str] = (),
+    ) -> None:
         self._runs = runs
         self._objects = objects
         self._owner = owner
         self._run = run
         self._tool_calls = tool_calls_before
+        self._include = include
+        self._style: CallStyle | None = None
         self._message: _Message | None = None
-        self._open_steps: list[str] = []  # call ids of tool steps started in this stream and not finished
+        self._steps: dict[str, _ToolStep] = {}  # tool-call steps created in this stream and not ended
+        self._ended_steps: set[str] = set()
+        self._file_ids: dict[str, str] = {}  # knowledge-base file ids the stream has cited, as their owner knows them
         self._in_progress = False
         self._response: web.StreamResponse | None = None
 
@@ -114,7 +163,8 @@ class RunStream:
 
     async def _on(self, event: Event) -> bool:
         """Send what ``event`` means to the client; True when the stream ends with it."""
-        if isinstance(event, ApprovalResolved | FileOutput):  # decisions are the client's; files are not shown
+        # Decisions are the client's; files are not shown; a call shows as the model writes it (ToolCallDelta).
+        if isinstance(event, ApprovalResolved | FileOutput | ToolCallStarted):
             return False
         if isinstance(event, RunStarted):
             await self._started()
@@ -128,17 +178,10 @@ class RunStream:
         if not self._in_progress:  # a stream that began with a submit_tool_outputs: the run resumed
             await self._started()
         if isinstance(event, TextDelta):
-            if self._message is None:
-                await self._open_message()
-            assert self._message is not None
-            self._message.parts.append(event.text)
-            await self._send(
-                "thread.message.delta", serialize_runs.message_delta(self._message.ids.message_id, event.text)
-            )
+            await self._text(event)
             return False
-        if isinstance(event, ToolCallStarted):
-            await self._close_message()
-            await self._tool_started(event.call_id)
+        if isinstance(event, ToolCallDelta):
+            await self._call_delta(event)
             return False
         if isinstance(event, ToolCallFinished):
             await self._tool_finished(event.call_id)
@@ -201,11 +244,17 @@ class RunStream:
                 ),
             )
             self._message = None
-        for call_id in self._open_steps:
-            step = await self._runs.tool_step(view.run, call_id)
+        style = await self._call_style()
+        for open_step in list(self._steps.values()):
+            step = await self._runs.step_of(view.run, open_step.id)
             if step is not None and step.status != "in_progress":
-                data = serialize_runs.run_step(step, view.run, message_id="", error=view.error)
+                data = serialize_runs.run_step(step, view.run, message_id="", error=view.error, style=style)
                 await self._send(f"thread.run.step.{step.status}", data)
+            elif step is None:  # the model was still writing its calls: none was recorded
+                data = serialize_runs.tool_step(
+                    open_step.id, view.run, status=event.status, created_at=open_step.created_at, ended_at=time.time()
+                )
+                await self._send(f"thread.run.step.{event.status}", data)
         await self._send(f"thread.run.{event.status}", serialize_runs.run(view))
 
     # -- messages and steps --------------------------------------------------------------------------
@@ -264,30 +313,84 @@ class RunStream:
             return serialize_runs.message_step(
                 ids.step_id, view.run, message_id=ids.message_id, status="completed", created_at=now, ended_at=now
             )
-        return serialize_runs.run_step(step, view.run, message_id=ids.message_id, error=None)
+        return serialize_runs.run_step(step, view.run, message_id=ids.message_id, error=None, style=CallStyle())
 
-    async def _tool_started(self, call_id: str) -> None:
-        self._tool_calls += 1
-        run = (await self._view()).run
-        step = await self._runs.tool_step(run, call_id)
-        if step is None:
-            return
-        self._open_steps.append(call_id)
-        created = serialize_runs.run_step(
-            replace(step, status="in_progress"), run, message_id="", error=None, calls=False
+    async def _text(self, event: TextDelta) -> None:
+        if self._message is None:
+            await self._open_message()
+        message = self._message
+        assert message is not None
+        message.parts.append(event.text)
+        cited: list[tuple[int, Citation]] = []
+        for citation in await self._owned(event.citations):
+            cited.append((message.annotations, citation))
+            message.annotations += 1
+        await self._send(
+            "thread.message.delta", serialize_runs.message_delta(message.ids.message_id, event.text, cited)
         )
-        await self._send("thread.run.step.created", created)
-        await self._send("thread.run.step.in_progress", created)
-        await self._send("thread.run.step.delta", serialize_runs.tool_step_delta(step))
+
+    async def _owned(self, citations: Sequence[Citation]) -> list[Citation]:
+        """The citations with the ids their files were uploaded under (an API upload's, else the knowledge base's)."""
+        unknown = [c.file_id for c in citations if c.file_id not in self._file_ids]
+        if unknown:
+            found = await self._runs.file_ids(unknown)
+            self._file_ids.update({file_id: found.get(file_id, file_id) for file_id in unknown})
+        return [replace(c, file_id=self._file_ids[c.file_id]) for c in citations]
+
+    async def _call_delta(self, event: ToolCallDelta) -> None:
+        """The model begins a call (and its step, with the first), or writes more of one."""
+        if event.step_id in self._ended_steps:
+            return
+        step = self._steps.get(event.step_id)
+        if step is None:
+            await self._close_message()
+            step = self._steps[event.step_id] = _ToolStep(event.step_id, time.time())
+            run = (await self._view()).run
+            created = serialize_runs.tool_step(step.id, run, status="in_progress", created_at=step.created_at)
+            await self._send("thread.run.step.created", created)
+            await self._send("thread.run.step.in_progress", created)
+        call = step.calls.get(event.call_id)
+        if call is None:
+            self._tool_calls += 1
+            style = await self._call_style()
+            kind = style.kind(event.tool)
+            code = StreamedString("code") if kind == "code_interpreter" else None
+            call = step.calls[event.call_id] = _Call(event.index, kind, code)
+            await self._send(
+                "thread.run.step.delta",
+                serialize_runs.call_begun(step.id, call.index, event.call_id, event.tool, style),
+            )
+        if not event.arguments:
+            return
+        if call.kind == "function":
+            await self._send(
+                "thread.run.step.delta", serialize_runs.function_arguments(step.id, call.index, event.arguments)
+            )
+        elif call.code is not None and (code_text := call.code.feed(event.arguments)):
+            await self._send("thread.run.step.delta", serialize_runs.code_input(step.id, call.index, code_text))
 
     async def _tool_finished(self, call_id: str) -> None:
+        """A call's tool is done: its outputs, and its step once every call of it is."""
         run = (await self._view()).run
         step = await self._runs.tool_step(run, call_id)
-        if step is None:
+        if step is None or step.id in self._ended_steps:
             return
-        if call_id in self._open_steps:
-            self._open_steps.remove(call_id)
-        await self._send("thread.run.step.completed", serialize_runs.run_step(step, run, message_id="", error=None))
+        streamed, record = self._steps.get(step.id), step.call(call_id)
+        call = streamed.calls.get(call_id) if streamed is not None else None
+        last = streamed.last if streamed is not None else None
+        if call is not None and record is not None and call.kind == "code_interpreter" and call.index == last:
+            await self._send("thread.run.step.delta", serialize_runs.call_outputs(step.id, call.index, record))
+        if step.status == "in_progress":  # other calls of it are still going (or wait for the client)
+            return
+        self._ended_steps.add(step.id)
+        self._steps.pop(step.id, None)
+        data = serialize_runs.run_step(step, run, message_id="", error=None, style=await self._call_style())
+        await self._send("thread.run.step.completed", data)
+
+    async def _call_style(self) -> CallStyle:
+        if self._style is None:
+            self._style = CallStyle.of(await self._view(), self._include)
+        return self._style
 
     # -- writing -----------------------------------------------------------------------------------
 

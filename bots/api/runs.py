@@ -21,8 +21,9 @@ from bots.api.auth import OWNER
 from bots.api.errors import invalid, not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import ThreadCreate, read_body
-from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit
+from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit, include_query
 from bots.api.run_stream import RunStream
+from bots.api.serialize_runs import CallStyle
 from core.api_objects import ApiObjects, ImageRefused
 from core.api_runs import ApiRuns, RunActive, RunEnded, RunView
 from core.errors import UnknownCursor, UnknownObject
@@ -73,6 +74,7 @@ class RunRoutes:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         owner, thread_id = request[OWNER], request.match_info["thread_id"]
+        include = include_query(request)  # what the stream's steps show
         body = await read_body(request, RunCreate)
         with _core_errors():
             run, handle = await self._runs.create(owner, thread_id, body.request())
@@ -81,7 +83,8 @@ class RunRoutes:
             return web.json_response(serialize_runs.run(view))
         data = serialize_runs.run(view)
         first = [("thread.run.created", data), ("thread.run.queued", data)]
-        return await RunStream(self._runs, self._objects, owner, run).respond(request, handle, first)
+        stream = RunStream(self._runs, self._objects, owner, run, include=include)
+        return await stream.respond(request, handle, first)
 
     async def create_thread_and_run(self, request: web.Request) -> web.StreamResponse:
         owner = request[OWNER]
@@ -158,23 +161,30 @@ class RunRoutes:
 
     async def list_steps(self, request: web.Request) -> web.Response:
         run = await self._run(request)
-        query = page_query(request)
+        query, include = page_query(request), include_query(request)
         with _core_errors():
             page = await self._runs.steps(request[OWNER], run.thread_id, run.id, query)
         view = await self._runs.view(run)
         message_id = ""
         if any(step.type == "message_creation" for step in page.items):
             message_id = await self._runs.answer_message_id(run)
-        data = [serialize_runs.run_step(s, run, message_id=message_id, error=view.error) for s in page.items]
+        style = CallStyle.of(view, include)
+        data = [
+            serialize_runs.run_step(s, run, message_id=message_id, error=view.error, style=style) for s in page.items
+        ]
         return web.json_response(list_body(data, page.has_more))
 
     async def retrieve_step(self, request: web.Request) -> web.Response:
         run = await self._run(request)
+        include = include_query(request)
         with _core_errors():
             step = await self._runs.step(request[OWNER], run.thread_id, run.id, request.match_info["step_id"])
         message_id = await self._runs.answer_message_id(run) if step.type == "message_creation" else ""
         view = await self._runs.view(run)
-        return web.json_response(serialize_runs.run_step(step, run, message_id=message_id, error=view.error))
+        style = CallStyle.of(view, include)
+        return web.json_response(
+            serialize_runs.run_step(step, run, message_id=message_id, error=view.error, style=style)
+        )
 
     async def _run(self, request: web.Request) -> Run:
         with _core_errors():

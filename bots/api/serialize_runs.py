@@ -1,15 +1,18 @@
 """Runs, run steps and the events of a streamed run, through the openai SDK's own types.
 
-Shapes as the old Assistants API had them. Threadline records each tool call as a step of its
-own (the old API grouped a model turn's parallel calls into one step), and every tool call, its
-own ``file_search`` and ``code_interpreter`` included, is shown as a ``function`` call with the
-tool's name, its arguments and its output: those are what Threadline keeps of them.
+Shapes as the old Assistants API had them. The tool calls of one model response are one step,
+indexed 0, 1, ... A run's ``file_search`` and ``code_interpreter`` tools show as the old API's
+typed calls (:class:`CallStyle`): ``code_interpreter`` with its ``input`` (the code) and its
+``outputs`` (``logs``, ``image``), ``file_search`` with its ``ranking_options`` and ``results``
+(their passages' text only when ``include[]`` asks for it); every other call is a ``function``
+call with its name, arguments and output.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -20,22 +23,34 @@ from openai.types.beta.threads.runs import RunStep, RunStepDeltaEvent
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel
 
-from core.api_runs import RunStepRecord, RunView
+from core.api_runs import RunStepRecord, RunView, ToolCallRecord
+from core.events import Citation
 from core.models import TERMINAL_STATUSES
 from core.models import Run as RunRecord
 from core.run_errors import RunError
 
 __all__ = [
+    "FILE_SEARCH_CONTENT",
     "STREAM_EVENTS",
+    "CallStyle",
+    "call_begun",
+    "call_outputs",
+    "code_input",
     "error_payload",
+    "function_arguments",
     "message_delta",
     "message_step",
     "run",
     "run_step",
     "stream_event",
     "streamed_message",
-    "tool_step_delta",
+    "tool_step",
 ]
+
+# The one value of ``include[]`` the old API knew: file search results with their passages' text.
+FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+TYPED_TOOLS = ("code_interpreter", "file_search")
+DEFAULT_RANKING = MappingProxyType({"ranker": "default_2024_08_21", "score_threshold": 0.0})
 
 # The stream's events by name: each one's ``data`` is checked against the SDK's type for it (and the OpenAPI
 # document describes the stream with these types).
@@ -48,6 +63,30 @@ STREAM_EVENTS: Mapping[str, type[BaseModel]] = MappingProxyType(
 )
 
 StepStatus = Literal["in_progress", "cancelled", "failed", "completed", "expired"]
+
+
+@dataclass(frozen=True)
+class CallStyle:
+    """How a run's tool calls show. ``typed``: the tools the run has as the old API's own tool types (a
+    ``function`` the client defined is shown as a function, whatever its name); ``ranking``: its file
+    search's ranking options; ``contents``: file search results carry their passages."""
+
+    typed: frozenset[str] = frozenset()
+    ranking: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RANKING)
+    contents: bool = False
+
+    @classmethod
+    def of(cls, view: RunView, include: Collection[str] = ()) -> CallStyle:
+        tools = [t for t in view.spec.tools if t.get("type") in TYPED_TOOLS]
+        ranking: dict[str, Any] = dict(DEFAULT_RANKING)
+        for tool in tools:
+            options = (tool.get("file_search") or {}).get("ranking_options") if tool["type"] == "file_search" else None
+            ranking.update(options if isinstance(options, dict) else {})
+        return cls(frozenset(str(t["type"]) for t in tools), ranking, FILE_SEARCH_CONTENT in include)
+
+    def kind(self, tool: str) -> str:
+        """The type a call to ``tool`` shows as."""
+        return tool if tool in self.typed else "function"
 
 
 def _dump(model: BaseModel, *, delta: bool = False) -> dict[str, Any]:
@@ -162,22 +201,63 @@ def _step(
     )
 
 
-def _function_call(step: RunStepRecord, *, output: bool = True) -> dict[str, Any]:
-    function: dict[str, str | None] = {"name": step.tool_name or "", "arguments": step.arguments or ""}
-    if output:
-        function["output"] = step.output
-    return {"id": step.call_id or step.id, "type": "function", "function": function}
+def _tool_call(call: ToolCallRecord, style: CallStyle) -> dict[str, Any]:
+    """A call as a step shows it, typed by its tool."""
+    kind = style.kind(call.tool_name)
+    done = call.status != "in_progress"
+    if kind == "code_interpreter":
+        outputs = _code_outputs(call) if done else []
+        return {"id": call.call_id, "type": kind, kind: {"input": _code(call.arguments), "outputs": outputs}}
+    if kind == "file_search":
+        results = [_result(r, style) for r in call.details.get("results") or ()] if done else []
+        return {"id": call.call_id, "type": kind, kind: {"ranking_options": dict(style.ranking), "results": results}}
+    function = {"name": call.tool_name, "arguments": call.arguments, "output": call.output}
+    return {"id": call.call_id, "type": "function", "function": function}
+
+
+def _code(arguments: str) -> str:
+    """The code a code_interpreter call runs: its ``code`` argument (the arguments as they are if not JSON)."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) else arguments
+
+
+def _code_outputs(call: ToolCallRecord) -> list[dict[str, Any]]:
+    """Its ``logs`` (what the code printed, else what the model read back), then its images."""
+    logs = call.details.get("logs") if "logs" in call.details else call.output
+    outputs: list[dict[str, Any]] = [{"type": "logs", "logs": logs}] if logs else []
+    images = call.details.get("images") or ()
+    outputs += [{"type": "image", "image": {"file_id": str(file_id)}} for file_id in images]
+    return outputs
+
+
+def _result(result: Mapping[str, Any], style: CallStyle) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "file_id": str(result.get("file_id") or ""),
+        "file_name": str(result.get("file_name") or ""),
+        "score": float(result.get("score") or 0.0),
+    }
+    if style.contents:
+        shown["content"] = [{"type": "text", "text": str(result.get("content") or "")}]
+    return shown
 
 
 def run_step(
-    step: RunStepRecord, record: RunRecord, *, message_id: str, error: RunError | None, calls: bool = True
+    step: RunStepRecord,
+    record: RunRecord,
+    *,
+    message_id: str,
+    error: RunError | None,
+    style: CallStyle,
 ) -> dict[str, Any]:
-    """A stored step; ``message_id``: the message of a message-creation step. ``calls=False``: a tool-call
-    step without its call yet (a stream's ``thread.run.step.created``; the call follows in a delta)."""
+    """A stored step; ``message_id``: the message of a message-creation step."""
     if step.type == "message_creation":
         details: dict[str, Any] = {"type": "message_creation", "message_creation": {"message_id": message_id}}
     else:
-        details = {"type": "tool_calls", "tool_calls": [_function_call(step)] if calls else []}
+        details = {"type": "tool_calls", "tool_calls": [_tool_call(call, style) for call in step.calls]}
     return _step(
         step.id,
         record,
@@ -187,6 +267,24 @@ def run_step(
         ended_at=step.completed_at,
         details=details,
         error=error,
+    )
+
+
+def tool_step(
+    step_id: str, record: RunRecord, *, status: StepStatus, created_at: float, ended_at: float | None = None
+) -> dict[str, Any]:
+    """A tool-call step as a stream knows it before it is stored: begun (``thread.run.step.created``; its
+    calls follow in deltas), or ended while the model was still writing its calls."""
+    details = {"type": "tool_calls", "tool_calls": []}
+    return _step(
+        step_id,
+        record,
+        kind="tool_calls",
+        status=status,
+        created_at=created_at,
+        ended_at=ended_at,
+        details=details,
+        error=None,
     )
 
 
@@ -207,19 +305,44 @@ def message_step(
     )
 
 
-def tool_step_delta(step: RunStepRecord) -> dict[str, Any]:
-    """The call of a tool-call step, as the one delta that carries it (index 0: one call per step)."""
-    call = {"index": 0, **_function_call(step, output=False)}
+def _step_delta(step_id: str, call: dict[str, Any]) -> dict[str, Any]:
     return _dump(
         RunStepDeltaEvent.model_validate(
             {
-                "id": step.id,
+                "id": step_id,
                 "object": "thread.run.step.delta",
                 "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}},
             }
         ),
         delta=True,
     )
+
+
+def call_begun(step_id: str, index: int, call_id: str, tool: str, style: CallStyle) -> dict[str, Any]:
+    """The delta that adds a call to its step, as the model begins it: nothing written yet."""
+    kind = style.kind(tool)
+    begun: dict[str, dict[str, Any]] = {
+        "code_interpreter": {"input": "", "outputs": []},
+        "file_search": {},
+        "function": {"name": tool, "arguments": "", "output": None},
+    }
+    return _step_delta(step_id, {"index": index, "id": call_id, "type": kind, kind: begun[kind]})
+
+
+def function_arguments(step_id: str, index: int, fragment: str) -> dict[str, Any]:
+    """The next fragment of a function call's arguments."""
+    return _step_delta(step_id, {"index": index, "type": "function", "function": {"arguments": fragment}})
+
+
+def code_input(step_id: str, index: int, code: str) -> dict[str, Any]:
+    """The next characters of the code a code_interpreter call runs."""
+    return _step_delta(step_id, {"index": index, "type": "code_interpreter", "code_interpreter": {"input": code}})
+
+
+def call_outputs(step_id: str, index: int, call: ToolCallRecord) -> dict[str, Any]:
+    """A finished code_interpreter call's outputs, as the delta that carries them."""
+    outputs = [{"index": i, **output} for i, output in enumerate(_code_outputs(call))]
+    return _step_delta(step_id, {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}})
 
 
 def streamed_message(
@@ -257,13 +380,27 @@ def streamed_message(
     )
 
 
-def message_delta(message_id: str, text: str) -> dict[str, Any]:
+def message_delta(message_id: str, text: str, cited: Sequence[tuple[int, Citation]] = ()) -> dict[str, Any]:
+    """The message's next words, with the file citations they complete: (the annotation's index in the
+    message's text, the citation with the file id its owner knows)."""
+    annotations = [
+        {
+            "index": index,
+            "type": "file_citation",
+            "text": c.text,
+            "start_index": c.start_index,
+            "end_index": c.end_index,
+            "file_citation": {"file_id": c.file_id},
+        }
+        for index, c in cited
+    ]
+    text_delta = {"value": text, "annotations": annotations}
     return _dump(
         MessageDeltaEvent.model_validate(
             {
                 "id": message_id,
                 "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+                "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
             }
         ),
         delta=True,

@@ -299,7 +299,7 @@ class ConsoleChannel:
                 if self._live:
                     self.say(f"· {event.tool}({event.arguments})")
                 return False
-            case "tool_call_finished":
+            case "tool_call_delta" | "tool_call_finished":
                 return streamed
             case "file_output":
                 path = await asyncio.to_thread(_save_output, self._service.settings.db_path.parent / "outputs", event)

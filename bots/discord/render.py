@@ -204,7 +204,7 @@ class DiscordReply:
 
     async def _show(self, event: Event) -> None:
         match event.type:
-            case "run_started" | "tool_call_finished":
+            case "run_started" | "tool_call_delta" | "tool_call_finished":
                 if not self._live.visible:
                     self._start_typing()
             case "tool_call_started":

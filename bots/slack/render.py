@@ -248,7 +248,7 @@ class SlackReply:
 
     async def _show(self, event: Event) -> None:
         match event.type:
-            case "run_started":
+            case "run_started" | "tool_call_delta":
                 return
             case "tool_call_started":
                 if self._working is not None:

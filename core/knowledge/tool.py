@@ -11,6 +11,7 @@ from typing import Any
 
 from agents import FunctionTool, RunContextWrapper
 
+from core import tool_details
 from core.knowledge.base import KnowledgeBase
 from core.tools import tool
 
@@ -46,6 +47,8 @@ def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
         if not keys:
             return "File search is not available in this conversation."
         hits = await knowledge.search_many(keys, query, k=RESULTS)
+        results = [{"file_id": h.file_id, "file_name": h.file_name, "score": h.score, "content": h.text} for h in hits]
+        tool_details.record(ctx, results=results)  # the call's run step shows them
         if not hits:
             where = "the attached files" if "collections" in context else "this channel's files"
             return f"No passage in {where} matches that. Try other words, or say the files don't cover it."

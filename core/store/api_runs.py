@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlite_utils import Database
@@ -23,7 +23,16 @@ from core.store.api_threads import NewMessageRow, _get_message, _get_thread, _in
 from core.store.paging import fetch_page
 from core.store.store import _APPROVAL_COLUMNS, _RUN_COLUMNS, Store, _run, new_id
 
-__all__ = ["ACTIVE_STATUSES", "AnswerIds", "RunActive", "RunStepRecord", "RunStore", "answer_ids"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "AnswerIds",
+    "RunActive",
+    "RunStepRecord",
+    "RunStore",
+    "ToolCallRecord",
+    "answer_ids",
+    "tool_step_id",
+]
 
 ACTIVE_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 _ACTIVE = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
@@ -54,35 +63,85 @@ def answer_ids(run_id: str, tool_calls_before: int) -> AnswerIds:
     return AnswerIds(message_id=f"msg_{digest[:24]}", step_id=f"step_{digest[24:48]}")
 
 
+def tool_step_id(run_id: str, first_call_id: str) -> str:
+    """The id of the step of one model response's tool calls, named by its first call.
+
+    Derived, like :func:`answer_ids`, so that a stream names the step as the model begins the call, and the
+    run stores it under that id once the response is complete.
+    """
+    digest = hashlib.sha256(f"{run_id}:calls:{first_call_id}".encode()).hexdigest()
+    return f"step_{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One call of a tool-call step; ``details``: what its tool recorded beyond the output (core/tool_details.py)."""
+
+    call_id: str
+    tool_name: str
+    arguments: str
+    output: str | None
+    status: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class RunStepRecord:
+    """A run step: a message creation, or the tool calls of one model response (``calls``, in order)."""
+
     id: str
     run_id: str
     type: str  # message_creation | tool_calls
     status: str
     created_at: float
     completed_at: float | None
-    tool_name: str | None
-    call_id: str | None
-    arguments: str | None
-    output: str | None
+    calls: tuple[ToolCallRecord, ...] = ()
+
+    def call(self, call_id: str) -> ToolCallRecord | None:
+        return next((c for c in self.calls if c.call_id == call_id), None)
 
 
-_STEP_COLUMNS = "id, run_id, type, status, created_at, completed_at, tool_name, call_id, arguments, output"
+_STEP_COLUMNS = (
+    "id, run_id, type, status, created_at, completed_at, tool_name, call_id, arguments, output,"
+    " step_id, call_index, details"
+)
+_HEADS = "run_id = ? AND (step_id IS NULL OR step_id = id)"  # a step's first row: the step, in lists
 
 
-def _step(row: Sequence[Any]) -> RunStepRecord:
+def _steps(rows: Sequence[Sequence[Any]]) -> list[RunStepRecord]:
+    """Rows grouped into their steps, in the order of each step's first row."""
+    groups: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row[10] or row[0]), []).append(row)
+    return [_step(step_id, members) for step_id, members in groups.items()]
+
+
+def _step(step_id: str, rows: Sequence[Sequence[Any]]) -> RunStepRecord:
+    rows = sorted(rows, key=lambda row: row[11] or 0)
+    statuses = {str(row[3]) for row in rows}  # a step is done when all its calls are; it ended as the worst did
+    ended = next((s for s in ("failed", "cancelled", "expired") if s in statuses), "completed")
+    status = "in_progress" if "in_progress" in statuses else ended
+    ends = [float(row[5]) for row in rows if row[5] is not None]
+    calls = tuple(
+        ToolCallRecord(
+            call_id=str(row[7] or row[0]),
+            tool_name=str(row[6] or ""),
+            arguments=str(row[8] or ""),
+            output=row[9],
+            status=str(row[3]),
+            details=json.loads(row[12]) if row[12] else {},
+        )
+        for row in rows
+        if row[2] == "tool_calls"
+    )
     return RunStepRecord(
-        id=row[0],
-        run_id=row[1],
-        type=row[2],
-        status=row[3],
-        created_at=float(row[4] or 0),
-        completed_at=row[5],
-        tool_name=row[6],
-        call_id=row[7],
-        arguments=row[8],
-        output=row[9],
+        id=step_id,
+        run_id=str(rows[0][1]),
+        type=str(rows[0][2]),
+        status=status,
+        created_at=min(float(row[4] or 0) for row in rows),
+        completed_at=max(ends) if ends and status != "in_progress" else None,
+        calls=calls,
     )
 
 
@@ -211,24 +270,38 @@ class RunStore:
             rows = db.execute(
                 f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY created_at, rowid", [run_id]
             ).fetchall()
-            return [_step(row) for row in rows]
+            return _steps(rows)
 
         return await self._store.call(steps)
 
     async def step_page(self, run_id: str, query: PageQuery) -> Page[RunStepRecord]:
-        return await self._store.call(
-            lambda db: fetch_page(
+        """A page of the run's steps (the tool calls of one model response are one step)."""
+
+        def page(db: Database) -> Page[RunStepRecord]:
+            heads = fetch_page(
                 db,
                 columns=_STEP_COLUMNS,
                 table="run_steps",
-                where="run_id = ?",
+                where=_HEADS,
                 params=[run_id],
                 key=["created_at", "rowid"],
                 id_column="id",
                 query=query,
-                convert=_step,
+                convert=tuple,
             )
-        )
+            grouped = [str(row[0]) for row in heads.items if row[10]]
+            members: dict[str, list[Sequence[Any]]] = {}
+            if grouped:
+                marks = ", ".join("?" * len(grouped))
+                for row in db.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = ? AND step_id IN ({marks})",
+                    [run_id, *grouped],
+                ).fetchall():
+                    members.setdefault(str(row[10]), []).append(row)
+            steps = [_step(str(row[0]), members.get(str(row[0])) or [row]) for row in heads.items]
+            return Page(steps, heads.has_more)
+
+        return await self._store.call(page)
 
     async def run_message_ids(self, run_id: str) -> list[str]:
         """Public ids of the assistant messages a run wrote, in order."""

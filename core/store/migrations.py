@@ -616,3 +616,15 @@ def m022_run_feedback(db: Database) -> None:
         " PRIMARY KEY (run_id, voter))"
     )
     db.execute("CREATE INDEX run_feedback_voted_at ON run_feedback (voted_at)")
+
+
+@MIGRATIONS()
+def m023_tool_call_steps(db: Database) -> None:
+    """The tool calls of one model response make one run step, as the old API grouped them: each call keeps
+    its row, and ``step_id`` names the row of the step's first call (null: a call that is a step of its own,
+    as every call was before); ``call_index`` is the call's place in its step. ``details``: what a built-in
+    tool's call shows beyond its output (core/tool_details.py), as JSON."""
+    db.table("run_steps").add_column("step_id", str)
+    db.table("run_steps").add_column("call_index", int)
+    db.table("run_steps").add_column("details", str)
+    db.table("run_steps").create_index(["run_id", "step_id"])

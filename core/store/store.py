@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -718,25 +718,34 @@ class Store:
         await self._call(self._db.execute, f"INSERT INTO run_steps ({columns}) VALUES ({marks})", list(row.values()))
         return step_id
 
-    async def add_tool_step_once(self, run_id: str, call_id: str, tool_name: str, arguments: str) -> None:
-        """The tool call's step, unless the run has one for ``call_id`` already (a resumed run's paused call)."""
+    async def add_tool_step_once(
+        self, run_id: str, call_id: str, tool_name: str, arguments: str, step: tuple[str, int] | None = None
+    ) -> None:
+        """The tool call's step, unless the run has one for ``call_id`` already (a resumed run's paused call).
+
+        ``step``: (step id, index) when the call is one of a model response's calls, which make one step
+        (core/store/api_runs.py): the first call's row has the step's id, the others name it."""
 
         def add() -> None:
             if self._db.execute(
                 "SELECT 1 FROM run_steps WHERE run_id = ? AND call_id = ? AND type = 'tool_calls'", [run_id, call_id]
             ).fetchone():
                 return
-            now = time.time()
+            step_id, index = step if step is not None else (None, None)
+            row_id = step_id if step_id and index == 0 else new_id("step")
             self._db.execute(
-                "INSERT INTO run_steps (id, run_id, type, status, tool_name, call_id, arguments, created_at)"
-                " VALUES (?, ?, 'tool_calls', 'in_progress', ?, ?, ?, ?)",
-                [new_id("step"), run_id, tool_name, call_id, arguments, now],
+                "INSERT INTO run_steps (id, run_id, type, status, tool_name, call_id, arguments, created_at,"
+                " step_id, call_index) VALUES (?, ?, 'tool_calls', 'in_progress', ?, ?, ?, ?, ?, ?)",
+                [row_id, run_id, tool_name, call_id, arguments, time.time(), step_id, index],
             )
 
         await self._call(add)
 
-    async def finish_tool_step(self, run_id: str, call_id: str, status: str, output: str | None) -> str | None:
-        """Finish the tool-call step for ``call_id``; returns the tool's name (None if unknown)."""
+    async def finish_tool_step(
+        self, run_id: str, call_id: str, status: str, output: str | None, details: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Finish the tool-call step for ``call_id``, with what its tool recorded (core/tool_details.py);
+        returns the tool's name (None if unknown)."""
 
         def finish() -> str | None:
             row = self._db.execute(
@@ -747,9 +756,9 @@ class Store:
                 return None
             now = time.time()
             self._db.execute(
-                "UPDATE run_steps SET status = ?, output = ?, completed_at = ?,"
+                "UPDATE run_steps SET status = ?, output = ?, completed_at = ?, details = ?,"
                 " duration_ms = CAST((? - created_at) * 1000 AS INTEGER) WHERE id = ?",
-                [status, output, now, now, row[0]],
+                [status, output, now, json.dumps(dict(details)) if details else None, now, row[0]],
             )
             return str(row[1])
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from agents import FunctionTool, RunContextWrapper
 
+from core import tool_details
 from core.events import FileOutput
 from core.sandbox.process import ExecResult
 from core.sandbox.sessions import CodeSessions
@@ -64,12 +65,19 @@ def make_code_interpreter_tool(sessions: CodeSessions, outbox: FileOutbox, timeo
                 [*notes, f"The code did not finish: {reply.lost}. Variables and imports from before are gone."]
             )
         assert reply.result is not None
+        tool_details.record(ctx, logs=logs(reply.result))  # the call's run step shows them (core/tool_details.py)
         for output in reply.result.files:
             outbox.put(run_id, output.name, output.data)
         return "\n".join([*notes, describe(reply.result)])
 
     code_interpreter.timeout_seconds = timeout
     return code_interpreter
+
+
+def logs(result: ExecResult) -> str:
+    """What the code printed and, if it failed, why: a run step's ``logs`` output, as a notebook shows them."""
+    failure = f"{result.error}\n{result.traceback or ''}".rstrip() if result.error else ""
+    return "\n".join(part.rstrip("\n") for part in (result.stdout, result.stderr, failure) if part)
 
 
 def describe(result: ExecResult) -> str:
