@@ -13,6 +13,10 @@ message-creation step of the run's answer included. A message the model wrote be
 tools is stored as well, but only the answer has a stored step: the step such a message gets in
 the stream cannot be retrieved later.
 
+Images the code interpreter made (core/code_outputs.py) open the next message the model writes,
+as its first content parts (``image_file`` deltas, so the SDK's ``on_image_file_done`` fires), its
+text following them, as the message the run stores shows them.
+
 A client that goes away does not stop the run: the stream just stops writing.
 """
 
@@ -62,6 +66,7 @@ class _Message:
     ids: AnswerIds
     created_at: float
     parts: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # file ids of its image parts, ahead of its text
 
 
 class RunStream:
@@ -79,6 +84,7 @@ class RunStream:
         self._tool_calls = tool_calls_before
         self._message: _Message | None = None
         self._open_steps: list[str] = []  # call ids of tool steps started in this stream and not finished
+        self._images: list[str] = []  # images the run's code made since the last message: the next one shows them
         self._in_progress = False
         self._response: web.StreamResponse | None = None
 
@@ -114,7 +120,11 @@ class RunStream:
 
     async def _on(self, event: Event) -> bool:
         """Send what ``event`` means to the client; True when the stream ends with it."""
-        if isinstance(event, ApprovalResolved | FileOutput):  # decisions are the client's; files are not shown
+        if isinstance(event, FileOutput):  # an image the code made opens the next message; other files are links
+            if event.file_id is not None and event.mime.startswith("image/"):
+                self._images.append(event.file_id)
+            return False
+        if isinstance(event, ApprovalResolved):  # decisions are the client's
             return False
         if isinstance(event, RunStarted):
             await self._started()
@@ -133,7 +143,8 @@ class RunStream:
             assert self._message is not None
             self._message.parts.append(event.text)
             await self._send(
-                "thread.message.delta", serialize_runs.message_delta(self._message.ids.message_id, event.text)
+                "thread.message.delta",
+                serialize_runs.message_delta(self._message.ids.message_id, event.text, len(self._message.images)),
             )
             return False
         if isinstance(event, ToolCallStarted):
@@ -187,6 +198,7 @@ class RunStream:
                     status="incomplete",
                     created_at=message.created_at,
                     ended_at=now,
+                    images=message.images,
                 ),
             )
             await self._send(
@@ -229,6 +241,9 @@ class RunStream:
         )
         await self._send("thread.message.created", data)
         await self._send("thread.message.in_progress", data)
+        message.images, self._images = self._images, []
+        for index, file_id in enumerate(message.images):
+            await self._send("thread.message.delta", serialize_runs.image_delta(ids.message_id, index, file_id))
 
     async def _close_message(self) -> None:
         """The model wrote text, then called tools: that text is a message of its own, done."""
@@ -241,7 +256,13 @@ class RunStream:
         await self._send(
             "thread.message.completed",
             serialize_runs.streamed_message(
-                message.ids.message_id, run, text=text, status="completed", created_at=message.created_at, ended_at=now
+                message.ids.message_id,
+                run,
+                text=text,
+                status="completed",
+                created_at=message.created_at,
+                ended_at=now,
+                images=message.images,
             ),
         )
         await self._send(

@@ -9,7 +9,7 @@ tool's name, its arguments and its output: those are what Threadline keeps of th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -28,6 +28,7 @@ from core.run_errors import RunError
 __all__ = [
     "STREAM_EVENTS",
     "error_payload",
+    "image_delta",
     "message_delta",
     "message_step",
     "run",
@@ -230,9 +231,13 @@ def streamed_message(
     status: Literal["in_progress", "incomplete", "completed"],
     created_at: float,
     ended_at: float | None = None,
+    images: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A message a stream is writing: empty while ``in_progress``, its text once done."""
-    content = [{"type": "text", "text": {"value": text, "annotations": []}}] if status != "in_progress" else []
+    """A message a stream is writing: empty while ``in_progress``, its images (file ids) and text once done."""
+    content: list[dict[str, Any]] = []
+    if status != "in_progress":
+        content = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]
+        content.append({"type": "text", "text": {"value": text, "annotations": []}})
     incomplete = status == "incomplete"
     reason = {"cancelled": "run_cancelled", "expired": "run_expired"}.get(record.status, "run_failed")
     return _dump(
@@ -257,14 +262,26 @@ def streamed_message(
     )
 
 
-def message_delta(message_id: str, text: str) -> dict[str, Any]:
+def message_delta(message_id: str, text: str, index: int = 0) -> dict[str, Any]:
+    """Text of the message's content part ``index`` (after its images)."""
     return _dump(
         MessageDeltaEvent.model_validate(
             {
                 "id": message_id,
                 "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]},
+                "delta": {"content": [{"index": index, "type": "text", "text": {"value": text, "annotations": []}}]},
             }
+        ),
+        delta=True,
+    )
+
+
+def image_delta(message_id: str, index: int, file_id: str) -> dict[str, Any]:
+    """An image file the code interpreter made, as the message's content part ``index`` (ahead of its text)."""
+    part = {"index": index, "type": "image_file", "image_file": {"file_id": file_id}}
+    return _dump(
+        MessageDeltaEvent.model_validate(
+            {"id": message_id, "object": "thread.message.delta", "delta": {"content": [part]}}
         ),
         delta=True,
     )
