@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import ThreadlineError
 from core.images import KIND_NAMES, declared_kind
@@ -31,16 +31,23 @@ from core.store.api_threads import NewMessageRow, ThreadStore
 from core.store.store import new_id
 from core.tokens import TokenCounter
 
+if TYPE_CHECKING:
+    from core.attachments import ThreadFiles
+
 __all__ = [
     "API_PLATFORM",
     "ApiObjects",
     "AssistantStore",
+    "Attachment",
+    "AttachmentRefused",
     "ImageFile",
     "ImageRefused",
     "ImageUrl",
     "MessagePart",
+    "MessageRefused",
     "NewMessage",
     "api_channel",
+    "api_owner",
 ]
 
 API_PLATFORM = "api"
@@ -49,6 +56,12 @@ API_PLATFORM = "api"
 def api_channel(owner: str, object_id: str) -> str:
     """The channel of an owner's API thread, or the knowledge-base key of an owner's vector store."""
     return f"{API_PLATFORM}:{owner}:{object_id}"
+
+
+def api_owner(channel: str) -> str | None:
+    """The owner of an API thread's channel; None for a chat platform's."""
+    platform, owner, _ = channel.split(":", 2) if channel.count(":") >= 2 else ("", "", "")
+    return owner if platform == API_PLATFORM and owner else None
 
 
 @dataclass(frozen=True)
@@ -71,31 +84,60 @@ MessagePart = str | ImageFile | ImageUrl
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file attached to a message, and the tools it is for (``file_search``, ``code_interpreter``):
+    core/attachments.py gives it to them."""
+
+    file_id: str
+    tools: tuple[str, ...] = ()
+
+    def shown(self) -> dict[str, Any]:
+        """As the API lists it with its message."""
+        return {"file_id": self.file_id, "tools": [{"type": tool} for tool in self.tools]}
+
+
+@dataclass(frozen=True)
 class NewMessage:
-    """A message a client adds to a thread: text parts, and image parts (a user's only), in order."""
+    """A message a client adds to a thread: text parts, and image parts (a user's only), in order; the files
+    it attaches."""
 
     role: Literal["user", "assistant"]
     content: tuple[MessagePart, ...]
     metadata: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def texts(self) -> tuple[str, ...]:
         return tuple(part for part in self.content if isinstance(part, str))
 
 
-class ImageRefused(ThreadlineError):
-    """An ``image_file`` part that names no image the key may show: ``index`` is the message's place in
-    the request's list, ``part`` the part's place in its content. The message is for the client's developer."""
+class MessageRefused(ThreadlineError):
+    """A file a new message names that the key cannot use: ``index`` is the message's place in the request's
+    list, ``inside`` the parameter at fault inside the message. The message is for the client's developer."""
 
-    def __init__(self, message: str, index: int, part: int) -> None:
+    def __init__(self, message: str, index: int, inside: str) -> None:
         super().__init__(message)
         self.index = index
-        self.part = part
+        self.inside = inside
 
     def param(self, messages: str | None = None) -> str:
         """The parameter at fault, inside the request's list named ``messages`` (None: a lone message)."""
-        inside = f"content[{self.part}].image_file.file_id"
-        return f"{messages}[{self.index}].{inside}" if messages else inside
+        return f"{messages}[{self.index}].{self.inside}" if messages else self.inside
+
+
+class ImageRefused(MessageRefused):
+    """An ``image_file`` part that names no image the key may show (``part``: its place in the content)."""
+
+    def __init__(self, message: str, index: int, part: int) -> None:
+        super().__init__(message, index, f"content[{part}].image_file.file_id")
+        self.part = part
+
+
+class AttachmentRefused(MessageRefused):
+    """An attachment naming a file the key does not have (``attachment``: its place in the list)."""
+
+    def __init__(self, message: str, index: int, attachment: int) -> None:
+        super().__init__(message, index, f"attachments[{attachment}].file_id")
 
 
 def message_item(message: NewMessage) -> dict[str, Any]:
@@ -125,24 +167,53 @@ def _text(message: NewMessage) -> str:
 
 
 class ApiObjects:
-    def __init__(self, store: Store, tokens: TokenCounter, max_image_mb: float) -> None:
+    def __init__(
+        self, store: Store, tokens: TokenCounter, max_image_mb: float, files: ThreadFiles | None = None
+    ) -> None:
+        """``files``: where attached files and inline vector stores go (None: attachments are refused)."""
         self.assistants = AssistantStore(store)
         self._threads = ThreadStore(store)
         self._uploads = ApiFileStore(store)
         self._tokens = tokens
         self._max_image_mb = max_image_mb
+        self._files = files
 
     async def message_rows(self, owner: str, messages: Sequence[NewMessage]) -> list[NewMessageRow]:
-        """The rows to store for a client's messages; ImageRefused for an image file the owner cannot show."""
+        """The rows to store for a client's messages; ImageRefused for an image file the owner cannot show,
+        AttachmentRefused for an attached file the owner does not have."""
         for index, message in enumerate(messages):
             for part_index, part in enumerate(message.content):
                 if isinstance(part, ImageFile):
                     await self._check_image_file(owner, part.file_id, index, part_index)
+            await self._check_attachments(owner, message, index)
         return [self._row(message) for message in messages]
 
     def _row(self, message: NewMessage) -> NewMessageRow:
         item = message_item(message)
-        return message.role, _text(message), item, self._tokens.count_item(item), message.metadata
+        shown = [a.shown() for a in message.attachments]
+        return message.role, _text(message), item, self._tokens.count_item(item), message.metadata, shown
+
+    async def _check_attachments(self, owner: str, message: NewMessage, index: int) -> None:
+        if not message.attachments:
+            return
+        file_ids = [a.file_id for a in message.attachments]
+        missing = await self._files.missing(owner, file_ids) if self._files is not None else file_ids
+        if missing:
+            raise AttachmentRefused(f"No file found with id '{missing[0]}'.", index, file_ids.index(missing[0]))
+
+    async def attach(self, owner: str, thread: ThreadRecord, messages: Sequence[NewMessage]) -> ThreadRecord:
+        """Give the files the messages attach to the thread's tools (checked by :meth:`message_rows`)."""
+        attachments = [a for message in messages for a in message.attachments]
+        if not attachments or self._files is None:
+            return thread
+        return await self._files.attach(owner, thread, attachments)
+
+    async def inline_resources(self, owner: str, tool_resources: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """A new assistant's or thread's ``tool_resources`` with its inline vector stores made (ResourcesRefused:
+        one names a file the owner does not have)."""
+        if self._files is None or tool_resources is None:
+            return dict(tool_resources) if tool_resources is not None else None
+        return await self._files.inline(owner, tool_resources)
 
     async def _check_image_file(self, owner: str, file_id: str, index: int, part: int) -> None:
         record = await self._uploads.get(owner, file_id)
@@ -174,13 +245,15 @@ class ApiObjects:
         messages: Sequence[NewMessage] = (),
     ) -> ThreadRecord:
         thread_id = new_id("thread")
-        return await self._threads.create(
+        rows = await self.message_rows(owner, messages)  # checked before anything is made
+        record = await self._threads.create(
             thread_id,
             api_channel(owner, thread_id),
             metadata=metadata,
-            tool_resources=tool_resources,
-            messages=await self.message_rows(owner, messages),
+            tool_resources=await self.inline_resources(owner, tool_resources),
+            messages=rows,
         )
+        return await self.attach(owner, record, messages)
 
     async def get_thread(self, owner: str, thread_id: str) -> ThreadRecord | None:
         return await self._threads.get(thread_id, api_channel(owner, thread_id))
@@ -195,7 +268,11 @@ class ApiObjects:
 
     async def add_message(self, owner: str, thread_id: str, message: NewMessage) -> MessageRecord | None:
         (row,) = await self.message_rows(owner, [message])
-        return await self._threads.add_message(thread_id, api_channel(owner, thread_id), row)
+        record = await self._threads.add_message(thread_id, api_channel(owner, thread_id), row)
+        thread = await self.get_thread(owner, thread_id) if record is not None else None
+        if thread is not None:
+            await self.attach(owner, thread, [message])
+        return record
 
     async def get_message(self, owner: str, thread_id: str, message_id: str) -> MessageRecord | None:
         return await self._threads.get_message(thread_id, api_channel(owner, thread_id), message_id)

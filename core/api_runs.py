@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from core.api_objects import NewMessage, api_channel
+from core.code_files import code_file_ids
 from core.errors import ThreadlineError, UnknownObject
 from core.handles import RunHandle
 from core.models import TERMINAL_STATUSES, AssistantRecord, MessageRecord, Page, PageQuery, Run, ThreadRecord
 from core.run_errors import RunError, run_error
 from core.run_spec import RunSpec
+from core.store.api_outputs import OutputRecord
 from core.store.api_runs import AnswerIds, RunActive, RunStepRecord, ToolCallRecord, answer_ids, tool_step_id
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AnswerIds",
     "ApiRuns",
+    "OutputRecord",
     "PendingCall",
     "RunActive",
     "RunEnded",
@@ -134,6 +137,7 @@ def spec_for(owner: str, assistant: AssistantRecord, thread: ThreadRecord, reque
         max_completion_tokens=request.max_completion_tokens,
         truncation_strategy=dict(request.truncation_strategy or {"type": "auto", "last_messages": None}),
         collections=tuple(api_channel(owner, store_id) for store_id in stores),
+        code_files=code_file_ids(thread.tool_resources, assistant.tool_resources),
     )
 
 
@@ -150,13 +154,18 @@ class ApiRuns:
         assistant = await self._objects.assistants.get(owner, request.assistant_id)
         if assistant is None:
             raise UnknownObject("assistant", request.assistant_id)
+        rows = await self._objects.message_rows(owner, request.additional_messages)
+        if any(m.attachments for m in request.additional_messages):  # the run's files include theirs
+            if (active := await self._runs.active(thread.id)) is not None:
+                raise RunActive(thread.id, *active)
+            thread = await self._objects.attach(owner, thread, request.additional_messages)
         return await self._service.queue_run(
             channel=thread.channel,
             thread_id=thread.id,
             spec=spec_for(owner, assistant, thread, request),
             assistant_id=assistant.id,
             metadata=dict(request.metadata),
-            messages=await self._objects.message_rows(owner, request.additional_messages),
+            messages=rows,
         )
 
     async def get(self, owner: str, thread_id: str, run_id: str) -> Run:
@@ -237,6 +246,11 @@ class ApiRuns:
         ids = await self.message_ids(run)
         return ids[-1] if ids else answer_ids(run.id, await self._runs.tool_call_count(run.id)).message_id
 
+    async def output_files(self, run: Run) -> list[OutputRecord]:
+        """The files the run's code interpreter wrote, each with the tool call that wrote it (``call_id``): a
+        call's ``image`` outputs are those whose ``is_image``."""
+        return await self._service.run_outputs.of_run(run.id)
+
     async def assistant_ids(self, messages: Sequence[MessageRecord]) -> dict[str, str]:
         """The assistant of each run that wrote one of ``messages``, by run id."""
         return await self._runs.assistant_ids([m.run_id for m in messages if m.run_id])
@@ -249,6 +263,8 @@ class ApiRuns:
         record = await self._runs.add_message(api_channel(owner, thread_id), thread_id, row)
         if record is None:
             raise UnknownObject("thread", thread_id)
+        if message.attachments:
+            await self._objects.attach(owner, await self._thread(owner, thread_id), [message])
         return record
 
     async def delete_thread(self, owner: str, thread_id: str) -> bool:

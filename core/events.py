@@ -146,12 +146,17 @@ class RunFailed:
 
 @dataclass(frozen=True)
 class FileOutput:
-    """A file a tool produced for the channel (a chart, a CSV...): the adapter posts it."""
+    """A file a tool produced for the channel (a chart, a CSV...): the adapter posts it.
+
+    ``file_id``: the file kept for the run's API key (purpose ``assistants_output``), for an API run;
+    ``call_id``: the tool call that wrote it."""
 
     run_id: str
     name: str
     data: bytes = field(repr=False)
     mime: str = "application/octet-stream"
+    file_id: str | None = None
+    call_id: str | None = None
     type: Literal["file_output"] = "file_output"
 
 

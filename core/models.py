@@ -277,6 +277,7 @@ class MessageRecord:
     # Its content in order: texts, and image parts in the old API's shape ({"type": "image_file", ...}, and
     # image_url); empty: its texts alone.
     parts: tuple[str | dict[str, Any], ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()  # the files its client attached: {"file_id", "tools"}
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,11 @@ from typing import Any, Protocol
 
 from agents import Agent, ModelSettings
 
+from core.api_objects import api_owner
 from core.assistants import Assistant, AssistantsConfig
 from core.citations import citations
+from core.code_files import CODE_FILES, OWNER, CodeFiles
+from core.code_outputs import RunOutputs
 from core.context import ContextBuilder
 from core.knowledge.base import KnowledgeBase
 from core.knowledge.tool import FILE_SEARCH, run_context
@@ -33,9 +36,13 @@ from core.settings import Settings
 from core.store.api_runs import RunStore
 from core.store.budgets import BudgetStore, Subjects
 from core.tokens import TokenCounter
+from core.tools.code_interpreter import CODE_INTERPRETER
 from core.tools.registry import ToolRegistry
 
-__all__ = ["ApiPlan", "ChatPlan", "Prepared", "RunPlan", "actor", "actor_json"]
+__all__ = ["INDEXING_WAIT_SECONDS", "ApiPlan", "ChatPlan", "Prepared", "RunPlan", "actor", "actor_json"]
+
+# How long an API run waits, before it starts, for files its vector stores are still indexing (this process's).
+INDEXING_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -203,7 +210,9 @@ class ChatPlan:
 
 
 class ApiPlan:
-    """A run created over the Assistants-compatible API: the settings it carries, its client's functions."""
+    """A run created over the Assistants-compatible API: the settings it carries, its client's functions, the
+    files of its thread and assistant (file search waits for their indexing; the code interpreter gets them and
+    keeps what it writes: core/code_files.py, core/code_outputs.py)."""
 
     def __init__(
         self,
@@ -212,15 +221,21 @@ class ApiPlan:
         context: ContextBuilder,
         knowledge: KnowledgeBase,
         runs: RunStore,
+        code_files: CodeFiles | None = None,
+        outputs: RunOutputs | None = None,
     ) -> None:
         self._models = models
         self._tools = tools
         self._context = context
         self._knowledge = knowledge
         self._runs = runs
+        self._code_files = code_files
+        self._outputs = outputs
 
     async def prepare(self, run: Run) -> Prepared:
         spec = RunSpec.from_json(run.spec or "{}")
+        if spec.collections:
+            await self._knowledge.indexed(spec.collections, INDEXING_WAIT_SECONDS)
         summary, items = await self._context.build(
             thread_id=run.thread_id,
             up_to_turn=run.trigger_message_id,
@@ -231,13 +246,16 @@ class ApiPlan:
             run_id=run.id,
         )
         context = run_context(run.channel, run.id) | {"collections": list(spec.collections)}
-        return Prepared(await self._agent(spec, summary, {}), items, context)
+        owner = api_owner(run.channel)
+        if self._runs_code(spec) and owner is not None:
+            context |= {OWNER: owner, CODE_FILES: list(spec.code_files)}
+        return Prepared(await self._agent(spec, summary, {}, owner), items, context)
 
     async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
         spec = RunSpec.from_json(run.spec or "{}")
         summary = None if spec.last_messages is not None else (await self._context.summary(run.thread_id))[0]
         submitted = {a.call_id: a.output or "" for a in approvals if a.kind == "client_output"}
-        return Prepared(await self._agent(spec, summary, submitted))
+        return Prepared(await self._agent(spec, summary, submitted, api_owner(run.channel)))
 
     def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
         """The client answers its own functions, within the old API's deadline."""
@@ -249,15 +267,32 @@ class ApiPlan:
         return await self._runs.answer_public_ids(run.id, roles)
 
     async def completed(self, run: Run, outcome: SegmentOutcome) -> None:
-        """The old API's file citations, with the ids the run's owner uploaded."""
-        if not outcome.sources:
-            return
-        uploads = await self._runs.upload_ids([s.file_id for s in outcome.sources if s.file_id])
-        found = citations(outcome.text, outcome.sources, uploads)
-        await self._runs.set_annotations(run.id, [asdict(c) for c in found])
+        """The old API's file citations, with the ids the run's owner uploaded; the code interpreter's files in
+        the run's messages."""
+        if outcome.sources:
+            uploads = await self._runs.upload_ids([s.file_id for s in outcome.sources if s.file_id])
+            found = citations(outcome.text, outcome.sources, uploads)
+            await self._runs.set_annotations(run.id, [asdict(c) for c in found])
+        if self._outputs is not None:
+            await self._outputs.show(run)
 
-    async def _agent(self, spec: RunSpec, summary: str | None, outputs: dict[str, str]) -> Agent[Any]:
+    async def _code_note(self, spec: RunSpec, owner: str | None) -> str:
+        """What the run's instructions say of the files its code finds in /mnt/data ("" when none)."""
+        if self._code_files is None or owner is None or not spec.code_files or not self._runs_code(spec):
+            return ""
+        return await self._code_files.note(owner, spec.code_files)
+
+    def _runs_code(self, spec: RunSpec) -> bool:
+        """Whether the run may use the code interpreter (it is among its tools, and works here)."""
+        names = self._tools.names()
+        return CODE_INTERPRETER in names and CODE_INTERPRETER in spec.threadline_tools(names)
+
+    async def _agent(
+        self, spec: RunSpec, summary: str | None, outputs: dict[str, str], owner: str | None
+    ) -> Agent[Any]:
         instructions = spec.instructions
+        if note := await self._code_note(spec, owner):
+            instructions = f"{instructions}\n\n{note}" if instructions else note
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this thread:\n{summary}"
         searchable = bool(spec.collections) and await self._knowledge.searchable(spec.collections)

@@ -55,6 +55,7 @@ class RunSpec:
     max_completion_tokens: int | None = None
     truncation_strategy: dict[str, Any] = field(default_factory=lambda: {"type": "auto", "last_messages": None})
     collections: tuple[str, ...] = ()  # knowledge bases file search reaches
+    code_files: tuple[str, ...] = ()  # ids of the files the code interpreter finds in /mnt/data (core/code_files.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -64,6 +65,7 @@ class RunSpec:
         data = json.loads(text)
         data["tools"] = tuple(data.get("tools") or ())
         data["collections"] = tuple(data.get("collections") or ())
+        data["code_files"] = tuple(data.get("code_files") or ())
         return cls(**data)
 
     def client_functions(self, threadline_tools: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -29,6 +29,9 @@ import aiohttp
 from core.api_files import ApiFiles
 from core.api_objects import ApiObjects
 from core.assistants import Assistant, AssistantsConfig, load_assistants
+from core.attachments import ThreadFiles
+from core.code_files import CodeFiles
+from core.code_outputs import RunOutputs
 from core.context import ContextBuilder
 from core.errors import ThreadlineError
 from core.events import ApprovalResolved, RunFailed
@@ -56,8 +59,9 @@ from core.sandbox.process import SandboxLimits
 from core.sandbox.sessions import CodeSessions, SandboxSettings
 from core.settings import Settings
 from core.store import Store
+from core.store.api_files import ApiFileStore
 from core.store.api_runs import RunStore
-from core.store.api_threads import NewMessageRow
+from core.store.api_threads import NewMessageRow, ThreadStore
 from core.store.budgets import BudgetStore
 from core.store.conversations import ConversationState, conversation_state, exchange
 from core.store.deliveries import first_delivery
@@ -156,9 +160,11 @@ class Threadline:
         self.knowledge = knowledge
         image_bytes = int(settings.max_image_mb * 1024 * 1024)
         self._images = ImageIntake(settings.max_image_mb)  # images that come with people's messages
-        self.objects = ApiObjects(store, tokens, settings.max_image_mb)  # the Assistants-compatible API's objects
+        self.files = ApiFiles(store, knowledge)  # the Assistants-compatible API's uploads and vector stores
+        thread_files = ThreadFiles(ApiFileStore(store), self.files.vector_stores, ThreadStore(store))
+        self.objects = ApiObjects(store, tokens, settings.max_image_mb, thread_files)  # and its objects
         self.runs = RunStore(store)  # and their runs
-        self.files = ApiFiles(store, knowledge)  # and their uploads and vector stores, on the knowledge base
+        self.run_outputs = RunOutputs(store)  # the files their code interpreter wrote (core/code_outputs.py)
         self.budgets = BudgetStore(store, assistants.budgets, assistants.prices)  # spending limits (core/budgets.py)
         self.feedback = Feedback(FeedbackStore(store), self.metrics)  # votes on answers (core/feedback.py)
         self.retention = RetentionJob(
@@ -176,7 +182,7 @@ class Threadline:
             settings, assistants, tools, models, tokens, context, knowledge, self.budgets, self.metrics,
             self._takeover.tell, store.scope,
         )  # fmt: skip
-        api = ApiPlan(models, tools, context, knowledge, self.runs)
+        api = ApiPlan(models, tools, context, knowledge, self.runs, CodeFiles(ApiFileStore(store)), self.run_outputs)
         self._executor = RunExecutor(
             settings, store, tools, tokens, self._handles, self.model_status, outbox or FileOutbox(), (chat, api),
             self._takeover.tell,
@@ -224,7 +230,8 @@ class Threadline:
                     _log.warning("the code interpreter is off: %s", why)
                 else:
                     timeout = settings.sandbox_call_seconds + 40  # a call, its grace period, a session start
-                    extra.append(make_code_interpreter_tool(sessions, outbox, timeout))
+                    files = CodeFiles(ApiFileStore(store))  # an API run's files in and out
+                    extra.append(make_code_interpreter_tool(sessions, outbox, timeout, files))
             tools = ToolRegistry.build(
                 settings, http, assistants.tool_modules, channel_tools=[make_file_search_tool(knowledge)], extra=extra
             )

@@ -195,7 +195,16 @@ async def test_an_api_thread_is_a_channel_the_core_answers_in(
             "Only a user's message can carry images",
         ),
         ({"role": "user", "content": [{"type": "text"}]}, "content[0].text", "Missing required parameter"),
-        ({"role": "user", "content": "hi", "attachments": [{"file_id": "file-1"}]}, "attachments", "not supported"),
+        (
+            {"role": "user", "content": "hi", "attachments": [{"file_id": "file-1"}]},
+            "attachments[0].file_id",
+            "No file found with id 'file-1'",
+        ),
+        (
+            {"role": "user", "content": "hi", "attachments": [{"file_id": "file-1", "tools": [{"type": "web"}]}]},
+            "attachments[0].tools[0].type",
+            "is not one of",
+        ),
         ({"role": "user", "content": "hi", "metadata": {"k": 1}}, "metadata.k", "expected a string"),
         ({"role": "user", "content": "hi", "metadata": {f"k{n}": "v" for n in range(17)}}, "metadata", "16"),
     ],

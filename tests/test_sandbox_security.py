@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from agents import FunctionTool
 from agents.tool_context import ToolContext
 
 from core.sandbox.cgroups import MemoryCgroups
+from core.sandbox.inputs import InputFile
 from core.sandbox.process import ExecResult, Sandbox, SandboxLimits, SandboxLost
 from core.sandbox.sessions import CodeSessions, SandboxSettings
 from core.tools.code_interpreter import FileOutbox, describe, make_code_interpreter_tool
@@ -142,7 +144,7 @@ async def _opened(limits: SandboxLimits = LIMITS) -> AsyncIterator[Sandbox]:
 
 @contextlib.asynccontextmanager
 async def _code_sessions(
-    *, idle_seconds: float = 3600.0, files: Iterable[tuple[str, bytes]] = ()
+    *, idle_seconds: float = 3600.0, files: Iterable[tuple[str, bytes]] = (), limits: SandboxLimits = LIMITS
 ) -> AsyncIterator[CodeSessions]:
     """Sessions per channel as the bot keeps them; closed afterwards, leaving no process behind."""
     uploads = list(files)
@@ -151,7 +153,7 @@ async def _code_sessions(
         return uploads
 
     settings = SandboxSettings(
-        python=_python(), limits=LIMITS, idle_seconds=idle_seconds, max_sessions=2, first_uid=FIRST_UID
+        python=_python(), limits=limits, idle_seconds=idle_seconds, max_sessions=2, first_uid=FIRST_UID
     )
     before = _children()
     sessions = CodeSessions(settings, _bwrap(), channel_files, _cgroups())
@@ -993,6 +995,84 @@ async def test_links_fifos_and_sockets_among_outputs_are_skipped_without_hanging
     assert [(f.name, f.data) for f in result.files] == [("report.txt", b"fine")]
     assert {"dotenv-link", "worker-link", "environ-link", "a-fifo", "a-socket", "a-folder"} <= set(result.skipped)
     await _assert_healthy(sandbox)
+
+
+# --- files copied in (an API thread's) ------------------------------------------------------------
+
+
+def _input(name: str, data: bytes, loads: list[str], *, size: int | None = None) -> InputFile:
+    """A file for a call; ``loads`` records each time its bytes are read (``size``: what it claims)."""
+
+    async def load() -> bytes:
+        loads.append(name)
+        return data
+
+    return InputFile(name, hashlib.sha256(data).hexdigest(), len(data) if size is None else size, load)
+
+
+async def test_a_copied_file_replaces_what_the_code_left_under_its_name_and_never_follows_it() -> None:
+    loads: list[str] = []
+    async with _code_sessions() as sessions:
+        first = _input("notes.txt", b"one", loads)
+        reply = await sessions.run(CHANNEL, "print(open('notes.txt').read())", [first])
+        assert reply.result is not None
+        assert reply.result.stdout == "one\n"
+        edit = "open('notes.txt', 'a').write(' edited')"
+        await sessions.run(CHANNEL, edit, [first])
+        kept = await sessions.run(CHANNEL, "print(open('notes.txt').read())", [first])
+        assert kept.result is not None
+        assert kept.result.stdout == "one edited\n"  # the same content is not copied over the code's edit
+        assert loads == ["notes.txt"]
+
+        # The code puts a symlink, a FIFO and a folder where files will come; new contents arrive.
+        trap = textwrap.dedent(
+            """
+            import os
+            os.remove('notes.txt')
+            os.symlink('/tmp/target', 'notes.txt')
+            os.mkfifo('pipe.txt')
+            os.mkdir('folder.txt')
+            """
+        )
+        await sessions.run(CHANNEL, trap)
+        started = time.monotonic()
+        files = [_input("notes.txt", b"two", loads), _input("pipe.txt", b"p", loads), _input("folder.txt", b"f", loads)]
+        check = (
+            "import os\n"
+            "print(open('notes.txt').read(), os.path.islink('notes.txt'), os.path.exists('/tmp/target'), "
+            "open('pipe.txt').read())"
+        )
+        reply = await sessions.run(CHANNEL, check, files)
+        assert time.monotonic() - started < LIMITS.call_seconds  # a FIFO written to would have blocked the copy
+        assert reply.lost is None, reply.lost
+        assert reply.result is not None
+        assert reply.result.stdout == "two False False p\n"  # replaced, never written through
+        assert reply.left_out == ("folder.txt (the code made something else of that name)",)
+        again = await sessions.run(CHANNEL, "print('alive')")
+        assert again.result is not None
+        assert again.result.stdout == "alive\n"  # the session lives on
+
+
+async def test_files_copied_in_are_bounded_one_by_one_and_together() -> None:
+    loads: list[str] = []
+    limits = replace(LIMITS, file_mb=1, workspace_mb=4)  # copied files: 2 MB together at most
+    async with _code_sessions(limits=limits) as sessions:
+        part = b"x" * (900 * 1024)
+        files = [
+            _input("huge.bin", b"", loads, size=512 * MB),  # claims to be huge: never loaded
+            _input("a.bin", part, loads),
+            _input("b.bin", part + b"b", loads),
+            _input("c.bin", part + b"c", loads),
+        ]
+        code = "import os\nprint(sorted((n, os.path.getsize(n)) for n in os.listdir('.')))"
+        reply = await sessions.run(CHANNEL, code, files)
+        assert reply.result is not None
+        assert reply.result.stdout == f"{[('a.bin', len(part)), ('b.bin', len(part) + 1)]}\n"
+        assert reply.left_out == (
+            "huge.bin (larger than the 1 MB a file may have here)",
+            "c.bin (the files here would pass 2 MB together)",
+        )
+        assert loads == ["a.bin", "b.bin"]  # what does not fit is never read
 
 
 # --- sessions: expiry, loss and teardown ----------------------------------------------------------

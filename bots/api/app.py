@@ -66,7 +66,7 @@ def add_routes(app: web.Application, objects: ApiObjects, api: ApiSettings, file
         app.middlewares.append(_this_machine_only)
     app.middlewares.append(keys.middleware())
     app[MAX_BODY] = api.max_body_bytes
-    app.add_routes(AssistantRoutes(objects.assistants).routes())
+    app.add_routes(AssistantRoutes(objects).routes())
     app.add_routes(RunRoutes(objects, runs).routes())  # before threads: /v1/threads/runs is not a thread's id
     app.add_routes(ThreadRoutes(objects, runs).routes())
     app.add_routes([*FileRoutes(files).routes(), *VectorStoreRoutes(files.vector_stores).routes()])

@@ -6,18 +6,20 @@ from aiohttp import web
 
 from bots.api import serialize
 from bots.api.auth import OWNER
-from bots.api.errors import not_found
+from bots.api.errors import invalid, not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import AssistantCreate, AssistantUpdate, read_body
-from core.api_objects import AssistantStore
+from core.api_objects import ApiObjects
+from core.attachments import ResourcesRefused
 from core.errors import UnknownCursor
 
 __all__ = ["AssistantRoutes"]
 
 
 class AssistantRoutes:
-    def __init__(self, assistants: AssistantStore) -> None:
-        self._assistants = assistants
+    def __init__(self, objects: ApiObjects) -> None:
+        self._objects = objects
+        self._assistants = objects.assistants
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -30,7 +32,15 @@ class AssistantRoutes:
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_body(request, AssistantCreate)
-        record = await self._assistants.create(request[OWNER], body.fields())
+        fields = body.fields()
+        if body.tool_resources is not None:  # its vector stores made inline, first
+            try:
+                fields["tool_resources"] = await self._objects.inline_resources(
+                    request[OWNER], body.tool_resources.stored()
+                )
+            except ResourcesRefused as exc:
+                raise invalid(str(exc), exc.param) from None
+        record = await self._assistants.create(request[OWNER], fields)
         return web.json_response(serialize.assistant(record))
 
     async def list(self, request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bots.api.errors import invalid
-from bots.api.requests import Metadata, metadata_limits
+from bots.api.requests import ChunkingStrategy, Metadata, check_chunking, metadata_limits
 from core.vector_stores import FileAttachment
 
 __all__ = [
@@ -47,27 +47,6 @@ Attributes = Annotated[
 FileId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class StaticChunking(_Body):
-    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
-    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
-
-
-class ChunkingStrategy(_Body):
-    type: Literal["auto", "static"]
-    static: StaticChunking | None = None
-
-
-def _check_chunking(strategy: ChunkingStrategy | None, param: str) -> None:
-    if strategy is not None and strategy.type != "auto":
-        raise invalid(
-            "Threadline chunks every file the same way (THREADLINE_CHUNK_TOKENS and THREADLINE_CHUNK_OVERLAP on "
-            "the server), so a static chunking strategy is not supported. Leave chunking_strategy out, or send "
-            '{"type": "auto"}.',
-            param,
-            code="invalid_value",
-        )
-
-
 class ExpiresAfter(_Body):
     anchor: Literal["last_active_at"]
     days: Annotated[int, Field(ge=1, le=365)]
@@ -92,7 +71,7 @@ class VectorStoreCreate(VectorStoreUpdate):
     chunking_strategy: ChunkingStrategy | None = None
 
     def attachments(self) -> list[FileAttachment]:
-        _check_chunking(self.chunking_strategy, "chunking_strategy")
+        check_chunking(self.chunking_strategy, "chunking_strategy")
         return [(file_id, None) for file_id in dict.fromkeys(self.file_ids or [])]
 
 
@@ -102,7 +81,7 @@ class VectorStoreFileCreate(_Body):
     chunking_strategy: ChunkingStrategy | None = None
 
     def attachment(self) -> FileAttachment:
-        _check_chunking(self.chunking_strategy, "chunking_strategy")
+        check_chunking(self.chunking_strategy, "chunking_strategy")
         return self.file_id, self.attributes
 
 
@@ -128,10 +107,10 @@ class FileBatchCreate(_Body):
             raise invalid("Send either 'file_ids' or 'files', not both.", "files", code="invalid_value")
         if self.files:
             for index, file in enumerate(self.files):
-                _check_chunking(file.chunking_strategy, f"files[{index}].chunking_strategy")
+                check_chunking(file.chunking_strategy, f"files[{index}].chunking_strategy")
             attachments = [(file.file_id, file.attributes) for file in self.files]
         elif self.file_ids:
-            _check_chunking(self.chunking_strategy, "chunking_strategy")
+            check_chunking(self.chunking_strategy, "chunking_strategy")
             attachments = [(file_id, self.attributes) for file_id in self.file_ids]
         else:
             raise invalid(

@@ -25,15 +25,18 @@ from pydantic_core import ErrorDetails
 
 from bots.api import json_body
 from bots.api.errors import MAX_BODY, ApiError, invalid, too_large
-from core.api_objects import ImageFile, ImageUrl, MessagePart, NewMessage
+from core.api_objects import Attachment, ImageFile, ImageUrl, MessagePart, NewMessage
 
 __all__ = [
     "AssistantCreate",
     "AssistantUpdate",
+    "ChunkingStrategy",
     "MessageCreate",
     "MessageUpdate",
     "ThreadCreate",
     "ThreadUpdate",
+    "ToolResourcesCreate",
+    "check_chunking",
     "read_body",
 ]
 
@@ -131,6 +134,64 @@ class ToolResources(_Body):
     file_search: FileSearchResources | None = None
 
 
+# -- chunking (vector stores, and those made inline) ---------------------------------------------------
+
+
+class StaticChunking(_Body):
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+
+
+class ChunkingStrategy(_Body):
+    type: Literal["auto", "static"]
+    static: StaticChunking | None = None
+
+
+def check_chunking(strategy: ChunkingStrategy | None, param: str) -> None:
+    """A 400 for a static chunking strategy: Threadline chunks every file the same way."""
+    if strategy is not None and strategy.type != "auto":
+        raise invalid(
+            "Threadline chunks every file the same way (THREADLINE_CHUNK_TOKENS and THREADLINE_CHUNK_OVERLAP on "
+            "the server), so a static chunking strategy is not supported. Leave chunking_strategy out, or send "
+            '{"type": "auto"}.',
+            param,
+            code="invalid_value",
+        )
+
+
+# -- tool_resources of a new assistant or thread: vector stores made inline ----------------------------
+
+
+class InlineVectorStore(_Body):
+    file_ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=10_000)] | None = (
+        None
+    )
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata | None = None
+
+
+class FileSearchResourcesCreate(FileSearchResources):
+    vector_stores: Annotated[list[InlineVectorStore], Field(max_length=1)] | None = None
+
+
+class ToolResourcesCreate(ToolResources):
+    file_search: FileSearchResourcesCreate | None = None
+
+    def stored(self, param: str = "tool_resources") -> dict[str, Any]:
+        """The resources as sent (their inline vector stores are made by the core); a 400 for an inline vector
+        store beside named ones, or one chunked otherwise than ``auto``."""
+        search = self.file_search
+        if search is not None and search.vector_stores:
+            if search.vector_store_ids:
+                raise invalid(
+                    "Give either vector_store_ids or vector_stores, not both: there can be one vector store at most.",
+                    f"{param}.file_search",
+                )
+            for index, store in enumerate(search.vector_stores):
+                check_chunking(store.chunking_strategy, f"{param}.file_search.vector_stores[{index}].chunking_strategy")
+        return self.model_dump(exclude_unset=True)
+
+
 # -- response_format ----------------------------------------------------------------------------
 
 
@@ -198,6 +259,7 @@ class AssistantUpdate(_Body):
 
 class AssistantCreate(AssistantUpdate):
     model: Annotated[str, Field(min_length=1)]
+    tool_resources: ToolResourcesCreate | None = None  # and vector stores made inline
 
 
 # -- threads and messages ------------------------------------------------------------------------------
@@ -263,20 +325,37 @@ Content = Annotated[
 ]
 
 
+class AttachmentFileSearch(_Body):
+    type: Literal["file_search"]
+
+
+AttachmentTool = Annotated[
+    Annotated[CodeInterpreterTool, Tag(_TAG + "code_interpreter")]
+    | Annotated[AttachmentFileSearch, Tag(_TAG + "file_search")],
+    Discriminator(_type_tag),
+]
+
+
+class MessageAttachment(_Body):
+    """A file the key uploaded, for the thread's file search, its code interpreter, or both."""
+
+    file_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tools: Annotated[list[AttachmentTool], Field(max_length=8)] | None = None
+
+
 class MessageCreate(_Body):
     role: Literal["user", "assistant"]
     content: Content
-    attachments: Annotated[list[Any], Field(json_schema_extra={"maxItems": 0})] | None = None  # none kept yet
+    attachments: Annotated[list[MessageAttachment], Field(max_length=20)] | None = None
     metadata: Metadata | None = None
 
     def new_message(self, param: str = "") -> NewMessage:
-        """The message to add; a 400 for attachments (not kept yet), empty content and images in an
-        assistant's message (image files are checked against the key's uploads when the message is added)."""
-        if self.attachments:
-            raise invalid(
-                "Attachments are not supported yet: Threadline keeps files in a later version of this API.",
-                f"{param}attachments",
-            )
+        """The message to add; a 400 for empty content and images in an assistant's message (image files and
+        attachments are checked against the key's uploads when the message is added)."""
+        attachments = tuple(
+            Attachment(a.file_id, tuple(dict.fromkeys(tool.type for tool in a.tools or ())))
+            for a in self.attachments or ()
+        )
         if isinstance(self.content, str):
             content: tuple[MessagePart, ...] = (self.content,)
         else:
@@ -298,7 +377,7 @@ class MessageCreate(_Body):
         texts = [part for part in content if isinstance(part, str)]
         if len(texts) == len(content) and not "".join(texts).strip():
             raise invalid("Message content must not be empty.", f"{param}content")
-        return NewMessage(role=self.role, content=content, metadata=self.metadata or {})
+        return NewMessage(role=self.role, content=content, metadata=self.metadata or {}, attachments=attachments)
 
 
 class MessageUpdate(_Body):
@@ -312,6 +391,10 @@ class ThreadUpdate(_Body):
 
 class ThreadCreate(ThreadUpdate):
     messages: list[MessageCreate] | None = None
+    tool_resources: ToolResourcesCreate | None = None  # and vector stores made inline
+
+    def stored_resources(self, param: str = "tool_resources") -> dict[str, Any] | None:
+        return self.tool_resources.stored(param) if self.tool_resources is not None else None
 
 
 # -- reading and validating a body ---------------------------------------------------------------

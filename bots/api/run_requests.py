@@ -140,11 +140,13 @@ class ThreadAndRunCreate(_RunFields):
         return self.run_request()
 
     def thread_tool_resources(self) -> dict[str, Any] | None:
-        """The new thread's tool_resources: the thread's, and for each tool the run's where the thread names none."""
+        """The new thread's tool_resources: the thread's (its vector stores made inline included), and for each
+        tool the run's where the thread names none."""
         resources: dict[str, Any] = {}
-        for source in (self.tool_resources, self.thread.tool_resources if self.thread else None):
-            if source is not None:
-                resources.update(source.model_dump(exclude_unset=True))
+        if self.tool_resources is not None:
+            resources.update(self.tool_resources.model_dump(exclude_unset=True))
+        if self.thread is not None:
+            resources.update(self.thread.stored_resources("thread.tool_resources") or {})
         return resources or None
 
 

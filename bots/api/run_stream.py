@@ -21,6 +21,10 @@ arguments as fragments, a ``code_interpreter`` call's code as ``code_interpreter
 takes a delta for an earlier call as a new call), and the step completes, typed and with every
 output, once all its calls are done.
 
+Images the code interpreter made (core/code_outputs.py) open the next message the model writes,
+as its first content parts (``image_file`` deltas, so the SDK's ``on_image_file_done`` fires), its
+text following them, as the message the run stores shows them.
+
 A client that goes away does not stop the run: the stream just stops writing.
 """
 
@@ -75,6 +79,7 @@ class _Message:
     created_at: float
     parts: list[str] = field(default_factory=list)
     annotations: int = 0  # how many its text has so far
+    images: list[str] = field(default_factory=list)  # file ids of its image parts, ahead of its text
 
 
 @dataclass
@@ -128,6 +133,7 @@ class RunStream:
         self._steps: dict[str, _ToolStep] = {}  # tool-call steps created in this stream and not ended
         self._ended_steps: set[str] = set()
         self._file_ids: dict[str, str] = {}  # knowledge-base file ids the stream has cited, as their owner knows them
+        self._images: list[str] = []  # images the run's code made since the last message: the next one shows them
         self._in_progress = False
         self._response: web.StreamResponse | None = None
 
@@ -163,8 +169,12 @@ class RunStream:
 
     async def _on(self, event: Event) -> bool:
         """Send what ``event`` means to the client; True when the stream ends with it."""
-        # Decisions are the client's; files are not shown; a call shows as the model writes it (ToolCallDelta).
-        if isinstance(event, ApprovalResolved | FileOutput | ToolCallStarted):
+        if isinstance(event, FileOutput):  # an image the code made opens the next message; other files are links
+            if event.file_id is not None and event.mime.startswith("image/"):
+                self._images.append(event.file_id)
+            return False
+        # Decisions are the client's; a call shows as the model writes it (ToolCallDelta).
+        if isinstance(event, ApprovalResolved | ToolCallStarted):
             return False
         if isinstance(event, RunStarted):
             await self._started()
@@ -230,6 +240,7 @@ class RunStream:
                     status="incomplete",
                     created_at=message.created_at,
                     ended_at=now,
+                    images=message.images,
                 ),
             )
             await self._send(
@@ -278,6 +289,9 @@ class RunStream:
         )
         await self._send("thread.message.created", data)
         await self._send("thread.message.in_progress", data)
+        message.images, self._images = self._images, []
+        for index, file_id in enumerate(message.images):
+            await self._send("thread.message.delta", serialize_runs.image_delta(ids.message_id, index, file_id))
 
     async def _close_message(self) -> None:
         """The model wrote text, then called tools: that text is a message of its own, done."""
@@ -290,7 +304,13 @@ class RunStream:
         await self._send(
             "thread.message.completed",
             serialize_runs.streamed_message(
-                message.ids.message_id, run, text=text, status="completed", created_at=message.created_at, ended_at=now
+                message.ids.message_id,
+                run,
+                text=text,
+                status="completed",
+                created_at=message.created_at,
+                ended_at=now,
+                images=message.images,
             ),
         )
         await self._send(
@@ -326,7 +346,8 @@ class RunStream:
             cited.append((message.annotations, citation))
             message.annotations += 1
         await self._send(
-            "thread.message.delta", serialize_runs.message_delta(message.ids.message_id, event.text, cited)
+            "thread.message.delta",
+            serialize_runs.message_delta(message.ids.message_id, event.text, cited, index=len(message.images)),
         )
 
     async def _owned(self, citations: Sequence[Citation]) -> list[Citation]:

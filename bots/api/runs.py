@@ -24,8 +24,9 @@ from bots.api.requests import ThreadCreate, read_body
 from bots.api.run_requests import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputsSubmit, include_query
 from bots.api.run_stream import RunStream
 from bots.api.serialize_runs import CallStyle
-from core.api_objects import ApiObjects, ImageRefused
+from core.api_objects import ApiObjects, MessageRefused
 from core.api_runs import ApiRuns, RunActive, RunEnded, RunView
+from core.attachments import ResourcesRefused
 from core.errors import UnknownCursor, UnknownObject
 from core.models import Run
 from core.service import ToolOutputsError
@@ -46,7 +47,7 @@ def _core_errors() -> Iterator[None]:
         raise unknown_cursor(exc) from None
     except (RunActive, RunEnded, ToolOutputsError) as exc:  # 400, not 409: the SDK retries a 409
         raise invalid(str(exc)) from None
-    except ImageRefused as exc:  # an additional message's image file
+    except MessageRefused as exc:  # an additional message's image file or attachment
         raise invalid(str(exc), exc.param("additional_messages")) from None
 
 
@@ -101,8 +102,10 @@ class RunRoutes:
                 tool_resources=body.thread_tool_resources(),
                 messages=messages,
             )
-        except ImageRefused as exc:
+        except MessageRefused as exc:
             raise invalid(str(exc), exc.param("thread.messages")) from None
+        except ResourcesRefused as exc:
+            raise invalid(str(exc), f"thread.{exc.param}") from None
         with _core_errors():
             run, handle = await self._runs.create(owner, thread.id, run_request)
         view = await self._runs.view(run)

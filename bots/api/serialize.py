@@ -79,23 +79,25 @@ def message(record: MessageRecord, assistant_id: str | None = None) -> dict[str,
             ],
             "assistant_id": assistant_id,
             "run_id": record.run_id,
-            "attachments": [],
+            "attachments": list(record.attachments),
             "metadata": record.metadata,
         }
     ).model_dump(mode="json", by_alias=True)
 
 
 def _annotations(record: MessageRecord) -> list[dict[str, Any]]:
-    """The answer's file citations (core/citations.py) in the old API's shape."""
+    """The answer's file citations (core/citations.py) and the links to the files its code wrote
+    (core/code_outputs.py), in the old API's shape."""
     return [
         {
-            "type": "file_citation",
+            "type": kind,
             "text": a["text"],
             "start_index": a["start_index"],
             "end_index": a["end_index"],
-            "file_citation": {"file_id": a["file_id"]},
+            kind: {"file_id": a["file_id"]},
         }
         for a in record.annotations
+        for kind in [a.get("type") or "file_citation"]
     ]
 
 

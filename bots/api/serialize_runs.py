@@ -38,6 +38,7 @@ __all__ = [
     "code_input",
     "error_payload",
     "function_arguments",
+    "image_delta",
     "message_delta",
     "message_step",
     "run",
@@ -353,9 +354,13 @@ def streamed_message(
     status: Literal["in_progress", "incomplete", "completed"],
     created_at: float,
     ended_at: float | None = None,
+    images: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A message a stream is writing: empty while ``in_progress``, its text once done."""
-    content = [{"type": "text", "text": {"value": text, "annotations": []}}] if status != "in_progress" else []
+    """A message a stream is writing: empty while ``in_progress``, its images (file ids) and text once done."""
+    content: list[dict[str, Any]] = []
+    if status != "in_progress":
+        content = [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]
+        content.append({"type": "text", "text": {"value": text, "annotations": []}})
     incomplete = status == "incomplete"
     reason = {"cancelled": "run_cancelled", "expired": "run_expired"}.get(record.status, "run_failed")
     return _dump(
@@ -380,19 +385,21 @@ def streamed_message(
     )
 
 
-def message_delta(message_id: str, text: str, cited: Sequence[tuple[int, Citation]] = ()) -> dict[str, Any]:
-    """The message's next words, with the file citations they complete: (the annotation's index in the
-    message's text, the citation with the file id its owner knows)."""
+def message_delta(
+    message_id: str, text: str, cited: Sequence[tuple[int, Citation]] = (), index: int = 0
+) -> dict[str, Any]:
+    """The next words of the message's content part ``index`` (after its images), with the file citations they
+    complete: (the annotation's index in the message's text, the citation with the file id its owner knows)."""
     annotations = [
         {
-            "index": index,
+            "index": at,
             "type": "file_citation",
             "text": c.text,
             "start_index": c.start_index,
             "end_index": c.end_index,
             "file_citation": {"file_id": c.file_id},
         }
-        for index, c in cited
+        for at, c in cited
     ]
     text_delta = {"value": text, "annotations": annotations}
     return _dump(
@@ -400,8 +407,19 @@ def message_delta(message_id: str, text: str, cited: Sequence[tuple[int, Citatio
             {
                 "id": message_id,
                 "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
+                "delta": {"content": [{"index": index, "type": "text", "text": text_delta}]},
             }
+        ),
+        delta=True,
+    )
+
+
+def image_delta(message_id: str, index: int, file_id: str) -> dict[str, Any]:
+    """An image file the code interpreter made, as the message's content part ``index`` (ahead of its text)."""
+    part = {"index": index, "type": "image_file", "image_file": {"file_id": file_id}}
+    return _dump(
+        MessageDeltaEvent.model_validate(
+            {"id": message_id, "object": "thread.message.delta", "delta": {"content": [part]}}
         ),
         delta=True,
     )

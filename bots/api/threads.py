@@ -13,8 +13,9 @@ from bots.api.auth import OWNER
 from bots.api.errors import invalid, not_found
 from bots.api.pagination import list_body, page_query, unknown_cursor
 from bots.api.requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, read_body
-from core.api_objects import ApiObjects, ImageRefused
+from core.api_objects import ApiObjects, MessageRefused
 from core.api_runs import ApiRuns, RunActive
+from core.attachments import ResourcesRefused
 from core.errors import UnknownCursor, UnknownObject
 from core.models import MessageRecord
 
@@ -45,13 +46,15 @@ class ThreadRoutes:
     async def create(self, request: web.Request) -> web.Response:
         body = await read_body(request, ThreadCreate)
         messages = [m.new_message(f"messages[{i}].") for i, m in enumerate(body.messages or [])]
-        tool_resources = body.tool_resources.model_dump(exclude_unset=True) if body.tool_resources else None
+        tool_resources = body.stored_resources()
         try:
             record = await self._objects.create_thread(
                 request[OWNER], metadata=body.metadata or {}, tool_resources=tool_resources, messages=messages
             )
-        except ImageRefused as exc:
+        except MessageRefused as exc:
             raise invalid(str(exc), exc.param("messages")) from None
+        except ResourcesRefused as exc:
+            raise invalid(str(exc), exc.param) from None
         return web.json_response(serialize.thread(record))
 
     async def retrieve(self, request: web.Request) -> web.Response:
@@ -82,7 +85,7 @@ class ThreadRoutes:
         body = await read_body(request, MessageCreate)
         try:
             record = await self._runs.add_message(request[OWNER], thread_id, body.new_message())
-        except ImageRefused as exc:
+        except MessageRefused as exc:
             raise invalid(str(exc), exc.param()) from None
         except UnknownObject:
             raise not_found("thread", thread_id) from None

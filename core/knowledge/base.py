@@ -140,6 +140,7 @@ class KnowledgeBase:
         self._versions: dict[str, int] = {}  # bumped when a channel's chunks change, to drop stale matrices
         self._reembed: asyncio.Task[None] | None = None
         self._indexing: dict[str, asyncio.Task[AddResult]] = {}  # file id → its background indexing
+        self._indexing_in: dict[str, str] = {}  # file id → the key of the knowledge base it is indexed into
 
     @property
     def embedding_model(self) -> str | None:
@@ -215,11 +216,21 @@ class KnowledgeBase:
             self._index(record, data, upload, replace_same_name=False), name=f"index {record.id}"
         )
         self._indexing[record.id] = task
+        self._indexing_in[record.id] = channel
         task.add_done_callback(lambda done: self._indexed(record.id, done))
         return record
 
+    async def indexed(self, keys: Sequence[str], within: float) -> None:
+        """Wait, ``within`` seconds at the most, until this process has indexed the files it is indexing in
+        these knowledge bases (an API run waits for its vector stores, as the old API held runs back)."""
+        wanted = set(keys)
+        tasks = [task for file_id, task in self._indexing.items() if self._indexing_in.get(file_id) in wanted]
+        if tasks:
+            await asyncio.wait(tasks, timeout=within)
+
     def _indexed(self, file_id: str, task: asyncio.Task[AddResult]) -> None:
         self._indexing.pop(file_id, None)
+        self._indexing_in.pop(file_id, None)
         if not task.cancelled() and (exc := task.exception()) is not None:
             _log.error("indexing file %s failed", file_id, exc_info=exc)
 

@@ -43,7 +43,7 @@ from typing import Any
 from core.errors import ThreadlineError
 from core.sandbox.cgroups import MemoryCgroups, SessionCgroup
 
-__all__ = ["ExecResult", "OutputFile", "Sandbox", "SandboxLimits", "SandboxLost", "bwrap_command"]
+__all__ = ["CopyRefused", "ExecResult", "OutputFile", "Sandbox", "SandboxLimits", "SandboxLost", "bwrap_command"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ _ENVIRONMENT = {
 
 class SandboxLost(ThreadlineError):
     """The session's process ended (killed, out of limits, broken pipe): its variables are gone."""
+
+
+class CopyRefused(ThreadlineError):
+    """A file could not be written into the working directory (the session goes on); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ class ExecResult:
     traceback: str | None = None
     files: tuple[OutputFile, ...] = ()
     skipped: tuple[str, ...] = ()  # outputs not returned (not regular files, too many, too large)
+
+
+def _put_line(name: str, data: bytes) -> bytes:
+    """The request line that writes ``data`` to ``name`` in the working directory."""
+    return json.dumps({"op": "put", "name": name, "data": base64.b64encode(data).decode()}).encode() + b"\n"
 
 
 def _root_layout() -> list[str]:
@@ -249,12 +258,12 @@ class Sandbox:
         return self._process.pid
 
     async def put(self, name: str, data: bytes) -> None:
-        """Write a file into the working directory (the channel's uploads)."""
-        reply = await self._request(
-            {"op": "put", "name": name, "data": base64.b64encode(data).decode()}, seconds=self._limits.call_seconds
-        )
+        """Write a file into the working directory (the conversation's files); CopyRefused when the session
+        could not write it. The request is encoded off the event loop: a file may be tens of megabytes."""
+        line = await asyncio.to_thread(_put_line, name, data)
+        reply = await self._request(line, seconds=self._limits.call_seconds)
         if not reply.get("ok"):
-            raise SandboxLost(f"could not copy {name} into the session: {reply.get('error')}")
+            raise CopyRefused(f"could not copy {name} into the session: {str(reply.get('error'))[:200]}")
 
     async def execute(self, code: str) -> ExecResult:
         reply = await self._request({"op": "exec", "code": code}, seconds=self._limits.call_seconds)
@@ -291,7 +300,9 @@ class Sandbox:
             skipped=tuple(skipped),
         )
 
-    async def _request(self, request: dict[str, Any], *, seconds: float) -> dict[str, Any]:
+    async def _request(self, request: dict[str, Any] | bytes, *, seconds: float) -> dict[str, Any]:
+        """Send a request (or its encoded line) and read the reply."""
+        sent = request if isinstance(request, bytes) else json.dumps(request).encode() + b"\n"
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None
         assert stdout is not None
@@ -299,7 +310,7 @@ class Sandbox:
             raise SandboxLost(self._ended("the session had already ended"))
         try:
             async with asyncio.timeout(seconds + self._limits.grace_seconds):
-                stdin.write(json.dumps(request).encode() + b"\n")
+                stdin.write(sent)
                 await stdin.drain()  # a session that reads no more requests does not hold the bot up
                 line = await stdout.readline()
         except TimeoutError:

@@ -1,5 +1,9 @@
 """Code interpreter sessions: one per channel, started on first use with the channel's files, ended when idle.
 
+A call may bring files of its own (:class:`~core.sandbox.inputs.InputFile`: an API thread's and
+its assistant's): they are copied in before its code runs, each once per session and within the
+session's bounds (core/sandbox/inputs.py).
+
 Fail closed: :meth:`CodeSessions.open` runs a probe session first; if no sandbox works on this
 machine it returns None with the reason, and the tool is not offered. Model code never runs
 without the sandbox.
@@ -11,22 +15,21 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.sandbox.cgroups import MemoryCgroups
-from core.sandbox.process import ExecResult, Sandbox, SandboxLimits, SandboxLost
+from core.sandbox.inputs import InputFile, Ledger, safe_name
+from core.sandbox.process import CopyRefused, ExecResult, Sandbox, SandboxLimits, SandboxLost
 
 __all__ = ["CodeSessions", "SandboxSettings", "SessionReply"]
 
 _log = logging.getLogger(__name__)
 
 ChannelFiles = Callable[[str], Awaitable[list[tuple[str, bytes]]]]
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SessionReply:
     result: ExecResult | None
     new_session: bool  # the session (re)started for this call: earlier variables are gone
     lost: str | None = None  # why the session ended during this call
+    left_out: tuple[str, ...] = ()  # the call's files that were not copied in, each "name (why)"
 
 
 @dataclass
@@ -52,6 +56,7 @@ class _Session:
     sandbox: Sandbox
     slot: int
     last_used: float
+    files: Ledger
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -129,12 +134,14 @@ class CodeSessions:
         """True when each session's processes share one memory limit (a cgroup), not one each."""
         return self._cgroups is not None
 
-    async def run(self, channel: str, code: str) -> SessionReply:
-        """Run ``code`` in the channel's session, starting one (with the channel's files) if needed."""
+    async def run(self, channel: str, code: str, inputs: Sequence[InputFile] = ()) -> SessionReply:
+        """Run ``code`` in the channel's session, starting one (with the channel's files) if needed, after
+        copying in those of ``inputs`` it does not have yet."""
         session, new = await self._session(channel)
         async with session.lock:
             session.last_used = time.monotonic()
             try:
+                left_out = await self._copy_in(session, inputs)
                 result = await session.sandbox.execute(code)
             except SandboxLost as exc:
                 await self._drop(channel, session)
@@ -142,7 +149,24 @@ class CodeSessions:
                 return SessionReply(None, new, lost=str(exc))
             finally:
                 session.last_used = time.monotonic()
-        return SessionReply(result, new)
+        return SessionReply(result, new, left_out=tuple(left_out))
+
+    async def _copy_in(self, session: _Session, inputs: Sequence[InputFile]) -> list[str]:
+        """Copy the files the session lacks; returns those left out, each "name (why)"."""
+        copy, left_out = session.files.wanted(list(inputs))
+        for file in copy:
+            data = await file.load()
+            if data is None or len(data) != file.size:
+                left_out.append(f"{file.name} (no longer available)")
+                continue
+            try:
+                await session.sandbox.put(file.name, data)
+            except CopyRefused as exc:
+                _log.info("%s", exc)
+                left_out.append(f"{file.name} (the code made something else of that name)")
+                continue
+            session.files.copied(file.name, file.digest, file.size)
+        return left_out
 
     async def _session(self, channel: str) -> tuple[_Session, bool]:
         async with self._starting:
@@ -157,13 +181,16 @@ class CodeSessions:
                 await self._drop(oldest, self._sessions[oldest], ended=True)
             slot = min(set(range(self._settings.max_sessions)) - {s.slot for s in self._sessions.values()})
             sandbox = await self._start(slot)
+            limits = self._settings.limits
+            files = Ledger.for_workspace(limits.file_mb, limits.workspace_mb)
             try:
                 for name, data in await self._channel_files(channel):
-                    await sandbox.put(_safe_name(name), data)
-            except SandboxLost:
+                    await sandbox.put(safe_name(name), data)
+                    files.copied(safe_name(name), "", len(data))  # a call's own file of that name replaces it
+            except (SandboxLost, CopyRefused) as exc:
                 await sandbox.close()
-                raise
-            session = _Session(sandbox, slot, time.monotonic())
+                raise SandboxLost(str(exc)) from None
+            session = _Session(sandbox, slot, time.monotonic(), files)
             self._sessions[channel] = session
             new = channel in self._ended
             self._ended.discard(channel)
@@ -204,8 +231,3 @@ class CodeSessions:
                 await self._reaper
         for channel, session in list(self._sessions.items()):
             await self._drop(channel, session)
-
-
-def _safe_name(name: str) -> str:
-    cleaned = _UNSAFE.sub("_", os.path.basename(name)).lstrip(".") or "file"
-    return cleaned[:120]

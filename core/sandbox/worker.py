@@ -230,11 +230,18 @@ def _run(code: str, namespace: dict[str, Any], limits: dict[str, Any]) -> dict[s
 
 
 def _put(request: dict[str, Any]) -> dict[str, Any]:
+    """Write a file into the working directory as a new regular file: whatever the code left under that name
+    (a symlink, a FIFO, a folder's entry) is replaced, never written through."""
     name = str(request["name"])
     if not name or name.startswith(".") or not set(name) <= _SAFE_NAME:
         return {"ok": False, "error": f"refused file name {name!r}"}
-    with open(os.path.join(".", name), "wb") as handle:
-        handle.write(base64.b64decode(request["data"]))
+    data = base64.b64decode(request["data"])
+    path = os.path.join(".", name)
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        os.unlink(path)  # not a folder: the O_EXCL below then fails, and the put with it
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     return {"ok": True}
 
 

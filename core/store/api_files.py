@@ -48,17 +48,28 @@ class ApiFileStore:
         self._store = store
 
     async def create(
-        self, owner: str, file_id: str, *, filename: str, mime: str | None, purpose: str, data: bytes, sha256: str
+        self,
+        owner: str,
+        file_id: str,
+        *,
+        filename: str,
+        mime: str | None,
+        purpose: str,
+        data: bytes,
+        sha256: str,
+        run_id: str | None = None,
+        call_id: str | None = None,
     ) -> ApiFileRecord:
-        """Keep the bytes (once per content) and the file's row, in one transaction."""
+        """Keep the bytes (once per content) and the file's row, in one transaction. ``run_id``, ``call_id``: the
+        run and tool call that wrote it (a code interpreter's output)."""
 
         def create(db: Database) -> ApiFileRecord:
             with db.atomic():
                 db.execute("INSERT OR IGNORE INTO file_contents (sha256, data) VALUES (?, ?)", [sha256, data])
                 db.execute(
-                    "INSERT INTO api_files (id, owner, filename, bytes, sha256, mime, purpose, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [file_id, owner, filename, len(data), sha256, mime, purpose, time.time()],
+                    "INSERT INTO api_files (id, owner, filename, bytes, sha256, mime, purpose, created_at, run_id,"
+                    " call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [file_id, owner, filename, len(data), sha256, mime, purpose, time.time(), run_id, call_id],
                 )
             record = _get(db, owner, file_id)
             assert record is not None
@@ -68,6 +79,21 @@ class ApiFileStore:
 
     async def get(self, owner: str, file_id: str) -> ApiFileRecord | None:
         return await self._store.call(lambda db: _get(db, owner, file_id))
+
+    async def many(self, owner: str, file_ids: Sequence[str]) -> dict[str, ApiFileRecord]:
+        """The owner's files among these ids, by id (another owner's, or none, are left out)."""
+        wanted = sorted(set(file_ids))
+        if not wanted:
+            return {}
+
+        def load(db: Database) -> dict[str, ApiFileRecord]:
+            marks = ", ".join("?" * len(wanted))
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM api_files WHERE owner = ? AND id IN ({marks})", [owner, *wanted]
+            ).fetchall()
+            return {row[0]: _record(row) for row in rows}
+
+        return await self._store.call(load)
 
     async def content(self, owner: str, file_id: str) -> tuple[ApiFileRecord, bytes] | None:
         """The file and its bytes; None when the owner has no such file."""

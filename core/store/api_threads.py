@@ -22,11 +22,13 @@ from core.store.store import Store
 
 __all__ = ["NewMessageRow", "ThreadStore", "item_parts", "item_texts"]
 
-# (role, text, item, tokens, metadata) of a message a client adds
-NewMessageRow = tuple[str, str, dict[str, Any], int, Mapping[str, str]]
+# (role, text, item, tokens, metadata, attachments) of a message a client adds; attachments as the API shows them
+NewMessageRow = tuple[str, str, dict[str, Any], int, Mapping[str, str], Sequence[Mapping[str, Any]]]
 
 _THREAD_COLUMNS = "id, channel, created_at, metadata, tool_resources"
-_MESSAGE_COLUMNS = "public_id, thread_id, role, item, created_at, metadata, run_id, annotations"
+_MESSAGE_COLUMNS = (
+    "public_id, thread_id, role, item, created_at, metadata, run_id, annotations, attachments, output_images"
+)
 # The API shows people's and the assistant's messages; tool calls and their results stay inside runs.
 _LISTED = "role IN ('user', 'assistant')"
 
@@ -76,6 +78,8 @@ def _thread(row: Sequence[Any]) -> ThreadRecord:
 
 def _message(row: Sequence[Any]) -> MessageRecord:
     item = json.loads(row[3])
+    images = [{"type": "image_file", "image_file": {"file_id": str(i)}} for i in json.loads(row[9] or "[]")]
+    parts = item_parts(item)
     return MessageRecord(
         id=row[0],
         thread_id=row[1],
@@ -85,7 +89,8 @@ def _message(row: Sequence[Any]) -> MessageRecord:
         metadata=json.loads(row[5]) if row[5] else {},
         run_id=row[6],
         annotations=tuple(json.loads(row[7])) if row[7] else (),
-        parts=item_parts(item),
+        parts=(*images, *(parts or item_texts(item))) if images else parts,
+        attachments=tuple(json.loads(row[8])) if row[8] else (),
     )
 
 
@@ -108,11 +113,21 @@ def _insert_messages(db: Database, thread_id: str, channel: str, rows: Sequence[
     """Append messages, each opening its own turn (as a person's message does); returns their public ids."""
     now = time.time()
     ids = []
-    for role, text, item, tokens, metadata in rows:
+    for role, text, item, tokens, metadata, attachments in rows:
         cursor = db.execute(
-            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, metadata, created_at)"
-            " VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
-            [thread_id, channel, role, text, json.dumps(item), tokens, json.dumps(dict(metadata)), now],
+            "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, metadata, created_at,"
+            " attachments) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                thread_id,
+                channel,
+                role,
+                text,
+                json.dumps(item),
+                tokens,
+                json.dumps(dict(metadata)),
+                now,
+                json.dumps([dict(a) for a in attachments]) if attachments else None,
+            ],
         )
         db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
         row = db.execute("SELECT public_id FROM messages WHERE id = ?", [cursor.lastrowid]).fetchone()

@@ -628,3 +628,21 @@ def m023_tool_call_steps(db: Database) -> None:
     db.table("run_steps").add_column("call_index", int)
     db.table("run_steps").add_column("details", str)
     db.table("run_steps").create_index(["run_id", "step_id"])
+
+
+@MIGRATIONS()
+def m024_code_interpreter_files(db: Database) -> None:
+    """Files in and out of the code interpreter, and message attachments, as the Assistants API had them.
+
+    A file the code interpreter wrote during an API run is an ``api_files`` row of purpose
+    ``assistants_output``, owned by the run's key, naming the run and the tool call that wrote it
+    (null for uploads). A message keeps the ``attachments`` its client sent (JSON list of
+    ``{"file_id", "tools"}``), and an answer the images the code made before it (``output_images``:
+    JSON list of file ids, shown as ``image_file`` parts ahead of its text).
+    """
+    api_files = db.table("api_files")
+    api_files.add_column("run_id", str)
+    api_files.add_column("call_id", str)
+    api_files.create_index(["run_id"])
+    db.table("messages").add_column("attachments", str)
+    db.table("messages").add_column("output_images", str)
