@@ -111,6 +111,11 @@ async def test_a_csv_attached_for_the_code_interpreter_is_read_and_its_chart_and
 
     image = await client_a.files.content(chart)
     assert image.content.startswith(PNG)
+    steps = (await client_a.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")).data
+    [call] = [c for s in steps if s.step_details.type == "tool_calls" for c in s.step_details.tool_calls]
+    assert call.type == "code_interpreter"  # its step shows the image the code made, after its logs
+    assert [o.type for o in call.code_interpreter.outputs] == ["logs", "image"]
+    assert call.code_interpreter.outputs[1].image.file_id == chart  # type: ignore[union-attr]
     info = await client_a.files.retrieve(chart)
     assert (info.purpose, info.filename) == ("assistants_output", "/mnt/data/revenue.png")
     assert b"revenue" in (await client_a.files.content(summary)).content
