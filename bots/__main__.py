@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from bots.backup import backup_main
 from bots.cli import parse_command_line
-from bots.platforms import main
 
 VARIABLES = (
     ("SLACK_BOT_TOKEN", "Slack: the app's Bot User OAuth Token (xoxb-...); set: Slack is served"),
@@ -21,10 +21,15 @@ VARIABLES = (
 )
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["backup"]:
+        sys.exit(backup_main(sys.argv[2:]))
     parse_command_line(
         "bots",
         "Threadline: one process, one core, every platform the environment configures (Slack, Discord, the\n"
-        "Assistants-compatible API), on one HTTP port. python -m bots.slack, bots.discord and bots.api serve one each.",
+        "Assistants-compatible API), on one HTTP port. python -m bots.slack, bots.discord and bots.api serve one\n"
+        "each. python -m bots backup PATH writes a consistent copy of the database while the bot runs.",
         VARIABLES,
     )
+    from bots.platforms import main  # every platform's libraries: not loaded for a backup
+
     sys.exit(asyncio.run(main()))
