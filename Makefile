@@ -10,26 +10,42 @@ STAMP := $(VENV)/.installed
 SANDBOX := .sandbox
 SANDBOX_STAMP := $(SANDBOX)/.installed
 SANDBOX_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PYTHON))
+# The versions installed: requirements/*.lock, made from pyproject.toml by `make lock` (runtime: the
+# bot's own, which the container installs; dev: those plus the tools of `make test`; sandbox: the
+# code interpreter's). `make lock` keeps every pin it can; `make lock-upgrade` takes the newest.
+LOCKS := requirements/runtime.lock requirements/dev.lock requirements/sandbox.lock
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: run test lint typecheck unit bench clean setup sandbox bubblewrap
+.PHONY: run test lint typecheck unit bench clean setup sandbox bubblewrap lock lock-upgrade
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) "$$(grep '^pip==' requirements/dev.lock)"  # the locked pip first: it installs the rest
+	$(PIP) -r requirements/dev.lock
+	$(PIP) --no-deps -e .
 	@touch $(STAMP)
+
+lock: $(STAMP)
+	@test -x $(BIN)/uv || $(PIP) uv
+	$(COMPILE) $(UPGRADE) pyproject.toml -o requirements/runtime.lock
+	$(COMPILE) $(UPGRADE) pyproject.toml --extra dev -c requirements/runtime.lock -o requirements/dev.lock
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['sandbox']))" \
+	  | $(COMPILE) $(UPGRADE) - -o requirements/sandbox.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 bubblewrap:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
 	  else echo "The code interpreter needs bubblewrap: sudo apt-get install bubblewrap (it stays off without it)"; fi; }
 
-$(SANDBOX_STAMP): pyproject.toml
+$(SANDBOX_STAMP): requirements/sandbox.lock
 	@test -x $(SANDBOX)/bin/python || $(SANDBOX_PYTHON) -m venv $(SANDBOX)
-	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['sandbox']))" > $(SANDBOX)/requirements.txt
-	$(SANDBOX)/bin/python -m pip install --quiet --disable-pip-version-check -r $(SANDBOX)/requirements.txt
+	$(SANDBOX)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/sandbox.lock
 	@touch $(SANDBOX_STAMP)
 
 sandbox: $(STAMP) bubblewrap $(SANDBOX_STAMP)
