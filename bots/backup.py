@@ -1,4 +1,4 @@
-"""``python -m bots backup PATH``: a consistent copy of the bot's database while the bot runs (core/store/backup.py)."""
+"""``python -m bots backup PATH``: a consistent copy of the bot's database while the bot runs (core/backup.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.backup import backup_database
 from core.errors import ConfigError
 from core.settings import Settings, load_dotenv_file
-from core.store.backup import backup_database
 
 __all__ = ["backup_main"]
 

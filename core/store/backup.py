@@ -1,13 +1,10 @@
-"""A consistent copy of the database while the bot runs, with SQLite's online backup API.
+"""A consistent copy of a SQLite database while other processes write to it: the online backup API.
 
-The copy is one snapshot of the database: what every process had committed when the backup
-began, nothing half-written, whatever is being written meanwhile. It is taken in one step (the
-backup API's ``pages=-1``): in WAL mode that holds a read snapshot, which keeps no writer waiting,
-and it cannot be restarted over and over by a busy writer as a copy in small steps would be.
-
-The copy is written beside its target under a temporary name, checked (``PRAGMA quick_check``),
-switched out of WAL mode so that it is one self-contained file, flushed to disk, and only then
-renamed into place: a backup that fails halfway leaves no file that looks like a backup.
+The copy is one snapshot: what every process had committed when it began, nothing half-written.
+It is taken in one step (``pages=-1``): in WAL mode that holds a read snapshot, which keeps no writer
+waiting, and it cannot be restarted over and over by a busy writer as a copy in small steps would be.
+The copy is checked (``PRAGMA quick_check``), switched out of WAL mode so that it is one
+self-contained file, and flushed to disk. Where it goes, and under what name, is core/backup.py's.
 """
 
 from __future__ import annotations
@@ -15,44 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
 
-__all__ = ["Backup", "backup_database"]
+__all__ = ["copy_database"]
 
 
-@dataclass(frozen=True)
-class Backup:
-    path: Path
-    size: int  # bytes
-
-
-def backup_database(source: Path, target: Path) -> Backup:
-    """Copy the database at ``source`` to ``target`` (a file, replaced if it exists, or a folder to put a
-    dated file in). Blocking: the caller runs it off any event loop. ConfigError when it cannot be done."""
-    if not source.is_file():
-        raise ConfigError(f"There is no database at {source}. Set THREADLINE_DB to the bot's database file.")
-    if target.is_dir():
-        target = target / time.strftime("threadline-%Y%m%d-%H%M%S.db", time.gmtime())
-    if not target.parent.is_dir():
-        raise ConfigError(f"The folder {target.parent} does not exist. Create it, or name another path.")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ConfigError(f"{target} is the database itself. Name another path for the copy.")
-    partial = target.with_name(f".{target.name}.partial")
+def copy_database(source: Path, destination: Path) -> None:
+    """Write a checked snapshot of ``source`` to ``destination`` (replaced). Blocking. ConfigError when the
+    database cannot be read, OSError when the copy cannot be written."""
     try:
-        _copy(source, partial)
-        os.replace(partial, target)
+        _copy(source, destination)
     except sqlite3.Error as exc:
         raise ConfigError(f"The database at {source} could not be copied ({exc}).") from exc
-    except OSError as exc:
-        raise ConfigError(f"The copy could not be written to {target} ({exc.strerror or exc}).") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    return Backup(target, target.stat().st_size)
 
 
 def _copy(source: Path, destination: Path) -> None:
