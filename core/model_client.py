@@ -93,18 +93,17 @@ class AnswerCutOff(openai.APIConnectionError):
 
 
 class ModelClient:
+    """The chat model's endpoint, and the embeddings' (the same one unless ``THREADLINE_EMBEDDING_BASE_URL`` or
+    ``THREADLINE_EMBEDDING_API_KEY`` is set)."""
+
     def __init__(self, settings: Settings) -> None:
-        silence = settings.model_timeout
-        self._client = openai.AsyncOpenAI(
-            # A local server needs no key, but the SDK insists on one.
-            api_key=settings.openai_api_key or "no-key-needed",
-            # Explicit, so that an empty OPENAI_BASE_URL in .env means "the default", not "".
-            base_url=settings.openai_base_url or DEFAULT_BASE_URL,
-            max_retries=settings.model_max_retries,
-            # httpx's read timeout is the silence allowed between two reads: before the first byte and between chunks.
-            timeout=openai.Timeout(silence, connect=min(silence, CONNECT_SECONDS)),
-            http_client=_JudgingHttpClient(silence),
-        )
+        # Explicit, so that an empty OPENAI_BASE_URL in .env means "the default", not "".
+        chat_url = settings.openai_base_url or DEFAULT_BASE_URL
+        self._client = _client(settings, settings.openai_api_key, chat_url)
+        self._embeddings = self._client
+        if settings.embeddings_endpoint:
+            key = settings.embedding_api_key or settings.openai_api_key
+            self._embeddings = _client(settings, key, settings.embedding_base_url or chat_url)
         self._refusing_reasoning: set[str] = set()  # models of the endpoint that refuse reasoning_effort
 
     def chat_model(self, model: str) -> OpenAIChatCompletionsModel:
@@ -123,12 +122,26 @@ class ModelClient:
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings for ``texts`` (one request), in order."""
-        response = await self._client.embeddings.create(model=model, input=texts)
+        response = await self._embeddings.embeddings.create(model=model, input=texts)
         ordered = sorted(response.data, key=lambda d: d.index)
         return [list(d.embedding) for d in ordered]
 
     async def close(self) -> None:
         await self._client.close()
+        if self._embeddings is not self._client:
+            await self._embeddings.close()
+
+
+def _client(settings: Settings, key: str | None, base_url: str) -> openai.AsyncOpenAI:
+    silence = settings.model_timeout
+    return openai.AsyncOpenAI(
+        api_key=key or "no-key-needed",  # a local server needs no key, but the SDK insists on one
+        base_url=base_url,
+        max_retries=settings.model_max_retries,
+        # httpx's read timeout is the silence allowed between two reads: before the first byte and between chunks.
+        timeout=openai.Timeout(silence, connect=min(silence, CONNECT_SECONDS)),
+        http_client=_JudgingHttpClient(silence),
+    )
 
 
 def is_model_error(exc: BaseException) -> bool:
