@@ -15,6 +15,9 @@ import pytest
 
 from core.assistants import load_assistants
 from core.errors import ConfigError
+from core.knowledge.passages import PROMPT_SHARE, in_prompt
+from core.models import ChunkHit
+from core.tokens import TokenCounter
 from tests.fakes.openai_server import Answer, FakeOpenAI, Raw, Reply, last_user_text, offered_tools
 from tests.test_console import console_env, run_console
 
@@ -214,3 +217,20 @@ async def test_an_api_run_refused_tools_says_so_in_its_last_error(
         f"The model endpoint refused tool calling for model '{MODEL}'. Create the run without tools, or use a model "
         "that supports tools."
     )
+
+
+def test_passages_in_the_prompt_keep_to_a_quarter_of_the_budget() -> None:
+    tokens = TokenCounter()  # the estimate: 4 bytes a token
+    hits = [ChunkHit(n, f"file-{n}", f"f{n}.md", "", f"passage {n} " + "word " * 150, None) for n in (1, 2, 3)]
+    context: dict[str, Any] = {"sources": []}
+    prompt = in_prompt(hits, context, tokens, budget=1000)  # 250 tokens: one passage of ~190 fits, not two
+    assert "[1] f1.md\npassage 1" in prompt
+    assert "[2] f2.md" not in prompt
+    assert [s["file_name"] for s in context["sources"]] == ["f1.md"]
+    # A passage larger than the share is cut to fit rather than left out; none found, nothing to add.
+    long = [ChunkHit(9, "file-9", "big.md", "p. 3", "x" * 4000, None)]
+    cut = in_prompt(long, {"sources": []}, tokens, budget=1000)
+    assert "[1] big.md, p. 3\n" in cut
+    assert cut.endswith(" [...]")
+    assert tokens.count(cut) < 1000 // PROMPT_SHARE + 100
+    assert in_prompt([], {"sources": []}, tokens, budget=1000) == ""
