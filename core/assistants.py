@@ -11,6 +11,7 @@
     temperature = 0.3                  # optional: the model's default
     context_tokens = 16000             # optional: the token budget for context
     vision = true                      # optional: its model takes images (default false; core/images.py)
+    tool_calling = false               # optional: its model has no tools (default true; file search goes in the prompt)
     suggested_prompts = [{ title = "Plan a trip", message = "Plan a day in Lisbon." }]  # optional: Slack's pane
 
     [prices."gpt-5.4-mini"]            # optional: per model, for /usage (built in: gpt-5.4-mini's list price)
@@ -67,6 +68,7 @@ _ASSISTANT_KEYS = {
     "temperature",
     "context_tokens",
     "vision",
+    "tool_calling",
     "suggested_prompts",
 }
 _TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
@@ -83,6 +85,7 @@ class Assistant:
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     vision: bool = False  # images shared with it are shown to its model (else people are told it cannot see them)
     suggested_prompts: tuple[SuggestedPrompt, ...] = DEFAULT_SUGGESTED_PROMPTS  # core/suggested_prompts.py
+    tool_calling: bool = True  # False: no tools sent; file search puts passages in its prompt (knowledge/passages.py)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,9 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
     vision = entry.get("vision", False)
     if not isinstance(vision, bool):
         raise ConfigError(f"{where}: key 'vision' must be true or false, not {vision!r}.")
+    tool_calling = entry.get("tool_calling", True)
+    if not isinstance(tool_calling, bool):
+        raise ConfigError(f"{where}: key 'tool_calling' must be true or false, not {tool_calling!r}.")
     prompts = entry.get("suggested_prompts")
     return Assistant(
         name=name.strip(),
@@ -229,4 +235,5 @@ def _parse_assistant(entry: Any, where: str, default_model: str) -> Assistant:
         context_tokens=context_tokens,
         vision=vision,
         suggested_prompts=DEFAULT_SUGGESTED_PROMPTS if prompts is None else parse_suggested_prompts(prompts, where),
+        tool_calling=tool_calling,
     )

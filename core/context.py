@@ -108,6 +108,14 @@ class ContextBuilder:
         """The thread's rolling summary and the last message it covers (None, None: none yet)."""
         return await self._store.thread_summary(thread_id)
 
+    async def question(self, thread_id: str, turn: int | None) -> str:
+        """What the people asked in turn ``turn`` (the text of its messages), for a search; '' without a turn."""
+        if turn is None:
+            return ""
+        rows = await self._store.history_index(thread_id, turn)
+        ids = [message_id for message_id, turn_id, _, role in rows if turn_id == turn and role == "user"]
+        return "\n".join(m.text for m in await self._store.messages_by_id(ids) if m.text.strip())
+
     async def build(
         self,
         *,

@@ -109,7 +109,12 @@ class _TextFormatter(logging.Formatter):
 
 
 def secrets_of(settings: Settings, extra: Iterable[str | None] = ()) -> list[str]:
-    values = [settings.openai_api_key, settings.smtp.password if settings.smtp else None, *extra]
+    values = [
+        settings.openai_api_key,
+        settings.embedding_api_key,
+        settings.smtp.password if settings.smtp else None,
+        *extra,
+    ]
     return [v for v in values if v]
 
 

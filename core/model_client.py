@@ -39,12 +39,14 @@ __all__ = [
     "ModelSilent",
     "NotAModelAnswer",
     "ReasoningTolerantModel",
+    "ToolsRefused",
     "describe_model_error",
     "endpoint_problem",
     "endpoint_unusable",
     "is_model_error",
     "reasoning",
     "refuses_reasoning",
+    "refuses_tools",
 ]
 
 _log = logging.getLogger(__name__)
@@ -92,19 +94,32 @@ class AnswerCutOff(openai.APIConnectionError):
         super().__init__(message=message, request=request)
 
 
-class ModelClient:
-    def __init__(self, settings: Settings) -> None:
-        silence = settings.model_timeout
-        self._client = openai.AsyncOpenAI(
-            # A local server needs no key, but the SDK insists on one.
-            api_key=settings.openai_api_key or "no-key-needed",
-            # Explicit, so that an empty OPENAI_BASE_URL in .env means "the default", not "".
-            base_url=settings.openai_base_url or DEFAULT_BASE_URL,
-            max_retries=settings.model_max_retries,
-            # httpx's read timeout is the silence allowed between two reads: before the first byte and between chunks.
-            timeout=openai.Timeout(silence, connect=min(silence, CONNECT_SECONDS)),
-            http_client=_JudgingHttpClient(silence),
+class ToolsRefused(openai.BadRequestError):
+    """The endpoint refused a request because it carried tools: the model (or the server as started) has no
+    tool calling. Not a fault of the endpoint: the same model answers requests without tools."""
+
+    def __init__(self, model: str, cause: openai.APIStatusError) -> None:
+        message = (
+            f"the model endpoint refused tool calling for model {model!r} (HTTP {cause.status_code}): {cause.message}; "
+            "set tool_calling = false for the assistant, or serve a model with tools (Ollama: a model with the "
+            "tools capability; llama.cpp: llama-server --jinja; vLLM: --enable-auto-tool-choice --tool-call-parser)"
         )
+        openai.APIStatusError.__init__(self, message, response=cause.response, body=cause.body)
+        self.model = model
+
+
+class ModelClient:
+    """The chat model's endpoint, and the embeddings' (the same one unless ``THREADLINE_EMBEDDING_BASE_URL`` or
+    ``THREADLINE_EMBEDDING_API_KEY`` is set)."""
+
+    def __init__(self, settings: Settings) -> None:
+        # Explicit, so that an empty OPENAI_BASE_URL in .env means "the default", not "".
+        chat_url = settings.openai_base_url or DEFAULT_BASE_URL
+        self._client = _client(settings, settings.openai_api_key, chat_url)
+        self._embeddings = self._client
+        if settings.embeddings_endpoint:
+            key = settings.embedding_api_key or settings.openai_api_key
+            self._embeddings = _client(settings, key, settings.embedding_base_url or chat_url)
         self._refusing_reasoning: set[str] = set()  # models of the endpoint that refuse reasoning_effort
 
     def chat_model(self, model: str) -> OpenAIChatCompletionsModel:
@@ -123,12 +138,26 @@ class ModelClient:
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings for ``texts`` (one request), in order."""
-        response = await self._client.embeddings.create(model=model, input=texts)
+        response = await self._embeddings.embeddings.create(model=model, input=texts)
         ordered = sorted(response.data, key=lambda d: d.index)
         return [list(d.embedding) for d in ordered]
 
     async def close(self) -> None:
         await self._client.close()
+        if self._embeddings is not self._client:
+            await self._embeddings.close()
+
+
+def _client(settings: Settings, key: str | None, base_url: str) -> openai.AsyncOpenAI:
+    silence = settings.model_timeout
+    return openai.AsyncOpenAI(
+        api_key=key or "no-key-needed",  # a local server needs no key, but the SDK insists on one
+        base_url=base_url,
+        max_retries=settings.model_max_retries,
+        # httpx's read timeout is the silence allowed between two reads: before the first byte and between chunks.
+        timeout=openai.Timeout(silence, connect=min(silence, CONNECT_SECONDS)),
+        http_client=_JudgingHttpClient(silence),
+    )
 
 
 def is_model_error(exc: BaseException) -> bool:
@@ -137,6 +166,8 @@ def is_model_error(exc: BaseException) -> bool:
 
 def endpoint_unusable(exc: BaseException) -> bool:
     """True when the error says the endpoint cannot serve runs at all (readiness), not that one request was bad."""
+    if isinstance(exc, ToolsRefused):  # llama.cpp says so with a 500, yet answers requests without tools
+        return False
     if isinstance(exc, openai.APIConnectionError | NotAModelAnswer):  # timeouts and silences included
         return True
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError):
@@ -167,6 +198,11 @@ def describe_model_error(exc: BaseException) -> str:
         return (
             "The model endpoint answered with something that is not a model's answer, "
             "so whoever runs the bot should check OPENAI_BASE_URL."
+        )
+    if isinstance(exc, ToolsRefused):
+        return (
+            f"The model endpoint refused tool calling for model {exc.model}. Whoever runs the bot should set "
+            "`tool_calling = false` for this assistant in the assistants file, or use a model that supports tools."
         )
     if isinstance(exc, ModelSilent):
         waited = f"{exc.seconds:g} second{'' if exc.seconds == 1 else 's'}"
@@ -381,8 +417,23 @@ def refuses_reasoning(exc: BaseException) -> bool:
     return isinstance(exc, openai.BadRequestError) and "reasoning" in str(exc).lower()
 
 
+# What endpoints answer a request with tools when the model, or the server as started, has none:
+# Ollama (400 "registry.ollama.ai/library/gemma:2b does not support tools"), vLLM (400 '"auto" tool choice
+# requires --enable-auto-tool-choice and --tool-call-parser to be set'), llama.cpp (500 "tools param requires
+# --jinja flag"; before it had --jinja, "Unsupported param: tools").
+_TOOLS_REFUSED = re.compile(
+    r"does not support tools|--enable-auto-tool-choice|tools param requires|unsupported param: tools", re.IGNORECASE
+)
+
+
+def refuses_tools(exc: BaseException) -> bool:
+    """Whether a model call failed because the endpoint takes no tools (for this model, or at all)."""
+    return isinstance(exc, openai.APIStatusError) and bool(_TOOLS_REFUSED.search(str(exc)))
+
+
 class ReasoningTolerantModel(OpenAIChatCompletionsModel):
-    """A Chat Completions model that drops ``reasoning_effort`` where its endpoint refuses it."""
+    """A Chat Completions model that drops ``reasoning_effort`` where its endpoint refuses it, and names a
+    refusal of tools as such (:class:`ToolsRefused`)."""
 
     def __init__(self, *args: Any, refusing: set[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -400,7 +451,33 @@ class ReasoningTolerantModel(OpenAIChatCompletionsModel):
         self._refusing.add(str(self.model))
         return True
 
+    def _named(self, exc: openai.APIStatusError) -> openai.APIStatusError:
+        return ToolsRefused(str(self.model), exc) if refuses_tools(exc) else exc
+
     async def get_response(
+        self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return await self._get_response(system_instructions, input, model_settings, *args, **kwargs)
+        except openai.APIStatusError as exc:
+            named = self._named(exc)
+            if named is exc:
+                raise
+            raise named from exc
+
+    async def stream_response(  # type: ignore[override]
+        self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        try:
+            async for event in self._stream_response(system_instructions, input, model_settings, *args, **kwargs):
+                yield event
+        except openai.APIStatusError as exc:
+            named = self._named(exc)
+            if named is exc:
+                raise
+            raise named from exc
+
+    async def _get_response(
         self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
     ) -> Any:
         settings = self._settings(model_settings)
@@ -411,7 +488,7 @@ class ReasoningTolerantModel(OpenAIChatCompletionsModel):
                 raise
         return await super().get_response(system_instructions, input, self._settings(settings), *args, **kwargs)
 
-    async def stream_response(  # type: ignore[override]
+    async def _stream_response(
         self, system_instructions: Any, input: Any, model_settings: ModelSettings, *args: Any, **kwargs: Any
     ) -> AsyncIterator[Any]:
         settings = self._settings(model_settings)

@@ -83,6 +83,12 @@ def run_error(status: str, detail: str | None, model: str | None) -> RunError | 
             f"The model endpoint does not know the model {model!r}. Use a model it serves (set 'model' on the "
             "assistant or the run).",
         )
+    if name == "ToolsRefused":  # core/model_client.py: the endpoint takes no tools for this model
+        return RunError(
+            "invalid_prompt",
+            f"The model endpoint refused tool calling for model {model!r}. Create the run without tools, or use a "
+            "model that supports tools.",
+        )
     if name in _MODEL_ERRORS:
         return _MODEL_ERRORS[name]
     if detail == "no model endpoint configured":

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from agents import Agent, ModelSettings
+from agents import Agent, FunctionTool, ModelSettings
 
 from core.api_objects import api_owner
 from core.assistants import Assistant, AssistantsConfig
@@ -24,6 +24,7 @@ from core.code_files import CODE_FILES, OWNER, CodeFiles
 from core.code_outputs import RunOutputs
 from core.context import ContextBuilder
 from core.knowledge.base import KnowledgeBase
+from core.knowledge.passages import RESULTS, in_prompt
 from core.knowledge.tool import FILE_SEARCH, run_context
 from core.metrics import Metrics
 from core.model_client import ModelClient
@@ -125,18 +126,21 @@ class ChatPlan:
         assistant = self._assistants.get(run.assistant)
         instructions = self._instructions(assistant)
         person = actor(run.actor)
-        tools = [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+        tools = self._offered(assistant, person)
+        context = run_context(run.channel, run.id, scope)
+        passages = await self._passages(run, assistant, person, scope, context)
         summary, items = await self._context.build(
             thread_id=run.thread_id,
             up_to_turn=run.trigger_message_id,
             instructions=instructions,
             model=assistant.model,
             budget=assistant.context_tokens,
-            fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools),
+            fixed_tokens=sum(self._tokens.count(json.dumps(t.params_json_schema)) for t in tools)
+            + self._tokens.count(passages),
             run_id=run.id,
         )
-        agent = await self._agent(assistant, instructions, summary, person, scope)
-        return Prepared(agent, items, run_context(run.channel, run.id, scope), self._refused(person), budget)
+        agent = await self._agent(assistant, instructions, summary, person, scope, passages)
+        return Prepared(agent, items, context, self._refused(person), budget)
 
     async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
         summary, _ = await self._context.summary(run.thread_id)
@@ -159,14 +163,46 @@ class ChatPlan:
         today = datetime.now(UTC).strftime("%A %d %B %Y")
         return f"{assistant.instructions}\n\nToday is {today} (UTC)."
 
+    def _offered(self, assistant: Assistant, person: Author | None) -> list[FunctionTool]:
+        """The assistant's tools that ``person`` may use (none when its model has no tool calling)."""
+        if not assistant.tool_calling:
+            return []
+        return [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+
+    def _may_search(self, assistant: Assistant, person: Author | None) -> bool:
+        found = self._tools.channel_tool(FILE_SEARCH, assistant.tools)
+        return found is not None and self._policy.may_use(FILE_SEARCH, person)
+
+    async def _passages(
+        self, run: Run, assistant: Assistant, person: Author | None, scope: str, context: dict[str, Any]
+    ) -> str:
+        """For a model without tool calling: the scope's best passages for the question, numbered into the
+        run's sources, to put in its instructions ('' for other models, or when nothing matches)."""
+        if assistant.tool_calling or not self._may_search(assistant, person):
+            return ""
+        if not await self._knowledge.searchable(scope):
+            return ""
+        question = await self._context.question(run.thread_id, run.trigger_message_id)
+        if not question.strip():
+            return ""
+        hits = await self._knowledge.search_many([scope], question, k=RESULTS)
+        return in_prompt(hits, context, self._tokens, assistant.context_tokens)
+
     async def _agent(
-        self, assistant: Assistant, instructions: str, summary: str | None, person: Author | None, scope: str
+        self,
+        assistant: Assistant,
+        instructions: str,
+        summary: str | None,
+        person: Author | None,
+        scope: str,
+        passages: str = "",
     ) -> Agent[Any]:
         """The agent for an assistant and the tools ``person`` may use (reused while its instructions stay the
-        same), with file search when the scope's knowledge base has indexed files."""
+        same), with file search when the scope's knowledge base has indexed files; a model without tool
+        calling gets no tools, and ``passages`` in its instructions instead."""
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
-        tools = [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+        tools = self._offered(assistant, person)
         key = f"{assistant.name}\0{','.join(t.name for t in tools)}"
         agent = self._agents.get(key)
         if agent is None or agent.instructions != instructions:
@@ -179,6 +215,8 @@ class ChatPlan:
             )
         # Each run gets an Agent object of its own: openai-agents checks, at every turn, that no run sharing
         # the object changed its tools, by walking all of them (13 % of the CPU at 1,000 concurrent runs).
+        if not assistant.tool_calling:
+            return agent.clone(instructions=f"{instructions}\n\n{passages}") if passages else agent.clone()
         file_search = self._tools.channel_tool(FILE_SEARCH, assistant.tools)
         if file_search is None or not self._policy.may_use(FILE_SEARCH, person):
             return agent.clone()

@@ -60,6 +60,10 @@ class Settings:
     tracing: bool = False
     tokenizer: str = "tiktoken"
     embedding_model: str | None = None
+    # THREADLINE_EMBEDDING_BASE_URL / _API_KEY: embeddings from another endpoint than the chat model's (either set);
+    # the key defaults to OPENAI_API_KEY, the URL to the chat model's.
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = field(default=None, repr=False)
     max_file_mb: float = 50.0
     max_image_mb: float = 10.0  # THREADLINE_MAX_IMAGE_MB: the largest image shown to the model (core/images.py)
     chunk_tokens: int = 800
@@ -80,6 +84,16 @@ class Settings:
     def model_configured(self) -> bool:
         """True when an endpoint is set: a key for OpenAI, or a base URL for a local server."""
         return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def embeddings_endpoint(self) -> bool:
+        """True when embeddings have an endpoint of their own (THREADLINE_EMBEDDING_BASE_URL or _API_KEY)."""
+        return bool(self.embedding_base_url or self.embedding_api_key)
+
+    @property
+    def embeddings_configured(self) -> bool:
+        """True when there is an endpoint to ask for embeddings: their own, or the chat model's."""
+        return self.embeddings_endpoint or self.model_configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +208,8 @@ class Settings:
             tracing=flag("THREADLINE_TRACING", False),
             tokenizer=tokenizer,
             embedding_model=text("THREADLINE_EMBEDDING_MODEL"),
+            embedding_base_url=text("THREADLINE_EMBEDDING_BASE_URL"),
+            embedding_api_key=text("THREADLINE_EMBEDDING_API_KEY"),
             max_file_mb=number("THREADLINE_MAX_FILE_MB", 50.0),
             max_image_mb=number("THREADLINE_MAX_IMAGE_MB", 10.0),
             chunk_tokens=chunk_tokens,

@@ -1,9 +1,10 @@
 """A channel's knowledge base: add files, list and forget them, search them.
 
 Adapters hand over bytes (:class:`Upload`); extraction and chunking run in worker processes,
-embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the same OpenAI-compatible
-endpoint, and everything is stored in SQLite. Search is BM25 (FTS5) always, fused with vector
-similarity when embeddings exist. A channel only ever searches its own files.
+embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the chat model's OpenAI-compatible
+endpoint or their own (``THREADLINE_EMBEDDING_BASE_URL``), and everything is stored in SQLite.
+Search is BM25 (FTS5) always, fused with vector similarity when embeddings exist. A channel only
+ever searches its own files.
 
 A knowledge base is named by a key: a chat channel's key, or ``api:<owner>:<vector store id>``
 for a vector store of the Assistants-compatible API. Vector stores keep every file they are given
@@ -168,7 +169,7 @@ class KnowledgeBase:
 
     def start(self) -> None:
         """Embed chunks that have no embedding from the configured model (a new model re-embeds)."""
-        if self.embedding_model and self._settings.model_configured and self._reembed is None:
+        if self.embedding_model and self._settings.embeddings_configured and self._reembed is None:
             self._reembed = asyncio.create_task(self._embed_missing(), name="re-embed")
 
     async def settle(self) -> None:
@@ -482,7 +483,7 @@ class KnowledgeBase:
     async def _embed(self, texts: Sequence[str]) -> tuple[list[bytes] | None, int]:
         """float32 blobs for ``texts``; (None, 0) when embeddings are off or fail (keyword search still works)."""
         model = self.embedding_model
-        if not model or not texts or not self._settings.model_configured:
+        if not model or not texts or not self._settings.embeddings_configured:
             return None, 0
         blobs: list[bytes] = []
         dim = 0

@@ -13,13 +13,12 @@ from agents import FunctionTool, RunContextWrapper
 
 from core import tool_details
 from core.knowledge.base import KnowledgeBase
+from core.knowledge.passages import RESULTS, numbered
 from core.tools import tool
 
 __all__ = ["FILE_SEARCH", "make_file_search_tool", "run_context"]
 
 FILE_SEARCH = "file_search"
-RESULTS = 5
-MAX_CHARS_PER_RESULT = 4000
 
 
 def run_context(channel: str, run_id: str, scope: str | None = None) -> dict[str, Any]:
@@ -52,28 +51,7 @@ def make_file_search_tool(knowledge: KnowledgeBase) -> FunctionTool:
         if not hits:
             where = "the attached files" if "collections" in context else "this channel's files"
             return f"No passage in {where} matches that. Try other words, or say the files don't cover it."
-        sources: list[dict[str, Any]] = context.setdefault("sources", [])
-        known = {(s["chunk_id"]): s["number"] for s in sources}
-        parts = []
-        for hit in hits:
-            number = known.get(hit.chunk_id)
-            if number is None:
-                number = len(sources) + 1
-                sources.append(
-                    {
-                        "number": number,
-                        "chunk_id": hit.chunk_id,
-                        "file_id": hit.file_id,
-                        "file_name": hit.file_name,
-                        "location": hit.location,
-                        "link": hit.link,
-                    }
-                )
-                known[hit.chunk_id] = number
-            where = f"{hit.file_name}, {hit.location}" if hit.location else hit.file_name
-            text = hit.text if len(hit.text) <= MAX_CHARS_PER_RESULT else hit.text[:MAX_CHARS_PER_RESULT] + " [...]"
-            parts.append(f"[{number}] {where}\n{text}")
-        return "\n\n".join(parts)
+        return "\n\n".join(numbered(hits, context))
 
     return file_search
 

@@ -127,6 +127,7 @@ class FakeOpenAI:
     embedding_dim: int = 8
     embeddings_error: Error | Raw | None = None  # set: /v1/embeddings answers with this
     stalls: list[float] = field(default_factory=list)  # time.monotonic() when each scripted silence began
+    authorizations: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization header) per request
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     base_url: str = ""
@@ -147,6 +148,10 @@ class FakeOpenAI:
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if "messages" in r]
 
+    @property
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if "input" in r]
+
     async def _answer(self, body: dict[str, Any]) -> Answer:
         result = self.script(body)
         if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
@@ -156,6 +161,7 @@ class FakeOpenAI:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append((request.path, request.headers.get("Authorization", "")))
         answer = await self._answer(body)
         if isinstance(answer, Raw):
             return _raw(answer)
@@ -244,6 +250,7 @@ class FakeOpenAI:
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append((request.path, request.headers.get("Authorization", "")))
         if isinstance(self.embeddings_error, Raw):
             return _raw(self.embeddings_error)
         if self.embeddings_error is not None:
