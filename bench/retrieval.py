@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_settings, forbid_non_loopback, machine, write_result
+from bench.fulltext_variants import CURRENT, VARIANTS, Variant, build
 from bench.ingest import EMBEDDING_DIM, EMBEDDING_MODEL, core_version, embedding_server
 from core.knowledge.base import Upload
 from core.knowledge.extract import extract
@@ -88,6 +89,28 @@ def load_questions(path: Path = QUESTIONS) -> list[Question]:
     return [Question(**item) for item in raw["questions"]]
 
 
+def load_documents(path: Path) -> dict[str, bytes] | None:
+    """A question set's own documents (name → Markdown bytes), or None when it asks about python3-doc's pages."""
+    raw = json.loads(path.read_text())
+    documents = raw.get("documents")
+    return {name: text.encode() for name, text in documents.items()} if documents else None
+
+
+def _mime(name: str) -> str:
+    return "text/markdown" if name.endswith(".md") else "text/html"
+
+
+async def variant_search(service: Threadline, variant: Variant, questions: Sequence[Question]) -> list[list[Hit]]:
+    """The same keyword search as ``fts5`` (``FileStore.keyword_search``), over another full-text index."""
+    files = FileStore(service.store)
+    out = []
+    for question in questions:
+        top = [chunk_id for chunk_id, _ in await files.keyword_search(CHANNEL, question.q, K, index=variant.index)]
+        hits = await files.hits(top)
+        out.append([(hits[i].file_name, hits[i].location) for i in top if i in hits])
+    return out
+
+
 def _norm(text: str) -> str:
     return " ".join(text.replace("¶", " ").split()).casefold()
 
@@ -105,18 +128,22 @@ def matches(question: Question, hit: Hit) -> bool:
     return name == question.file and not is_sidebar(location) and _norm(question.section) in components(location)
 
 
-def check_labels(questions: Sequence[Question], docs: Path) -> list[str]:
+def check_labels(questions: Sequence[Question], docs: Path, documents: dict[str, bytes] | None = None) -> list[str]:
     """Problems with the labels: a page missing, no section under the heading, or no evidence in it."""
     problems: list[str] = []
     sections: dict[str, list[tuple[str, str]]] = {}
     for question in questions:
         if question.file not in sections:
             path = docs / question.file
-            if not path.is_file():
+            if documents is not None:
+                data = documents.get(question.file)
+            else:
+                data = path.read_bytes() if path.is_file() else None
+            if data is None:
                 problems.append(f"{question.file}: no such page under {docs}")
                 sections[question.file] = []
                 continue
-            extracted = extract(path.name, path.read_bytes(), "text/html")
+            extracted = extract(question.file, data, _mime(question.file))
             sections[question.file] = [(s.location, s.text) for s in extracted.sections]
         under = [text for location, text in sections[question.file] if matches(question, (question.file, location))]
         if not under:
@@ -311,7 +338,7 @@ async def evaluate(
     scored["top5"] = [[list(h) for h in hits] for hits in ranked]
     result["methods"][name] = scored
     print(
-        f"  {name:24} recall@1 {scored['recall@1']:.3f}  recall@5 {scored['recall@5']:.3f}  "
+        f"  {name:50} recall@1 {scored['recall@1']:.3f}  recall@5 {scored['recall@5']:.3f}  "
         f"MRR@5 {scored['mrr@5']:.3f}  file recall@5 {scored['file_recall@5']:.3f}  "
         f"sidebar hits {scored['sidebar_hits_in_top5']}  ({seconds:.1f} s)",
         flush=True,
@@ -321,11 +348,13 @@ async def evaluate(
 async def main_async(args: argparse.Namespace) -> int:
     forbid_non_loopback()
     docs = Path(args.docs)
-    questions = load_questions()
-    if not await asyncio.to_thread(docs.is_dir):
+    questions_path = Path(args.questions)
+    questions = load_questions(questions_path)
+    documents = load_documents(questions_path)
+    if documents is None and not await asyncio.to_thread(docs.is_dir):
         print(f"{docs} is missing: install Debian's python3-doc (apt-get install -y python3-doc)", file=sys.stderr)
         return 2
-    problems = check_labels(questions, docs)
+    problems = check_labels(questions, docs, documents)
     if problems:
         print("the question labels do not match the pages:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
@@ -337,8 +366,10 @@ async def main_async(args: argparse.Namespace) -> int:
         "machine": machine(),
         "core": core_version(),
         "config": {
-            "docs": str(docs),
-            "docs_version": _docs_version(docs),
+            "questions_file": str(questions_path),
+            "docs": str(docs) if documents is None else "inline documents of the questions file",
+            "docs_version": _docs_version(docs) if documents is None else "",
+            "fts5": CURRENT,
             "pages": pages,
             "questions": len(questions),
             "k": K,
@@ -350,7 +381,8 @@ async def main_async(args: argparse.Namespace) -> int:
         },
         "methods": {},
     }
-    print(f"{len(questions)} questions over {len(pages)} pages of {docs} (labels checked)", flush=True)
+    source = docs if documents is None else questions_path.name
+    print(f"{len(questions)} questions over {len(pages)} pages of {source} (labels checked)", flush=True)
     overrides = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
     with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp:
         db = Path(tmp) / "retrieval.db"
@@ -361,8 +393,8 @@ async def main_async(args: argparse.Namespace) -> int:
             try:
                 start = time.perf_counter()
                 for page in pages:
-                    path = docs / page
-                    added = await service.knowledge.add(CHANNEL, Upload(page, path.read_bytes(), "text/html"))
+                    data = documents[page] if documents is not None else (docs / page).read_bytes()
+                    added = await service.knowledge.add(CHANNEL, Upload(page, data, _mime(page)))
                     if added.file.status != "completed":
                         raise AssertionError(f"{page}: {added.file.status} {added.file.error}")
                 result["ingest_s"] = time.perf_counter() - start
@@ -390,6 +422,14 @@ async def main_async(args: argparse.Namespace) -> int:
         keyword = await Threadline.open(bench_settings("http://127.0.0.1:9/v1", db, **overrides))
         try:
             await evaluate("fts5", lambda: kb_search(keyword, questions), questions, result)
+            await keyword.store.call(lambda db: build(db, CHANNEL))
+            for variant in VARIANTS:
+                await evaluate(
+                    f"fts5 {variant.name}",
+                    lambda variant=variant: variant_search(keyword, variant, questions),  # type: ignore[misc]
+                    questions,
+                    result,
+                )
         finally:
             await keyword.close()
 
@@ -419,7 +459,15 @@ async def main_async(args: argparse.Namespace) -> int:
                     await models.close()
                     await service.close()
 
-    order = ["fts5", "rank_bm25", "fake-bow only", "fake-bow hybrid", "minilm only", "minilm hybrid"]
+    order = [
+        "fts5",
+        *(f"fts5 {v.name}" for v in VARIANTS),
+        "rank_bm25",
+        "fake-bow only",
+        "fake-bow hybrid",
+        "minilm only",
+        "minilm hybrid",
+    ]
     result["methods"] = {name: result["methods"][name] for name in order if name in result["methods"]}
     base = result["methods"]["fts5"]["ranks"]
     result["vs_fts5"] = {
@@ -457,12 +505,12 @@ def report(result: dict[str, Any], path: Path) -> None:
         f"retrieval: {cfg['questions']} questions, {len(cfg['pages'])} pages, {result['chunks']} chunks "
         f"(chunk_tokens {cfg['chunk_tokens']}, overlap {cfg['chunk_overlap']}), k = {cfg['k']}"
     )
-    print(f"  {'':24}{'recall@1':>10}{'recall@5':>10}{'MRR@5':>8}{'file recall@5':>15}   in top 5 vs fts5: +only/-only")
+    print(f"  {'':50}{'recall@1':>10}{'recall@5':>10}{'MRR@5':>8}{'file recall@5':>15}   in top 5 vs fts5: +only/-only")
     for name, m in result["methods"].items():
         vs = result["vs_fts5"].get(name)
         versus = f"   +{vs['found_only_by_this']}/-{vs['found_only_by_fts5']}" if vs else ""
         print(
-            f"  {name:24}{m['recall@1']:10.3f}{m['recall@5']:10.3f}{m['mrr@5']:8.3f}{m['file_recall@5']:15.3f}{versus}"
+            f"  {name:50}{m['recall@1']:10.3f}{m['recall@5']:10.3f}{m['mrr@5']:8.3f}{m['file_recall@5']:15.3f}{versus}"
         )
     n = cfg["questions"]
     print(f"  (one question is {1 / n:.3f} of recall; 95 % interval at 0.5 is about ±{1.96 * math.sqrt(0.25 / n):.2f})")
@@ -472,6 +520,12 @@ def report(result: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Retrieval quality over Python's documentation.")
     parser.add_argument("--docs", default=str(DOCS), help=f"the html folder of python3-doc ({DOCS})")
+    parser.add_argument(
+        "--questions",
+        default=str(QUESTIONS),
+        help="the labelled questions (bench/retrieval_questions.json; bench/retrieval_questions_multilingual.json "
+        "carries its own documents)",
+    )
     parser.add_argument("--chunk-tokens", type=int, default=800)
     parser.add_argument("--chunk-overlap", type=int, default=400)
     parser.add_argument(

@@ -21,7 +21,9 @@ in a random order each time, all in the same run:
   rank fusion), warm: the channel's matrix is already cached. Both are built afresh for each size
   on the service's store (a cached matrix must not outlive chunks stored behind its back);
 * the parts of a hybrid search, each alone: the query embedding's round trip to the server, the
-  FTS5 query (``FileStore.keyword_search``, 40 candidates), ``VectorMatrix.top`` on the cached matrix;
+  FTS5 query (``FileStore.keyword_search``, 40 candidates; and the same over the index as it was
+  before m025_multilingual_search, ``porter unicode61``, built beside it:
+  bench/fulltext_variants.py), ``VectorMatrix.top`` on the cached matrix;
 * ``numpy``: the bare brute force over the same matrix, ``m @ q`` then ``argpartition`` for the top 40.
 
 Cold: the first hybrid search of a fresh ``KnowledgeBase`` (same store), which loads the channel's
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import bench_settings, forbid_non_loopback, machine, peak_rss_kib, percentile, rss_kib, write_result
+from bench.fulltext_variants import VARIANTS, build
 from bench.ingest import EMBEDDING_DIM, EMBEDDING_MODEL, FUNCTION_WORDS, Corpus, core_version, embedding_server
 from core.knowledge.base import CANDIDATES, KnowledgeBase
 from core.knowledge.search import VectorMatrix
@@ -59,6 +62,7 @@ from core.tokens import TokenCounter
 from tests.fakes.openai_server import hash_word
 
 GOAL_P95_MS = 20.0
+TODAY = VARIANTS[0]  # the full-text index before m025_multilingual_search, built beside the store's own
 CHANNEL = "slack:T1:DOCS"
 OTHER_CHANNEL = "slack:T1:OTHER"
 CHUNKS_PER_FILE = 1000
@@ -233,6 +237,9 @@ async def _measure(
         "hybrid": lambda q: hybrid.search(CHANNEL, q, 5),
         "part: embed query (HTTP round trip)": lambda q: models.embed(model, [q]),
         "part: FTS5 keyword_search (40)": lambda q: files.keyword_search(CHANNEL, q, CANDIDATES),
+        "part: FTS5 keyword_search (40), today's index": lambda q: files.keyword_search(
+            CHANNEL, q, CANDIDATES, index=TODAY.index
+        ),
         "part: VectorMatrix.top (40)": matrix_top,
         "numpy m @ q + argpartition (40)": numpy_top,
     }
@@ -317,6 +324,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     print(f"storing chunks up to {size} ...", flush=True)
                     fill_s = await fill(files, maker, CHANNEL, size - stored, stored // CHUNKS_PER_FILE)
                     stored = size
+                    await service.store.call(lambda db: build(db, CHANNEL, [TODAY]))
                     await service.store.call(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
                     db_mb = await asyncio.to_thread(lambda: Path(settings.db_path).stat().st_size / 1e6)
                     print(f"measuring at {size} chunks ({db_mb:.0f} MB database) ...", flush=True)
@@ -342,13 +350,13 @@ async def main_async(args: argparse.Namespace) -> int:
 def report_size(size: int, data: dict[str, Any]) -> None:
     print(f"{size} chunks in the channel: ms per search ({data['sides']['hybrid']['all']['n']} queries)")
     print(
-        f"  {'':38}{'p50':>8}{'p95':>8}{'p99':>8}   {'questions p50/p95':>17}   {'keywords p50/p95':>16}"
+        f"  {'':48}{'p50':>8}{'p95':>8}{'p99':>8}   {'questions p50/p95':>17}   {'keywords p50/p95':>16}"
         f"{'p50/numpy':>11}"
     )
     for name, side in data["sides"].items():
         a, q, k = side["all"], side["question"], side["keywords"]
         print(
-            f"  {name:38}{a['p50']:8.2f}{a['p95']:8.2f}{a['p99']:8.2f}   {q['p50']:8.2f}/{q['p95']:8.2f}"
+            f"  {name:48}{a['p50']:8.2f}{a['p95']:8.2f}{a['p99']:8.2f}   {q['p50']:8.2f}/{q['p95']:8.2f}"
             f"   {k['p50']:7.2f}/{k['p95']:8.2f}{side['p50_over_numpy']:11.2f}"
         )
     hits = data["queries_with_hits"]

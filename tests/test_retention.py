@@ -110,7 +110,7 @@ async def test_retention_deletes_old_data_and_keeps_what_it_must(
     # Files: the old one is gone, with its chunks and its full-text rows; the others stay.
     assert [f.name for f in await service.knowledge.files(CHANNEL)] == ["recent.txt"]
     assert await service.knowledge.search(CHANNEL, "zanzibar protocol") == []
-    assert await count(service, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'zanzibar'") == 0
+    assert await count(service, "SELECT count(*) FROM chunks_search WHERE chunks_search MATCH 'zanzibar'") == 0
     assert await count(service, "SELECT count(*) FROM file_contents WHERE data = ?", old_file.data) == 0
     assert [f.name for f in await service.knowledge.files(VECTOR_STORE)] == ["api.txt"]
     # One line with the counts.

@@ -329,14 +329,14 @@ def _decode(data: bytes, declared: str | None = None) -> str | None:
     """The bytes as text, or None when they are not text: NUL bytes, or too many control characters.
 
     A byte-order mark decides the encoding; otherwise the declared one (an HTML page's charset), then UTF-8,
-    then Windows-1252, whose text is most of what fails UTF-8 in practice.
+    then the best guess of charset-normalizer (Shift-JIS, EUC-JP, GB18030, Windows-1251, Windows-1252, ...).
     """
     text = _decode_with_bom(data)
     if text is None:
         if b"\x00" in data:
             return None
         text = _decode_without_bom(data, declared)
-    if "\x00" in text:
+    if text is None or "\x00" in text:
         return None
     controls = sum(text.count(c) for c in _CONTROL_CHARS)
     if controls > _MAX_CONTROL_SHARE * len(text):
@@ -351,8 +351,8 @@ def _decode_with_bom(data: bytes) -> str | None:
     return None
 
 
-def _decode_without_bom(data: bytes, declared: str | None) -> str:
-    candidates = ["utf-8", "cp1252"]
+def _decode_without_bom(data: bytes, declared: str | None) -> str | None:
+    candidates = ["utf-8"]
     if declared and not declared.lower().startswith(("utf-16", "utf-32")):  # without a BOM those are mistakes
         candidates.insert(0, declared)
     for encoding in candidates:
@@ -360,7 +360,43 @@ def _decode_without_bom(data: bytes, declared: str | None) -> str:
             return data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-    return data.decode("latin-1")  # cp1252 leaves five bytes undefined; latin-1 maps every byte
+    guess = _guess_encoding(data)
+    if guess is None:
+        return None
+    _log.debug("Decoding as %s (a guess)", guess)
+    return data.decode(guess, errors="replace")
+
+
+# Where charset-normalizer finds several encodings equally likely (short texts often fit many), the more
+# common one wins: Windows-1252 over Central European code pages, Japanese over Korean for EUC bytes, ...
+# Each match names the encodings that decode its bytes alike (``could_be_from_charset``); the first of
+# those in this list ranks it.
+_COMMON_ENCODINGS = (
+    "cp1252", "cp932", "shift_jis", "euc_jp", "gb18030", "gbk", "big5", "cp949", "euc_kr", "cp1251", "koi8_r",
+    "cp1250",
+)  # fmt: skip
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """The likeliest encoding of bytes that are not UTF-8, by charset-normalizer; None when nothing decodes
+    them into plausible text (binary data)."""
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches:
+        return None
+    least = min(match.chaos for match in matches)
+    tied = [match for match in matches if match.chaos <= least + 1e-9]
+    most = max(match.coherence for match in tied)
+    tied = [match for match in tied if match.coherence >= most - 1e-9]
+
+    def rank(match: Any) -> int:
+        return min(
+            (_COMMON_ENCODINGS.index(name) for name in match.could_be_from_charset if name in _COMMON_ENCODINGS),
+            default=len(_COMMON_ENCODINGS),
+        )
+
+    return str(min(tied, key=rank).encoding)
 
 
 def _looks_like_text(data: bytes) -> bool:

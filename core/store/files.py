@@ -5,18 +5,20 @@ Same connection and thread as the rest of the store, through ``Store.call``.
 
 from __future__ import annotations
 
-import re
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
 from core.models import ChunkHit, FileRecord
+from core.store.fulltext import index_text, is_english, query_words
 from core.store.leases import live_processes
 from core.store.store import Store, new_id
 
-__all__ = ["FileStore", "NewChunk", "drop_unused_content", "fts_query"]
+__all__ = ["SEARCH_INDEX", "FileStore", "KeywordIndex", "NewChunk", "drop_unused_content", "fts_query"]
 
 # (location, text, tokens)
 NewChunk = tuple[str, str, int]
@@ -25,24 +27,25 @@ _FILE_COLUMNS = (
     "id, channel, name, size, sha256, status, error, kind, pages, chunk_count, link, platform_file_id,"
     " uploader_name, created_at"
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
 CHUNK_BATCH = 500  # chunks written per transaction
-# Words that match nearly every chunk: they cost the most to rank and tell BM25 almost nothing.
-_STOPWORD_TEXT = """a about above after again all am an and any are as at be because been before being below
-    between both
-    but by can could did do does doing down during each few for from further had has have having he her here
-    hers him his how i if in into is it its itself just me more most my no nor not now of off on once only or
-    other our ours out over own same she should so some such than that the their theirs them then there these
-    they this those through to too under until up very was we were what when where which while who whom why
-    will with would you your yours"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
-def query_words(text: str, limit: int = 32) -> list[str]:
-    """The words of a search, lower-cased, once each, function words left out (unless nothing else is left)."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    content = [w for w in words if w not in STOPWORDS]
-    return (content or words)[:limit]
+@dataclass(frozen=True)
+class KeywordIndex:
+    """A full-text index over the chunks: its FTS5 tables (each chunk in one of them, their rankings merged
+    by BM25 score), and how a search becomes that index's words."""
+
+    tables: tuple[str, ...]
+    words: Callable[[str], list[str]]
+
+
+# m025_multilingual_search: CJK as bigrams; English chunks Porter-stemmed, the others not (core/store/fulltext.py).
+SEARCH_INDEX = KeywordIndex(("chunks_search", "chunks_search_plain"), query_words)
+
+
+def _search_rows(batch: Sequence[tuple[int, NewChunk]]) -> list[tuple[str | None, str | None]]:
+    """New chunks' ``search_text`` and ``stemming`` (m025_multilingual_search)."""
+    return [(index_text(text), "english" if is_english(text) else None) for _, (_, text, _) in batch]
 
 
 def fts_query(text: str, *, every_word: bool = False) -> str | None:
@@ -229,8 +232,11 @@ class FileStore:
         for start in range(0, len(chunks), CHUNK_BATCH):
             batch = list(enumerate(chunks[start : start + CHUNK_BATCH], start=start))
             blobs = vectors[start : start + CHUNK_BATCH] if vectors is not None and model is not None else None
+            search = await asyncio.to_thread(_search_rows, batch)
 
-            def insert(db: Database, batch: list[tuple[int, NewChunk]] = batch, blobs: Any = blobs) -> bool:
+            def insert(
+                db: Database, batch: list[tuple[int, NewChunk]] = batch, blobs: Any = blobs, search: Any = search
+            ) -> bool:
                 row = db.execute(
                     "SELECT channel FROM files WHERE id = ? AND status = 'in_progress'", [file_id]
                 ).fetchone()
@@ -238,11 +244,11 @@ class FileStore:
                     return False
                 with db.atomic():
                     ids = []
-                    for ordinal, (location, text, tokens) in batch:
+                    for (ordinal, (location, text, tokens)), (search_text, stemming) in zip(batch, search, strict=True):
                         cursor = db.execute(
-                            "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens)"
-                            " VALUES (?, ?, ?, ?, ?, ?)",
-                            [file_id, row[0], ordinal, location, text, tokens],
+                            "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens, search_text,"
+                            " stemming) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [file_id, row[0], ordinal, location, text, tokens, search_text, stemming],
                         )
                         ids.append(int(cursor.lastrowid or 0))
                     if blobs is not None:
@@ -397,7 +403,13 @@ class FileStore:
         return await self._store.call(any_)
 
     async def keyword_search(
-        self, channel: str | Sequence[str], query: str, limit: int, *, enough: int = 5
+        self,
+        channel: str | Sequence[str],
+        query: str,
+        limit: int,
+        *,
+        enough: int = 5,
+        index: KeywordIndex = SEARCH_INDEX,
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
 
@@ -408,7 +420,7 @@ class FileStore:
         found, chunks holding all words but one; and only then chunks holding any word.
         """
         channels = _channels(channel)
-        words = query_words(query)
+        words = index.words(query)
         if not words or not channels:
             return []
         steps = [_match(words, "AND")]
@@ -417,13 +429,17 @@ class FileStore:
         if len(words) >= 2:
             steps.append(_match(words, "OR"))
 
+        matched = " UNION ALL ".join(
+            f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ?" for table in index.tables
+        )
+
         def ranked(db: Database, match: str) -> list[tuple[int, float]]:
             rows = db.execute(
-                "SELECT chunks.id, bm25(chunks_fts) AS score FROM chunks_fts"
-                " JOIN chunks ON chunks.id = chunks_fts.rowid"
+                f"SELECT chunks.id, matched.score FROM ({matched}) AS matched"
+                " JOIN chunks ON chunks.id = matched.rowid"
                 " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
-                f" WHERE chunks_fts MATCH ? AND chunks.channel IN ({_marks(channels)}) ORDER BY score LIMIT ?",
-                [match, *channels, limit],
+                f" WHERE chunks.channel IN ({_marks(channels)}) ORDER BY matched.score LIMIT ?",
+                [*([match] * len(index.tables)), *channels, limit],
             ).fetchall()
             return [(int(r[0]), float(r[1])) for r in rows]
 

@@ -646,3 +646,52 @@ def m024_code_interpreter_files(db: Database) -> None:
     api_files.create_index(["run_id"])
     db.table("messages").add_column("attachments", str)
     db.table("messages").add_column("output_images", str)
+
+
+@MIGRATIONS()
+def m025_multilingual_search(db: Database) -> None:
+    """Full-text indexes that find words in any language, in place of the English-only ``chunks_fts``.
+
+    A chunk's ``search_text`` is its text with runs of Chinese, Japanese or Korean written as
+    space-separated bigrams (null: the text has none, and ``text`` is indexed); ``stemming`` is
+    ``english`` for a chunk that reads as English or as no language (core/store/fulltext.py), null for
+    the rest. English chunks go into ``chunks_search`` (Porter-stemmed, as before), the others into
+    ``chunks_search_plain`` (no stemming: Porter knows only English). Triggers keep both in step with
+    the chunks table; existing chunks are indexed anew here. Measured in BENCHMARKS.md.
+    """
+    from core.store.fulltext import index_text, is_english
+
+    chunks = db.table("chunks")
+    chunks.add_column("search_text", str)
+    chunks.add_column("stemming", str)
+    updates = [
+        (index_text(text or ""), "english" if is_english(text or "") else None, chunk_id)
+        for chunk_id, text in db.execute("SELECT id, text FROM chunks").fetchall()
+    ]
+    db.conn.executemany("UPDATE chunks SET search_text = ?, stemming = ? WHERE id = ?", updates)
+    chunks.disable_fts()
+    for table, tokenizer, which in (
+        ("chunks_search", "porter unicode61 remove_diacritics 2", "stemming = 'english'"),
+        ("chunks_search_plain", "unicode61 remove_diacritics 2", "stemming IS NOT 'english'"),
+    ):
+        content = f"{table}_content"
+        db.execute(f"CREATE VIEW {content} AS SELECT id, coalesce(search_text, text) AS text FROM chunks WHERE {which}")
+        db.execute(
+            f"CREATE VIRTUAL TABLE {table} USING fts5(text, content='{content}', content_rowid='id',"
+            f" tokenize='{tokenizer}')"
+        )
+        new = f"SELECT new.id, coalesce(new.search_text, new.text) WHERE new.{which}"
+        old = f"SELECT 'delete', old.id, coalesce(old.search_text, old.text) WHERE old.{which}"
+        db.execute(
+            f"CREATE TRIGGER {table}_ai AFTER INSERT ON chunks BEGIN INSERT INTO {table} (rowid, text) {new}; END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {table}_ad AFTER DELETE ON chunks BEGIN"
+            f" INSERT INTO {table} ({table}, rowid, text) {old}; END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {table}_au AFTER UPDATE ON chunks BEGIN"
+            f" INSERT INTO {table} ({table}, rowid, text) {old};"
+            f" INSERT INTO {table} (rowid, text) {new}; END"
+        )
+        db.execute(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
