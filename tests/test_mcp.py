@@ -393,3 +393,13 @@ def test_assistants_and_the_policy_name_mcp_tools(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown tool 'wiki'"):
         load(tmp_path, assistants(servers, '["wiki"]')).check_tools([])
     assert public_name("tracker", "find.issue/v2") == "tracker__find_issue_v2"
+
+
+def test_the_commented_example_parses(tmp_path: Path) -> None:
+    example = (Path(__file__).parent.parent / "assistants.example.toml").read_text()
+    start = example.index("# [[mcp_servers]]")
+    block = example[start : example.index("\n\n", start)]
+    config = load(tmp_path, "\n".join(line.removeprefix("# ").removeprefix("#") for line in block.splitlines()))
+    assert [(s.name, s.transport) for s in config.mcp_servers] == [("tracker", "stdio"), ("wiki", "streamable_http")]
+    assert config.mcp_servers[0].approval("close_issue")
+    assert not config.mcp_servers[0].approval("find_issue")
