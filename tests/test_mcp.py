@@ -240,6 +240,20 @@ async def test_a_call_that_times_out_is_a_tool_error_and_the_run_goes_on(
     assert events[-1].text == "Result: Issue 2: the printer is on fire (open)"
 
 
+async def test_the_policy_rules_mcp_tools_by_the_name_the_model_sees(
+    mcp_service: Any, fake_model: FakeOpenAI, record: Path
+) -> None:
+    policy = '[policy.tools.tracker__close_issue]\nuse = ["console:bob"]\n'
+    service = await mcp_service(stdio_entry(record) + policy)
+    fake_model.script = call_then_answer("tracker__close_issue", {"number": 7, "reason": "fixed"})
+    events = await collect(await post(service, "close 7"))  # alice may not use it
+    assert "tracker__close_issue" not in offered_tools(fake_model.chat_requests[0])
+    assert "tracker__find_issue" in offered_tools(fake_model.chat_requests[0])
+    assert "Refused: the person who asked may not use tracker__close_issue" in result_text(fake_model.chat_requests[-1])
+    assert isinstance(events[-1], RunCompleted)
+    assert of_kind(record, "call") == []
+
+
 async def test_assistant_command_shows_the_mcp_tools(mcp_service: Any, record: Path) -> None:
     service = await mcp_service(stdio_entry(record), tools='["tracker.find_issue", "tracker.close_issue"]')
     reply = await handle_command(service, CHANNEL, "/assistant")

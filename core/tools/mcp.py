@@ -73,6 +73,7 @@ class McpConnection:
         self._settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()  # the next attempt
         self._check: asyncio.Task[bool] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def name(self) -> str:
@@ -88,11 +89,18 @@ class McpConnection:
         return self._settled
 
     async def close(self) -> None:
-        for task in (self._check, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        """Disconnect (a stdio server's process is stopped) in the connection's own task; cut off after a while."""
+        self._closing = True
+        self._lost.set()
+        self._retry.set()
+        if self._check is not None:
+            self._check.cancel()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=self._connect_seconds)
+            if not done:
+                self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
 
     def tools(self) -> list[FunctionTool]:
         """The server's tools as last listed (kept while it is down: a paused run resumes with them)."""
@@ -137,7 +145,7 @@ class McpConnection:
     async def _keep(self) -> None:
         """Connect, list the tools, wait until the connection is lost; again, with backoff on failures."""
         failures = 0
-        while True:
+        while not self._closing:
             self._lost.clear()
             try:
                 async with asyncio.timeout(self._connect_seconds):
@@ -164,7 +172,9 @@ class McpConnection:
             self._up()
             self._settle(True)
             await self._lost.wait()
+            self.up = False
             await self._cleanup()
+        self._settle(False)
 
     def _settle(self, connected: bool) -> None:
         if not self._settled.done():
