@@ -25,6 +25,10 @@
     [budgets]                          # optional: spending limits, see core/budgets.py
     channel = { day = "5 USD" }
 
+    [[mcp_servers]]                    # optional: MCP tool servers assistants may name, see core/mcp_config.py
+    name = "tracker"
+    command = "tracker-mcp"
+
 A bad file fails at start with the file, the key and the problem named.
 """
 
@@ -39,6 +43,7 @@ from typing import Any
 
 from core.budgets import BudgetConfig, parse_budgets
 from core.errors import ConfigError
+from core.mcp_config import McpServerConfig, mcp_names, parse_mcp_servers
 from core.policy import Policy, parse_policy
 from core.suggested_prompts import DEFAULT_SUGGESTED_PROMPTS, SuggestedPrompt, parse_suggested_prompts
 from core.usage import DEFAULT_PRICES, Price
@@ -71,7 +76,7 @@ _ASSISTANT_KEYS = {
     "tool_calling",
     "suggested_prompts",
 }
-_TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets"}
+_TOP_KEYS = {"default", "tool_modules", "assistants", "prices", "policy", "budgets", "mcp_servers"}
 _PRICE_KEYS = {"input_per_million", "output_per_million", "currency"}
 
 
@@ -97,6 +102,7 @@ class AssistantsConfig:
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))  # model → price
     policy: Policy = field(default_factory=Policy)  # [policy]: access control (core/policy.py)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)  # [budgets]: default limits (core/budgets.py)
+    mcp_servers: tuple[McpServerConfig, ...] = ()  # [[mcp_servers]]: MCP tool servers (core/mcp_config.py)
 
     def get(self, name: str | None) -> Assistant:
         """The named assistant, or the default one when the name is unknown or None."""
@@ -105,7 +111,8 @@ class AssistantsConfig:
         return self.assistants[self.default]
 
     def check_tools(self, available: Iterable[str]) -> None:
-        known = set(available)
+        named = [*(t for a in self.assistants.values() for t in a.tools or ()), *self.policy.tools]
+        known = set(available) | mcp_names(self.mcp_servers, named, self.source)
         for assistant in self.assistants.values():
             for tool in assistant.tools or ():
                 if tool not in known:
@@ -162,7 +169,8 @@ def load_assistants(path: Path | None, *, default_model: str) -> AssistantsConfi
     prices = {**DEFAULT_PRICES, **_parse_prices(data.get("prices", {}), where)}
     policy = parse_policy(data.get("policy", {}), where)
     budgets = parse_budgets(data.get("budgets", {}), where, prices, (a.model for a in assistants.values()))
-    return AssistantsConfig(assistants, default, tuple(modules), where, prices, policy, budgets)
+    mcp_servers = parse_mcp_servers(data.get("mcp_servers", []), where)
+    return AssistantsConfig(assistants, default, tuple(modules), where, prices, policy, budgets, mcp_servers)
 
 
 def _parse_prices(table: Any, where: str) -> dict[str, Price]:

@@ -13,9 +13,10 @@ from core.feedback import feedback_lines
 from core.models import Author, FileRecord
 from core.service import Threadline
 from core.store.usage import UsageStore
+from core.tools.mcp import McpStatus
 from core.usage import all_channels_report, channel_report, period_starts
 
-__all__ = ["CommandReply", "format_files", "handle_command", "help_text", "is_command", "usage_reply"]
+__all__ = ["CommandReply", "format_files", "handle_command", "help_text", "is_command", "mcp_lines", "usage_reply"]
 
 _log = logging.getLogger(__name__)
 
@@ -112,9 +113,10 @@ async def _assistant(service: Threadline, channel: str, argument: str, person: A
     if not argument:
         current = await service.channel_assistant(channel)
         tools = current.tools if current.tools is not None else service.tools.builtin_names
+        servers = "".join(f"\n{line}" for line in mcp_lines(service.mcp.statuses(current.tools)))
         return (
             f"This channel's assistant: {current.name} (model {current.model}; "
-            f"tools: {', '.join(tools) or 'none'}). Others: {names}."
+            f"tools: {', '.join(tools) or 'none'}). Others: {names}.{servers}"
         )
     if argument not in service.assistants.assistants:
         return f"There is no assistant called {argument}. The assistants here: {names}."
@@ -124,6 +126,18 @@ async def _assistant(service: Threadline, channel: str, argument: str, person: A
     switched = await service.set_channel_assistant(channel, argument)
     _log.info("%s switched %s to assistant %s", _who(person), channel, switched.name)
     return f"This channel now uses {switched.name} (model {switched.model}) from its next message on."
+
+
+def mcp_lines(statuses: list[McpStatus]) -> list[str]:
+    """One line for each MCP server an assistant names: up or down, its tools, which need approval."""
+    lines = []
+    for status in statuses:
+        state = "up" if status.up else "down"
+        tools = ", ".join(f"{t} (needs approval)" if t in status.needs_approval else t for t in status.tools)
+        if not status.tools:
+            tools = "not listed yet" if not status.up else "none"
+        lines.append(f"MCP server {status.server} ({state}): {tools}")
+    return lines
 
 
 def _who(person: Author | None) -> str:

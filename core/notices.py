@@ -1,11 +1,11 @@
-"""What the chat adapters tell people when the platform, not the assistant, let an answer down.
+"""What people are told when something besides the assistant (the platform, a tool server) let an answer down.
 
 The words are the same on every platform; an adapter only adds its markup (an emoji) and posts them.
 """
 
 from __future__ import annotations
 
-__all__ = ["ANSWER_NOT_SHOWN", "APPROVAL_NOT_SHOWN", "CUT_OFF_ANSWER"]
+__all__ = ["ANSWER_NOT_SHOWN", "APPROVAL_NOT_SHOWN", "CUT_OFF_ANSWER", "MCP_TOOLS_UNAVAILABLE"]
 
 # The platform refused to show an answer (or part of it) even after its client's retries: posted once, in
 # the same conversation, as a short message of its own. The details are in the log.
@@ -22,3 +22,6 @@ APPROVAL_NOT_SHOWN = (
     "I needed someone to approve {tool}, but could not show the Approve / Deny buttons here, so I stopped this "
     "answer. Please ask again; if this keeps happening, ask whoever runs this bot to check its log."
 )
+# An MCP server an assistant names is down when a run starts (core/tools/mcp.py): the run goes on without its
+# tools, and the person who asked is told so, in a short message of its own (the log says why, once).
+MCP_TOOLS_UNAVAILABLE = "The tools of {servers} are unavailable right now; answering without them."

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from core.knowledge.tool import FILE_SEARCH, run_context
 from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import Approval, Author, Run
+from core.notices import MCP_TOOLS_UNAVAILABLE
 from core.policy import Policy
 from core.run_budget import RunBudget, Tell
 from core.run_spec import CLIENT_OUTPUT_SECONDS, RunSpec, build_agent
@@ -38,6 +39,7 @@ from core.store.api_runs import RunStore
 from core.store.budgets import BudgetStore, Subjects
 from core.tokens import TokenCounter
 from core.tools.code_interpreter import CODE_INTERPRETER
+from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 
 __all__ = ["INDEXING_WAIT_SECONDS", "ApiPlan", "ChatPlan", "Prepared", "RunPlan", "actor", "actor_json"]
@@ -99,6 +101,7 @@ class ChatPlan:
         metrics: Metrics,
         tell: Tell,
         scope: Callable[[str], Awaitable[str]],
+        mcp: McpServers | None = None,
     ) -> None:
         self._settings = settings
         self._assistants = assistants
@@ -111,6 +114,7 @@ class ChatPlan:
         self._metrics = metrics
         self._tell = tell
         self._scope = scope  # a conversation → the channel whose files and budgets it shares (Store.scope)
+        self._mcp = mcp or McpServers()  # MCP servers' tools, for the assistants that name them
         self._agents: dict[str, Agent[Any]] = {}  # a cache: one built Agent per assistant and tool set
 
     @property
@@ -126,7 +130,12 @@ class ChatPlan:
         assistant = self._assistants.get(run.assistant)
         instructions = self._instructions(assistant)
         person = actor(run.actor)
-        tools = self._offered(assistant, person)
+        mcp_tools: list[FunctionTool] = []
+        if assistant.tool_calling:  # a model without tool calling gets none of its servers' tools either
+            mcp_tools, down = await self._mcp.for_run(assistant.tools)
+            if down:  # the servers said so in the log once; the person who asked is told each time
+                await self._tell(run.channel, MCP_TOOLS_UNAVAILABLE.format(servers=_quoted(down)))
+        tools = self._offered(assistant, person, mcp_tools)
         context = run_context(run.channel, run.id, scope)
         passages = await self._passages(run, assistant, person, scope, context)
         summary, items = await self._context.build(
@@ -139,7 +148,7 @@ class ChatPlan:
             + self._tokens.count(passages),
             run_id=run.id,
         )
-        agent = await self._agent(assistant, instructions, summary, person, scope, passages)
+        agent = await self._agent(assistant, instructions, summary, person, scope, mcp_tools, passages)
         return Prepared(agent, items, context, self._refused(person), budget)
 
     async def prepare_resume(self, run: Run, approvals: list[Approval]) -> Prepared:
@@ -147,7 +156,8 @@ class ChatPlan:
         assistant = self._assistants.get(run.assistant)
         person = actor(run.actor)
         scope = await self._scope(run.channel)
-        agent = await self._agent(assistant, self._instructions(assistant), summary, person, scope)
+        known = self._mcp.known(assistant.tools)  # up or not: the paused call reconnects its server
+        agent = await self._agent(assistant, self._instructions(assistant), summary, person, scope, known)
         return Prepared(agent, refused=self._refused(person), budget=await self._budget(run, scope))
 
     def pause(self, run: Run, tool_names: list[str]) -> tuple[frozenset[str], float]:
@@ -163,11 +173,15 @@ class ChatPlan:
         today = datetime.now(UTC).strftime("%A %d %B %Y")
         return f"{assistant.instructions}\n\nToday is {today} (UTC)."
 
-    def _offered(self, assistant: Assistant, person: Author | None) -> list[FunctionTool]:
-        """The assistant's tools that ``person`` may use (none when its model has no tool calling)."""
+    def _offered(
+        self, assistant: Assistant, person: Author | None, mcp_tools: Sequence[FunctionTool] = ()
+    ) -> list[FunctionTool]:
+        """The assistant's tools (its MCP servers' given) that ``person`` may use, file search aside; none when
+        its model has no tool calling."""
         if not assistant.tool_calling:
             return []
-        return [t for t in self._tools.select(assistant.tools) if self._policy.may_use(t.name, person)]
+        tools = [*self._tools.select(assistant.tools), *mcp_tools]
+        return [t for t in tools if self._policy.may_use(t.name, person)]
 
     def _may_search(self, assistant: Assistant, person: Author | None) -> bool:
         found = self._tools.channel_tool(FILE_SEARCH, assistant.tools)
@@ -195,6 +209,7 @@ class ChatPlan:
         summary: str | None,
         person: Author | None,
         scope: str,
+        mcp_tools: Sequence[FunctionTool] = (),
         passages: str = "",
     ) -> Agent[Any]:
         """The agent for an assistant and the tools ``person`` may use (reused while its instructions stay the
@@ -202,8 +217,9 @@ class ChatPlan:
         calling gets no tools, and ``passages`` in its instructions instead."""
         if summary:
             instructions += f"\n\nSummary of the earlier conversation in this channel:\n{summary}"
-        tools = self._offered(assistant, person)
-        key = f"{assistant.name}\0{','.join(t.name for t in tools)}"
+        tools = self._offered(assistant, person, mcp_tools)
+        # An MCP server listed anew makes new tool objects: a new agent.
+        key = f"{assistant.name}\0{','.join(f'{t.name}:{id(t)}' for t in tools)}"
         agent = self._agents.get(key)
         if agent is None or agent.instructions != instructions:
             agent = self._agents[key] = Agent(
@@ -226,7 +242,8 @@ class ChatPlan:
 
     def _refused(self, person: Author | None) -> frozenset[str]:
         """The tools ``person`` may not use: a call to one of them is answered with a refusal."""
-        return frozenset(self._tools.names()) - self._policy.usable(self._tools.names(), person)
+        names = [*self._tools.names(), *self._mcp.names()]
+        return frozenset(names) - self._policy.usable(names, person)
 
     async def _budget(self, run: Run, scope: str) -> RunBudget | None:
         """The budgets that apply to the run (its scope's channel budget, its person's), or None when none do."""
@@ -342,6 +359,12 @@ class ApiPlan:
             outputs=outputs,
             searchable=searchable,
         )
+
+
+def _quoted(names: list[str]) -> str:
+    """'a', 'a' and 'b', 'a', 'b' and 'c'."""
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 def actor_json(person: Author) -> str | None:

@@ -73,6 +73,7 @@ from core.store.store import ClaimKind, NewItem
 from core.takeover import AdoptedRenderer, Notifier, Takeover
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
+from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 
 __all__ = [
@@ -146,6 +147,7 @@ class Threadline:
         platforms: frozenset[str] | None = None,
         sessions: CodeSessions | None = None,
         outbox: FileOutbox | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()  # Prometheus series (core/metrics.py); adapters count platform errors
@@ -153,6 +155,7 @@ class Threadline:
         self.store = store
         self.assistants = assistants
         self.tools = tools
+        self.mcp = mcp or McpServers()  # MCP tool servers (core/tools/mcp.py)
         self._models = models
         self._tokens = tokens
         self._http = http
@@ -180,7 +183,7 @@ class Threadline:
         context = self._context = ContextBuilder(store, models, tokens, ImageInputs(store, image_bytes))
         chat = ChatPlan(
             settings, assistants, tools, models, tokens, context, knowledge, self.budgets, self.metrics,
-            self._takeover.tell, store.scope,
+            self._takeover.tell, store.scope, self.mcp,
         )  # fmt: skip
         api = ApiPlan(models, tools, context, knowledge, self.runs, CodeFiles(ApiFileStore(store)), self.run_outputs)
         self._executor = RunExecutor(
@@ -222,6 +225,7 @@ class Threadline:
         knowledge = KnowledgeBase(settings, store, models, tokens, metrics)
         outbox = FileOutbox()
         sessions: CodeSessions | None = None
+        mcp: McpServers | None = None
         try:
             extra = []
             if settings.code_interpreter:
@@ -236,7 +240,10 @@ class Threadline:
                 settings, http, assistants.tool_modules, channel_tools=[make_file_search_tool(knowledge)], extra=extra
             )
             assistants.check_tools([*tools.names(), *([] if sessions else [CODE_INTERPRETER])])
+            mcp = await McpServers.open(assistants.mcp_servers, settings.environ)
         except BaseException:
+            if mcp is not None:
+                await mcp.close()
             if sessions is not None:
                 await sessions.close()
             await http.close()
@@ -246,7 +253,7 @@ class Threadline:
         served = frozenset(platforms) if platforms is not None else None
         service = cls(
             settings, store, assistants, tools, models, tokens, http, knowledge, notify, metrics, served,
-            sessions, outbox,
+            sessions, outbox, mcp,
         )  # fmt: skip
         await service._lease.start()
         await knowledge.recover()
@@ -278,6 +285,7 @@ class Threadline:
         await self._lease.close()
         if self._sessions is not None:
             await self._sessions.close()
+        await self.mcp.close()
         await self.retention.close()
         await self.knowledge.close()
         await self._models.close()

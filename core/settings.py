@@ -79,6 +79,9 @@ class Settings:
     sandbox_cgroup: Path | None = None  # None: session cgroups inside the bot's own memory cgroup
     retention_days: float | None = None  # None: keep conversation data forever
     retention_keep_last: int = 20  # messages of a channel's current thread retention never deletes
+    # The environment as read at start, for the assistants file's ${VAR} references (MCP servers' secrets:
+    # core/mcp_config.py). Never shown: it holds secrets.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model_configured(self) -> bool:
@@ -225,6 +228,7 @@ class Settings:
             sandbox_cgroup=Path(cgroup) if (cgroup := text("THREADLINE_SANDBOX_CGROUP")) else None,
             retention_days=number("THREADLINE_RETENTION_DAYS", 0.0) or None,
             retention_keep_last=count("THREADLINE_RETENTION_KEEP_LAST", 20),
+            environ=dict(env),
         )
 
 
