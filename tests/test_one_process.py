@@ -145,7 +145,11 @@ async def wait_slack_answer(slack: FakeSlack, ts: str, text: str) -> None:
         unreacted = any(c.method == "reactions.remove" and c.params.get("timestamp") == ts for c in slack.calls)
         return text in slack_answers(slack, ts) and unreacted
 
-    await slack.wait_until(done, timeout=30, what=f"{text!r} in the thread of {ts}")
+    try:
+        await slack.wait_until(done, timeout=30, what=f"{text!r} in the thread of {ts}")
+    except TimeoutError as exc:  # what the thread holds instead says why
+        shown = [(m.text, m.streaming, bool(m.blocks)) for m in slack.thread(SLACK_CHANNEL, ts)]
+        raise TimeoutError(f"{exc}; the thread holds (text, streaming, blocks): {shown}") from None
 
 
 def discord_replies(fake: FakeDiscord, question_id: str) -> list[dict[str, Any]]:
