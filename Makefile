@@ -17,7 +17,7 @@ LOCKS := requirements/runtime.lock requirements/dev.lock requirements/sandbox.lo
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: run test lint typecheck unit bench clean setup sandbox bubblewrap lock lock-upgrade
+.PHONY: run test lint typecheck unit bench clean setup sandbox bubblewrap postgres lock lock-upgrade
 
 setup: $(STAMP)
 
@@ -50,6 +50,12 @@ $(SANDBOX_STAMP): requirements/sandbox.lock
 
 sandbox: $(STAMP) bubblewrap $(SANDBOX_STAMP)
 
+# The tests' PostgreSQL server (tests/postgres_server.py starts one of its own): Debian's package.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	  else echo "The tests need PostgreSQL: sudo apt-get install postgresql"; exit 1; fi; }
+
 run: $(STAMP) sandbox
 	$(BIN)/python -m bots.console
 
@@ -60,7 +66,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) sandbox
+unit: $(STAMP) sandbox postgres
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit

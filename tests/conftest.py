@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from core.service import Threadline
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import API_KEY_A, API_KEY_B
+from tests.postgres_server import PostgresServer
 from tests.tool_modules import team_tools
 
 TEAM_ASSISTANTS = """
@@ -124,3 +125,16 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
     """The real openai SDK with key B."""
     async with openai.AsyncOpenAI(base_url=api_server.base_url, api_key=API_KEY_B, max_retries=0) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (tests/postgres_server.py), started on first use."""
+    with PostgresServer.running() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database of this test's own on the session's PostgreSQL server."""
+    return postgres_server.database()
