@@ -65,7 +65,9 @@ class ApiFileStore:
 
         def create(db: Database) -> ApiFileRecord:
             with db.atomic():
-                db.execute("INSERT OR IGNORE INTO file_contents (sha256, data) VALUES (?, ?)", [sha256, data])
+                db.execute(
+                    "INSERT INTO file_contents (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING", [sha256, data]
+                )
                 db.execute(
                     "INSERT INTO api_files (id, owner, filename, bytes, sha256, mime, purpose, created_at, run_id,"
                     " call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

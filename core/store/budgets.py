@@ -94,8 +94,9 @@ class BudgetStore:
                 )
                 return
             db.execute(
-                "INSERT OR REPLACE INTO budget_limits (scope, subject, period, amount, unit, set_by, set_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO budget_limits (scope, subject, period, amount, unit, set_by, set_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, subject, period) DO UPDATE SET"
+                " amount = excluded.amount, unit = excluded.unit, set_by = excluded.set_by, set_at = excluded.set_at",
                 [
                     scope,
                     subject,
@@ -184,7 +185,9 @@ class BudgetStore:
             if not after.fits():
                 return after
         db.execute(
-            "INSERT OR REPLACE INTO budget_holds (run_id, input_tokens, output_tokens, updated_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO budget_holds (run_id, input_tokens, output_tokens, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id) DO UPDATE SET input_tokens = excluded.input_tokens,"
+            " output_tokens = excluded.output_tokens, updated_at = excluded.updated_at",
             [run_id, expected.input_tokens, expected.output_tokens, now],
         )
         return None
@@ -217,8 +220,8 @@ class BudgetStore:
 def _first_notice(db: Database, budget: Budget, now: float) -> bool:
     """Whether this is the first 80% notice for this budget, period and limit (a raised limit warns again)."""
     cursor = db.execute(
-        "INSERT OR IGNORE INTO budget_notices (scope, subject, period, period_start, limit_text, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO budget_notices (scope, subject, period, period_start, limit_text, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [budget.scope, budget.subject, budget.period, budget.since, budget.limit.store_text(), now],
     )
     return bool(cursor.rowcount)

@@ -33,7 +33,9 @@ async def first_delivery(store: Store, parts: tuple[str, ...], ttl: float) -> bo
 
         def work() -> bool:
             db.execute("DELETE FROM deliveries WHERE expires_at <= ?", [now])
-            cursor = db.execute("INSERT OR IGNORE INTO deliveries (key, expires_at) VALUES (?, ?)", [key, now + ttl])
+            cursor = db.execute(
+                "INSERT INTO deliveries (key, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING", [key, now + ttl]
+            )
             return cursor.rowcount == 1
 
         return immediate(db, work)

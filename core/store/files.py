@@ -28,6 +28,11 @@ _FILE_COLUMNS = (
     " uploader_name, created_at"
 )
 CHUNK_BATCH = 500  # chunks written per transaction
+# A chunk's embedding written again (another model, a re-index) replaces the one it had.
+_REPLACE_EMBEDDING = (
+    "ON CONFLICT (chunk_id) DO UPDATE SET channel = excluded.channel, model = excluded.model, dim = excluded.dim,"
+    " vector = excluded.vector"
+)
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,8 @@ class FileStore:
                         ids.append(int(cursor.lastrowid or 0))
                     if blobs is not None:
                         db.conn.executemany(
-                            "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
-                            " VALUES (?, ?, ?, ?, ?)",
+                            "INSERT INTO embeddings (chunk_id, channel, model, dim, vector) VALUES (?, ?, ?, ?, ?)"
+                            f" {_REPLACE_EMBEDDING}",
                             [(i, row[0], model, dim, v) for i, v in zip(ids, blobs, strict=True)],
                         )
                 return True
@@ -310,7 +315,9 @@ class FileStore:
     async def save_content(self, sha256: str, data: bytes) -> None:
         """Keep a file's bytes (once per content), for tools that work on the original files."""
         await self._store.call(
-            lambda db: db.execute("INSERT OR IGNORE INTO file_contents (sha256, data) VALUES (?, ?)", [sha256, data])
+            lambda db: db.execute(
+                "INSERT INTO file_contents (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING", [sha256, data]
+            )
         )
 
     async def contents(self, channel: str) -> list[tuple[str, bytes]]:
@@ -518,8 +525,9 @@ class FileStore:
         def add(db: Database) -> None:
             with db.atomic():
                 db.conn.executemany(
-                    "INSERT OR REPLACE INTO embeddings (chunk_id, channel, model, dim, vector)"
-                    " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
+                    "INSERT INTO embeddings (chunk_id, channel, model, dim, vector)"
+                    " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)"
+                    f" {_REPLACE_EMBEDDING}",
                     [(chunk_id, channel, model, dim, blob, chunk_id) for chunk_id, channel, blob in rows],
                 )
 

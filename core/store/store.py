@@ -162,8 +162,8 @@ class Store:
         def create() -> str:
             # Another process may create the same channel at the same moment: the first one's thread counts.
             created = self._db.execute(
-                "INSERT OR IGNORE INTO channels (key, platform, workspace, channel_id, thread_id, created_at, scope)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO channels (key, platform, workspace, channel_id, thread_id, created_at, scope)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [key, platform, workspace, channel_id, thread_id, now, recorded],
             ).rowcount
             if created:
