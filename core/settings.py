@@ -69,6 +69,8 @@ class Settings:
     chunk_tokens: int = 800
     chunk_overlap: int = 400
     extraction_workers: int = 1
+    # THREADLINE_VECTOR_CACHE_MB: memory for vectors kept between searches (core/knowledge/vector_cache.py)
+    vector_cache_mb: float = 512.0
     code_interpreter: bool = True  # offered when a sandbox works on this machine
     sandbox_python: Path = Path(".sandbox/bin/python")
     sandbox_idle_minutes: float = 60.0
@@ -218,6 +220,7 @@ class Settings:
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             extraction_workers=max(count("THREADLINE_EXTRACTION_WORKERS", 1), 1),
+            vector_cache_mb=number("THREADLINE_VECTOR_CACHE_MB", 512.0, zero=True),
             code_interpreter=code_interpreter != "off",
             sandbox_python=Path(text("THREADLINE_SANDBOX_PYTHON") or ".sandbox/bin/python"),
             sandbox_idle_minutes=number("THREADLINE_SANDBOX_IDLE_MINUTES", 60.0),

@@ -285,18 +285,20 @@ async def test_a_second_delivery_answers_at_once_while_the_first_downloads(open_
     first = await open_service(assistants_file=None)
     second = await open_service(assistants_file=None)
     downloads: list[int] = []
-    release = asyncio.Event()
+    downloading, release = asyncio.Event(), asyncio.Event()
 
     async def download(limit: int) -> bytes:
         downloads.append(limit)
+        downloading.set()
         await release.wait()
         return HANDBOOK.encode()
 
     given = Upload("handbook.md", platform_file_id="F_SLOW", declared_size=len(HANDBOOK), download=download)
     adding = [asyncio.create_task(kb.add(CHANNEL, given)) for kb in (first.knowledge, second.knowledge)]
     [early], [late] = await asyncio.wait(adding, return_when=asyncio.FIRST_COMPLETED)
-    assert early.result().outcome == "already_there"
+    assert early.result().outcome == "already_there"  # answered while the other one's download is held
     assert early.result().notice is None
+    await asyncio.wait_for(downloading.wait(), 30)  # the claim may answer before the claimant reaches its download
     assert downloads == [first.knowledge.max_file_bytes]
     release.set()
     assert (await late).outcome == "added"

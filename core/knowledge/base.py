@@ -28,22 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from core.errors import ThreadlineError
+from core.knowledge import vector_index
 from core.knowledge.pipeline import ExtractionPool
 from core.knowledge.search import RRF_K, VectorMatrix, reciprocal_rank_fusion, to_blob
+from core.knowledge.vector_cache import VectorCache
+from core.knowledge.vector_index import INDEX_FROM, ChannelIndex
 from core.metrics import Metrics
 from core.model_client import ModelClient
 from core.models import ChunkHit, FileRecord
 from core.settings import Settings
 from core.store import Store
 from core.store.files import FileStore
+from core.store.vectors import VectorReader
 from core.tokens import TokenCounter
 
 __all__ = ["AddResult", "DownloadFailed", "KnowledgeBase", "Outcome", "Upload"]
@@ -52,7 +58,12 @@ _log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
 CANDIDATES = 40  # per ranking, before fusion
-VECTOR_CACHE_BYTES = 512 * 1024**2
+OVERFETCH = 2  # candidates asked of an index per one kept: room for chunks removed since it was written
+INDEX_BATCH = 20_000  # vectors read and added to an index at a time
+
+# How a channel's vectors are searched: its matrix (exact), its index file (candidates, scored exactly),
+# or None: too large to keep and no index yet, so they are read and scored per query.
+Searchable = VectorMatrix | ChannelIndex | None
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,8 @@ class KnowledgeBase:
         models: ModelClient,
         tokens: TokenCounter,
         metrics: Metrics | None = None,
+        vectors: VectorReader | None = None,
+        index_from: int = INDEX_FROM,
     ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
@@ -137,8 +150,18 @@ class KnowledgeBase:
         self._models = models
         self._tokens = tokens
         self._pool = ExtractionPool(workers=settings.extraction_workers)
-        self._vectors: OrderedDict[str, tuple[int, VectorMatrix]] = OrderedDict()  # a cache: channel → matrix
+        # Vectors are read on connections of their own (core/store/vectors.py), never on the store's thread.
+        self._reader = vectors or VectorReader(store.path)
+        self._vectors: VectorCache[VectorMatrix | ChannelIndex] = VectorCache(
+            int(settings.vector_cache_mb * 1024 * 1024)
+        )
         self._versions: dict[str, int] = {}  # bumped when a channel's chunks change, to drop stale matrices
+        self._loads: dict[tuple[str, int], asyncio.Task[Searchable]] = {}  # one load of a channel, shared
+        self._index_folder = store.path.parent / "vectors"
+        self._index_from = index_from  # chunks from which a channel is searched from an index file
+        self._refreshing: dict[str, asyncio.Task[None]] = {}  # key → the task bringing its index file up to date
+        self._stale: set[str] = set()  # keys changed again while their index was being brought up to date
+        self._closing = False
         self._reembed: asyncio.Task[None] | None = None
         self._indexing: dict[str, asyncio.Task[AddResult]] = {}  # file id → its background indexing
         self._indexing_in: dict[str, str] = {}  # file id → the key of the knowledge base it is indexed into
@@ -178,12 +201,23 @@ class KnowledgeBase:
             await asyncio.shield(self._reembed)
 
     async def close(self) -> None:
+        self._closing = True
         await self.cancel_indexing(list(self._indexing))
         if self._reembed is not None:
             self._reembed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reembed
+        background = [*self._loads.values(), *self._refreshing.values()]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await self._reader.close()
         await self._pool.close()
+
+    async def vector_indexes_settled(self) -> None:
+        """Wait until every index file this knowledge base is bringing up to date is written (tests, benchmarks)."""
+        while tasks := [t for t in self._refreshing.values() if not t.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -451,32 +485,131 @@ class KnowledgeBase:
         except Exception as exc:
             _log.warning("embedding a query failed (%s: %s); keyword search only", type(exc).__name__, exc)
             return []
-        if len(keys) == 1:
-            matrix = await self._matrix(keys[0], model)
-            return await asyncio.to_thread(matrix.top, vector, CANDIDATES)
-        scored: list[tuple[float, int]] = []
-        for key in keys:
-            matrix = await self._matrix(key, model)
-            scored += await asyncio.to_thread(matrix.top_scored, vector, CANDIDATES)
-        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        rankings = await asyncio.gather(*(self._top_scored(key, model, vector, CANDIDATES) for key in keys))
+        scored = sorted((pair for ranking in rankings for pair in ranking), key=lambda pair: (-pair[0], pair[1]))
         return [chunk_id for _, chunk_id in scored[:CANDIDATES]]
 
-    async def _matrix(self, channel: str, model: str) -> VectorMatrix:
-        version = self._versions.get(channel, 0)
-        cached = self._vectors.get(channel)
-        if cached is not None and cached[0] == version:
-            self._vectors.move_to_end(channel)
-            return cached[1]
-        ids, blobs, dim = await self._files.vectors(channel, model)
-        matrix = await asyncio.to_thread(VectorMatrix.from_blobs, ids, blobs, dim)
-        self._vectors[channel] = (version, matrix)
-        while sum(m.nbytes for _, m in self._vectors.values()) > VECTOR_CACHE_BYTES and len(self._vectors) > 1:
-            self._vectors.popitem(last=False)
+    async def nearest(self, key: str, vector: Sequence[float], k: int = CANDIDATES) -> list[tuple[float, int]]:
+        """(cosine, chunk id) of the knowledge base's ``k`` chunks nearest to ``vector``: the semantic ranking
+        alone, as a search uses it (from the channel's matrix or its index file)."""
+        model = self.embedding_model
+        return await self._top_scored(key, model, vector, k) if model else []
+
+    async def _top_scored(self, key: str, model: str, vector: Sequence[float], k: int) -> list[tuple[float, int]]:
+        """(cosine, chunk id) of the knowledge base's ``k`` chunks nearest to ``vector``, best first."""
+        found = await self._searchable(key, model)
+        if isinstance(found, VectorMatrix):
+            return await asyncio.to_thread(found.top_scored, vector, k)
+        if isinstance(found, ChannelIndex):
+            if len(vector) != found.dim:
+                return []
+            candidates = await asyncio.to_thread(found.candidates, np.asarray(vector, dtype=np.float32), k * OVERFETCH)
+            ids, rows = await self._reader.by_ids(key, model, candidates.tolist())  # only live chunks come back
+            return await asyncio.to_thread(lambda: VectorMatrix.from_array(ids, rows).top_scored(vector, k))
+        return await self._streamed(key, model, vector, k)
+
+    async def _streamed(self, key: str, model: str, vector: Sequence[float], k: int) -> list[tuple[float, int]]:
+        """The ``k`` best of a channel too large to keep in memory, scored batch by batch as they are read."""
+        best: list[tuple[float, int]] = []
+
+        def each(ids: np.ndarray, rows: np.ndarray) -> None:
+            best.extend(VectorMatrix.from_array(ids, rows.copy()).top_scored(vector, k))
+            best.sort(key=lambda pair: (-pair[0], pair[1]))
+            del best[k:]
+
+        await self._reader.scan(key, model, each)
+        return best
+
+    async def _searchable(self, key: str, model: str) -> Searchable:
+        """How to search ``key`` now: from the cache, or loaded once however many searches wait for it."""
+        version = self._versions.get(key, 0)
+        cached = self._vectors.get(key, version)
+        if cached is not None:
+            return cached
+        task = self._loads.get((key, version))
+        if task is None:
+            task = asyncio.create_task(self._load(key, model, version), name=f"load vectors {key}")
+            self._loads[(key, version)] = task
+            task.add_done_callback(lambda _: self._loads.pop((key, version), None))
+        return await asyncio.shield(task)  # one searcher giving up does not stop the others' load
+
+    async def _load(self, key: str, model: str, version: int) -> Searchable:
+        count, dim = await self._reader.shape(key, model)
+        if count >= self._index_from:
+            path = vector_index.index_path(self._index_folder, key, model)
+            index = await asyncio.to_thread(ChannelIndex.open, path)
+            self._refresh_index(key)  # a file written before changes this process has not seen, or none yet
+            if index is not None and index.dim == dim:
+                self._vectors.offer(key, version, index, index.nbytes)
+                return index
+        if count * (dim * 4 + 8) > self._vectors.budget:
+            _log.info("the vectors of %s (%d) are more than the cache holds: read per search", key, count)
+            return None
+        ids, rows = await self._reader.load(key, model)
+        matrix = await asyncio.to_thread(VectorMatrix.from_array, ids, rows)
+        self._vectors.offer(key, version, matrix, matrix.nbytes)
         return matrix
 
     def _changed(self, channel: str) -> None:
+        self._invalidate(channel)
+        self._refresh_index(channel)
+
+    def _invalidate(self, channel: str) -> None:
         self._versions[channel] = self._versions.get(channel, 0) + 1
-        self._vectors.pop(channel, None)
+        self._vectors.drop(channel)
+
+    # -- index files ------------------------------------------------------------------------------
+
+    def _refresh_index(self, key: str) -> None:
+        """Bring ``key``'s index file up to date in a task of its own (one at a time; a change meanwhile reruns it)."""
+        model = self.embedding_model
+        if not model or self._closing:
+            return
+        running = self._refreshing.get(key)
+        if running is not None and not running.done():
+            self._stale.add(key)
+            return
+        task = asyncio.create_task(self._update_index(key, model), name=f"vector index {key}")
+        self._refreshing[key] = task
+        task.add_done_callback(functools.partial(self._index_updated, key))
+
+    def _index_updated(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._refreshing.get(key) is task:
+            del self._refreshing[key]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("updating the vector index of %s failed", key, exc_info=exc)
+        if key in self._stale:
+            self._stale.discard(key)
+            self._refresh_index(key)
+
+    async def _update_index(self, key: str, model: str) -> None:
+        """Make the file hold exactly the channel's live embeddings: new ones added, removed ones dropped.
+
+        CPU and disk work in worker threads (usearch adds on :data:`vector_index.BUILD_THREADS`), reads
+        on the reader's connections: neither the event loop nor the store's thread waits for it.
+        """
+        count, dim = await self._reader.shape(key, model)
+        path = vector_index.index_path(self._index_folder, key, model)
+        if count < self._index_from:
+            if await asyncio.to_thread(path.exists):
+                await asyncio.to_thread(vector_index.delete, path)
+                self._invalidate(key)
+            return
+        wanted = await self._reader.ids(key, model, dim)
+        view = await asyncio.to_thread(ChannelIndex.open, path)
+        if view is not None and view.dim == dim:
+            to_add, to_remove = await asyncio.to_thread(vector_index.diff, view.index, wanted)
+            if not len(to_add) and not len(to_remove):
+                return
+        del view
+        index = await asyncio.to_thread(vector_index.open_for_update, path, dim)
+        to_add, to_remove = await asyncio.to_thread(vector_index.diff, index, wanted)
+        _log.info("vector index of %s: adding %d, removing %d", key, len(to_add), len(to_remove))
+        for start in range(0, len(to_add), INDEX_BATCH):
+            ids, rows = await self._reader.by_ids(key, model, to_add[start : start + INDEX_BATCH].tolist())
+            await asyncio.to_thread(vector_index.add, index, ids, rows)
+        await asyncio.to_thread(vector_index.apply, index, to_remove, path)
+        self._invalidate(key)  # the next search opens the new file
 
     # -- embeddings -------------------------------------------------------------------------------
 

@@ -37,6 +37,16 @@ class VectorMatrix:
         norms[norms == 0] = 1.0
         return cls(np.asarray(ids, dtype=np.int64), matrix / norms)
 
+    @classmethod
+    def from_array(cls, ids: np.ndarray, rows: np.ndarray) -> VectorMatrix:
+        """From float32 rows the caller hands over: they are normalised in place (no copy of a large matrix)."""
+        if len(ids) == 0:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros((0, max(rows.shape[1], 1)), dtype=np.float32))
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        rows /= norms
+        return cls(np.asarray(ids, dtype=np.int64), rows)
+
     @property
     def nbytes(self) -> int:
         return int(self.matrix.nbytes + self.ids.nbytes)
