@@ -61,6 +61,11 @@ from core.models import Author, Incoming
 
 __all__ = ["DiscordLatency", "DiscordLoad", "LogCapture", "RateLimitWaits"]
 
+FAKE = {
+    "discord": "tests.fakes.discord_server.FakeDiscord (bench.discord_side) in a child process on 127.0.0.1",
+    "rate_limit": "5 requests per 5 s per channel and message route (FakeDiscord's default)",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser, *, load: bool) -> None:
     """This platform's options of :mod:`bench.chat_latency` (``load`` False) or :mod:`bench.chat_load`."""
@@ -256,20 +261,8 @@ class DiscordLatency:
                 finally:
                     await bot.stop()
 
-    @property
-    def service(self) -> Any:
-        return self.bot.service
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"discord": self.fake.pid}
-
     def config(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "edit_interval_s": args.edit_interval,
-            "discord": "tests.fakes.discord_server.FakeDiscord (bench.discord_side) in a child process on 127.0.0.1",
-            "rate_limit": "5 requests per 5 s per channel and message route (FakeDiscord's default)",
-        }
+        return {"edit_interval_s": args.edit_interval} | FAKE
 
     def result_name(self, args: argparse.Namespace) -> str:
         return f"-edit{args.edit_interval:g}" if args.edit_interval is not None else ""
@@ -380,18 +373,9 @@ class DiscordLoad:
         async with discord_process(channels=args.channels + 1 + args.probe_after) as fake:
             yield cls(fake)
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"discord": self.fake.pid}
-
     def config(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "edit_interval_s": args.edit_interval,
-            "probe_after": args.probe_after,
-            "probe_every_s": args.probe_every,
-            "discord": "tests.fakes.discord_server.FakeDiscord (bench.discord_side) in a child process on 127.0.0.1",
-            "rate_limit": "5 requests per 5 s per channel and message route (FakeDiscord's default)",
-        }
+        probes = {"probe_after": args.probe_after, "probe_every_s": args.probe_every}
+        return {"edit_interval_s": args.edit_interval} | probes | FAKE
 
     def result_name(self, args: argparse.Namespace) -> str:
         return f"-edit{args.edit_interval:g}" if args.edit_interval is not None else ""
@@ -447,7 +431,7 @@ class DiscordLoad:
 
                 specs = [q.spec(args.words, at=k * args.gap) for channel in plan for k, q in enumerate(channel)]
                 with core.watching(bot.service):
-                    async with measuring(run, ticker, {"model": model.pid} | self.pids) as start:
+                    async with measuring(run, ticker, {"model": model.pid, self.name: fake.pid}) as start:
                         with profiling:
                             await fake.command("send", messages=specs)
                             waited = await fake.command("wait", timeout=args.timeout)

@@ -60,12 +60,16 @@ from bench.chat_common import (
     retag,
     sdk_parameters,
 )
-from bench.chat_model import CHUNK_DELAY, DELAY, WORDS, chat_model_server, message_tag, reply_text
-from bench.common import ModelServer, forbid_non_loopback, machine, summary, write_result
+from bench.chat_model import add_model_arguments, chat_model_server, message_tag, reply_text
+from bench.common import ModelServer, SideProcess, forbid_non_loopback, machine, summary, write_result
 from core.service import Threadline
 
 GOAL_FIRST = 1.10
 GOAL_COMPLETE = 1.05
+
+
+class Bot(Protocol):
+    service: Threadline
 
 
 class Side(Protocol):
@@ -83,10 +87,10 @@ class Side(Protocol):
         """The platform's own timed columns of a pair: (label, key)."""
 
     @property
-    def service(self) -> Threadline: ...
+    def bot(self) -> Bot: ...
 
     @property
-    def pids(self) -> dict[str, int]: ...
+    def fake(self) -> SideProcess: ...
 
     def config(self, args: argparse.Namespace) -> dict[str, Any]: ...
 
@@ -159,7 +163,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
                     await model.command("reset")
                     side.measurement_begins()
-                    pids = [model.pid, *side.pids.values()]
+                    pids = [model.pid, side.fake.pid]
                     others_before, wall_before = others_cpu_s(*pids), time.monotonic()
                     for i in range(args.mentions):
                         pair = await one_pair(side, client, template, template_tag, known, i, index, args, problems)
@@ -231,7 +235,7 @@ async def phase_pass(model: ModelServer, side: Side, index: int, args: argparse.
     phases = Phases()
     core = CoreWatch()
     core.phases = phases
-    with core.watching(side.service), side.listening(phases):
+    with core.watching(side.bot.service), side.listening(phases):
         for i in range(args.phase_mentions):
             tag = f"P{i:04d}"
             phases.now = {}
@@ -335,13 +339,10 @@ def report(result: dict[str, Any], side: Side, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Chat mention latency against the bare SDK.")
-    parser.add_argument("--platform", choices=("slack", "discord"), required=True)
+    add_model_arguments(parser)
     parser.add_argument("--mentions", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--phase-mentions", type=int, default=5, help="instrumented mentions after the measurement")
-    parser.add_argument("--delay", type=float, default=DELAY, help="model: seconds to the first token")
-    parser.add_argument("--chunk-delay", type=float, default=CHUNK_DELAY, help="model: seconds between chunks")
-    parser.add_argument("--words", type=int, default=WORDS, help="model: words in every answer")
     chat_slack.add_arguments(parser, load=False)
     chat_discord.add_arguments(parser, load=False)
     args = parser.parse_args()

@@ -54,8 +54,18 @@ from typing import Any, Protocol
 
 from bench import chat_discord, chat_slack
 from bench.chat_common import Question, Run, code_version, run_bare, run_core
-from bench.chat_model import CHUNK_DELAY, DELAY, WORDS, chat_model_server, message_tag, reply_text
-from bench.common import REPO, RESULTS, LagTicker, ModelServer, forbid_non_loopback, machine, percentile, write_result
+from bench.chat_model import add_model_arguments, chat_model_server, message_tag, reply_text
+from bench.common import (
+    REPO,
+    RESULTS,
+    LagTicker,
+    ModelServer,
+    SideProcess,
+    forbid_non_loopback,
+    machine,
+    percentile,
+    write_result,
+)
 from bench.fake_server import request_digest
 from core.models import Incoming
 
@@ -79,7 +89,7 @@ class Platform(Protocol):
     def zero_checks(self) -> tuple[str, ...]: ...
 
     @property
-    def pids(self) -> dict[str, int]: ...
+    def fake(self) -> SideProcess: ...
 
     def config(self, args: argparse.Namespace) -> dict[str, Any]: ...
 
@@ -165,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> int:
     ):
         result["config"] |= platform.config(args)
         plan = platform.plan(args.channels, args.per_channel, args.users)
-        pids = {"model": model.pid} | platform.pids
+        pids = {"model": model.pid, platform.name: platform.fake.pid}
         with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp:
             for repeat in range(args.repeats):
                 # B first of all (A replays its bodies); then the order turns round.
@@ -417,16 +427,13 @@ def report(platform: Platform, result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Many chat mentions at once through Slack or Discord.")
-    parser.add_argument("--platform", choices=("slack", "discord"), required=True)
+    add_model_arguments(parser)
     parser.add_argument("--channels", type=int, default=100)
     parser.add_argument("--per-channel", type=int, default=5)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between a channel's mentions (0: all at once)")
     parser.add_argument("--users", type=int, default=20, help="people taking turns to mention the bot")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--delay", type=float, default=DELAY, help="model: seconds to the first token")
-    parser.add_argument("--chunk-delay", type=float, default=CHUNK_DELAY, help="model: seconds between chunks")
-    parser.add_argument("--words", type=int, default=WORDS, help="model: words in every answer")
     parser.add_argument("--profile", action="store_true", help="cProfile the bot's process during B's first load")
     parser.add_argument(
         "--sides",

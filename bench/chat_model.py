@@ -36,7 +36,7 @@ from bench.common import ModelServer, child_server
 from bench.fake_server import answer_commands
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 
-__all__ = ["CHUNK_DELAY", "DELAY", "WORDS", "chat_model_server", "message_tag", "reply_text"]
+__all__ = ["CHUNK_DELAY", "DELAY", "WORDS", "add_model_arguments", "chat_model_server", "message_tag", "reply_text"]
 
 DELAY = 0.5  # seconds to the first token
 CHUNK_DELAY = 0.02  # seconds between chunks of four characters
@@ -103,6 +103,14 @@ async def chat_model_server(*, delay: float, chunk_delay: float, words: int) -> 
     args += ["--chunk-delay", str(chunk_delay), "--words", str(words)]
     async with child_server(args, what="model server") as (hello, process):
         yield ModelServer(process, base_url=hello["base_url"])
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The chat benchmarks' common options: the platform, and this model's pace."""
+    parser.add_argument("--platform", choices=("slack", "discord"), required=True)
+    parser.add_argument("--delay", type=float, default=DELAY, help="model: seconds to the first token")
+    parser.add_argument("--chunk-delay", type=float, default=CHUNK_DELAY, help="model: seconds between chunks")
+    parser.add_argument("--words", type=int, default=WORDS, help="model: words in every answer")
 
 
 def main() -> None:

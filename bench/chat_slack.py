@@ -41,6 +41,7 @@ __all__ = ["SlackLatency", "SlackLoad"]
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
 PERSON_NAME = "User"  # what FakeSlack's users.info gives as everyone's display name
 TEAM = "T01"  # FakeSlack's team
+FAKE = "tests.fakes.slack_server.FakeSlack and the event sender (bench.slack_side) in a child process"
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, load: bool) -> None:
@@ -103,7 +104,7 @@ def problems_of(seen: Seen, mention: Mention, words: int) -> list[str]:
 class SlackLatency:
     """The bot and Slack for :mod:`bench.chat_latency`."""
 
-    slack: SlackProcess
+    fake: SlackProcess
     bot: SlackBot
     url: str
     words: int
@@ -128,17 +129,9 @@ class SlackLatency:
             finally:
                 await bot.stop()
 
-    @property
-    def service(self) -> Any:
-        return self.bot.service
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"slack": self.slack.pid}
-
     def config(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
-            "slack": "tests.fakes.slack_server.FakeSlack and the event sender (bench.slack_side) in a child process",
+            "slack": FAKE,
             "slack_rtt_ms": args.slack_rtt_ms,
             "slack_thread_status": "offered in every thread (assistant.threads.setStatus)",
             "threads": args.threads,
@@ -171,7 +164,7 @@ class SlackLatency:
 
     async def ask(self, tag: str, index: int) -> Answer:
         mention = Mention(f"C{tag}", f"{1700000000 + index}.000100", tag)
-        seen = (await ask_many(self.slack, self.url, [mention]))[mention.where]
+        seen = (await ask_many(self.fake, self.url, [mention]))[mention.where]
         stamps = {"slack: event acked (HTTP 200)": seen.acked}
         for method, times in seen.stamps.items():
             stamps[f"slack: first {method}"] = times[0]
@@ -194,7 +187,7 @@ class SlackLatency:
         """``--threads``: follow-ups in that many Slack threads of one channel at once, against one alone."""
         if args.threads < 2:
             return {}
-        return {"threads": await thread_pass(self.slack, self.url, args)}
+        return {"threads": await thread_pass(self.fake, self.url, args)}
 
     def report(self, result: dict[str, Any]) -> list[str]:
         lines = []
@@ -313,7 +306,7 @@ _AUTHOR = re.compile(r"^[^:\n]{1,80}: ")
 class SlackLoad:
     """Slack for :mod:`bench.chat_load`: the plan, side B through Slack, and what the core alone is posted."""
 
-    slack: SlackProcess
+    fake: SlackProcess
     name = "slack"
     label = "Slack"
     zero_checks = (
@@ -334,15 +327,8 @@ class SlackLoad:
         async with slack_process() as slack:
             yield cls(slack)
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return {"slack": self.slack.pid}
-
     def config(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "users_info_429": args.users_info_429,
-            "slack": "tests.fakes.slack_server.FakeSlack and the event sender (bench.slack_side) in a child process",
-        }
+        return {"users_info_429": args.users_info_429, "slack": FAKE}
 
     def result_name(self, args: argparse.Namespace) -> str:
         return "-users-info-429" if args.users_info_429 else ""
@@ -398,7 +384,7 @@ class SlackLoad:
         profiling: contextlib.AbstractContextManager[Any],
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """B: the plan's events POSTed to a fresh bot; fills ``run``, returns the bodies the model received."""
-        slack = self.slack
+        slack = self.fake
         bot, url = await start_bot(model, slack, db)
         try:
             # One warm-up mention (the model connection, the built agent), then a clean slate.
@@ -412,7 +398,7 @@ class SlackLoad:
             specs = [m.spec(at=k * args.gap) for channel in plan for k, m in enumerate(channel)]
             core = CoreWatch()
             with core.watching(bot.service):
-                async with measuring(run, ticker, {"model": model.pid} | self.pids):
+                async with measuring(run, ticker, {"model": model.pid, self.name: slack.pid}):
                     with profiling:
                         await slack.command("send", url=url, events=specs)
                         waited = await slack.command("wait", timeout=args.timeout)
