@@ -74,12 +74,13 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_overhead
 	$(BIN)/python -m bench.many_channels
-	$(BIN)/python -m bench.slack_latency
-	$(BIN)/python -m bench.slack_load
-	$(BIN)/python -m bench.discord_latency
-	$(BIN)/python -m bench.discord_load
+	$(BIN)/python -m bench.chat_latency --platform slack
+	$(BIN)/python -m bench.chat_load --platform slack
+	$(BIN)/python -m bench.chat_latency --platform discord
+	$(BIN)/python -m bench.chat_load --platform discord
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.search_latency
+	$(BIN)/python -m bench.vector_index --sizes 10000,100000
 	dpkg -s python3-doc >/dev/null 2>&1 || (apt-get update && apt-get install -y python3-doc)
 	$(BIN)/python -m bench.retrieval
 

@@ -5,11 +5,15 @@
   request body (the one the bot sent) into the SDK's keyword arguments, with another tag;
 * CPU accounting from /proc: :func:`process_cpu_s`, :func:`machine_busy_s`, :func:`others_cpu_s`,
   :func:`children_cpu`, and the machine's accept-queue counters (:func:`tcp_counters`);
-* phases: :class:`Phases` (stamps of what happens inside the bot) and :func:`phase_medians`;
-* under load: :class:`Run` (one side's samples), :func:`run_bare` (A, an ideal queue of bare SDK
-  calls), :func:`run_core` (C, the same messages posted straight to the core), :func:`post_stamps`
-  (when each message reaches ``Threadline.post``) and :func:`check_store` (each channel's thread in
-  the store: questions and answers alternating, in order, each right).
+* what the platform saw of a question: :class:`Answer` (one at a time), :class:`Delivery` (under load);
+* the core's public seams watched: :class:`CoreWatch` (when each message reaches
+  ``Threadline.receive``, when each answer completes, the core's phases) and :class:`Phases`, with
+  :func:`phase_medians`;
+* under load: :class:`Run` (one side's samples), :func:`measuring` (its wall, CPU and lag),
+  :func:`follow_queues` (each channel's answers in order), :func:`run_bare` (A, an ideal queue of
+  bare SDK calls), :func:`run_core` (C, the same messages posted straight to the core) and
+  :func:`check_store` (each channel's thread in the store: questions and answers alternating, in
+  order, each right).
 """
 
 from __future__ import annotations
@@ -27,24 +31,29 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import openai
 
+from bench.chat_model import message_tag, reply_text
 from bench.common import REPO, LagTicker, ModelServer, bench_settings, summary
 from bench.fake_server import request_digest
-from bench.slack_model_server import message_tag, reply_text
 from core.events import Event, RunCompleted
 from core.handles import RunHandle
 from core.models import Incoming
-from core.service import Threadline
+from core.models import Run as RunRow
+from core.service import Received, Threadline
 
 __all__ = [
     "TCP_COUNTERS",
+    "Answer",
     "BareTimes",
+    "CoreWatch",
+    "Delivery",
     "Phases",
     "Question",
     "Run",
@@ -53,11 +62,12 @@ __all__ = [
     "check_store",
     "children_cpu",
     "code_version",
+    "follow_queues",
     "kwargs_for",
     "machine_busy_s",
+    "measuring",
     "others_cpu_s",
     "phase_medians",
-    "post_stamps",
     "process_cpu_s",
     "retag",
     "run_bare",
@@ -216,6 +226,30 @@ def phase_medians(phases: list[dict[str, float]]) -> dict[str, float]:
     return dict(sorted(medians.items(), key=lambda kv: kv[1]))
 
 
+# == one question at a time =======================================================================
+
+
+@dataclass
+class Answer:
+    """What the platform saw of one question answered alone: monotonic stamps, checks, calls."""
+
+    origin: float  # the question reached the bot (the event's POST, the MESSAGE_CREATE's dispatch)
+    first_text: float  # the first answer text on screen
+    complete: float  # the whole answer on screen
+    problems: list[str] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # the bot's platform calls for it, by method or route
+    columns: dict[str, float] = field(default_factory=dict)  # the platform's own figures, kept per pair
+    stamps: dict[str, float] = field(default_factory=dict)  # labelled platform stamps, for the phase table
+
+    @property
+    def first_visible_s(self) -> float:
+        return self.first_text - self.origin
+
+    @property
+    def complete_s(self) -> float:
+        return self.complete - self.origin
+
+
 # == under load ===================================================================================
 
 
@@ -277,20 +311,49 @@ class Run:
         }
 
 
-@contextlib.contextmanager
-def post_stamps(stamps: dict[str, float]) -> Iterator[None]:
-    """Stamp when each message reaches ``Threadline.post`` (by its platform id): one dict write a mention."""
-    original = Threadline.post
+class CoreWatch:
+    """Stamps from the public seams of a running bot's core, the way a test spies on them.
 
-    async def post(self: Threadline, incoming: Incoming) -> RunHandle | None:
-        stamps.setdefault(incoming.platform_msg_id or "", time.monotonic())
-        return await original(self, incoming)
+    ``reached``: when each message reached ``Threadline.receive`` (the adapters' way in), by its platform id;
+    ``completed``: when each answer's ``RunCompleted`` was emitted, by the tag it names (the service feeds
+    every event to ``service.metrics.observe``). With ``phases`` set, the core's phases of the one
+    message in flight are stamped too. Only the instance's attributes are replaced, and put back.
+    """
 
-    Threadline.post = post  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Threadline.post = original  # type: ignore[method-assign]
+    def __init__(self) -> None:
+        self.reached: dict[str, float] = {}
+        self.completed: dict[str, float] = {}
+        self.phases: Phases | None = None
+
+    @contextlib.contextmanager
+    def watching(self, service: Threadline) -> Iterator[None]:
+        receive, observe = service.receive, service.metrics.observe
+
+        async def spy_receive(incoming: Incoming) -> Received:
+            self.reached.setdefault(incoming.platform_msg_id or "", time.monotonic())
+            received = await receive(incoming)
+            if self.phases is not None:
+                self.phases.first("core: receive() returned (message stored, run queued)")
+            return received
+
+        def spy_observe(run: RunRow, event: Event, **kwargs: Any) -> None:
+            observe(run, event, **kwargs)
+            if event.type == "run_completed":
+                self.completed.setdefault(message_tag(event.text), time.monotonic())
+            if self.phases is None:
+                return
+            if event.type == "text_delta":
+                self.phases.first("core: first text delta")
+                self.phases.last("core: last text delta")
+            elif event.type in ("run_started", "run_completed", "run_failed"):
+                self.phases.first(f"core: {event.type}")
+
+        service.receive = spy_receive  # type: ignore[method-assign]
+        service.metrics.observe = spy_observe  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del service.receive, service.metrics.observe  # the class's methods again
 
 
 async def check_store(
@@ -334,6 +397,57 @@ async def check_store(
     }
 
 
+@contextlib.asynccontextmanager
+async def measuring(run: Run, ticker: LagTicker, pids: Mapping[str, int]) -> AsyncIterator[float]:
+    """Measure the block into ``run``: wall and CPU time, the loop's lag, the CPU of ``pids`` and of the rest of
+    the machine, the accept-queue counters. Yields the monotonic start."""
+    gc.collect()
+    ticker.start()
+    tcp_before = tcp_counters()
+    children_before = children_cpu(pids)
+    cpu = time.process_time()
+    start = time.monotonic()
+    yield start
+    run.wall_s = time.monotonic() - start
+    run.cpu_s = time.process_time() - cpu
+    await ticker.stop()
+    run.lags_s = ticker.lags
+    run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
+    run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(pids).items()}
+
+
+@dataclass
+class Delivery:
+    """What the platform saw of one message under load: its platform id and monotonic stamps."""
+
+    id: str
+    origin: float  # the message reached the bot (the event's POST, the MESSAGE_CREATE's dispatch)
+    first_text: float = math.nan  # the first answer text on screen
+    complete: float = math.nan  # the whole answer on screen
+
+
+def follow_queues(run: Run, plan: Sequence[Sequence[Delivery | None]], reached: Mapping[str, float]) -> int:
+    """Each channel's deliveries in order into ``run`` (first, complete, service, to the core); how many
+    messages reached the core (``reached``: platform id -> stamp) before an earlier one of their channel."""
+    overtaking = 0
+    for channel in plan:
+        order = [reached.get(d.id, math.inf) if d is not None else math.inf for d in channel]
+        overtaking += sum(any(later < order[k] for later in order[k + 1 :]) for k in range(len(order)))
+        previous_done = -math.inf
+        for d in channel:
+            if d is None:
+                continue
+            if d.id in reached:
+                run.to_core_s.append(reached[d.id] - d.origin)
+            if math.isnan(d.complete):
+                continue
+            run.first_s.append(d.first_text - d.origin)
+            run.complete_s.append(d.complete - d.origin)
+            run.service_s.append(d.complete - max(d.origin, previous_done))
+            previous_done = d.complete
+    return overtaking
+
+
 async def run_bare(
     model: ModelServer,
     pids: Mapping[str, int],
@@ -355,12 +469,6 @@ async def run_bare(
     wrong = failed = 0
     try:
         await model.command("reset")
-        gc.collect()
-        ticker.start()
-        tcp_before = tcp_counters()
-        children_before = children_cpu(pids)
-        cpu = time.process_time()
-        base = time.monotonic()
 
         async def channel_calls(channel: Sequence[Question]) -> None:
             nonlocal wrong, failed
@@ -379,13 +487,8 @@ async def run_bare(
                 run.service_s.append(bare.last)
                 run.call_end_s.append(bare.end)
 
-        await asyncio.gather(*(channel_calls(channel) for channel in plan))
-        run.wall_s = time.monotonic() - base
-        run.cpu_s = time.process_time() - cpu
-        await ticker.stop()
-        run.lags_s = ticker.lags
-        run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
-        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(pids).items()}
+        async with measuring(run, ticker, pids) as base:
+            await asyncio.gather(*(channel_calls(channel) for channel in plan))
         run.model_served_s = (await model.command("served"))["served"]
         sent = (await model.command("bodies"))["bodies"]
         run.checks = {
@@ -441,12 +544,6 @@ async def run_core(
         await follow(await service.post(incoming(warm)), time.monotonic(), warm)
         await service.wait_idle()
         await model.command("reset")
-        gc.collect()
-        ticker.start()
-        tcp_before = tcp_counters()
-        children_before = children_cpu(pids)
-        cpu = time.process_time()
-        base = time.monotonic()
 
         async def channel_posts(channel: Sequence[Q]) -> None:
             follows = []
@@ -462,13 +559,8 @@ async def run_core(
                 run.service_s.append(arrival + times[1] - max(arrival, previous_done))
                 previous_done = arrival + times[1]
 
-        await asyncio.gather(*(channel_posts(channel) for channel in plan))
-        run.wall_s = time.monotonic() - base
-        run.cpu_s = time.process_time() - cpu
-        await ticker.stop()
-        run.lags_s = ticker.lags
-        run.tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
-        run.children_cpu_s = {k: v - children_before[k] for k, v in children_cpu(pids).items()}
+        async with measuring(run, ticker, pids) as base:
+            await asyncio.gather(*(channel_posts(channel) for channel in plan))
         run.model_served_s = (await model.command("served"))["served"]
         await service.wait_idle()
         bodies: list[dict[str, Any]] = (await model.command("bodies"))["bodies"]

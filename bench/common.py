@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from core.settings import Settings
 __all__ = [
     "REPO",
     "RESULTS",
+    "ChildProcess",
     "GcTimer",
     "LagTicker",
     "ModelServer",
+    "SideProcess",
     "bench_settings",
     "child_server",
     "forbid_non_loopback",
+    "json_commands",
     "machine",
     "model_server",
     "peak_rss_kib",
@@ -99,28 +102,52 @@ def forbid_non_loopback() -> None:
 
 
 @dataclass
-class ModelServer:
-    """The scripted OpenAI-compatible server (:mod:`bench.fake_server`) running in a child process."""
+class ChildProcess:
+    """A stand-in server in a child process, answering one command a line on its stdin with one JSON line."""
 
-    base_url: str
     _process: asyncio.subprocess.Process
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, kw_only=True)
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
-    async def command(self, name: str) -> dict[str, Any]:
+    async def _ask(self, line: str, what: str) -> dict[str, Any]:
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         async with self._lock:
-            self._process.stdin.write(f"{name}\n".encode())
+            self._process.stdin.write(f"{line}\n".encode())
             await self._process.stdin.drain()
-            line = await self._process.stdout.readline()
-        if not line:
-            raise RuntimeError("the model server process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+            answer = await self._process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the {what} process ended")
+        parsed: dict[str, Any] = json.loads(answer)
+        return parsed
+
+
+@dataclass
+class SideProcess(ChildProcess):
+    """A chat platform's stand-in (bench.slack_side, bench.discord_side): JSON commands ``{"op": ..., ...}``."""
+
+    async def command(self, op: str, **fields: Any) -> dict[str, Any]:
+        return await self._ask(json.dumps({"op": op, **fields}), "platform")
+
+
+@dataclass
+class ModelServer(ChildProcess):
+    """The scripted OpenAI-compatible server (:mod:`bench.fake_server`) running in a child process."""
+
+    base_url: str
+
+    async def command(self, name: str) -> dict[str, Any]:
+        return await self._ask(name, "model server")
+
+
+async def json_commands(answer: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A child's loop: each JSON command on stdin answered by ``answer(op, command)``, one JSON line on stdout."""
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        command: dict[str, Any] = json.loads(line)
+        print(json.dumps(await answer(str(command.get("op")), command)), flush=True)
 
 
 @contextlib.asynccontextmanager
@@ -154,7 +181,7 @@ async def child_server(
 async def model_server(*, reply_chars: int, chunk_delay: float) -> AsyncIterator[ModelServer]:
     args = [sys.executable, "-m", "bench.fake_server", "--reply-chars", str(reply_chars)]
     async with child_server([*args, "--chunk-delay", str(chunk_delay)], what="model server") as (hello, process):
-        yield ModelServer(hello["base_url"], process)
+        yield ModelServer(process, base_url=hello["base_url"])
 
 
 def bench_settings(base_url: str, db_path: Path, **overrides: Any) -> Settings:

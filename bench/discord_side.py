@@ -43,8 +43,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import child_server, forbid_non_loopback
-from bench.slack_model_server import reply_text
+from bench.chat_model import reply_text
+from bench.common import SideProcess, child_server, forbid_non_loopback, json_commands
 from tests.fakes.discord_server import ALICE, BOT_TOKEN, CHANNEL_ID, GUILD_ID, THREAD_ID, FakeDiscord, User, _Reply
 
 __all__ = [
@@ -162,13 +162,12 @@ async def serve(channels: int, rate_limit: tuple[int, float] | None) -> None:
     fake = TimedDiscord(extra_channels=max(0, channels - 2), rate_limit=rate_limit)
     async with fake:
         print(json.dumps({"api_base": fake.api_base, "gateway_url": fake.gateway_url, "token": BOT_TOKEN}), flush=True)
-        while line := await asyncio.to_thread(sys.stdin.readline):
-            command: dict[str, Any] = json.loads(line)
-            op = command.get("op")
-            answer: dict[str, Any] = {"ok": True}
+
+        async def answer(op: str, command: dict[str, Any]) -> dict[str, Any]:
+            reply: dict[str, Any] = {"ok": True}
             if op == "send":
                 base = time.monotonic()
-                answer["base"] = base
+                reply["base"] = base
                 for spec in command["messages"]:
                     task = asyncio.create_task(fake.send_at(base, spec))
                     fake.tasks.add(task)
@@ -178,45 +177,29 @@ async def serve(channels: int, rate_limit: tuple[int, float] | None) -> None:
                     await asyncio.gather(*fake.tasks)
                     await fake.wait_until(lambda: not fake.waiting, float(command["timeout"]), "every answer")
                 except TimeoutError as exc:
-                    answer = {"ok": False, "error": str(exc)[:500], "unanswered": len(fake.waiting)}
+                    reply = {"ok": False, "error": str(exc)[:500], "unanswered": len(fake.waiting)}
             elif op == "report":
-                answer |= fake.report()
+                reply |= fake.report()
             elif op == "reset":
                 await asyncio.gather(*fake.tasks)
                 fake.clear()
             else:
-                answer = {"ok": False, "error": f"unknown op {op!r}"}
-            print(json.dumps(answer), flush=True)
+                reply = {"ok": False, "error": f"unknown op {op!r}"}
+            return reply
+
+        await json_commands(answer)
 
 
 # == the parent's view of Discord ================================================================
 
 
 @dataclass
-class DiscordProcess:
+class DiscordProcess(SideProcess):
     """TimedDiscord in a child process (this module)."""
 
     api_base: str
     gateway_url: str
     token: str
-    _process: asyncio.subprocess.Process
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    async def command(self, op: str, **fields: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None
-        assert self._process.stdout is not None
-        async with self._lock:
-            self._process.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-            await self._process.stdin.drain()
-            line = await self._process.stdout.readline()
-        if not line:
-            raise RuntimeError("the Discord process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
 
 
 @contextlib.asynccontextmanager
@@ -227,7 +210,9 @@ async def discord_process(
     args = [sys.executable, "-m", "bench.discord_side", "--channels", str(channels)]
     args += ["--rate-limit", "off" if rate_limit is None else f"{rate_limit[0]},{rate_limit[1]:g}"]
     async with child_server(args, what="Discord process") as (hello, process):
-        yield DiscordProcess(hello["api_base"], hello["gateway_url"], hello["token"], process)
+        yield DiscordProcess(
+            process, api_base=hello["api_base"], gateway_url=hello["gateway_url"], token=hello["token"]
+        )
 
 
 def channel_id(index: int) -> int:

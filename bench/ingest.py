@@ -221,7 +221,7 @@ async def embedding_server(
     """An embeddings server in a child process on 127.0.0.1: FakeOpenAI, or ``argv`` speaking the same protocol."""
     command = list(argv or [sys.executable, "-m", "bench.ingest", "--serve-embeddings", str(dim)])
     async with child_server(command, what="embedding server", start_timeout=300, env=env) as (hello, process):
-        yield ModelServer(hello["base_url"], process)
+        yield ModelServer(process, base_url=hello["base_url"])
 
 
 # -- timing one add -----------------------------------------------------------------------------------

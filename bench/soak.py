@@ -669,7 +669,7 @@ def log_lines(tmp: Path) -> dict[str, Any]:
 async def soak_server(reply_chars: int, chunk_delay: float) -> AsyncIterator[ModelServer]:
     args = [sys.executable, "-m", "bench.soak_server", "--reply-chars", str(reply_chars)]
     async with child_server([*args, "--chunk-delay", str(chunk_delay)], what="soak model server") as (hello, process):
-        yield ModelServer(hello["base_url"], process)
+        yield ModelServer(process, base_url=hello["base_url"])
 
 
 async def main_async(args: argparse.Namespace) -> int:

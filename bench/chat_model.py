@@ -1,6 +1,6 @@
-"""The scripted model of the Slack benchmarks, in its own process: a wait for the first token, then a steady pace.
+"""The scripted model of the chat benchmarks (Slack, Discord), in its own process: a first-token wait, then a pace.
 
-``python -m bench.slack_model_server --delay 0.5 --chunk-delay 0.02 --words 60``: starts
+``python -m bench.chat_model --delay 0.5 --chunk-delay 0.02 --words 60``: starts
 :class:`FakeOpenAI` on 127.0.0.1, prints one JSON line ``{"base_url": ...}``, then answers one-line
 commands on stdin (the same as :mod:`bench.fake_server`'s, plus ``arrivals``):
 
@@ -36,7 +36,11 @@ from bench.common import ModelServer, child_server
 from bench.fake_server import answer_commands
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
 
-__all__ = ["message_tag", "reply_text", "slack_model_server"]
+__all__ = ["CHUNK_DELAY", "DELAY", "WORDS", "add_model_arguments", "chat_model_server", "message_tag", "reply_text"]
+
+DELAY = 0.5  # seconds to the first token
+CHUNK_DELAY = 0.02  # seconds between chunks of four characters
+WORDS = 60  # words in every answer
 
 FILLER_TEXT = (
     "here is a plain answer that stands in for what a model would write in a team chat "
@@ -93,19 +97,27 @@ async def serve(delay: float, chunk_delay: float, words: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def slack_model_server(*, delay: float, chunk_delay: float, words: int) -> AsyncIterator[ModelServer]:
+async def chat_model_server(*, delay: float, chunk_delay: float, words: int) -> AsyncIterator[ModelServer]:
     """Run this module's server in a child process for the length of the block."""
-    args = [sys.executable, "-m", "bench.slack_model_server", "--delay", str(delay)]
+    args = [sys.executable, "-m", "bench.chat_model", "--delay", str(delay)]
     args += ["--chunk-delay", str(chunk_delay), "--words", str(words)]
     async with child_server(args, what="model server") as (hello, process):
-        yield ModelServer(hello["base_url"], process)
+        yield ModelServer(process, base_url=hello["base_url"])
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The chat benchmarks' common options: the platform, and this model's pace."""
+    parser.add_argument("--platform", choices=("slack", "discord"), required=True)
+    parser.add_argument("--delay", type=float, default=DELAY, help="model: seconds to the first token")
+    parser.add_argument("--chunk-delay", type=float, default=CHUNK_DELAY, help="model: seconds between chunks")
+    parser.add_argument("--words", type=int, default=WORDS, help="model: words in every answer")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--delay", type=float, default=0.5, help="seconds before the first chunk")
-    parser.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between 4-character chunks")
-    parser.add_argument("--words", type=int, default=60, help="words in every answer")
+    parser.add_argument("--delay", type=float, default=DELAY, help="seconds before the first chunk")
+    parser.add_argument("--chunk-delay", type=float, default=CHUNK_DELAY, help="seconds between 4-character chunks")
+    parser.add_argument("--words", type=int, default=WORDS, help="words in every answer")
     args = parser.parse_args()
     asyncio.run(serve(args.delay, args.chunk_delay, args.words))
 
