@@ -11,11 +11,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.models import AssistantRecord, Page, PageQuery
 from core.store.paging import fetch_page
 from core.store.rows import insert_row, update_row
+from core.store.sql import SqlDatabase
 from core.store.store import Store, new_id
 
 __all__ = ["ASSISTANT_FIELDS", "AssistantStore"]
@@ -72,7 +71,7 @@ def _columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _get(db: Database, owner: str, assistant_id: str) -> AssistantRecord | None:
+def _get(db: SqlDatabase, owner: str, assistant_id: str) -> AssistantRecord | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM assistants WHERE id = ? AND owner = ?", [assistant_id, owner]).fetchone()
     return _record(row) if row else None
 
@@ -86,7 +85,7 @@ class AssistantStore:
         row = {"tools": "[]", "metadata": "{}", **_columns(fields)}
         row.update(id=new_id("asst"), owner=owner, created_at=time.time())
 
-        def create(db: Database) -> AssistantRecord:
+        def create(db: SqlDatabase) -> AssistantRecord:
             insert_row(db, "assistants", row)
             record = _get(db, owner, row["id"])
             assert record is not None
@@ -101,7 +100,7 @@ class AssistantStore:
         """Set the given fields (None clears one); None when the owner has no such assistant."""
         columns = _columns(fields)
 
-        def update(db: Database) -> AssistantRecord | None:
+        def update(db: SqlDatabase) -> AssistantRecord | None:
             update_row(db, "assistants", columns, "id = ? AND owner = ?", [assistant_id, owner])
             return _get(db, owner, assistant_id)
 
@@ -110,7 +109,7 @@ class AssistantStore:
     async def delete(self, owner: str, assistant_id: str) -> bool:
         """False when the owner has no such assistant."""
 
-        def delete(db: Database) -> bool:
+        def delete(db: SqlDatabase) -> bool:
             cursor = db.execute("DELETE FROM assistants WHERE id = ? AND owner = ?", [assistant_id, owner])
             return cursor.rowcount == 1
 

@@ -12,12 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.file_records import ApiFileRecord
 from core.models import Page, PageQuery
 from core.store.files import drop_unused_content
 from core.store.paging import fetch_page
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["ApiFileStore"]
@@ -38,7 +37,7 @@ def _record(row: Sequence[Any]) -> ApiFileRecord:
     )
 
 
-def _get(db: Database, owner: str, file_id: str) -> ApiFileRecord | None:
+def _get(db: SqlDatabase, owner: str, file_id: str) -> ApiFileRecord | None:
     row = db.execute(f"SELECT {_COLUMNS} FROM api_files WHERE id = ? AND owner = ?", [file_id, owner]).fetchone()
     return _record(row) if row else None
 
@@ -63,7 +62,7 @@ class ApiFileStore:
         """Keep the bytes (once per content) and the file's row, in one transaction. ``run_id``, ``call_id``: the
         run and tool call that wrote it (a code interpreter's output)."""
 
-        def create(db: Database) -> ApiFileRecord:
+        def create(db: SqlDatabase) -> ApiFileRecord:
             with db.atomic():
                 db.execute(
                     "INSERT INTO file_contents (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING", [sha256, data]
@@ -88,7 +87,7 @@ class ApiFileStore:
         if not wanted:
             return {}
 
-        def load(db: Database) -> dict[str, ApiFileRecord]:
+        def load(db: SqlDatabase) -> dict[str, ApiFileRecord]:
             marks = ", ".join("?" * len(wanted))
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM api_files WHERE owner = ? AND id IN ({marks})", [owner, *wanted]
@@ -100,7 +99,7 @@ class ApiFileStore:
     async def content(self, owner: str, file_id: str) -> tuple[ApiFileRecord, bytes] | None:
         """The file and its bytes; None when the owner has no such file."""
 
-        def load(db: Database) -> tuple[ApiFileRecord, bytes] | None:
+        def load(db: SqlDatabase) -> tuple[ApiFileRecord, bytes] | None:
             record = _get(db, owner, file_id)
             if record is None:
                 return None
@@ -112,7 +111,7 @@ class ApiFileStore:
     async def delete(self, owner: str, file_id: str) -> bool:
         """Delete the file's row, and its bytes when nothing else has them; False when the owner has no such file."""
 
-        def delete(db: Database) -> bool:
+        def delete(db: SqlDatabase) -> bool:
             record = _get(db, owner, file_id)
             if record is None:
                 return False

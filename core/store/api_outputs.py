@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlite_utils import Database
-
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["MessageFiles", "OutputRecord", "OutputStore", "RunMessage"]
@@ -69,7 +68,7 @@ class OutputStore:
     async def of_run(self, run_id: str) -> list[OutputRecord]:
         """The files the run's code wrote, in the order it wrote them."""
 
-        def load(db: Database) -> list[OutputRecord]:
+        def load(db: SqlDatabase) -> list[OutputRecord]:
             rows = db.execute(
                 f"SELECT {_OUTPUT_COLUMNS} FROM api_files f WHERE f.run_id = ? ORDER BY f.created_at, f.rowid",
                 [run_id],
@@ -81,7 +80,7 @@ class OutputStore:
     async def of_thread(self, thread_id: str) -> list[OutputRecord]:
         """The files the code of any of the thread's runs wrote, oldest first."""
 
-        def load(db: Database) -> list[OutputRecord]:
+        def load(db: SqlDatabase) -> list[OutputRecord]:
             rows = db.execute(
                 f"SELECT {_OUTPUT_COLUMNS} FROM api_files f JOIN runs r ON r.id = f.run_id WHERE r.thread_id = ?"
                 " ORDER BY f.created_at, f.rowid",
@@ -94,7 +93,7 @@ class OutputStore:
     async def run_messages(self, run_id: str) -> list[RunMessage]:
         """What the run stored in its thread, in order."""
 
-        def load(db: Database) -> list[RunMessage]:
+        def load(db: SqlDatabase) -> list[RunMessage]:
             rows = db.execute(
                 "SELECT id, role, item, annotations FROM messages WHERE run_id = ? ORDER BY id", [run_id]
             ).fetchall()
@@ -108,7 +107,7 @@ class OutputStore:
     async def show(self, messages: Sequence[MessageFiles]) -> None:
         """Set what each message shows, in one transaction."""
 
-        def update(db: Database) -> None:
+        def update(db: SqlDatabase) -> None:
             with db.atomic():
                 for message in messages:
                     db.execute(

@@ -15,12 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.errors import ThreadlineError
 from core.models import Approval, MessageRecord, Page, PageQuery, Run
 from core.store.api_threads import NewMessageRow, _get_message, _get_thread, _insert_messages
 from core.store.paging import fetch_page
+from core.store.sql import SqlDatabase
 from core.store.store import _APPROVAL_COLUMNS, _RUN_COLUMNS, Store, _run, new_id
 
 __all__ = [
@@ -145,7 +144,7 @@ def _step(step_id: str, rows: Sequence[Sequence[Any]]) -> RunStepRecord:
     )
 
 
-def active_run(db: Database, thread_id: str) -> tuple[str, str] | None:
+def active_run(db: SqlDatabase, thread_id: str) -> tuple[str, str] | None:
     """(run id, status) of the thread's run that has not ended, if any."""
     row = db.execute(
         f"SELECT id, status FROM runs WHERE thread_id = ? AND {_ACTIVE} ORDER BY created_at LIMIT 1", [thread_id]
@@ -171,7 +170,7 @@ class RunStore:
     ) -> Run:
         """Add ``messages`` and queue a run answering them, in one transaction; RunActive if one is going."""
 
-        def queue(db: Database) -> Run:
+        def queue(db: SqlDatabase) -> Run:
             with db.atomic():
                 active = active_run(db, thread_id)
                 if active is not None:
@@ -203,7 +202,7 @@ class RunStore:
         return await self._store.call(queue)
 
     async def get(self, channel: str, thread_id: str, run_id: str) -> Run | None:
-        def get(db: Database) -> Run | None:
+        def get(db: SqlDatabase) -> Run | None:
             row = db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ? AND channel = ? AND thread_id = ?",
                 [run_id, channel, thread_id],
@@ -233,7 +232,7 @@ class RunStore:
         )
 
     async def pending_calls(self, run_id: str) -> list[Approval]:
-        def pending(db: Database) -> list[Approval]:
+        def pending(db: SqlDatabase) -> list[Approval]:
             rows = db.execute(
                 f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? AND status = 'pending'"
                 " ORDER BY created_at, rowid",
@@ -247,7 +246,7 @@ class RunStore:
         """Record (approval id, status, output) for every pending call of the run at once; False if any was
         no longer pending (decided, expired) and then none is recorded."""
 
-        def record(db: Database) -> bool:
+        def record(db: SqlDatabase) -> bool:
             now = time.time()
             with db.atomic():
                 for approval_id, status, output in decisions:
@@ -266,7 +265,7 @@ class RunStore:
             return False
 
     async def steps(self, run_id: str) -> list[RunStepRecord]:
-        def steps(db: Database) -> list[RunStepRecord]:
+        def steps(db: SqlDatabase) -> list[RunStepRecord]:
             rows = db.execute(
                 f"SELECT {_STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY created_at, rowid", [run_id]
             ).fetchall()
@@ -277,7 +276,7 @@ class RunStore:
     async def step_page(self, run_id: str, query: PageQuery) -> Page[RunStepRecord]:
         """A page of the run's steps (the tool calls of one model response are one step)."""
 
-        def page(db: Database) -> Page[RunStepRecord]:
+        def page(db: SqlDatabase) -> Page[RunStepRecord]:
             heads = fetch_page(
                 db,
                 columns=_STEP_COLUMNS,
@@ -306,7 +305,7 @@ class RunStore:
     async def run_message_ids(self, run_id: str) -> list[str]:
         """Public ids of the assistant messages a run wrote, in order."""
 
-        def ids(db: Database) -> list[str]:
+        def ids(db: SqlDatabase) -> list[str]:
             rows = db.execute(
                 "SELECT public_id FROM messages WHERE run_id = ? AND role = 'assistant' ORDER BY id", [run_id]
             ).fetchall()
@@ -343,7 +342,7 @@ class RunStore:
     async def add_message(self, channel: str, thread_id: str, message: NewMessageRow) -> MessageRecord | None:
         """Append a client's message unless a run is active on the thread (RunActive); None: no such thread."""
 
-        def add(db: Database) -> MessageRecord | None:
+        def add(db: SqlDatabase) -> MessageRecord | None:
             with db.atomic():
                 if _get_thread(db, thread_id, channel) is None:
                     return None
@@ -361,7 +360,7 @@ class RunStore:
         if not wanted:
             return {}
 
-        def ids(db: Database) -> dict[str, str]:
+        def ids(db: SqlDatabase) -> dict[str, str]:
             marks = ", ".join("?" * len(wanted))
             rows = db.execute(
                 f"SELECT id, assistant_id FROM runs WHERE id IN ({marks}) AND assistant_id IS NOT NULL", wanted
@@ -373,7 +372,7 @@ class RunStore:
     async def upload_ids(self, file_ids: Sequence[str]) -> dict[str, str]:
         """For knowledge-base files added from an API upload, the upload's id, by knowledge-base id."""
 
-        def ids(db: Database) -> dict[str, str]:
+        def ids(db: SqlDatabase) -> dict[str, str]:
             marks = ", ".join("?" * len(file_ids))
             rows = db.execute(
                 f"SELECT id, platform_file_id FROM files WHERE id IN ({marks}) AND platform_file_id IS NOT NULL",

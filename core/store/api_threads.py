@@ -13,11 +13,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.models import MessageRecord, Page, PageQuery, ThreadRecord, parse_channel_key
 from core.store.paging import fetch_page
 from core.store.rows import update_row
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["NewMessageRow", "ThreadStore", "item_parts", "item_texts"]
@@ -94,14 +93,14 @@ def _message(row: Sequence[Any]) -> MessageRecord:
     )
 
 
-def _get_thread(db: Database, thread_id: str, channel: str) -> ThreadRecord | None:
+def _get_thread(db: SqlDatabase, thread_id: str, channel: str) -> ThreadRecord | None:
     row = db.execute(
         f"SELECT {_THREAD_COLUMNS} FROM threads WHERE id = ? AND channel = ?", [thread_id, channel]
     ).fetchone()
     return _thread(row) if row else None
 
 
-def _get_message(db: Database, channel: str, thread_id: str, message_id: str) -> MessageRecord | None:
+def _get_message(db: SqlDatabase, channel: str, thread_id: str, message_id: str) -> MessageRecord | None:
     row = db.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE public_id = ? AND channel = ? AND thread_id = ? AND {_LISTED}",
         [message_id, channel, thread_id],
@@ -109,7 +108,7 @@ def _get_message(db: Database, channel: str, thread_id: str, message_id: str) ->
     return _message(row) if row else None
 
 
-def _insert_messages(db: Database, thread_id: str, channel: str, rows: Sequence[NewMessageRow]) -> list[str]:
+def _insert_messages(db: SqlDatabase, thread_id: str, channel: str, rows: Sequence[NewMessageRow]) -> list[str]:
     """Append messages, each opening its own turn (as a person's message does); returns their public ids."""
     now = time.time()
     ids = []
@@ -153,7 +152,7 @@ class ThreadStore:
         """A new channel whose current thread is ``thread_id``, with its first messages, in one transaction."""
         platform, workspace, channel_id = parse_channel_key(channel)
 
-        def create(db: Database) -> ThreadRecord:
+        def create(db: SqlDatabase) -> ThreadRecord:
             now = time.time()
             with db.atomic():
                 db.execute(
@@ -181,7 +180,7 @@ class ThreadStore:
         if unknown:
             raise ValueError(f"unknown thread fields: {sorted(unknown)}")
 
-        def update(db: Database) -> ThreadRecord | None:
+        def update(db: SqlDatabase) -> ThreadRecord | None:
             columns = {name: _json_or_null(value) for name, value in fields.items()}
             update_row(db, "threads", columns, "id = ? AND channel = ?", [thread_id, channel])
             return _get_thread(db, thread_id, channel)
@@ -191,7 +190,7 @@ class ThreadStore:
     async def delete(self, thread_id: str, channel: str) -> bool:
         """Delete the thread, everything in it (messages, runs, their steps and approvals) and its channel."""
 
-        def delete(db: Database) -> bool:
+        def delete(db: SqlDatabase) -> bool:
             if _get_thread(db, thread_id, channel) is None:
                 return False
             runs = "SELECT id FROM runs WHERE thread_id = ?"
@@ -214,7 +213,7 @@ class ThreadStore:
     async def add_message(self, thread_id: str, channel: str, message: NewMessageRow) -> MessageRecord | None:
         """Append a message; None when the channel has no such thread."""
 
-        def add(db: Database) -> MessageRecord | None:
+        def add(db: SqlDatabase) -> MessageRecord | None:
             if _get_thread(db, thread_id, channel) is None:
                 return None
             with db.atomic():
@@ -229,7 +228,7 @@ class ThreadStore:
     async def update_message(
         self, thread_id: str, channel: str, message_id: str, metadata: Mapping[str, str]
     ) -> MessageRecord | None:
-        def update(db: Database) -> MessageRecord | None:
+        def update(db: SqlDatabase) -> MessageRecord | None:
             db.execute(
                 f"UPDATE messages SET metadata = ? WHERE public_id = ? AND channel = ? AND thread_id = ? AND {_LISTED}",
                 [json.dumps(dict(metadata)), message_id, channel, thread_id],
@@ -239,7 +238,7 @@ class ThreadStore:
         return await self._store.call(update)
 
     async def delete_message(self, thread_id: str, channel: str, message_id: str) -> bool:
-        def delete(db: Database) -> bool:
+        def delete(db: SqlDatabase) -> bool:
             cursor = db.execute(
                 f"DELETE FROM messages WHERE public_id = ? AND channel = ? AND thread_id = ? AND {_LISTED}",
                 [message_id, channel, thread_id],
@@ -261,7 +260,7 @@ class ThreadStore:
             where += " AND run_id = ?"
             params.append(run_id)
 
-        def list_(db: Database) -> Page[MessageRecord] | None:
+        def list_(db: SqlDatabase) -> Page[MessageRecord] | None:
             if _get_thread(db, thread_id, channel) is None:
                 return None
             return fetch_page(

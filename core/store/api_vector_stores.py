@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.file_records import FileBatchRecord, FileCounts, FileStatus, VectorStoreFileRecord, VectorStoreRecord
 from core.models import Page, PageQuery
 from core.store.paging import fetch_page
 from core.store.rows import insert_row, update_row
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["VECTOR_STORE_FIELDS", "VectorStoreStore"]
@@ -79,21 +78,21 @@ def _file_converter(vector_store_id: str) -> Callable[[Sequence[Any]], VectorSto
     return convert
 
 
-def _get_store(db: Database, owner: str, vector_store_id: str) -> VectorStoreRecord | None:
+def _get_store(db: SqlDatabase, owner: str, vector_store_id: str) -> VectorStoreRecord | None:
     row = db.execute(
         f"SELECT {_STORE_COLUMNS} FROM vector_stores WHERE id = ? AND owner = ?", [vector_store_id, owner]
     ).fetchone()
     return _store(row) if row else None
 
 
-def _key(db: Database, owner: str, vector_store_id: str) -> str | None:
+def _key(db: SqlDatabase, owner: str, vector_store_id: str) -> str | None:
     row = db.execute(
         "SELECT knowledge_key FROM vector_stores WHERE id = ? AND owner = ?", [vector_store_id, owner]
     ).fetchone()
     return str(row[0]) if row else None
 
 
-def _get_file(db: Database, owner: str, vector_store_id: str, file_id: str) -> VectorStoreFileRecord | None:
+def _get_file(db: SqlDatabase, owner: str, vector_store_id: str, file_id: str) -> VectorStoreFileRecord | None:
     key = _key(db, owner, vector_store_id)
     if key is None:
         return None
@@ -104,7 +103,7 @@ def _get_file(db: Database, owner: str, vector_store_id: str, file_id: str) -> V
     return _file_converter(vector_store_id)(row) if row else None
 
 
-def _get_batch(db: Database, owner: str, vector_store_id: str, batch_id: str) -> FileBatchRecord | None:
+def _get_batch(db: SqlDatabase, owner: str, vector_store_id: str, batch_id: str) -> FileBatchRecord | None:
     key = _key(db, owner, vector_store_id)
     if key is None:
         return None
@@ -151,7 +150,7 @@ class VectorStoreStore:
         row = {"metadata": "{}", **_columns(fields)}
         row.update(id=vector_store_id, owner=owner, knowledge_key=knowledge_key, created_at=now, last_active_at=now)
 
-        def create(db: Database) -> VectorStoreRecord:
+        def create(db: SqlDatabase) -> VectorStoreRecord:
             insert_row(db, "vector_stores", row)
             record = _get_store(db, owner, vector_store_id)
             assert record is not None
@@ -166,7 +165,7 @@ class VectorStoreStore:
         """Set the given fields (None clears one); None when the owner has no such vector store."""
         columns = _columns(fields)
 
-        def update(db: Database) -> VectorStoreRecord | None:
+        def update(db: SqlDatabase) -> VectorStoreRecord | None:
             update_row(db, "vector_stores", columns, "id = ? AND owner = ?", [vector_store_id, owner])
             return _get_store(db, owner, vector_store_id)
 
@@ -175,7 +174,7 @@ class VectorStoreStore:
     async def delete(self, owner: str, vector_store_id: str) -> bool:
         """Delete the vector store and its batches (its knowledge base's files are the knowledge base's to remove)."""
 
-        def delete(db: Database) -> bool:
+        def delete(db: SqlDatabase) -> bool:
             if _key(db, owner, vector_store_id) is None:
                 return False
             batches = "SELECT id FROM vector_store_file_batches WHERE vector_store_id = ?"
@@ -206,7 +205,7 @@ class VectorStoreStore:
     async def holding(self, owner: str, file_id: str) -> list[VectorStoreRecord]:
         """The owner's vector stores that have this uploaded file."""
 
-        def holding(db: Database) -> list[VectorStoreRecord]:
+        def holding(db: SqlDatabase) -> list[VectorStoreRecord]:
             rows = db.execute(
                 f"SELECT {_STORE_COLUMNS} FROM vector_stores WHERE owner = ? AND EXISTS (SELECT 1 FROM files"
                 " WHERE files.channel = vector_stores.knowledge_key AND files.platform_file_id = ?)",
@@ -220,7 +219,7 @@ class VectorStoreStore:
         """Vector store id → knowledge-base key, for those of the ids the owner has."""
         ids = list(vector_store_ids)
 
-        def keys(db: Database) -> dict[str, str]:
+        def keys(db: SqlDatabase) -> dict[str, str]:
             if not ids:
                 return {}
             rows = db.execute(
@@ -242,7 +241,7 @@ class VectorStoreStore:
         """The vector store's files among these knowledge-base file ids (the store's knowledge key ``key``)."""
         wanted = list(dict.fromkeys(ids))
 
-        def load(db: Database) -> dict[str, VectorStoreFileRecord]:
+        def load(db: SqlDatabase) -> dict[str, VectorStoreFileRecord]:
             if not wanted:
                 return {}
             marks = ",".join("?" * len(wanted))
@@ -269,7 +268,7 @@ class VectorStoreStore:
         for a cursor that is not one of the listed files.
         """
 
-        def list_(db: Database) -> Page[VectorStoreFileRecord] | None:
+        def list_(db: SqlDatabase) -> Page[VectorStoreFileRecord] | None:
             key = _key(db, owner, vector_store_id)
             if key is None:
                 return None
@@ -299,7 +298,7 @@ class VectorStoreStore:
     async def in_progress(self, knowledge_key: str, file_ids: Sequence[str] | None = None) -> list[str]:
         """Knowledge-base file ids of the store's files still being indexed (of these uploaded files, if given)."""
 
-        def find(db: Database) -> list[str]:
+        def find(db: SqlDatabase) -> list[str]:
             sql = f"SELECT id FROM files WHERE {_STORE_FILES} AND status = 'in_progress'"
             params: list[Any] = [knowledge_key]
             if file_ids is not None:
@@ -335,7 +334,7 @@ class VectorStoreStore:
     async def create_batch(self, vector_store_id: str, batch_id: str, file_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(file_ids))
 
-        def create(db: Database) -> None:
+        def create(db: SqlDatabase) -> None:
             with db.atomic():
                 db.execute(
                     "INSERT INTO vector_store_file_batches (id, vector_store_id, created_at) VALUES (?, ?, ?)",

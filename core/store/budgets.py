@@ -16,8 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlite_utils import Database
-
 from core.budgets import (
     PERIODS,
     WARN_AT,
@@ -30,6 +28,7 @@ from core.budgets import (
     measure,
     period_bounds,
 )
+from core.store.sql import SqlDatabase
 from core.store.store import Store, immediate
 from core.usage import ModelUsage, Price
 
@@ -63,7 +62,7 @@ class BudgetStore:
     async def standings(self, subjects: Subjects, now: float) -> list[Standing]:
         """How much of each budget that applies is used, running calls' reservations included."""
 
-        def read(db: Database) -> list[Standing]:
+        def read(db: SqlDatabase) -> list[Standing]:
             return [Standing(b, self._used(db, b, "")) for b in self._budgets(db, subjects, now)]
 
         return await self._store.call(read)
@@ -71,7 +70,7 @@ class BudgetStore:
     async def crossed(self, subjects: Subjects, now: float) -> list[Standing]:
         """The budgets that are now 80% used or more and whose channel has not been told yet (it is now)."""
 
-        def claim(db: Database) -> list[Standing]:
+        def claim(db: SqlDatabase) -> list[Standing]:
             standings = [Standing(b, self._used(db, b, "")) for b in self._budgets(db, subjects, now)]
             return [s for s in standings if s.fraction() >= WARN_AT and _first_notice(db, s.budget, now)]
 
@@ -87,7 +86,7 @@ class BudgetStore:
     ) -> None:
         """A manager's limit (None: no limit); ``default``: drop theirs and use the file's again."""
 
-        def write(db: Database) -> None:
+        def write(db: SqlDatabase) -> None:
             if default:
                 db.execute(
                     "DELETE FROM budget_limits WHERE scope = ? AND subject = ? AND period = ?", [scope, subject, period]
@@ -124,7 +123,7 @@ class BudgetStore:
         Returns the first budget it does not fit, with nothing written; None when the reservation is made.
         """
 
-        def transaction(db: Database) -> Standing | None:
+        def transaction(db: SqlDatabase) -> Standing | None:
             return immediate(db, lambda: self._reserve(db, run_id, subjects, run_started, expected, now))
 
         return await self._store.call(transaction)
@@ -134,7 +133,7 @@ class BudgetStore:
 
     # -- on the store's thread ---------------------------------------------------------------------
 
-    def _budgets(self, db: Database, subjects: Subjects, now: float) -> list[Budget]:
+    def _budgets(self, db: SqlDatabase, subjects: Subjects, now: float) -> list[Budget]:
         found: list[Budget] = []
         whose: tuple[tuple[Scope, str], ...] = (("channel", subjects.channel), ("user", subjects.person))
         for scope, subject in whose:
@@ -148,7 +147,7 @@ class BudgetStore:
                 found.append(Budget(scope, subject, period, limit, since, until, name))
         return found
 
-    def _limits(self, db: Database, scope: Scope, subject: str) -> dict[Period, Limit | None]:
+    def _limits(self, db: SqlDatabase, scope: Scope, subject: str) -> dict[Period, Limit | None]:
         """The limit in force per period: a manager's (None: lifted) where one is set, else the file's."""
         rows = db.execute(
             "SELECT period, amount, unit FROM budget_limits WHERE scope = ? AND subject = ?", [scope, subject]
@@ -158,7 +157,7 @@ class BudgetStore:
 
     def _reserve(
         self,
-        db: Database,
+        db: SqlDatabase,
         run_id: str,
         subjects: Subjects,
         run_started: float,
@@ -192,7 +191,7 @@ class BudgetStore:
         )
         return None
 
-    def _used(self, db: Database, budget: Budget, except_run: str) -> float:
+    def _used(self, db: SqlDatabase, budget: Budget, except_run: str) -> float:
         """What the budget's subject spent in its period (budget_spent, kept by a trigger on runs), plus
         what running calls of other runs reserved beyond their recorded usage."""
         column = (
@@ -217,7 +216,7 @@ class BudgetStore:
         return measure(budget.limit, usage, self._prices)
 
 
-def _first_notice(db: Database, budget: Budget, now: float) -> bool:
+def _first_notice(db: SqlDatabase, budget: Budget, now: float) -> bool:
     """Whether this is the first 80% notice for this budget, period and limit (a raised limit warns again)."""
     cursor = db.execute(
         "INSERT INTO budget_notices (scope, subject, period, period_start, limit_text, created_at)"

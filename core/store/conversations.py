@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from sqlite_utils import Database
-
 from core.images import described
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["ConversationState", "conversation_state", "exchange"]
@@ -25,7 +24,7 @@ class ConversationState(NamedTuple):
 
 
 async def conversation_state(store: Store, key: str) -> ConversationState:
-    def query(db: Database) -> ConversationState:
+    def query(db: SqlDatabase) -> ConversationState:
         row = db.execute(
             "SELECT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = c.thread_id) FROM channels c WHERE c.key = ?",
             [key],
@@ -41,7 +40,7 @@ async def exchange(store: Store, channel: str, platform_msg_id: str) -> list[dic
     (``{"role", "content"}``, the person's with their name as the model saw it, then the assistant's last
     words in its turn); [] when neither is stored."""
 
-    def query(db: Database) -> list[dict[str, str]]:
+    def query(db: SqlDatabase) -> list[dict[str, str]]:
         row = db.execute(
             "SELECT thread_id, turn_id, item FROM messages WHERE channel = ? AND platform_msg_id = ?",
             [channel, platform_msg_id],

@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlite_utils import Database
-
+from core.store.sql import SqlDatabase
 from core.store.store import Store, immediate
 
 __all__ = ["first_delivery"]
@@ -28,7 +27,7 @@ async def first_delivery(store: Store, parts: tuple[str, ...], ttl: float) -> bo
     """Record the delivery identified by ``parts``; False when any process recorded it in the last ``ttl`` s."""
     key = delivery_key(*parts)
 
-    def record(db: Database) -> bool:
+    def record(db: SqlDatabase) -> bool:
         now = time.time()
 
         def work() -> bool:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.feedback import FeedbackCounts, Vote, parse_vote
+from core.store.sql import SqlDatabase
 from core.store.store import Store, immediate
 
 __all__ = ["FeedbackStore"]
@@ -32,7 +31,7 @@ class FeedbackStore:
 
         ``scope``: the run must belong to this channel (its own conversation or one inside it)."""
 
-        def record(db: Database) -> tuple[bool, Vote | None]:
+        def record(db: SqlDatabase) -> tuple[bool, Vote | None]:
             def work() -> tuple[bool, Vote | None]:
                 row = db.execute(
                     "SELECT COALESCE(c.scope, r.channel) FROM runs r LEFT JOIN channels c ON c.key = r.channel"
@@ -69,7 +68,7 @@ class FeedbackStore:
             f" WHERE {' AND '.join(where)} GROUP BY f.vote"
         )
 
-        def query(db: Database) -> FeedbackCounts:
+        def query(db: SqlDatabase) -> FeedbackCounts:
             votes = {str(vote): int(count) for vote, count in db.execute(sql, params).fetchall()}
             return FeedbackCounts(up=votes.get("up", 0), down=votes.get("down", 0))
 

@@ -11,11 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlite_utils import Database
-
 from core.models import ChunkHit, FileRecord
 from core.store.fulltext import index_text, is_english, query_words
 from core.store.leases import live_processes
+from core.store.sql import SqlDatabase
 from core.store.store import Store, new_id
 
 __all__ = ["SEARCH_INDEX", "FileStore", "KeywordIndex", "NewChunk", "drop_unused_content", "fts_query"]
@@ -109,7 +108,7 @@ class FileStore:
             "platform_file_id": platform_file_id, "link": link, "owner": self._store.process_id,
         }  # fmt: skip
 
-        def create(db: Database) -> FileRecord:
+        def create(db: SqlDatabase) -> FileRecord:
             file_id = _insert(db, row, or_nothing=False)
             assert file_id is not None
             return _get(db, file_id)
@@ -141,7 +140,7 @@ class FileStore:
             "link": link, "owner": self._store.process_id,
         }  # fmt: skip
 
-        def claim(db: Database) -> tuple[FileRecord, bool]:
+        def claim(db: SqlDatabase) -> tuple[FileRecord, bool]:
             while True:  # the row in the way may be removed before it is read: then this one goes in
                 if (file_id := _insert(db, row, or_nothing=True)) is not None:
                     return _get(db, file_id), True
@@ -157,7 +156,7 @@ class FileStore:
     async def fill(self, file_id: str, *, sha256: str, size: int) -> FileRecord | None:
         """A claimed row's content, once its bytes are in; None when the file was removed meanwhile."""
 
-        def fill(db: Database) -> FileRecord | None:
+        def fill(db: SqlDatabase) -> FileRecord | None:
             cursor = db.execute(
                 "UPDATE files SET sha256 = ?, size = ? WHERE id = ? AND status = 'in_progress'", [sha256, size, file_id]
             )
@@ -168,7 +167,7 @@ class FileStore:
     async def release(self, file_id: str) -> None:
         """Drop a claimed row that will not be indexed (its bytes could not be fetched, or another file has them)."""
 
-        def release(db: Database) -> None:
+        def release(db: SqlDatabase) -> None:
             with db.atomic():
                 _delete_file(db, file_id)
 
@@ -181,7 +180,7 @@ class FileStore:
         one alive on the database is indexing now.
         """
 
-        def fail(db: Database) -> list[FileRecord]:
+        def fail(db: SqlDatabase) -> list[FileRecord]:
             where, params = "status = 'in_progress'", []
             if orphans_only:
                 params = sorted(live_processes(db, self._store.host) | {self._store.process_id})
@@ -202,7 +201,7 @@ class FileStore:
     async def find_same_content(self, channel: str, sha256: str) -> FileRecord | None:
         """A file with these bytes already indexed (or being indexed) in the channel."""
 
-        def find(db: Database) -> FileRecord | None:
+        def find(db: SqlDatabase) -> FileRecord | None:
             row = db.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? AND sha256 = ?"
                 " AND status IN ('completed', 'in_progress') ORDER BY created_at DESC LIMIT 1",
@@ -240,7 +239,7 @@ class FileStore:
             search = await asyncio.to_thread(_search_rows, batch)
 
             def insert(
-                db: Database, batch: list[tuple[int, NewChunk]] = batch, blobs: Any = blobs, search: Any = search
+                db: SqlDatabase, batch: list[tuple[int, NewChunk]] = batch, blobs: Any = blobs, search: Any = search
             ) -> bool:
                 row = db.execute(
                     "SELECT channel FROM files WHERE id = ? AND status = 'in_progress'", [file_id]
@@ -267,7 +266,7 @@ class FileStore:
             if not await self._store.call(insert):
                 return None
 
-        def finish(db: Database) -> tuple[FileRecord, list[FileRecord]] | None:
+        def finish(db: SqlDatabase) -> tuple[FileRecord, list[FileRecord]] | None:
             row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
             if row is None:
                 return None
@@ -301,7 +300,7 @@ class FileStore:
     ) -> FileRecord:
         """Mark a file failed with a reason for people and a code (the old API's ``last_error.code``)."""
 
-        def fail(db: Database) -> FileRecord:
+        def fail(db: SqlDatabase) -> FileRecord:
             _delete_chunks(db, file_id)
             db.execute(
                 "UPDATE files SET status = 'failed', error = ?, error_code = ?, kind = coalesce(?, kind),"
@@ -323,7 +322,7 @@ class FileStore:
     async def contents(self, channel: str) -> list[tuple[str, bytes]]:
         """The channel's indexed files as (name, bytes), newest version of each name."""
 
-        def load(db: Database) -> list[tuple[str, bytes]]:
+        def load(db: SqlDatabase) -> list[tuple[str, bytes]]:
             rows = db.execute(
                 "SELECT f.name, c.data FROM files f JOIN file_contents c ON c.sha256 = f.sha256 "
                 "WHERE f.channel = ? AND f.status = 'completed' ORDER BY f.created_at",
@@ -334,7 +333,7 @@ class FileStore:
         return await self._store.call(load)
 
     async def in_channel(self, channel: str) -> list[FileRecord]:
-        def list_(db: Database) -> list[FileRecord]:
+        def list_(db: SqlDatabase) -> list[FileRecord]:
             rows = db.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ? ORDER BY created_at, rowid", [channel]
             ).fetchall()
@@ -350,7 +349,7 @@ class FileStore:
     ) -> list[FileRecord]:
         """Remove a channel's files by name (every version) or platform id; None for both: all of them."""
 
-        def remove(db: Database) -> list[FileRecord]:
+        def remove(db: SqlDatabase) -> list[FileRecord]:
             sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE channel = ?"
             params: list[Any] = [channel]
             if name is not None:
@@ -376,7 +375,7 @@ class FileStore:
         ``batch`` files per transaction.
         """
 
-        def remove(db: Database) -> list[FileRecord]:
+        def remove(db: SqlDatabase) -> list[FileRecord]:
             rows = db.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files WHERE created_at < ? AND channel NOT LIKE ?"
                 " AND status != 'in_progress' ORDER BY created_at LIMIT ?",
@@ -399,7 +398,7 @@ class FileStore:
         """Whether the channel (or any of several) has a file to search."""
         channels = _channels(channel)
 
-        def any_(db: Database) -> bool:
+        def any_(db: SqlDatabase) -> bool:
             row = db.execute(
                 f"SELECT 1 FROM files WHERE channel IN ({_marks(channels)}) AND status = 'completed'"
                 " AND chunk_count > 0 LIMIT 1",
@@ -440,7 +439,7 @@ class FileStore:
             f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ?" for table in index.tables
         )
 
-        def ranked(db: Database, match: str) -> list[tuple[int, float]]:
+        def ranked(db: SqlDatabase, match: str) -> list[tuple[int, float]]:
             rows = db.execute(
                 f"SELECT chunks.id, matched.score FROM ({matched}) AS matched"
                 " JOIN chunks ON chunks.id = matched.rowid"
@@ -450,7 +449,7 @@ class FileStore:
             ).fetchall()
             return [(int(r[0]), float(r[1])) for r in rows]
 
-        def search(db: Database) -> list[tuple[int, float]]:
+        def search(db: SqlDatabase) -> list[tuple[int, float]]:
             found: list[tuple[int, float]] = []
             seen: set[int] = set()
             for match in steps:
@@ -465,7 +464,7 @@ class FileStore:
     async def vectors(self, channel: str, model: str) -> tuple[list[int], list[bytes], int]:
         """Every embedding of the channel's chunks for ``model``: (chunk ids, float32 blobs, dim)."""
 
-        def load(db: Database) -> tuple[list[int], list[bytes], int]:
+        def load(db: SqlDatabase) -> tuple[list[int], list[bytes], int]:
             rows = db.execute(
                 "SELECT embeddings.chunk_id, embeddings.vector, embeddings.dim FROM embeddings"
                 " JOIN chunks ON chunks.id = embeddings.chunk_id"
@@ -483,7 +482,7 @@ class FileStore:
     async def chunk_texts(self, file_id: str) -> list[str]:
         """A file's chunks' text, in the file's order."""
 
-        def load(db: Database) -> list[str]:
+        def load(db: SqlDatabase) -> list[str]:
             rows = db.execute("SELECT text FROM chunks WHERE file_id = ? ORDER BY id", [file_id]).fetchall()
             return [str(r[0]) for r in rows]
 
@@ -492,7 +491,7 @@ class FileStore:
     async def hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
         wanted = list(chunk_ids)
 
-        def load(db: Database) -> dict[int, ChunkHit]:
+        def load(db: SqlDatabase) -> dict[int, ChunkHit]:
             if not wanted:
                 return {}
             marks = ",".join("?" * len(wanted))
@@ -508,7 +507,7 @@ class FileStore:
     async def missing_embeddings(self, model: str, limit: int) -> list[tuple[int, str, str]]:
         """(chunk id, channel, text) of chunks without an embedding from ``model``."""
 
-        def load(db: Database) -> list[tuple[int, str, str]]:
+        def load(db: SqlDatabase) -> list[tuple[int, str, str]]:
             rows = db.execute(
                 "SELECT chunks.id, chunks.channel, chunks.text FROM chunks"
                 " LEFT JOIN embeddings ON embeddings.chunk_id = chunks.id AND embeddings.model = ?"
@@ -522,7 +521,7 @@ class FileStore:
     async def add_embeddings(self, model: str, dim: int, rows: Sequence[tuple[int, str, bytes]]) -> None:
         """Store (chunk id, channel, float32 blob) rows, replacing embeddings from other models."""
 
-        def add(db: Database) -> None:
+        def add(db: SqlDatabase) -> None:
             with db.atomic():
                 db.conn.executemany(
                     "INSERT INTO embeddings (chunk_id, channel, model, dim, vector)"
@@ -534,7 +533,7 @@ class FileStore:
         await self._store.call(add)
 
 
-def _insert(db: Database, fields: dict[str, Any], *, or_nothing: bool) -> str | None:
+def _insert(db: SqlDatabase, fields: dict[str, Any], *, or_nothing: bool) -> str | None:
     """Insert a file's row; its new id, or None when ``or_nothing`` and the channel has its platform id already."""
     file_id = new_id("file")
     now = time.time()
@@ -552,19 +551,19 @@ def _insert(db: Database, fields: dict[str, Any], *, or_nothing: bool) -> str | 
     return file_id if cursor.rowcount else None
 
 
-def _get(db: Database, file_id: str) -> FileRecord:
+def _get(db: SqlDatabase, file_id: str) -> FileRecord:
     row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
     if row is None:
         raise KeyError(file_id)
     return _file(row)
 
 
-def _delete_chunks(db: Database, file_id: str) -> None:
+def _delete_chunks(db: SqlDatabase, file_id: str) -> None:
     db.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id = ?)", [file_id])
     db.execute("DELETE FROM chunks WHERE file_id = ?", [file_id])
 
 
-def _delete_file(db: Database, file_id: str) -> None:
+def _delete_file(db: SqlDatabase, file_id: str) -> None:
     _delete_chunks(db, file_id)
     row = db.execute("SELECT sha256 FROM files WHERE id = ?", [file_id]).fetchone()
     db.execute("DELETE FROM files WHERE id = ?", [file_id])
@@ -572,7 +571,7 @@ def _delete_file(db: Database, file_id: str) -> None:
         drop_unused_content(db, row[0])
 
 
-def drop_unused_content(db: Database, sha256: str) -> None:
+def drop_unused_content(db: SqlDatabase, sha256: str) -> None:
     """Delete stored bytes that no knowledge-base file and no file uploaded over the API has any more."""
     db.execute(
         "DELETE FROM file_contents WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)"

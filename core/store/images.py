@@ -17,9 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlite_utils import Database
-
 from core.models import parse_channel_key
+from core.store.sql import SqlDatabase
 
 if TYPE_CHECKING:  # the store inserts images with its messages: no import of it at run time
     from core.store.store import Store
@@ -45,7 +44,7 @@ class ApiImageFile(NamedTuple):
     data: bytes
 
 
-def insert_images(db: Database, message_id: int, images: Sequence[ImageRow]) -> None:
+def insert_images(db: SqlDatabase, message_id: int, images: Sequence[ImageRow]) -> None:
     """Keep the images of a message being stored (inside the caller's transaction)."""
     now = time.time()
     db.conn.executemany(
@@ -78,7 +77,7 @@ class ImageStore:
         if not wanted:
             return {}
 
-        def load(db: Database) -> dict[str, tuple[str, bytes]]:
+        def load(db: SqlDatabase) -> dict[str, tuple[str, bytes]]:
             marks = ",".join("?" * len(wanted))
             rows = db.execute(f"SELECT id, mime, data FROM images WHERE id IN ({marks})", wanted).fetchall()
             return {str(row[0]): (str(row[1]), bytes(row[2])) for row in rows}
@@ -92,7 +91,7 @@ class ImageStore:
         if not wanted:
             return {}
 
-        def load(db: Database) -> dict[str, ApiImageFile]:
+        def load(db: SqlDatabase) -> dict[str, ApiImageFile]:
             row = db.execute("SELECT channel FROM threads WHERE id = ?", [thread_id]).fetchone()
             if row is None:
                 return {}

@@ -10,8 +10,7 @@ import json
 import time
 from typing import Any
 
-from sqlite_utils import Database
-
+from core.store.sql import SqlDatabase
 from core.store.store import Store, immediate
 
 __all__ = ["consume_state", "delete_installation", "find_installation", "issue_state", "save_installation"]
@@ -23,7 +22,7 @@ async def save_installation(
     """Keep a workspace's installation (it replaces an earlier one of the same app and workspace)."""
     row = [platform, app, enterprise or "", workspace or "", json.dumps(data), time.time()]
 
-    def save(db: Database) -> None:
+    def save(db: SqlDatabase) -> None:
         db.execute(
             "INSERT INTO installations (platform, app, enterprise, workspace, data, installed_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, app, enterprise, workspace)"
@@ -40,7 +39,7 @@ async def find_installation(
     """A workspace's installation; else its organisation's, installed for every workspace of it. With no
     ``enterprise`` (a channel key names the workspace alone): the workspace's latest, whatever its organisation."""
 
-    def find(db: Database) -> dict[str, Any] | None:
+    def find(db: SqlDatabase) -> dict[str, Any] | None:
         if not workspace and not enterprise:
             return None
         where = "platform = ? AND app = ?"
@@ -65,7 +64,7 @@ async def delete_installation(
 ) -> int:
     """Forget a workspace's installation and its token; returns how many were forgotten."""
 
-    def delete(db: Database) -> int:
+    def delete(db: SqlDatabase) -> int:
         return int(
             db.execute(
                 "DELETE FROM installations WHERE platform = ? AND app = ? AND enterprise = ? AND workspace = ?",
@@ -79,7 +78,7 @@ async def delete_installation(
 async def issue_state(store: Store, state: str, ttl: float) -> None:
     now = time.time()
 
-    def issue(db: Database) -> None:
+    def issue(db: SqlDatabase) -> None:
         def work() -> None:
             db.execute("DELETE FROM install_states WHERE expires_at <= ?", [now])
             db.execute("INSERT INTO install_states (state, expires_at) VALUES (?, ?)", [state, now + ttl])
@@ -93,7 +92,7 @@ async def consume_state(store: Store, state: str) -> bool:
     """True once for a state issued and not expired; False for any other, and for it again."""
     now = time.time()
 
-    def consume(db: Database) -> bool:
+    def consume(db: SqlDatabase) -> bool:
         cursor = db.execute("DELETE FROM install_states WHERE state = ? AND expires_at > ?", [state, now])
         return cursor.rowcount == 1
 

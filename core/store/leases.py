@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from sqlite_utils import Database
+from core.store.sql import SqlDatabase
 
 __all__ = ["ACTIVE", "host_key", "live_processes", "process_started", "recover_run", "running", "served"]
 
@@ -57,7 +57,7 @@ def running(pid: int, started: str) -> bool:
     return not started or process_started(pid) in ("", started)
 
 
-def live_processes(db: Database, here: str, now: float | None = None) -> set[str]:
+def live_processes(db: SqlDatabase, here: str, now: float | None = None) -> set[str]:
     """Ids of the processes that are alive: on this machine (and pid namespace) those whose pid still
     runs, whatever their lease says (a process only slow to renew it, its event loop busy, is not
     gone); elsewhere those whose lease runs."""
@@ -77,7 +77,7 @@ def served(channel: str, platforms: frozenset[str] | None) -> bool:
     return platforms is None or channel.split(":", 1)[0] in platforms
 
 
-def recover_run(db: Database, run_id: str, status: str, me: str, reason: str, now: float) -> Recovery:
+def recover_run(db: SqlDatabase, run_id: str, status: str, me: str, reason: str, now: float) -> Recovery:
     """Take over a run that was executing in a process that is gone.
 
     Cancelling: it is cancelled. Not yet past a tool call: it is queued again with this process as
@@ -115,7 +115,7 @@ def recover_run(db: Database, run_id: str, status: str, me: str, reason: str, no
     return "requeued"
 
 
-def keep_reserved_usage(db: Database, run_id: str) -> None:
+def keep_reserved_usage(db: SqlDatabase, run_id: str) -> None:
     """A run stopped by a crash spent at most what it had reserved (budgets): record that, as its usage."""
     db.execute(
         "UPDATE runs SET input_tokens = MAX(runs.input_tokens, h.input_tokens),"

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlite_utils import Database
-
 from core.errors import UnknownCursor
 from core.models import Page, PageQuery
+from core.store.sql import SqlDatabase
 
 __all__ = ["fetch_page"]
 
@@ -23,7 +22,7 @@ T = TypeVar("T")
 
 
 def fetch_page(
-    db: Database,
+    db: SqlDatabase,
     *,
     columns: str,
     table: str,

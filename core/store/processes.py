@@ -10,10 +10,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from sqlite_utils import Database
-
 from core.models import Run
 from core.store.leases import ACTIVE, live_processes, process_started, recover_run, served
+from core.store.sql import SqlDatabase, insert_row
 from core.store.store import _RUN_COLUMNS, Store, _run, immediate
 
 __all__ = ["HandedOver", "Notice", "ProcessStore", "Recovered"]
@@ -75,12 +74,12 @@ class ProcessStore:
             "created_at": now,
             "lease_until": now + self._lease,
         }
-        await self._store.call(lambda db: db.table("processes").insert(row, replace=True))
+        await self._store.call(lambda db: insert_row(db, "processes", row, replace_on=("id",)))
 
     async def renew(self) -> bool:
         """Extend the lease; False when the row was gone (another process took this one for dead: it is back)."""
 
-        def renew(db: Database) -> int:
+        def renew(db: SqlDatabase) -> int:
             cursor = db.execute(
                 "UPDATE processes SET lease_until = ? WHERE id = ?", [time.time() + self._lease, self.process_id]
             )
@@ -94,7 +93,7 @@ class ProcessStore:
     async def retire(self) -> None:
         """This process stops: what it leaves (runs it queued, notices it took) goes to the others at once."""
 
-        def retire(db: Database) -> None:
+        def retire(db: SqlDatabase) -> None:
             with db.atomic():
                 db.execute("DELETE FROM processes WHERE id = ?", [self.process_id])
                 db.execute(
@@ -113,7 +112,7 @@ class ProcessStore:
         """
         me = self.process_id
 
-        def recover(db: Database) -> Recovered:
+        def recover(db: SqlDatabase) -> Recovered:
             now = time.time()
             live = live_processes(db, self._store.host, now) | {me}
             found = Recovered()
@@ -167,7 +166,7 @@ class ProcessStore:
         retired. Its queued runs stay queued; runs waiting for approval stay paused."""
         me = self.process_id
 
-        def hand_over(db: Database) -> HandedOver:
+        def hand_over(db: SqlDatabase) -> HandedOver:
             now = time.time()
             marks = ",".join("?" * len(ACTIVE))
             rows = db.execute(
@@ -186,7 +185,7 @@ class ProcessStore:
     async def cancelling(self, run_ids: list[str]) -> list[str]:
         """Which of these runs (in progress here) someone asked to cancel, possibly through another process."""
 
-        def query(db: Database) -> list[str]:
+        def query(db: SqlDatabase) -> list[str]:
             marks = ",".join("?" * len(run_ids))
             rows = db.execute(
                 f"SELECT id FROM runs WHERE id IN ({marks}) AND status = 'cancelling'", run_ids
@@ -210,7 +209,7 @@ class ProcessStore:
         """Notices for the platforms served here that nobody is delivering, claimed for this process."""
         me = self.process_id
 
-        def take(db: Database) -> list[Notice]:
+        def take(db: SqlDatabase) -> list[Notice]:
             now = time.time()
             sql = "SELECT id, channel, text, attempts FROM notices WHERE (claimed_until IS NULL OR claimed_until < ?)"
             params: list[object] = [now]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlite_utils import Database
-
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["QueueDepths", "QueueStore", "ThreadQueue"]
@@ -43,7 +42,7 @@ class QueueStore:
     async def depths(self, limit: int = MAX_THREADS) -> QueueDepths:
         """Runs with status ``queued``, counted per thread in one round trip."""
 
-        def query(db: Database) -> QueueDepths:
+        def query(db: SqlDatabase) -> QueueDepths:
             rows = db.execute(
                 "SELECT thread_id, MAX(channel), COUNT(*) FROM runs WHERE status = 'queued'"
                 " GROUP BY thread_id ORDER BY 3 DESC, 1"

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sqlite_utils import Database
-
 from core.models import TERMINAL_STATUSES
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 
 __all__ = ["RetentionCounts", "RetentionStore"]
@@ -65,7 +64,7 @@ class RetentionStore:
         total = RetentionCounts()
         for thread_id in thread_ids:
 
-            def prune(db: Database, thread_id: str = thread_id) -> tuple[RetentionCounts, bool]:
+            def prune(db: SqlDatabase, thread_id: str = thread_id) -> tuple[RetentionCounts, bool]:
                 return _prune_thread(db, thread_id, cutoff, keep_last)
 
             while True:
@@ -76,7 +75,7 @@ class RetentionStore:
         return total
 
 
-def _candidate_threads(db: Database, cutoff: float) -> list[str]:
+def _candidate_threads(db: SqlDatabase, cutoff: float) -> list[str]:
     """Chat threads begun before the cutoff: only they can hold anything older than it."""
     rows = db.execute(
         "SELECT id FROM threads WHERE created_at < ? AND channel NOT LIKE ? ORDER BY created_at",
@@ -85,7 +84,7 @@ def _candidate_threads(db: Database, cutoff: float) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -> tuple[RetentionCounts, bool]:
+def _prune_thread(db: SqlDatabase, thread_id: str, cutoff: float, keep_last: int) -> tuple[RetentionCounts, bool]:
     """One batch for one thread, in one transaction: (what was deleted, whether more may be left)."""
     row = db.execute(
         "SELECT t.channel, c.thread_id = t.id, c.scope IS NOT NULL OR instr(c.key, '/') > 0"
@@ -127,7 +126,7 @@ def _prune_thread(db: Database, thread_id: str, cutoff: float, keep_last: int) -
     return counts, len(turns) == TURN_BATCH
 
 
-def _first_kept_turn(db: Database, thread_id: str, keep_last: int) -> int | None:
+def _first_kept_turn(db: SqlDatabase, thread_id: str, keep_last: int) -> int | None:
     """The first turn holding one of the thread's last ``keep_last`` messages (None: keep none)."""
     if keep_last <= 0:
         return None
@@ -139,7 +138,7 @@ def _first_kept_turn(db: Database, thread_id: str, keep_last: int) -> int | None
     return int(row[0]) if row and row[0] is not None else None
 
 
-def _fit_summary_to_what_is_left(db: Database, thread_id: str) -> None:
+def _fit_summary_to_what_is_left(db: SqlDatabase, thread_id: str) -> None:
     """Let the thread's rolling summary claim only messages that are still there, and drop it with the last.
 
     The summary says which messages it covers by the (turn_id, id) of the last one; its mark moves back to
@@ -159,7 +158,7 @@ def _fit_summary_to_what_is_left(db: Database, thread_id: str) -> None:
     db.execute("UPDATE threads SET summary = NULL WHERE id = ? AND summary_turn_id IS NULL", [thread_id])
 
 
-def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, int, int]:
+def _delete_old_runs(db: SqlDatabase, thread_id: str, cutoff: float) -> tuple[int, int, int]:
     """Ended runs begun before the cutoff whose turn is gone, with their steps and approvals."""
     runs = (
         f"SELECT id FROM runs WHERE thread_id = ? AND created_at < ? AND status IN ({_TERMINAL})"
@@ -179,7 +178,7 @@ def _delete_old_runs(db: Database, thread_id: str, cutoff: float) -> tuple[int, 
     return deleted, steps, approvals
 
 
-def _forget_conversation_if_empty(db: Database, channel: str, thread_id: str, cutoff: float) -> int:
+def _forget_conversation_if_empty(db: SqlDatabase, channel: str, thread_id: str, cutoff: float) -> int:
     """A conversation inside a channel whose current thread has nothing left, and no other thread: its
     record and its thread go together (how many threads went). Its scope's record stays."""
     empty = db.execute(
@@ -196,7 +195,7 @@ def _forget_conversation_if_empty(db: Database, channel: str, thread_id: str, cu
     return int(db.execute("DELETE FROM threads WHERE id = ?", [thread_id]).rowcount)
 
 
-def _delete_thread_if_empty(db: Database, thread_id: str, cutoff: float) -> int:
+def _delete_thread_if_empty(db: SqlDatabase, thread_id: str, cutoff: float) -> int:
     """A closed thread goes once no message and no run is left in it."""
     cursor = db.execute(
         "DELETE FROM threads WHERE id = ? AND created_at < ?"

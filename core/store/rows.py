@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlite_utils import Database
+from core.store.sql import SqlDatabase
 
 __all__ = ["insert_row", "update_row"]
 
 
-def insert_row(db: Database, table: str, row: Mapping[str, Any]) -> None:
+def insert_row(db: SqlDatabase, table: str, row: Mapping[str, Any]) -> None:
     db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
-def update_row(db: Database, table: str, columns: Mapping[str, Any], where: str, params: Sequence[Any]) -> None:
+def update_row(db: SqlDatabase, table: str, columns: Mapping[str, Any], where: str, params: Sequence[Any]) -> None:
     """Set ``columns`` on the rows matching ``where``; nothing to set is a no-op."""
     if columns:
         assignments = ", ".join(f"{name} = ?" for name in columns)

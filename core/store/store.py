@@ -27,6 +27,7 @@ from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
 from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
+from core.store.sql import SqlDatabase, insert_row
 
 __all__ = ["NewItem", "Store", "immediate", "new_id"]
 
@@ -45,7 +46,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-def immediate(db: Database, work: Callable[[], T]) -> T:
+def immediate(db: SqlDatabase, work: Callable[[], T]) -> T:
     """``work`` in a write transaction taken before its first read (other processes wait, see busy_timeout)."""
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -134,7 +135,7 @@ class Store:
                 time.sleep(0.02 * 2**attempt)  # the store's own thread, not the event loop
         raise AssertionError("unreachable")
 
-    async def call(self, fn: Callable[[Database], T]) -> T:
+    async def call(self, fn: Callable[[SqlDatabase], T]) -> T:
         """Run ``fn(db)`` on the store's thread: for the store's own modules (see core/store/files.py)."""
         return await self._call(fn, self._db)
 
@@ -225,7 +226,7 @@ class Store:
             now = time.time()
             with self._db.atomic():
                 self._db.execute("UPDATE threads SET closed_at = ? WHERE id = ?", [now, old])
-                self._db.table("threads").insert({"id": thread_id, "channel": channel, "created_at": now})
+                insert_row(self._db, "threads", {"id": thread_id, "channel": channel, "created_at": now})
                 self._db.execute("UPDATE channels SET thread_id = ? WHERE key = ?", [thread_id, channel])
             return thread_id
 
@@ -811,7 +812,9 @@ class Store:
                         expires_at=expires_at,
                         kind="client_output" if tool_name in client_tools else "approval",
                     )
-                    self._db.table("approvals").insert(
+                    insert_row(
+                        self._db,
+                        "approvals",
                         {
                             "id": approval.id,
                             "run_id": run_id,
@@ -822,7 +825,7 @@ class Store:
                             "created_at": now,
                             "expires_at": expires_at,
                             "kind": approval.kind,
-                        }
+                        },
                     )
                     out.append(approval)
             return out

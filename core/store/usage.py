@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlite_utils import Database
-
+from core.store.sql import SqlDatabase
 from core.store.store import Store
 from core.usage import ChannelUsage, ModelUsage, UserUsage
 
@@ -49,7 +48,7 @@ class UsageStore:
             params.append(author_id)
         sql = f"SELECT {_SUMS} FROM runs r{join} WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1"
 
-        def query(db: Database) -> list[ModelUsage]:
+        def query(db: SqlDatabase) -> list[ModelUsage]:
             return [_model(row) for row in db.execute(sql, params).fetchall()]
 
         return await self._store.call(query)
@@ -67,7 +66,7 @@ class UsageStore:
             f" WHERE {' AND '.join(where)} GROUP BY 1, 3"
         )
 
-        def query(db: Database) -> list[UserUsage]:
+        def query(db: SqlDatabase) -> list[UserUsage]:
             users: dict[str, tuple[str, list[ModelUsage]]] = {}
             for row in db.execute(sql, params).fetchall():
                 name, models = users.setdefault(row[0], (row[1], []))
@@ -89,7 +88,7 @@ class UsageStore:
             f" WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2"
         )
 
-        def query(db: Database) -> list[ChannelUsage]:
+        def query(db: SqlDatabase) -> list[ChannelUsage]:
             by_channel: dict[str, list[ModelUsage]] = {}
             for row in db.execute(sql, params).fetchall():
                 by_channel.setdefault(row[0], []).append(_model(row[1:]))
