@@ -1,0 +1,93 @@
+"""The PostgreSQL connection the store's modules will run on (core/store/postgres/connection.py), against a real
+server: the store's own helpers (insert_row, immediate, atomic) and its statement forms behave as on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from core.store.postgres.connection import PgDatabase, to_psycopg
+from core.store.sql import SqlDatabase, insert_row
+from core.store.store import immediate
+
+
+@pytest.mark.parametrize(
+    ("sqlite", "psycopg"),
+    [
+        ("SELECT * FROM t WHERE a = ? AND b = ?", "SELECT * FROM t WHERE a = %s AND b = %s"),
+        ("SELECT '?' || ? FROM t", "SELECT '?' || %s FROM t"),  # a quoted ? is text
+        ('SELECT "odd?name" FROM t WHERE x = ?', 'SELECT "odd?name" FROM t WHERE x = %s'),
+        ("SELECT * FROM t WHERE name LIKE '%' || ? || '%'", "SELECT * FROM t WHERE name LIKE '%%' || %s || '%%'"),
+        ("SELECT 'it''s' WHERE ? > 1", "SELECT 'it''s' WHERE %s > 1"),  # a doubled quote ends and reopens
+    ],
+)
+def test_statements_get_psycopgs_placeholders(sqlite: str, psycopg: str) -> None:
+    assert to_psycopg(sqlite) == psycopg
+
+
+@pytest.fixture
+def db(postgres_url: str) -> Iterator[SqlDatabase]:
+    connection = PgDatabase.connect(postgres_url)
+    connection.execute("CREATE TABLE items (id text PRIMARY KEY, name text NOT NULL, n bigint NOT NULL DEFAULT 0)")
+    yield connection
+    connection.close()
+
+
+def names(db: SqlDatabase) -> list[tuple[str, str, int]]:
+    return [tuple(row) for row in db.execute("SELECT id, name, n FROM items ORDER BY id").fetchall()]
+
+
+def test_insert_row_inserts_and_with_its_key_replaces(db: SqlDatabase) -> None:
+    insert_row(db, "items", {"id": "a", "name": "first", "n": 1})
+    insert_row(db, "items", {"id": "a", "name": "again", "n": 2}, replace_on=("id",))
+    assert names(db) == [("a", "again", 2)]
+
+
+def test_on_conflict_do_nothing_counts_no_row_as_sqlite_does(db: SqlDatabase) -> None:
+    statement = "INSERT INTO items (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
+    assert db.execute(statement, ["a", "x"]).rowcount == 1
+    assert db.execute(statement, ["a", "y"]).rowcount == 0  # first_delivery and the budget notices rely on it
+    assert names(db) == [("a", "x", 0)]
+
+
+def test_immediate_commits_its_work_and_rolls_it_back_on_an_error(db: SqlDatabase) -> None:
+    immediate(db, lambda: db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["kept", "k"]))
+    assert not db.conn.in_transaction
+
+    def failing() -> None:
+        db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["lost", "l"])
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        immediate(db, failing)
+    assert not db.conn.in_transaction
+    assert [row[0] for row in names(db)] == ["kept"]
+
+
+def inner_part(db: SqlDatabase) -> None:
+    with db.atomic():
+        db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["inner", "i"])
+        raise ValueError("the inner part fails")
+
+
+def test_atomic_nests_as_savepoints(db: SqlDatabase) -> None:
+    with db.atomic():
+        db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["outer", "o"])
+        assert db.conn.in_transaction
+        with pytest.raises(ValueError, match="inner"):
+            inner_part(db)
+    assert [row[0] for row in names(db)] == ["outer"]
+
+
+def test_executemany_parameters_with_percent_signs_and_quoted_question_marks(db: SqlDatabase) -> None:
+    db.conn.executemany("INSERT INTO items (id, name) VALUES (?, ?)", [("a", "50% off?"), ("b", "plain")])
+    found = db.execute("SELECT id FROM items WHERE name LIKE '%' || ? || '%' AND name <> '?'", ["off"]).fetchall()
+    assert [tuple(row) for row in found] == [("a",)]
+
+
+def test_a_new_rows_id_comes_from_returning_not_lastrowid(db: SqlDatabase) -> None:
+    cursor = db.execute("INSERT INTO items (id, name) VALUES (?, ?) RETURNING id", ["r", "x"])
+    assert tuple(cursor.fetchone()) == ("r",)
+    with pytest.raises(NotImplementedError, match="RETURNING"):
+        _ = db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["s", "y"]).lastrowid
