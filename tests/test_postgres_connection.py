@@ -86,8 +86,6 @@ def test_executemany_parameters_with_percent_signs_and_quoted_question_marks(db:
     assert [tuple(row) for row in found] == [("a",)]
 
 
-def test_a_new_rows_id_comes_from_returning_not_lastrowid(db: SqlDatabase) -> None:
+def test_a_new_rows_id_comes_from_returning(db: SqlDatabase) -> None:
     cursor = db.execute("INSERT INTO items (id, name) VALUES (?, ?) RETURNING id", ["r", "x"])
     assert tuple(cursor.fetchone()) == ("r",)
-    with pytest.raises(NotImplementedError, match="RETURNING"):
-        _ = db.execute("INSERT INTO items (id, name) VALUES (?, ?)", ["s", "y"]).lastrowid

@@ -115,7 +115,7 @@ def _insert_messages(db: SqlDatabase, thread_id: str, channel: str, rows: Sequen
     for role, text, item, tokens, metadata, attachments in rows:
         cursor = db.execute(
             "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, metadata, created_at,"
-            " attachments) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            " attachments) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 thread_id,
                 channel,
@@ -128,8 +128,9 @@ def _insert_messages(db: SqlDatabase, thread_id: str, channel: str, rows: Sequen
                 json.dumps([dict(a) for a in attachments]) if attachments else None,
             ],
         )
-        db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
-        row = db.execute("SELECT public_id FROM messages WHERE id = ?", [cursor.lastrowid]).fetchone()
+        (message_id,) = cursor.fetchone()
+        db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
+        row = db.execute("SELECT public_id FROM messages WHERE id = ?", [message_id]).fetchone()
         ids.append(str(row[0]))
     return ids
 

@@ -251,10 +251,10 @@ class FileStore:
                     for (ordinal, (location, text, tokens)), (search_text, stemming) in zip(batch, search, strict=True):
                         cursor = db.execute(
                             "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens, search_text,"
-                            " stemming) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            " stemming) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                             [file_id, row[0], ordinal, location, text, tokens, search_text, stemming],
                         )
-                        ids.append(int(cursor.lastrowid or 0))
+                        ids.append(int(cursor.fetchone()[0]))
                     if blobs is not None:
                         db.conn.executemany(
                             "INSERT INTO embeddings (chunk_id, channel, model, dim, vector) VALUES (?, ?, ?, ?, ?)"

@@ -3,7 +3,8 @@
 The store's SQL is written once, in the subset of SQL both engines run (``?`` parameters, upserts as
 ``ON CONFLICT``), and its modules reach the connection only through :class:`SqlDatabase`: ``execute``
 a statement, ``atomic`` for a transaction (a savepoint inside one), and on the raw connection
-``executemany``, ``in_transaction`` and ``rollback``. sqlite-utils' ``Database`` is one such connection;
+``executemany``, ``in_transaction`` and ``rollback``. A new row's id comes from ``RETURNING id``
+(SQLite's ``lastrowid`` has no PostgreSQL counterpart). sqlite-utils' ``Database`` is one such connection;
 the PostgreSQL store supplies another. Schema changes are not part of it: each engine has its migrations.
 """
 
@@ -19,9 +20,6 @@ __all__ = ["RawConnection", "SqlCursor", "SqlDatabase", "insert_row"]
 class SqlCursor(Protocol):
     @property
     def rowcount(self) -> int: ...
-
-    @property
-    def lastrowid(self) -> int | None: ...
 
     def fetchone(self) -> Any: ...
 

@@ -289,7 +289,7 @@ class Store:
                     cursor = self._db.execute(
                         "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens,"
                         " author_id, author_name, platform_msg_id, created_at)"
-                        " VALUES (?, ?, 0, 'user', ?, ?, ?, ?, ?, ?, ?)",
+                        " VALUES (?, ?, 0, 'user', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         [
                             thread_id,
                             channel,
@@ -302,7 +302,7 @@ class Store:
                             now,
                         ],
                     )
-                    message_id = int(cursor.lastrowid or 0)
+                    message_id = int(cursor.fetchone()[0])
                     self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
                     insert_images(self._db, message_id, images)
                     self._db.execute(
@@ -426,10 +426,11 @@ class Store:
         for role, text, item, tokens in rows:
             cursor = self._db.execute(
                 "INSERT INTO messages (thread_id, channel, turn_id, role, text, item, tokens, created_at)"
-                " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, 0, ?, ?, ?, ?, ?) RETURNING id",
                 [thread_id, channel, role, text, json.dumps(item), tokens, now],
             )
-            self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [cursor.lastrowid])
+            (message_id,) = cursor.fetchone()
+            self._db.execute("UPDATE messages SET turn_id = id WHERE id = ?", [message_id])
 
     # -- runs ------------------------------------------------------------------------------
 

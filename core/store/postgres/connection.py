@@ -7,8 +7,8 @@ after its first use. The connection runs in autocommit, as the SQLite one does (
 a statement outside a transaction is its own. ``BEGIN IMMEDIATE`` (SQLite's write transaction taken
 before its first read) is a plain ``BEGIN`` here: PostgreSQL locks the rows a transaction writes as it
 writes them, and the statements that must see no other writer lock what they read (``FOR UPDATE``).
-``atomic`` is psycopg's transaction, a savepoint when nested. ``lastrowid`` has no PostgreSQL
-counterpart: a statement that needs the new row's id says ``RETURNING id``.
+``atomic`` is psycopg's transaction, a savepoint when nested. A statement that needs the new row's id
+says ``RETURNING id``, on both engines.
 """
 
 from __future__ import annotations
@@ -53,10 +53,6 @@ class _Cursor:
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        raise NotImplementedError("PostgreSQL has no lastrowid: write the statement with RETURNING id")
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone() if self._cursor.description is not None else None
