@@ -24,6 +24,7 @@ import pytest
 from sqlite_utils import Database
 
 from core.store import Store
+from core.store.fulltext import index_text
 from core.store.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from core.store.postgres import MIGRATIONS, apply
 from core.store.postgres.migrate import MIGRATIONS_TABLE, Migrations
@@ -70,6 +71,7 @@ class Table:
     primary_key: tuple[str, ...]
     foreign_keys: set[ForeignKey]
     indexes: dict[str, Index]
+    checks: int  # CHECK constraints (their effect is compared by writing rows)
 
 
 @dataclass
@@ -98,7 +100,7 @@ def sqlite_schema(conn: sqlite3.Connection) -> Schema:
         return not (fts or name.startswith("sqlite_") or name == "_sqlite_migrations")
 
     tables: dict[str, Table] = {}
-    for kind, name, _, _ in objects:
+    for kind, name, _, table_sql in objects:
         if kind != "table" or not ported(name):
             continue
         info = conn.execute(f"PRAGMA table_info('{name}')").fetchall()
@@ -121,7 +123,7 @@ def sqlite_schema(conn: sqlite3.Connection) -> Schema:
             sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", [index]).fetchone()[0]
             where = sql.split(" WHERE ", 1)[1] if partial else None
             indexes[index] = Index(cols, bool(unique), _predicate(where))
-        tables[name] = Table(columns, key, foreign, indexes)
+        tables[name] = Table(columns, key, foreign, indexes, len(re.findall(r"\bCHECK\s*\(", table_sql)))
     triggers = {
         (name, table)
         for kind, name, table, sql in objects
@@ -184,7 +186,10 @@ def postgres_schema(conn: psycopg.Connection[Any]) -> Schema:
                 [name],
             )
         }
-        tables[name] = Table(columns, key, foreign, indexes)
+        checks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'", [name]
+        ).fetchone()
+        tables[name] = Table(columns, key, foreign, indexes, checks[0] if checks else 0)
     triggers = {
         (row[0], row[1])
         for row in conn.execute(
@@ -202,6 +207,7 @@ def assert_alike(sqlite: Schema, postgres: Schema, after: str) -> None:
         assert got.primary_key == expected.primary_key, f"{name} after {after}"
         assert got.foreign_keys == expected.foreign_keys, f"{name} after {after}"
         assert got.indexes == expected.indexes, f"{name} after {after}"
+        assert got.checks == expected.checks, f"{name} after {after}"
     assert postgres.triggers == sqlite.triggers, after
 
 
@@ -429,3 +435,118 @@ async def test_the_triggers_do_on_postgresql_what_they_do_on_sqlite(tmp_path: Pa
     assert images == []
     assert feedback == [("run_3", "slack:U1", "up")]
     assert holds == [("run_3",)]
+
+
+# -- data steps: an older schema with rows, migrated on ------------------------------------------------------
+
+FILE = "INSERT INTO files (id, channel, platform_file_id, status, sha256) VALUES (?, 'slack:T1:C1', ?, ?, ?)"
+
+UPGRADE: list[tuple[str, list[tuple[str, Sequence[Any]]]]] = [
+    # rows written at the schema just before each named migration, which then changes them
+    (
+        "m005_assistants_api",  # gives the message a public id
+        [
+            ("INSERT INTO channels (key, platform) VALUES ('slack:T1:C1', 'slack')", []),
+            ("INSERT INTO threads (id, channel) VALUES ('thr_a', 'slack:T1:C1')", []),
+            ("INSERT INTO messages (thread_id, channel, role, item) VALUES ('thr_a', 'slack:T1:C1', 'user', '{}')", []),
+        ],
+    ),
+    (
+        "m011_budgets",  # counts what these runs spent
+        [
+            (RUN, ["run_1", "thr_a", "slack:T1:C1", "gpt-x", "completed", 1, DAY + 5.5, 10, 2, ACTOR]),
+            (RUN, ["run_2", "thr_a", "slack:T1:C1", None, "completed", 1, DAY + 7, 3, 1, None]),
+            (RUN, ["run_3", "thr_a", "slack:T1:C1", "gpt-x", "completed", 1, FEB_28, 4, 4, ACTOR]),
+        ],
+    ),
+    (
+        "m015_one_file_per_platform_upload",  # keeps the newest completed upload of F1, with its bytes only
+        [
+            *[
+                (FILE, [file_id, upload, status, sha])
+                for file_id, upload, status, sha in (
+                    ("file_1", "F1", "failed", "s1"),
+                    ("file_2", "F1", "completed", "s2"),
+                    ("file_3", "F1", "completed", "s3"),
+                    ("file_4", "F1", "in_progress", "s3"),
+                    ("file_5", "F2", "failed", "s5"),
+                )
+            ],
+            *[("INSERT INTO file_contents (sha256, data) VALUES (?, ?)", [sha, b"x"]) for sha in ("s1", "s2", "s3")],
+            ("INSERT INTO chunks (id, file_id, channel, text) VALUES (1, 'file_2', 'slack:T1:C1', 'old')", []),
+            (
+                "INSERT INTO embeddings (chunk_id, channel, model, dim, vector) VALUES (1, 'slack:T1:C1', 'e', 1, ?)",
+                [b"v"],
+            ),
+        ],
+    ),
+    (
+        "m025_multilingual_search",  # fills in what full text reads of each chunk
+        [
+            *[
+                ("INSERT INTO chunks (id, file_id, channel, text) VALUES (?, 'file_3', 'slack:T1:C1', ?)", [i, text])
+                for i, text in ((2, "東京の売上は増加"), (3, "The report and the figures of the year"), (4, None))
+            ],
+        ],
+    ),
+]
+
+UPGRADE_READ_BACK = [
+    "SELECT id, public_id FROM messages ORDER BY id",
+    "SELECT scope, subject, period, period_start, model, input_tokens, output_tokens FROM budget_spent"
+    " ORDER BY scope, subject, period, period_start, model",
+    "SELECT id, status FROM files ORDER BY id",
+    "SELECT sha256 FROM file_contents ORDER BY sha256",
+    "SELECT id, file_id, search_text, stemming FROM chunks ORDER BY id",
+    "SELECT chunk_id FROM embeddings",
+]
+
+
+async def test_data_steps_change_older_rows_as_sqlite_s_do(tmp_path: Path, postgres_url: str) -> None:
+    path = tmp_path / "threadline.db"
+    with await asyncio.to_thread(psycopg.connect, postgres_url, autocommit=True) as pg:
+
+        def write(statements: list[tuple[str, Sequence[Any]]]) -> None:
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as lite:
+                lite.execute("PRAGMA foreign_keys=ON")
+                for sql, params in statements:
+                    lite.execute(sql, params)
+                    pg.execute(sql.replace("?", "%s"), params)
+
+        for stop_before, statements in [*UPGRADE, (None, [])]:
+            store = await Store.open(path, stop_before=stop_before)
+            await store.close()
+            await asyncio.to_thread(apply, pg, stop_before)
+            await asyncio.to_thread(write, statements)
+
+        def read() -> tuple[list[Any], list[Any]]:
+            with contextlib.closing(sqlite3.connect(path)) as lite:
+                return [lite.execute(q).fetchall() for q in UPGRADE_READ_BACK], [
+                    pg.execute(q).fetchall() for q in UPGRADE_READ_BACK
+                ]
+
+        on_sqlite, on_postgres = await asyncio.to_thread(read)
+    on_sqlite[0], on_postgres[0] = _public(on_sqlite[0]), _public(on_postgres[0])
+    assert on_postgres == on_sqlite
+    messages, spent, files, contents, chunks, embeddings = on_postgres
+    assert messages == [(1, "msg_<24 hex>")]
+    assert spent == [
+        ("channel", "slack:T1:C1", "day", FEB_28, "gpt-x", 4, 4),
+        ("channel", "slack:T1:C1", "day", DAY, "gpt-x", 10, 2),
+        ("channel", "slack:T1:C1", "day", DAY, "unknown model", 3, 1),
+        ("channel", "slack:T1:C1", "month", FEBRUARY, "gpt-x", 4, 4),
+        ("channel", "slack:T1:C1", "month", MONTH, "gpt-x", 10, 2),
+        ("channel", "slack:T1:C1", "month", MONTH, "unknown model", 3, 1),
+        ("user", "slack:U1", "day", FEB_28, "gpt-x", 4, 4),
+        ("user", "slack:U1", "day", DAY, "gpt-x", 10, 2),
+        ("user", "slack:U1", "month", FEBRUARY, "gpt-x", 4, 4),
+        ("user", "slack:U1", "month", MONTH, "gpt-x", 10, 2),
+    ]
+    assert files == [("file_3", "completed"), ("file_5", "failed")]
+    assert contents == [("s3",)]
+    assert chunks == [
+        (2, "file_3", index_text("東京の売上は増加"), None),  # bigrams of each run, spaced
+        (3, "file_3", None, "english"),
+        (4, "file_3", None, "english"),
+    ]
+    assert embeddings == []
