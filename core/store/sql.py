@@ -10,11 +10,17 @@ the PostgreSQL store supplies another. Schema changes are not part of it: each e
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-__all__ = ["RawConnection", "SqlCursor", "SqlDatabase", "insert_row"]
+import psycopg
+
+__all__ = ["INTEGRITY_ERRORS", "RawConnection", "SqlCursor", "SqlDatabase", "insert_row"]
+
+# What either engine raises for a statement that a key or constraint refuses (a duplicate delivery, say).
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 class SqlCursor(Protocol):

@@ -27,7 +27,7 @@ from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
 from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
-from core.store.sql import SqlDatabase, insert_row
+from core.store.sql import INTEGRITY_ERRORS, SqlDatabase, insert_row
 
 __all__ = ["NewItem", "Store", "immediate", "new_id"]
 
@@ -310,7 +310,7 @@ class Store:
                         " actor, origin) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                         [run_id, thread_id, channel, assistant, message_id, now, actor, self.process_id],
                     )
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 if platform_msg_id is not None and self._message_exists(channel, platform_msg_id):
                     return None
                 raise
