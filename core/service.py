@@ -219,7 +219,7 @@ class Threadline:
         metrics = metrics or Metrics()
         assistants = await asyncio.to_thread(load_assistants, settings.assistants_file, default_model=settings.model)
         tokens = await load_token_counter(settings.tokenizer)
-        store = await Store.open(settings.db_path)
+        store = await Store.open(settings.db_path, url=settings.database_url)
         http = aiohttp.ClientSession()
         models = ModelClient(settings)
         knowledge = KnowledgeBase(settings, store, models, tokens, metrics)

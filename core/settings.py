@@ -35,6 +35,9 @@ class Settings:
     openai_base_url: str | None = None
     model: str = DEFAULT_MODEL
     db_path: Path = Path("data/threadline.db")
+    # THREADLINE_DATABASE_URL: PostgreSQL (postgresql://...) instead of SQLite at db_path, whose folder
+    # then holds only what a process caches on disk. Never shown: it may carry a password.
+    database_url: str | None = field(default=None, repr=False)
     assistants_file: Path | None = None
     channel: str = "console:local:default"
     open_meteo_url: str = "https://api.open-meteo.com/v1"
@@ -193,6 +196,7 @@ class Settings:
             openai_base_url=text("OPENAI_BASE_URL"),
             model=text("THREADLINE_MODEL") or DEFAULT_MODEL,
             db_path=Path(text("THREADLINE_DB") or "data/threadline.db"),
+            database_url=_database_url(text("THREADLINE_DATABASE_URL")),
             assistants_file=assistants_file,
             channel=text("THREADLINE_CHANNEL") or "console:local:default",
             open_meteo_url=(text("OPEN_METEO_URL") or cls.open_meteo_url).rstrip("/"),
@@ -240,3 +244,16 @@ def load_dotenv_file(path: str | os.PathLike[str] = ".env") -> None:
     from dotenv import load_dotenv
 
     load_dotenv(path, override=False)
+
+
+def _database_url(url: str | None) -> str | None:
+    """THREADLINE_DATABASE_URL, checked: a PostgreSQL URL or nothing (the URL is never repeated: it may hold a
+    password)."""
+    if url is None:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "THREADLINE_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/database);"
+            " unset it to use SQLite at THREADLINE_DB."
+        )
+    return url

@@ -16,7 +16,7 @@ from bots.api.config import ApiSettings
 from core.service import Threadline
 from core.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import API_KEY_A, API_KEY_B
+from tests.helpers import API_KEY_A, API_KEY_B, StoreDatabase
 from tests.postgres_server import PostgresServer
 from tests.tool_modules import team_tools
 
@@ -52,12 +52,13 @@ def _clear_timeline() -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path) -> Settings:
+def settings(tmp_path: Path, fake_model: FakeOpenAI, team_assistants: Path, database: StoreDatabase) -> Settings:
     return Settings(
+        database_url=database.url,
         openai_api_key="sk-test-not-a-real-key",
         openai_base_url=fake_model.base_url,
         model="fake-model",
-        db_path=tmp_path / "threadline.db",
+        db_path=database.path,
         assistants_file=team_assistants,
         open_meteo_url="http://127.0.0.1:9/v1",
         open_meteo_geocoding_url="http://127.0.0.1:9/v1",
@@ -125,6 +126,43 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
     """The real openai SDK with key B."""
     async with openai.AsyncOpenAI(base_url=api_server.base_url, api_key=API_KEY_B, max_retries=0) as client:
         yield client
+
+
+# -- the two backends ---------------------------------------------------------------------------------
+
+# The store, knowledge-base, run and multi-process tests run against both backends: each of their tests is
+# collected twice, as test[sqlite] and test[postgresql]. A test there that reads SQLite itself (its file,
+# its pragmas) is marked ``sqlite_only`` and collected once. Every other module runs on SQLite.
+BOTH_BACKENDS = frozenset({"test_approvals", "test_budgets", "test_context", "test_runs"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: reads SQLite itself; collected for the SQLite backend only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+    if both and metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's engine for this test: "sqlite", or "postgresql" where the module runs on both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreDatabase]:
+    if backend == "sqlite":
+        yield StoreDatabase(tmp_path / "threadline.db", None)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.database()
+    yield StoreDatabase(tmp_path / "threadline.db", url)
+    server.drop(url)
 
 
 @pytest.fixture(scope="session")

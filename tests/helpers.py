@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import psycopg
 from agents import FunctionTool
 from agents.tool_context import ToolContext
 
@@ -60,3 +66,32 @@ async def channel_in_old_schema(store: Store, key: str) -> str:
 
     await store.call(insert)
     return thread_id
+
+
+@dataclass(frozen=True)
+class StoreDatabase:
+    """The test's database: the SQLite file at ``path``, or the PostgreSQL database at ``url`` (``path``'s
+    folder then holds only what a process caches on disk, as in production)."""
+
+    path: Path
+    url: str | None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+    async def open(self, **options: Any) -> Store:
+        """A store on this database (again: each call is another process's connection to the same data)."""
+        return await Store.open(self.path, url=self.url, **options)
+
+    def rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """``sql``'s rows, read on a connection of its own (as another process would read them), synchronously."""
+        if self.url is None:
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                return list(conn.execute(sql, parameters).fetchall())
+        with psycopg.connect(self.url, autocommit=True) as pg:
+            return list(pg.execute(sql.replace("?", "%s"), parameters).fetchall())
+
+    def env(self) -> dict[str, str]:
+        """The environment that points ``python -m bots`` at this database."""
+        return {"THREADLINE_DB": str(self.path), **({"THREADLINE_DATABASE_URL": self.url} if self.url else {})}

@@ -8,7 +8,7 @@ from typing import Any
 
 from core.events import RunCompleted, RunFailed, TextDelta, ToolCallFinished, ToolCallStarted
 from tests.fakes.openai_server import Error, FakeOpenAI, Hang, Reply, ToolCall, last_user_text, tool_results
-from tests.helpers import CHANNEL, ask, collect, post
+from tests.helpers import CHANNEL, StoreDatabase, ask, collect, post
 from tests.tool_modules import team_tools
 
 
@@ -268,12 +268,10 @@ async def test_an_unexpected_error_fails_only_that_run(service, fake_model: Fake
 
 
 async def test_a_tool_calls_step_is_recorded_before_the_tool_runs(
-    service, fake_model: FakeOpenAI, monkeypatch, settings
+    service, fake_model: FakeOpenAI, monkeypatch, database: StoreDatabase
 ) -> None:
     """A crash between the two would leave a run that looks untouched by tools, answered again after the
     restart: the tool would run twice. So the step is in the database when the tool starts."""
-    import sqlite3
-
     from tests.tool_modules import team_tools
 
     seen: list[list[str]] = []
@@ -281,8 +279,8 @@ async def test_a_tool_calls_step_is_recorded_before_the_tool_runs(
     class Timeline(list[str]):
         def append(self, entry: str) -> None:
             if entry.startswith("start "):  # slow_step begins: what does the database know?
-                with sqlite3.connect(settings.db_path) as db:
-                    seen.append([r[0] for r in db.execute("SELECT tool_name FROM run_steps WHERE type = 'tool_calls'")])
+                steps = database.rows("SELECT tool_name FROM run_steps WHERE type = 'tool_calls'")
+                seen.append([r[0] for r in steps])
             super().append(entry)
 
     monkeypatch.setattr(team_tools, "TIMELINE", Timeline())

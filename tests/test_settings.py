@@ -86,3 +86,14 @@ def test_settings_repr_hides_secrets() -> None:
     )
     assert "sk-live-abcdef123" not in repr(settings)
     assert "pw-123456" not in repr(settings)
+
+
+def test_the_database_url_selects_postgresql_and_a_wrong_one_is_refused_without_its_password() -> None:
+    url = "postgresql://bot:s3cret-pw@db.internal:5432/threadline"
+    settings = Settings.from_env({"THREADLINE_DATABASE_URL": url})
+    assert settings.database_url == url
+    assert "s3cret-pw" not in repr(settings)
+    assert Settings.from_env({}).database_url is None
+    with pytest.raises(ConfigError, match="THREADLINE_DATABASE_URL") as refused:
+        Settings.from_env({"THREADLINE_DATABASE_URL": "mysql://bot:s3cret-pw@db/threadline"})
+    assert "s3cret-pw" not in str(refused.value)

@@ -28,6 +28,7 @@ from core.budgets import (
     measure,
     period_bounds,
 )
+from core.store.dialect import greatest, json_text
 from core.store.sql import SqlDatabase
 from core.store.store import Store, immediate
 from core.usage import ModelUsage, Price
@@ -197,18 +198,20 @@ class BudgetStore:
         column = (
             "COALESCE((SELECT c.scope FROM channels c WHERE c.key = r.channel), r.channel)"  # as m018's trigger
             if budget.scope == "channel"
-            else "json_extract(r.actor, '$.key')"
+            else json_text(db, "r.actor", "key")
         )
+        more_in = greatest(db, "h.input_tokens - r.input_tokens", "0")
+        more_out = greatest(db, "h.output_tokens - r.output_tokens", "0")
         # CROSS JOIN keeps SQLite reading the few holds first, not every run (0.3 ms vs 190 ms at 100k runs)
         sql = (
             "SELECT model, SUM(i), SUM(o) FROM ("
             " SELECT model, input_tokens AS i, output_tokens AS o FROM budget_spent"
             "  WHERE scope = ? AND subject = ? AND period = ? AND period_start = ?"
             " UNION ALL"
-            " SELECT COALESCE(r.model, 'unknown model'), MAX(h.input_tokens - r.input_tokens, 0),"
-            "  MAX(h.output_tokens - r.output_tokens, 0) FROM budget_holds h CROSS JOIN runs r ON r.id = h.run_id"
-            f"  WHERE r.id != ? AND {column} = ? AND r.created_at >= ? AND r.created_at < ?"
-            ") GROUP BY 1"
+            f" SELECT COALESCE(r.model, 'unknown model'), {more_in}, {more_out}"
+            "  FROM budget_holds h CROSS JOIN runs r"
+            f"  WHERE r.id = h.run_id AND r.id != ? AND {column} = ? AND r.created_at >= ? AND r.created_at < ?"
+            ") AS spent GROUP BY 1"
         )
         params = [budget.scope, budget.subject, budget.period, int(budget.since)]
         params += [except_run, budget.subject, budget.since, budget.until]

@@ -12,6 +12,7 @@ import json
 from typing import NamedTuple
 
 from core.images import described
+from core.store.dialect import position
 from core.store.sql import SqlDatabase
 from core.store.store import Store
 
@@ -46,10 +47,11 @@ async def exchange(store: Store, channel: str, platform_msg_id: str) -> list[dic
             [channel, platform_msg_id],
         ).fetchone()
         if row is None:
+            found = position(db, "' ' || r.reply_ref || ' '", "' ' || ? || ' '")
             row = db.execute(
                 "SELECT m.thread_id, m.turn_id, m.item FROM runs r JOIN messages m ON m.id = r.trigger_message_id"
                 " WHERE r.thread_id IN (SELECT id FROM threads WHERE channel = ?) AND r.reply_ref IS NOT NULL"
-                " AND instr(' ' || r.reply_ref || ' ', ' ' || ? || ' ') > 0 LIMIT 1",
+                f" AND {found} > 0 LIMIT 1",
                 [channel, platform_msg_id],
             ).fetchone()
         if row is None:

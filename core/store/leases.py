@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from core.store.dialect import greatest
 from core.store.sql import SqlDatabase
 
 __all__ = ["ACTIVE", "host_key", "live_processes", "process_started", "recover_run", "running", "served"]
@@ -117,10 +118,10 @@ def recover_run(db: SqlDatabase, run_id: str, status: str, me: str, reason: str,
 
 def keep_reserved_usage(db: SqlDatabase, run_id: str) -> None:
     """A run stopped by a crash spent at most what it had reserved (budgets): record that, as its usage."""
+    used_in = greatest(db, "runs.input_tokens", "h.input_tokens")
+    used_out = greatest(db, "runs.output_tokens", "h.output_tokens")
     db.execute(
-        "UPDATE runs SET input_tokens = MAX(runs.input_tokens, h.input_tokens),"
-        " output_tokens = MAX(runs.output_tokens, h.output_tokens),"
-        " total_tokens = MAX(runs.input_tokens, h.input_tokens) + MAX(runs.output_tokens, h.output_tokens)"
+        f"UPDATE runs SET input_tokens = {used_in}, output_tokens = {used_out}, total_tokens = {used_in} + {used_out}"
         " FROM budget_holds h WHERE h.run_id = runs.id AND runs.id = ?",
         [run_id],
     )

@@ -87,7 +87,7 @@ def _candidate_threads(db: SqlDatabase, cutoff: float) -> list[str]:
 def _prune_thread(db: SqlDatabase, thread_id: str, cutoff: float, keep_last: int) -> tuple[RetentionCounts, bool]:
     """One batch for one thread, in one transaction: (what was deleted, whether more may be left)."""
     row = db.execute(
-        "SELECT t.channel, c.thread_id = t.id, c.scope IS NOT NULL OR instr(c.key, '/') > 0"
+        "SELECT t.channel, c.thread_id = t.id, c.scope IS NOT NULL OR c.key LIKE '%/%'"
         " FROM threads t LEFT JOIN channels c ON c.key = t.channel WHERE t.id = ?",
         [thread_id],
     ).fetchone()
@@ -132,7 +132,7 @@ def _first_kept_turn(db: SqlDatabase, thread_id: str, keep_last: int) -> int | N
         return None
     row = db.execute(
         "SELECT min(turn_id) FROM (SELECT turn_id FROM messages WHERE thread_id = ?"
-        " ORDER BY turn_id DESC, id DESC LIMIT ?)",
+        " ORDER BY turn_id DESC, id DESC LIMIT ?) AS last_messages",
         [thread_id, keep_last],
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else None
@@ -190,9 +190,10 @@ def _forget_conversation_if_empty(db: SqlDatabase, channel: str, thread_id: str,
     ).fetchone()
     if empty is None:
         return 0
-    db.execute("PRAGMA defer_foreign_keys = ON")  # each names the other: checked at commit (this transaction only)
+    # the thread first: it references its channel's record (the record names its thread only as data)
+    deleted = int(db.execute("DELETE FROM threads WHERE id = ?", [thread_id]).rowcount)
     db.execute("DELETE FROM channels WHERE key = ? AND thread_id = ?", [channel, thread_id])
-    return int(db.execute("DELETE FROM threads WHERE id = ?", [thread_id]).rowcount)
+    return deleted
 
 
 def _delete_thread_if_empty(db: SqlDatabase, thread_id: str, cutoff: float) -> int:

@@ -1,9 +1,10 @@
-"""The SQLite store: one connection, owned by one thread, reached through async methods.
+"""The store: one connection, owned by one thread, reached through async methods.
 
-The event loop never waits on SQLite: every call is handed to the store's own
+The event loop never waits on the database: every call is handed to the store's own
 worker thread (a single-thread executor that owns the connection), so calls are
-serialised without locks and the loop stays free. The database is WAL, migrates
-itself on open, and is the only place state lives.
+serialised without locks and the loop stays free. The database migrates itself on
+open and is the only place state lives: SQLite (a WAL file) by default, PostgreSQL
+when a ``postgresql://`` URL is given (core/store/postgres/), with the same SQL.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key
 from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
+from core.store.postgres import MIGRATIONS as PG_MIGRATIONS
+from core.store.postgres import PgDatabase
+from core.store.postgres import apply as apply_pg_migrations
 from core.store.sql import INTEGRITY_ERRORS, SqlDatabase, insert_row
 
 __all__ = ["NewItem", "Store", "immediate", "new_id"]
@@ -61,8 +65,13 @@ def immediate(db: SqlDatabase, work: Callable[[], T]) -> T:
 class Store:
     """Async facade over one SQLite database. Create with :meth:`open`; call :meth:`close` at the end."""
 
-    def __init__(self, path: Path, executor: ThreadPoolExecutor, db: Database) -> None:
+    def __init__(
+        self, path: Path, executor: ThreadPoolExecutor, db: Database | PgDatabase, url: str | None = None
+    ) -> None:
+        # SQLite: the database file. PostgreSQL: where this process keeps what it caches on disk (its
+        # knowledge bases' vector indexes, beside where the SQLite file would be).
         self.path = path
+        self.url = url  # the PostgreSQL database's URL; None: SQLite at ``path``
         self._executor = executor
         self._db = db
         # This process, as the runs it queues and claims name it (core/store/leases.py).
@@ -72,14 +81,24 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, *, stop_before: str | None = None) -> Store:
+    async def open(cls, path: str | Path, *, url: str | None = None, stop_before: str | None = None) -> Store:
         """Open (creating the file and folders if needed) and migrate.
 
+        ``url``: a PostgreSQL database (``postgresql://...``) instead of the SQLite file at ``path``.
         ``stop_before`` names a migration not to apply yet: tests use it to build an older schema.
         """
         path = Path(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadline-db")
         loop = asyncio.get_running_loop()
+
+        def connect_postgres(url: str) -> PgDatabase:
+            db = PgDatabase.connect(url)
+            try:
+                apply_pg_migrations(db.connection, stop_before=stop_before)
+            except BaseException:
+                db.close()
+                raise
+            return db
 
         def connect() -> Database:
             if str(path) != ":memory:":
@@ -101,11 +120,13 @@ class Store:
             return db
 
         try:
-            db = await loop.run_in_executor(executor, connect)
+            db: Database | PgDatabase = await loop.run_in_executor(
+                executor, connect if url is None else lambda: connect_postgres(url)
+            )
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, executor, db)
+        return cls(path, executor, db, url)
 
     async def close(self) -> None:
         await self._call(self._db.close)
@@ -121,6 +142,8 @@ class Store:
         has read and then wants to write while another process writes fails at once. Every store call
         is a whole unit (its transaction rolled back on failure), so it is run again, a few times.
         """
+        if isinstance(self._db, PgDatabase):
+            return self._db.retrying(fn, *args)
         for attempt in range(LOCKED_RETRIES):
             started = time.monotonic()
             try:
@@ -140,7 +163,10 @@ class Store:
         return await self._call(fn, self._db)
 
     async def applied_migrations(self) -> list[str]:
-        return await self._call(lambda: [m.name for m in MIGRATIONS.applied(self._db)])
+        db = self._db
+        if isinstance(db, PgDatabase):
+            return await self._call(PG_MIGRATIONS.applied, db.connection)
+        return await self._call(lambda: [m.name for m in MIGRATIONS.applied(db)])
 
     # -- channels and threads --------------------------------------------------------
 

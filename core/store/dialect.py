@@ -1,0 +1,34 @@
+"""The few forms the store's SQL writes differently for SQLite and PostgreSQL, as small functions of the connection.
+
+Everything else is written once, in what both engines run (core/store/sql.py). These are SQLite's scalar
+functions PostgreSQL names otherwise: ``max(a, b)`` (``greatest``), ``instr`` (``strpos``) and
+``json_extract`` (``->>`` on ``jsonb``). Each takes SQL expressions (the store's own, never a caller's text)
+and gives the expression for the connection's engine.
+"""
+
+from __future__ import annotations
+
+from core.store.sql import SqlDatabase
+
+__all__ = ["greatest", "is_postgres", "json_text", "position"]
+
+
+def is_postgres(db: SqlDatabase) -> bool:
+    return getattr(db, "dialect", "sqlite") == "postgresql"
+
+
+def greatest(db: SqlDatabase, *expressions: str) -> str:
+    """The largest of the expressions (SQLite's ``max`` with two or more arguments is the scalar one)."""
+    return f"{'GREATEST' if is_postgres(db) else 'MAX'}({', '.join(expressions)})"
+
+
+def position(db: SqlDatabase, haystack: str, needle: str) -> str:
+    """Where ``needle`` first occurs in ``haystack``, from 1; 0 when it does not."""
+    return f"strpos({haystack}, {needle})" if is_postgres(db) else f"instr({haystack}, {needle})"
+
+
+def json_text(db: SqlDatabase, column: str, key: str) -> str:
+    """The value at ``key`` of the JSON object in the text ``column``, as text (NULL when absent)."""
+    if not key.isidentifier():
+        raise ValueError(f"not a JSON key the store uses: {key!r}")
+    return f"(({column})::jsonb ->> '{key}')" if is_postgres(db) else f"json_extract({column}, '$.{key}')"
