@@ -133,7 +133,18 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
 # The store, knowledge-base, run and multi-process tests run against both backends: each of their tests is
 # collected twice, as test[sqlite] and test[postgresql]. A test there that reads SQLite itself (its file,
 # its pragmas) is marked ``sqlite_only`` and collected once. Every other module runs on SQLite.
-BOTH_BACKENDS = frozenset({"test_approvals", "test_budgets", "test_context", "test_runs"})
+BOTH_BACKENDS = frozenset(
+    {
+        "test_adopted_runs",
+        "test_approvals",
+        "test_budgets",
+        "test_context",
+        "test_multiprocess",
+        "test_processes",
+        "test_runs",
+        "test_store",
+    }
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

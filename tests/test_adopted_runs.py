@@ -8,6 +8,7 @@ thread, Discord replies to the question's message, the console prints the answer
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,16 @@ def answer(request: dict[str, Any]) -> Reply:
     return Reply(text=f"Answer to: {last_user_text(request).split(': ', 1)[-1]}", chunk_delay=0.001)
 
 
-async def leave_question(db: Path, channel: str, msg_id: str | None, text: str) -> None:
+def open_store(where: Settings | Path) -> Awaitable[Store]:
+    """A store on the database of ``where`` (the settings of a process, or a SQLite file): another process's."""
+    if isinstance(where, Path):
+        return Store.open(where)
+    return Store.open(where.db_path, url=where.database_url)
+
+
+async def leave_question(where: Settings | Path, channel: str, msg_id: str | None, text: str) -> None:
     """What a process that died leaves of a question it had just stored: the message and its queued run."""
-    store = await Store.open(db)
+    store = await open_store(where)
     try:
         item = {"role": "user", "content": f"alice: {text}"}
         posted = await store.post_user_message(
@@ -63,7 +71,7 @@ def answering(settings: Settings, fake_model: FakeOpenAI) -> Settings:
 
 async def test_slack_answers_a_question_left_by_a_stopped_process_in_its_thread_once(answering: Settings) -> None:
     ts = "1690000000.000100"
-    await leave_question(answering.db_path, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", ts, "are you back?")
+    await leave_question(answering, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", ts, "are you back?")
     async with FakeSlack() as slack:
         slack_settings = SlackSettings(
             bot_token=slack.bot_token, signing_secret=SECRET, api_url=slack.api_url, port=0, host="127.0.0.1"
@@ -92,12 +100,12 @@ async def test_slack_replaces_the_half_written_answer_a_stopped_process_left(ans
     note and writes the answer again, in full, in the same thread."""
     ts = "1690000000.000300"
     channel = f"slack:{TEAM_ID}:{SLACK_CHANNEL}"
-    await leave_question(answering.db_path, channel, ts, "tell me a story")
+    await leave_question(answering, channel, ts, "tell me a story")
     async with FakeSlack() as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         started = await client.chat_startStream(channel=SLACK_CHANNEL, thread_ts=ts, markdown_text="Once upon a")
         half = str(started["ts"])
-        store = await Store.open(answering.db_path)
+        store = await open_store(answering)
         try:  # the stopped process was answering: its run in progress, in the message it streamed into
             [run] = await store.runs_with_status(["queued"])
             await store.update_run(run.id, status="in_progress", started_at=1.0)
@@ -129,7 +137,7 @@ async def test_discord_replies_to_a_question_left_by_a_stopped_process_once(answ
     async with FakeDiscord() as fake:
         fake.patch_discord()
         question = fake.add_message("are you back?")  # written while no bot listened
-        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "are you back?")
+        await leave_question(answering, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "are you back?")
         settings = DiscordSettings(token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url)
         bot = await DiscordBot.start(answering, replace(settings, edit_interval=0.2), guild_ready_timeout=0.05)
         try:
@@ -171,7 +179,7 @@ async def test_the_console_prints_an_answer_left_by_a_stopped_console_as_its_own
 
 
 async def half_written_on_discord(
-    db: Path, fake: FakeDiscord, question: dict[str, Any], pieces: list[str]
+    where: Settings, fake: FakeDiscord, question: dict[str, Any], pieces: list[str]
 ) -> list[int]:
     """What a process that died while answering ``question`` leaves: the messages it had posted the answer's
     ``pieces`` in (the first a reply to the question), kept with its run, in progress."""
@@ -183,7 +191,7 @@ async def half_written_on_discord(
                 body["message_reference"] = {"message_id": question["id"]}
             async with http.post(f"{fake.api_base}/channels/{CHANNEL_ID}/messages", json=body) as response:
                 posted.append(int((await response.json())["id"]))
-    store = await Store.open(db)
+    store = await open_store(where)
     try:
         [run] = await store.runs_with_status(["queued"])
         await store.update_run(run.id, status="in_progress", started_at=1.0)
@@ -214,8 +222,8 @@ async def test_discord_writes_the_answer_into_the_messages_a_stopped_process_had
     async with FakeDiscord() as fake:
         fake.patch_discord()
         question = fake.add_message("tell me a story")
-        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
-        first, second = await half_written_on_discord(answering.db_path, fake, question, ["Once upon", "a ti"])
+        await leave_question(answering, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
+        first, second = await half_written_on_discord(answering, fake, question, ["Once upon", "a ti"])
         await discord_answers_what_was_left(answering, fake, "Answer to: tell me a story")
         [answer] = fake.bot_messages(CHANNEL_ID)
     assert (int(answer["id"]), answer["content"]) == (first, "Answer to: tell me a story")
@@ -229,8 +237,8 @@ async def test_discord_answers_below_a_half_written_answer_it_cannot_write_into(
     async with FakeDiscord() as fake:
         fake.patch_discord()
         question = fake.add_message("tell me a story")
-        await leave_question(answering.db_path, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
-        first, second = await half_written_on_discord(answering.db_path, fake, question, ["Once upon", "a ti"])
+        await leave_question(answering, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "tell me a story")
+        first, second = await half_written_on_discord(answering, fake, question, ["Once upon", "a ti"])
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bot {BOT_TOKEN}"}) as http,
             http.delete(f"{fake.api_base}/channels/{CHANNEL_ID}/messages/{first}") as response,

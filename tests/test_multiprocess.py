@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-import sqlite3
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from bots.discord.config import DiscordSettings
 from core.settings import Settings
 from tests.fakes.discord_server import BOT_TOKEN, CHANNEL_ID, FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_user_text
+from tests.helpers import StoreDatabase
 from tests.test_console import ROOT, console_env, start_console
 from tests.test_entry_points import clean_env
 from tests.test_one_process import Bots
@@ -88,11 +87,12 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
                 return
 
 
-async def test_console_killed_mid_answer_beside_a_live_api_process(tmp_path: Path) -> None:
+async def test_console_killed_mid_answer_beside_a_live_api_process(tmp_path: Path, database: StoreDatabase) -> None:
     script = Script()
     processes: list[asyncio.subprocess.Process] = []
     async with FakeOpenAI(script) as fake:
         env = console_env(tmp_path, OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test-not-a-real-key")
+        env.update(database.env())
         env["THREADLINE_CODE_INTERPRETER"] = "off"
         port = free_port()
         try:
@@ -141,9 +141,8 @@ async def test_console_killed_mid_answer_beside_a_live_api_process(tmp_path: Pat
                     process.kill()
                     await process.wait()
 
-    with sqlite3.connect(tmp_path / "console.db") as db:
-        statuses = dict(db.execute("SELECT id, status FROM runs").fetchall())
-        answers = [r[0] for r in db.execute("SELECT text FROM messages WHERE role = 'assistant' ORDER BY id")]
+    statuses = dict(database.rows("SELECT id, status FROM runs"))
+    answers = [r[0] for r in database.rows("SELECT text FROM messages WHERE role = 'assistant' ORDER BY id")]
     assert sorted(statuses.values()) == ["completed", "completed"]
     assert sorted(answers) == ["answer to api question", "answer to console question"]
 
@@ -152,13 +151,12 @@ HALF = "Once upon a time, in a channel far away,"
 FULL = HALF + " a bot was stopped mid-sentence, and another one finished the story."
 
 
-async def kept_reply_ref(db: Path) -> str:
+async def kept_reply_ref(database: StoreDatabase) -> str:
     """The messages the process answering the only run keeps with it, once it has kept them."""
 
     def read() -> str | None:
-        with contextlib.closing(sqlite3.connect(db)) as connection:
-            row = connection.execute("SELECT reply_ref FROM runs").fetchone()
-        return str(row[0]) if row and row[0] else None
+        rows = database.rows("SELECT reply_ref FROM runs")
+        return str(rows[0][0]) if rows and rows[0][0] else None
 
     async with asyncio.timeout(10):
         while (ref := await asyncio.to_thread(read)) is None:
@@ -167,7 +165,7 @@ async def kept_reply_ref(db: Path) -> str:
 
 
 async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_same_message(
-    tmp_path: Path, settings: Settings, fake_model: FakeOpenAI
+    tmp_path: Path, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """``python -m bots`` serving Discord is killed with SIGKILL while it writes an answer (no tool started); the
     next process on the database answers again from the start, in the message the first had begun: no second
@@ -181,7 +179,6 @@ async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_sam
         return Reply(text=FULL, chunk_delay=0.001)
 
     fake_model.script = script
-    db = tmp_path / "data" / "entry.db"
     async with FakeDiscord() as fake:
         fake.patch_discord()
         env = clean_env(
@@ -193,6 +190,7 @@ async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_sam
             DISCORD_API_URL=fake.api_base,
             DISCORD_GATEWAY_URL=fake.gateway_url,
             DISCORD_EDIT_INTERVAL="0.2",
+            **database.env(),
         )
         first = await Bots.start(env, tmp_path)
         try:
@@ -204,7 +202,7 @@ async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_sam
                 what="the first process's half-written answer",
             )
             [half] = fake.bot_messages(CHANNEL_ID)
-            assert await kept_reply_ref(db) == half["id"]  # the message it writes into, kept with the run
+            assert await kept_reply_ref(database) == half["id"]  # the message it writes into, kept with the run
             first.process.send_signal(signal.SIGKILL)
             await first.process.wait()
         finally:
@@ -213,7 +211,7 @@ async def test_discord_killed_mid_answer_the_next_process_finishes_it_in_the_sam
         discord_settings = DiscordSettings(
             token=BOT_TOKEN, api_url=fake.api_base, gateway_url=fake.gateway_url, edit_interval=0.2
         )
-        second = await DiscordBot.start(replace(settings, db_path=db), discord_settings, guild_ready_timeout=0.05)
+        second = await DiscordBot.start(settings, discord_settings, guild_ready_timeout=0.05)
         try:
             await fake.wait_until(
                 lambda: any(m["content"] == FULL for m in fake.bot_messages(CHANNEL_ID)),

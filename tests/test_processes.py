@@ -18,10 +18,9 @@ from core.events import RunCompleted, RunFailed
 from core.models import Incoming, Run
 from core.service import Threadline
 from core.settings import Settings
-from core.store import Store
 from core.store.processes import ProcessStore
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
-from tests.helpers import ALICE, CHANNEL, post
+from tests.helpers import ALICE, CHANNEL, StoreDatabase, post
 
 OTHER_CHANNEL = "console:local:other"
 
@@ -76,9 +75,9 @@ async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def cut_off_after_a_tool(db: Path, msg_id: str) -> Run:
+async def cut_off_after_a_tool(database: StoreDatabase, msg_id: str) -> Run:
     """A Slack run that a process now gone was answering, and that had started a tool."""
-    store = await Store.open(db)
+    store = await database.open()
     try:
         posted = await store.post_user_message(
             channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="deploy",
@@ -185,11 +184,11 @@ async def test_a_run_cancelled_through_another_process_never_completes_though_it
 
 
 async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_lease_ends(
-    open_service, settings: Settings, fake_model: FakeOpenAI, tmp_path: Path
+    open_service, settings: Settings, fake_model: FakeOpenAI, tmp_path: Path, database: StoreDatabase
 ) -> None:
     """A process on another machine queued a question and stopped renewing its lease."""
     fake_model.script = lambda request: Reply(text=f"answer to {last_user_text(request).split(': ', 1)[-1]}")
-    store = await Store.open(settings.db_path)
+    store = await database.open()
     gone = ProcessStore(store, platforms=None, lease_seconds=0.6)
     await gone.register()
     await store.call(lambda db: db.execute("UPDATE processes SET host = 'another-machine', pid = 1"))
@@ -210,10 +209,10 @@ async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_leas
 
 
 async def test_notices_wait_for_a_process_that_serves_their_platform_and_are_delivered_once(
-    open_service, settings: Settings, fake_model: FakeOpenAI
+    open_service, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """A Slack run cut off after a tool started, found by a process that serves only the console."""
-    run = await cut_off_after_a_tool(settings.db_path, "1700.1")
+    run = await cut_off_after_a_tool(database, "1700.1")
 
     console_told: list[tuple[str, str]] = []
     slack_told: list[tuple[str, str]] = []
@@ -241,10 +240,10 @@ async def test_notices_wait_for_a_process_that_serves_their_platform_and_are_del
 
 
 async def test_a_notice_that_cannot_be_delivered_yet_is_delivered_later(
-    open_service, settings: Settings, fake_model: FakeOpenAI
+    open_service, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """At start the platform adapter may not exist yet (Slack, Discord): the notice waits, then arrives once."""
-    await cut_off_after_a_tool(settings.db_path, "1700.2")
+    await cut_off_after_a_tool(database, "1700.2")
 
     adapters: list[Any] = []  # filled once "the adapter" exists, as in bots/slack/app.py
     told: list[tuple[str, str]] = []
@@ -263,11 +262,11 @@ async def test_a_notice_that_cannot_be_delivered_yet_is_delivered_later(
 
 
 async def test_a_question_redelivered_after_a_restart_is_answered_once(
-    open_service, settings: Settings, fake_model: FakeOpenAI
+    open_service, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """Slack redelivers an event a process that died had stored: the new process answers it once."""
     fake_model.script = lambda request: Reply(text="the answer")
-    store = await Store.open(settings.db_path)
+    store = await database.open()
     posted = await store.post_user_message(
         channel=SLACK_CHANNEL, author_id="U1", author_name="alice", text="hi", item={"role": "user", "content": "hi"},
         tokens=1, platform_msg_id="1700.3",
@@ -283,9 +282,8 @@ async def test_a_question_redelivered_after_a_restart_is_answered_once(
     assert len(fake_model.chat_requests) == 1
 
 
-async def test_processes_starting_together_migrate_one_database_once(tmp_path: Path) -> None:
-    path = tmp_path / "fresh.db"
-    stores = await asyncio.gather(*(Store.open(path) for _ in range(3)))
+async def test_processes_starting_together_migrate_one_database_once(database: StoreDatabase) -> None:
+    stores = await asyncio.gather(*(database.open() for _ in range(3)))
     try:
         assert len({s.process_id for s in stores}) == 3
         assert await stores[0].applied_migrations() == await stores[2].applied_migrations()
@@ -294,9 +292,9 @@ async def test_processes_starting_together_migrate_one_database_once(tmp_path: P
             await store.close()
 
 
-async def test_a_process_that_exited_on_this_machine_is_gone_at_once(settings: Settings, tmp_path: Path) -> None:
+async def test_a_process_that_exited_on_this_machine_is_gone_at_once(database: StoreDatabase) -> None:
     """No need to wait for its lease: its pid is gone (a restart answers at once)."""
-    store = await Store.open(tmp_path / "pids.db")
+    store = await database.open()
     try:
         proc = await asyncio.create_subprocess_exec("true")
         await proc.wait()
@@ -354,7 +352,7 @@ async def test_a_taken_over_run_says_where_its_earlier_answer_began(
 
 
 async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
-    open_service, settings: Settings, fake_model: FakeOpenAI
+    open_service, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """A gone process's queued question in a thread this process is about to answer in: its lane gets there
     before the recovery pass does, and the answer must still reach the channel."""
@@ -362,7 +360,7 @@ async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
     told = Told()
 
     service = await open_service(notify=told)  # its recovery pass at start has run: nothing was there
-    store = await Store.open(settings.db_path)  # a process that stores a question and is gone
+    store = await database.open()  # a process that stores a question and is gone
     try:
         posted = await store.post_user_message(
             channel=CHANNEL, author_id="U1", author_name="alice", text="left behind",
@@ -386,7 +384,7 @@ def graceful(settings: Settings, grace: float) -> dict[str, Any]:
     return {"shutdown_grace_seconds": grace, **vars_of(quick(settings))}
 
 
-async def _status_and_owner(db: Path, run_ids: list[str]) -> list[tuple[str, str | None]]:
+async def _status_and_owner(database: StoreDatabase, run_ids: list[str]) -> list[tuple[str, str | None]]:
     """The runs' status and owner as the database has them now, seen by no process in particular."""
 
     def query(conn: Any) -> list[tuple[str, str | None]]:
@@ -395,7 +393,7 @@ async def _status_and_owner(db: Path, run_ids: list[str]) -> list[tuple[str, str
         found = {row[0]: (row[1], row[2]) for row in rows}
         return [found[run_id] for run_id in run_ids]
 
-    store = await Store.open(db)
+    store = await database.open()
     try:
         return await store.call(query)
     finally:
@@ -437,7 +435,7 @@ async def test_a_graceful_stop_hands_a_run_in_progress_and_a_queued_one_to_a_liv
 
 
 async def test_a_graceful_stop_of_the_only_process_leaves_its_runs_queued_for_the_next_start(
-    open_service, settings: Settings, fake_model: FakeOpenAI
+    open_service, settings: Settings, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     model = HeldModel()
     fake_model.script = model
@@ -452,7 +450,7 @@ async def test_a_graceful_stop_of_the_only_process_leaves_its_runs_queued_for_th
         assert end.handed_over
         assert "ask again" not in end.message
     # Left as recovery leaves a crashed process's runs: queued, nobody's; not failed.
-    assert await _status_and_owner(settings.db_path, [one.run_id, two.run_id]) == [("queued", None), ("queued", None)]
+    assert await _status_and_owner(database, [one.run_id, two.run_id]) == [("queued", None), ("queued", None)]
     model.release.set()
     told = Told()
 

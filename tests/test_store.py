@@ -15,7 +15,7 @@ from core.store import Store
 from core.store.files import FileStore
 from core.store.migrations import MIGRATIONS
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import CHANNEL, ask, channel_in_old_schema, post
+from tests.helpers import CHANNEL, StoreDatabase, ask, channel_in_old_schema, post
 
 
 async def test_blank_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
@@ -77,6 +77,7 @@ async def test_upgrade_from_the_previous_schema_keeps_the_data(tmp_path: Path) -
         await new.close()
 
 
+@pytest.mark.sqlite_only
 async def test_upgrade_from_the_previous_version_adds_the_knowledge_base(
     tmp_path: Path, open_service, fake_model: FakeOpenAI
 ) -> None:
@@ -110,9 +111,9 @@ async def test_history_survives_a_restart(open_service, fake_model: FakeOpenAI) 
     ]
 
 
-async def _crashed_runs(path: Path, channels: list[str]) -> tuple[Store, list[Any]]:
+async def _crashed_runs(database: StoreDatabase, channels: list[str]) -> tuple[Store, list[Any]]:
     """A crash: runs queued in the database by a process that is gone, nothing running them."""
-    store = await Store.open(path)
+    store = await database.open()
     runs = []
     for n, channel in enumerate(channels):
         posted = await store.post_user_message(
@@ -130,10 +131,10 @@ async def _crashed_runs(path: Path, channels: list[str]) -> tuple[Store, list[An
 
 
 async def test_runs_a_crash_left_are_answered_and_nothing_is_lost(
-    open_service, fake_model: FakeOpenAI, tmp_path: Path
+    open_service, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
     """Queued runs are answered; one in progress that had not started a tool is answered again."""
-    store, runs = await _crashed_runs(tmp_path / "threadline.db", [CHANNEL, CHANNEL, "slack:T1:C9"])
+    store, runs = await _crashed_runs(database, [CHANNEL, CHANNEL, "slack:T1:C9"])
     await store.update_run(runs[0].id, status="in_progress", started_at=1.0)
     await store.close()
 
@@ -171,9 +172,9 @@ async def test_runs_a_crash_left_are_answered_and_nothing_is_lost(
 
 
 async def test_a_run_a_crash_cut_off_after_a_tool_started_is_closed_and_its_channel_told_once(
-    open_service, fake_model: FakeOpenAI, tmp_path: Path
+    open_service, fake_model: FakeOpenAI, database: StoreDatabase
 ) -> None:
-    store, runs = await _crashed_runs(tmp_path / "threadline.db", [CHANNEL, CHANNEL])
+    store, runs = await _crashed_runs(database, [CHANNEL, CHANNEL])
     await store.update_run(runs[0].id, status="in_progress", started_at=1.0)
     await store.add_step(runs[0].id, "tool_calls", tool_name="deploy", call_id="call_1", arguments="{}")
     await store.close()
