@@ -7,6 +7,7 @@ lease); the model is held on events so that each test decides when an answer may
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -555,3 +556,37 @@ async def test_a_stop_does_not_start_a_run_that_waited_for_a_slot(
 
 async def _waiting_for_slot(service: Threadline) -> bool:
     return service.metrics.registry.get_sample_value("threadline_runs_waiting_for_slot") == 1
+
+
+async def test_two_processes_claiming_one_thread_at_the_same_moment_start_its_run_once(
+    database: StoreDatabase,
+) -> None:
+    """Both read the thread (no run active, one queued by a process that is gone) before either writes: only a
+    claim that no other claim can interleave with keeps the run from starting twice. ``resolve`` is called
+    between the claim's reads and its write, and waits there for the other claim to get as far, which only
+    happens when claims interleave."""
+    import threading
+
+    left, first, second = await database.open(), await database.open(), await database.open()
+    try:
+        posted = await left.post_user_message(
+            channel=CHANNEL, author_id="U1", author_name="alice", text="once",
+            item={"role": "user", "content": "alice: once"}, tokens=1, platform_msg_id="m-once",
+        )  # fmt: skip
+        assert posted is not None
+        together = threading.Barrier(2)
+
+        def resolve(name: str | None) -> tuple[str, str]:
+            # the other claim, if it could read too; when it waits for this one to end (as it should), alone
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=1.0)
+            return "team", "fake-model"
+
+        claims = await asyncio.gather(
+            first.claim(posted[1].thread_id, resolve), second.claim(posted[1].thread_id, resolve)
+        )
+        assert sorted(kind for kind, _, _ in claims) == ["idle", "take"]
+        assert [run.status for _, run, _ in claims if run is not None] == ["in_progress"]
+    finally:
+        for store in (left, first, second):
+            await store.close()
