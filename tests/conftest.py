@@ -133,7 +133,22 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
 # The store, knowledge-base, run and multi-process tests run against both backends: each of their tests is
 # collected twice, as test[sqlite] and test[postgresql]. A test there that reads SQLite itself (its file,
 # its pragmas) is marked ``sqlite_only`` and collected once. Every other module runs on SQLite.
-BOTH_BACKENDS = frozenset({"test_approvals", "test_budgets", "test_context", "test_runs"})
+BOTH_BACKENDS = frozenset(
+    {
+        "test_api_file_search",
+        "test_approvals",
+        "test_budgets",
+        "test_context",
+        "test_conversations",
+        "test_knowledge",
+        "test_knowledge_vectors",
+        "test_multilingual",
+        "test_retention",
+        "test_runs",
+        "test_search_units",
+        "test_vector_cache",
+    }
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
