@@ -137,10 +137,15 @@ class TsvectorIndex:
             f" WHERE chunks.search_vector @@ query AND {which} AND chunks.channel IN ({_marks(channels)})"
             for config, which in _TSVECTOR_HALVES
         )
-        rows = db.execute(
-            f"SELECT id, score FROM ({halves}) AS matched ORDER BY score, id LIMIT ?",
-            [*[value for _ in _TSVECTOR_HALVES for value in (query, *channels)], limit],
-        ).fetchall()
+        with db.atomic():
+            # The planner prices ``@@`` as a cheap operator, but on a sequential scan it decompresses every
+            # chunk's tsvector (kilobytes each, kept out of line): with a few percent of chunks matching
+            # it chose that scan, 97 ms at 30k chunks against 2 ms through the GIN index. Here it never does.
+            db.execute("SET LOCAL enable_seqscan = off")
+            rows = db.execute(
+                f"SELECT id, score FROM ({halves}) AS matched ORDER BY score, id LIMIT ?",
+                [*[value for _ in _TSVECTOR_HALVES for value in (query, *channels)], limit],
+            ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
 
