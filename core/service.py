@@ -257,6 +257,7 @@ class Threadline:
         )  # fmt: skip
         await service._lease.start()
         await knowledge.recover()
+        await knowledge.describe_vector_search()
         knowledge.start()
         service.retention.start()
         return service

@@ -136,11 +136,17 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
 BOTH_BACKENDS = frozenset(
     {
         "test_adopted_runs",
+        "test_api_file_search",
         "test_approvals",
         "test_budgets",
         "test_context",
+        "test_conversations",
+        "test_knowledge",
+        "test_knowledge_vectors",
+        "test_multilingual",
         "test_multiprocess",
         "test_processes",
+        "test_retention",
         "test_runs",
         "test_store",
     }

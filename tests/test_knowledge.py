@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from core.commands import handle_command
 from core.events import RunCompleted
 from core.knowledge.base import DownloadFailed, Upload
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
-from tests.helpers import CHANNEL, ask
+from tests.helpers import CHANNEL, StoreDatabase, ask
 
 HANDBOOK = """# Handbook
 
@@ -138,14 +138,15 @@ async def test_files_forget_and_reset_commands(service) -> None:
     assert not await service.knowledge.searchable(CHANNEL)
 
 
-async def test_embeddings_are_stored_and_fused_with_keywords(open_service, fake_model: FakeOpenAI) -> None:
+async def test_embeddings_are_stored_and_fused_with_keywords(
+    open_service, fake_model: FakeOpenAI, database: StoreDatabase
+) -> None:
     service = await open_service(assistants_file=None, embedding_model="fake-embedding")
     await service.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
     embedding_requests = [r for r in fake_model.requests if "input" in r]
     assert embedding_requests
     assert embedding_requests[0]["model"] == "fake-embedding"
-    with sqlite3.connect(service.settings.db_path) as conn:
-        rows = conn.execute("SELECT model, dim, length(vector) FROM embeddings").fetchall()
+    rows = database.rows("SELECT model, dim, length(vector) FROM embeddings")
     assert rows
     assert all(row == ("fake-embedding", 8, 32) for row in rows)
     hits = await service.knowledge.search(CHANNEL, "paid holiday")
@@ -165,14 +166,15 @@ async def test_embedding_failure_falls_back_to_keywords(open_service, fake_model
     assert hits[0].location == "Handbook > Holidays"
 
 
-async def test_changing_the_embedding_model_re_embeds(open_service, fake_model: FakeOpenAI) -> None:
+async def test_changing_the_embedding_model_re_embeds(
+    open_service, fake_model: FakeOpenAI, database: StoreDatabase
+) -> None:
     first = await open_service(assistants_file=None, embedding_model="model-a")
     await first.knowledge.add(CHANNEL, upload("handbook.md", HANDBOOK))
     await first.close()
     second = await open_service(assistants_file=None, embedding_model="model-b")
     await second.knowledge.settle()
-    with sqlite3.connect(second.settings.db_path) as conn:
-        models = {row[0] for row in conn.execute("SELECT model FROM embeddings")}
+    models = {row[0] for row in database.rows("SELECT model FROM embeddings")}
     assert models == {"model-b"}
     assert any(r.get("model") == "model-b" for r in fake_model.requests if "input" in r)
 
@@ -196,11 +198,10 @@ async def test_odd_queries_are_safe(service, query: str) -> None:
     assert await service.knowledge.searchable(CHANNEL)
 
 
-async def test_a_file_left_half_indexed_by_a_stop_is_marked_failed(open_service, tmp_path) -> None:
-    from core.store import Store
+async def test_a_file_left_half_indexed_by_a_stop_is_marked_failed(open_service, database: StoreDatabase) -> None:
     from core.store.files import FileStore
 
-    store = await Store.open(tmp_path / "threadline.db")
+    store = await database.open()
     await FileStore(store).create(
         channel=CHANNEL, name="report.pdf", size=10, sha256="ab", mime=None,
         uploader_id=None, uploader_name=None, platform_file_id=None, link=None,
@@ -232,6 +233,41 @@ async def test_chunks_holding_every_word_rank_first(service) -> None:
     hits = await service.knowledge.search(CHANNEL, "when do holiday days expire?")
     # Fewer than five chunks hold every word, so chunks holding any word follow.
     assert [h.file_name for h in hits] == ["b.txt", "a.txt", "c.txt"]
+
+
+async def test_keyword_search_stems_english_splits_cjk_and_ranks_every_word_first(service) -> None:
+    """On either engine's full text (FTS5, or PostgreSQL's tsvector): the same words are found."""
+    await service.knowledge.add(CHANNEL, upload("leave.txt", "Public holidays are listed on the intranet."))
+    await service.knowledge.add(CHANNEL, upload("sales.txt", "東京の売上は増加"))
+    await service.knowledge.add(CHANNEL, upload("both.txt", "Sales grew in Tokyo over the holidays."))
+    await service.knowledge.add(CHANNEL, upload("tokyo.txt", "Tokyo is a large city; Tokyo, Tokyo, Tokyo."))
+
+    async def found(query: str) -> list[str]:
+        return [hit.file_name for hit in await service.knowledge.search(CHANNEL, query)]
+
+    assert set(await found("holiday")) == {"leave.txt", "both.txt"}  # English stemming: holidays is holiday
+    assert await found("東京") == ["sales.txt"]  # a CJK word inside a run of them
+    assert await found("売上は") == ["sales.txt"]
+    assert (await found("tokyo holiday sales"))[0] == "both.txt"  # every word first, before many of one
+    for odd in ('"; DROP TABLE chunks; --', "NEAR( AND OR *", "it's a \\ & | ! ( <-> :* 'x'"):
+        assert isinstance(await found(odd), list)
+    assert await found("holiday")  # the chunks are still there
+
+
+async def test_no_word_of_a_search_is_read_as_query_syntax(service, database: StoreDatabase) -> None:
+    """Words reach the index quoted, whatever they hold (core/store/keywords.py): an FTS5 or tsquery operator
+    inside one is a character of that word, never an operator (a word of a search holds none, but if it did)."""
+    from core.store.files import FileStore
+    from core.store.keywords import POSTGRES_INDEX, SEARCH_INDEX
+
+    await service.knowledge.add(CHANNEL, upload("notes.txt", "O'Brien wrote the holiday rota."))
+    files = FileStore(service.store)
+    index = POSTGRES_INDEX if database.is_postgres else SEARCH_INDEX
+    # Each would find the chunk if its operators were read: OR / | holiday, a prefix, NOT a word it lacks.
+    for word in ("o'brien') | ('holiday", 'rota" OR "holiday', "x\\' | 'holiday", "holi:*", "holi*", "!cats"):
+        quoted = replace(index, words=lambda _text, word=word: [word])
+        assert await files.keyword_search(CHANNEL, "ignored", 5, index=quoted) == [], word
+    assert len(await files.keyword_search(CHANNEL, "holiday", 5)) == 1
 
 
 async def test_chunks_of_a_file_still_being_indexed_are_not_searchable(service) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -12,14 +13,14 @@ import pytest
 
 from core.events import RunCompleted
 from core.knowledge.base import KnowledgeBase
-from core.knowledge.vector_index import ChannelIndex, index_path
+from core.knowledge.vector_index import INDEX_FROM, ChannelIndex, index_path
 from core.model_client import ModelClient
 from core.service import Threadline
 from core.store.files import FileStore
 from core.store.vectors import VectorReader
 from core.tokens import TokenCounter
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import ask
+from tests.helpers import StoreDatabase, ask
 
 MODEL = "fake-embedding"
 BIG = "slack:T1:BIG"
@@ -67,7 +68,7 @@ async def test_loading_a_large_channel_holds_up_no_other_channel(service, fake_m
             entered.set()
             assert release.wait(30)
 
-    reader = VectorReader(service.store.path, before_batch=hold)
+    reader = VectorReader.for_store(service.store, before_batch=hold)
     kb = knowledge(service, vectors=reader)
     try:
         first = asyncio.create_task(kb.search(BIG, "chunk"))
@@ -161,3 +162,19 @@ async def test_a_channel_larger_than_the_cache_is_searched_without_being_kept(se
 def _cosines(vectors: dict[str, np.ndarray], q: np.ndarray) -> np.ndarray:
     rows = np.vstack(list(vectors.values()))
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+
+
+async def test_the_start_says_in_one_line_how_vectors_are_searched_on_postgresql(
+    open_service, database: StoreDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pgvector is not in Debian 12's archive, so the test server has none: vectors are compared in this process."""
+    with caplog.at_level(logging.INFO, logger="core.knowledge.base"):
+        await open_service(assistants_file=None, embedding_model=MODEL)
+    lines = [r.getMessage() for r in caplog.records if "pgvector" in r.getMessage()]
+    if not database.is_postgres:
+        assert lines == []
+        return
+    assert lines == [
+        "pgvector is not installed on the PostgreSQL server; vectors are searched in this process"
+        f" (exact below {INDEX_FROM} chunks, an HNSW index above)"
+    ]

@@ -14,9 +14,9 @@ import openai
 import pytest
 
 from core.knowledge.extract import ExtractionError, extract
-from core.store import Store
 from core.store.files import FileStore
 from core.store.fulltext import index_text, is_english, query_words
+from tests.helpers import StoreDatabase
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
 
@@ -97,9 +97,10 @@ async def test_files_in_other_encodings_and_languages_are_read_and_found(client_
     assert await _found(client_a, store, "offices moving") == ["notes.md"]  # English is still stemmed
 
 
-async def test_chunks_of_a_database_from_before_the_migration_are_found_by_cjk_words(tmp_path) -> None:
-    path = tmp_path / "old.db"
-    old = await Store.open(path, stop_before="m025_multilingual_search")
+async def test_chunks_of_a_database_from_before_the_migration_are_found_by_cjk_words(
+    database: StoreDatabase,
+) -> None:
+    old = await database.open(stop_before="m025_multilingual_search")
     passages = {
         "ja.txt": "東京支店の売上は過去最高でした。",
         "zh.txt": "上海分公司的销售额增长最快。",
@@ -121,7 +122,7 @@ async def test_chunks_of_a_database_from_before_the_migration_are_found_by_cjk_w
 
     await old.call(insert)
     await old.close()
-    store = await Store.open(path)
+    store = await database.open()
     try:
         assert "m025_multilingual_search" in await store.applied_migrations()
         files = FileStore(store)

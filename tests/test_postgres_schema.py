@@ -32,6 +32,9 @@ from core.store.postgres.migrate import MIGRATIONS_TABLE, Migrations
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 PG_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+# PostgreSQL's own full text (m026), as the FTS5 tables are SQLite's own: (table, column) and (table, index).
+PG_FULL_TEXT_COLUMN = ("chunks", "search_vector")
+PG_FULL_TEXT_INDEX = ("chunks", "chunks_search_vector")
 
 
 def sqlite_names() -> list[str]:
@@ -133,7 +136,8 @@ def sqlite_schema(conn: sqlite3.Connection) -> Schema:
 
 
 def postgres_schema(conn: psycopg.Connection[Any]) -> Schema:
-    """Every table of the public schema but the migrations' record; ``rowid`` columns apart."""
+    """Every table of the public schema but the migrations' record; ``rowid`` columns apart; not the full-text
+    column and its index (:data:`PG_FULL_TEXT_COLUMN`, :data:`PG_FULL_TEXT_INDEX`)."""
     names = [
         row[0]
         for row in conn.execute(
@@ -152,7 +156,7 @@ def postgres_schema(conn: psycopg.Connection[Any]) -> Schema:
         ):
             if column == "rowid":
                 rowid[name] = (f"{kind} identity={identity}", generation)
-            else:
+            elif (name, column) != PG_FULL_TEXT_COLUMN:
                 columns.append(Column(column, kind, nullable == "NO", _default(default)))
         key = tuple(
             row[0]
@@ -185,6 +189,7 @@ def postgres_schema(conn: psycopg.Connection[Any]) -> Schema:
                 " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
                 [name],
             )
+            if (name, index) != PG_FULL_TEXT_INDEX
         }
         checks = conn.execute(
             "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'", [name]
@@ -232,6 +237,22 @@ async def test_after_every_migration_the_schema_is_sqlite_s(tmp_path: Path, post
             assert_alike(sqlite, await asyncio.to_thread(postgres_schema, pg), name)
     assert sqlite.tables.keys() >= {"messages", "runs", "budget_spent", "images", "run_feedback"}
     assert len(sqlite.triggers) == 5  # messages_public_id, runs_spent_insert/_update, images_after_run/_with_message
+
+
+def test_postgresql_s_full_text_is_a_generated_tsvector_with_a_gin_index(postgres_url: str) -> None:
+    """What the schema comparison leaves out is there, and is what core/store/keywords.py searches."""
+    table, column = PG_FULL_TEXT_COLUMN
+    with psycopg.connect(postgres_url) as conn:
+        apply(conn)
+        found = conn.execute(
+            "SELECT data_type, is_generated FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name = %s AND column_name = %s",
+            [table, column],
+        ).fetchone()
+        index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [PG_FULL_TEXT_INDEX[1]]).fetchone()
+    assert found == ("tsvector", "ALWAYS")
+    assert index is not None
+    assert f"USING gin ({column})" in index[0]
 
 
 def _tables_the_store_orders_by_rowid() -> set[str]:

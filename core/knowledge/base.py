@@ -2,9 +2,11 @@
 
 Adapters hand over bytes (:class:`Upload`); extraction and chunking run in worker processes,
 embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the chat model's OpenAI-compatible
-endpoint or their own (``THREADLINE_EMBEDDING_BASE_URL``), and everything is stored in SQLite.
-Search is BM25 (FTS5) always, fused with vector similarity when embeddings exist. A channel only
-ever searches its own files.
+endpoint or their own (``THREADLINE_EMBEDDING_BASE_URL``), and everything is stored in the store's
+database (SQLite or PostgreSQL). Search is by keywords always (BM25 over FTS5 on SQLite, ``ts_rank_cd``
+over a ``tsvector`` on PostgreSQL: core/store/keywords.py), fused with vector similarity when embeddings
+exist; vectors are compared in this process on both engines (in memory, or an HNSW index file beside
+the store: core/knowledge/vector_index.py). A channel only ever searches its own files.
 
 A knowledge base is named by a key: a chat channel's key, or ``api:<owner>:<vector store id>``
 for a vector store of the Assistants-compatible API. Vector stores keep every file they are given
@@ -151,7 +153,7 @@ class KnowledgeBase:
         self._tokens = tokens
         self._pool = ExtractionPool(workers=settings.extraction_workers)
         # Vectors are read on connections of their own (core/store/vectors.py), never on the store's thread.
-        self._reader = vectors or VectorReader(store.path)
+        self._reader = vectors or VectorReader.for_store(store)
         self._vectors: VectorCache[VectorMatrix | ChannelIndex] = VectorCache(
             int(settings.vector_cache_mb * 1024 * 1024)
         )
@@ -189,6 +191,19 @@ class KnowledgeBase:
         )
         if interrupted:
             _log.warning("marked %d half-indexed files as failed", len(interrupted))
+
+    async def describe_vector_search(self) -> None:
+        """Log, once at start, how vectors are searched on PostgreSQL (nothing on SQLite, nor without embeddings)."""
+        if not self.embedding_model:
+            return
+        pgvector = await self._reader.pgvector_available()
+        if pgvector is None:
+            return
+        where = f"vectors are searched in this process (exact below {self._index_from} chunks, an HNSW index above)"
+        if pgvector:
+            _log.info("pgvector is available on the PostgreSQL server but not used; %s", where)
+        else:
+            _log.info("pgvector is not installed on the PostgreSQL server; %s", where)
 
     def start(self) -> None:
         """Embed chunks that have no embedding from the configured model (a new model re-embeds)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.file_records import FileBatchRecord, FileCounts, FileStatus, VectorStoreFileRecord, VectorStoreRecord
 from core.models import Page, PageQuery
+from core.store.dialect import json_object
 from core.store.paging import fetch_page
 from core.store.rows import insert_row, update_row
 from core.store.sql import SqlDatabase
@@ -27,17 +28,24 @@ __all__ = ["VECTOR_STORE_FIELDS", "VectorStoreStore"]
 VECTOR_STORE_FIELDS = frozenset({"name", "description", "metadata", "expires_after"})
 _JSON_FIELDS = frozenset({"metadata", "expires_after"})
 
-# One object of counts over a set of files rows (``f``): statuses, and the bytes of those indexed.
-_COUNTS = (
-    "json_object('in_progress', sum(f.status = 'in_progress'), 'completed', sum(f.status = 'completed'),"
-    " 'failed', sum(f.status = 'failed'), 'cancelled', sum(f.status = 'cancelled'),"
-    " 'usage_bytes', sum(CASE WHEN f.status = 'completed' THEN f.size ELSE 0 END))"
-)
-_STORE_COLUMNS = (
-    "id, owner, knowledge_key, name, description, metadata, expires_after, created_at, last_active_at,"
-    f" (SELECT {_COUNTS} FROM files f WHERE f.channel = vector_stores.knowledge_key"
-    " AND f.platform_file_id IS NOT NULL)"
-)
+
+def _counts(db: SqlDatabase) -> str:
+    """One JSON object of counts over a set of files rows (``f``): statuses, and the bytes of those indexed."""
+    statuses = [
+        (status, f"sum(CASE WHEN f.status = '{status}' THEN 1 ELSE 0 END)")
+        for status in ("in_progress", "completed", "failed", "cancelled")
+    ]
+    return json_object(db, [*statuses, ("usage_bytes", "sum(CASE WHEN f.status = 'completed' THEN f.size ELSE 0 END)")])
+
+
+def _store_columns(db: SqlDatabase) -> str:
+    return (
+        "id, owner, knowledge_key, name, description, metadata, expires_after, created_at, last_active_at,"
+        f" (SELECT {_counts(db)} FROM files f WHERE f.channel = vector_stores.knowledge_key"
+        " AND f.platform_file_id IS NOT NULL)"
+    )
+
+
 # A vector store's files: rows of its knowledge base that name an uploaded file.
 _FILE_COLUMNS = "platform_file_id, id, status, created_at, size, error, error_code, attributes"
 _STORE_FILES = "channel = ? AND platform_file_id IS NOT NULL"
@@ -80,7 +88,7 @@ def _file_converter(vector_store_id: str) -> Callable[[Sequence[Any]], VectorSto
 
 def _get_store(db: SqlDatabase, owner: str, vector_store_id: str) -> VectorStoreRecord | None:
     row = db.execute(
-        f"SELECT {_STORE_COLUMNS} FROM vector_stores WHERE id = ? AND owner = ?", [vector_store_id, owner]
+        f"SELECT {_store_columns(db)} FROM vector_stores WHERE id = ? AND owner = ?", [vector_store_id, owner]
     ).fetchone()
     return _store(row) if row else None
 
@@ -114,7 +122,7 @@ def _get_batch(db: SqlDatabase, owner: str, vector_store_id: str, batch_id: str)
     if row is None:
         return None
     counts = db.execute(
-        f"SELECT {_COUNTS} FROM files f WHERE f.channel = ?"
+        f"SELECT {_counts(db)} FROM files f WHERE f.channel = ?"
         " AND f.platform_file_id IN (SELECT file_id FROM vector_store_batch_files WHERE batch_id = ?)",
         [key, batch_id],
     ).fetchone()[0]
@@ -191,7 +199,7 @@ class VectorStoreStore:
         return await self._store.call(
             lambda db: fetch_page(
                 db,
-                columns=_STORE_COLUMNS,
+                columns=_store_columns(db),
                 table="vector_stores",
                 where="owner = ?",
                 params=[owner],
@@ -207,7 +215,7 @@ class VectorStoreStore:
 
         def holding(db: SqlDatabase) -> list[VectorStoreRecord]:
             rows = db.execute(
-                f"SELECT {_STORE_COLUMNS} FROM vector_stores WHERE owner = ? AND EXISTS (SELECT 1 FROM files"
+                f"SELECT {_store_columns(db)} FROM vector_stores WHERE owner = ? AND EXISTS (SELECT 1 FROM files"
                 " WHERE files.channel = vector_stores.knowledge_key AND files.platform_file_id = ?)",
                 [owner, file_id],
             ).fetchall()

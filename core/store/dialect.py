@@ -1,16 +1,18 @@
 """The few forms the store's SQL writes differently for SQLite and PostgreSQL, as small functions of the connection.
 
 Everything else is written once, in what both engines run (core/store/sql.py). These are SQLite's scalar
-functions PostgreSQL names otherwise: ``max(a, b)`` (``greatest``), ``instr`` (``strpos``) and
-``json_extract`` (``->>`` on ``jsonb``). Each takes SQL expressions (the store's own, never a caller's text)
-and gives the expression for the connection's engine.
+functions PostgreSQL names otherwise: ``max(a, b)`` (``greatest``), ``instr`` (``strpos``),
+``json_extract`` (``->>`` on ``jsonb``) and ``json_object`` (``json_build_object``, as text). Each takes
+SQL expressions (the store's own, never a caller's text) and gives the expression for the connection's engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from core.store.sql import SqlDatabase
 
-__all__ = ["greatest", "is_postgres", "json_text", "position"]
+__all__ = ["greatest", "is_postgres", "json_object", "json_text", "position"]
 
 
 def is_postgres(db: SqlDatabase) -> bool:
@@ -32,3 +34,11 @@ def json_text(db: SqlDatabase, column: str, key: str) -> str:
     if not key.isidentifier():
         raise ValueError(f"not a JSON key the store uses: {key!r}")
     return f"(({column})::jsonb ->> '{key}')" if is_postgres(db) else f"json_extract({column}, '$.{key}')"
+
+
+def json_object(db: SqlDatabase, fields: Sequence[tuple[str, str]]) -> str:
+    """A JSON object, as text, of (key, SQL expression) pairs: ``{"key": value, ...}``."""
+    if not all(key.isidentifier() for key, _ in fields):
+        raise ValueError("not JSON keys the store uses")
+    pairs = ", ".join(f"'{key}', {expression}" for key, expression in fields)
+    return f"json_build_object({pairs})::text" if is_postgres(db) else f"json_object({pairs})"

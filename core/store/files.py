@@ -1,4 +1,4 @@
-"""The knowledge base's tables: files, chunks (with their FTS5 index) and embeddings.
+"""The knowledge base's tables: files, chunks (with their full-text index, core/store/keywords.py) and embeddings.
 
 Same connection and thread as the rest of the store, through ``Store.call``.
 """
@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from core.models import ChunkHit, FileRecord
 from core.store.fulltext import index_text, is_english, query_words
+from core.store.keywords import (
+    SEARCH_INDEX,
+    FullTextIndex,
+    KeywordIndex,
+    fts5_match,
+    index_for,
+    narrowing_steps,
+)
 from core.store.leases import live_processes
 from core.store.sql import SqlDatabase
 from core.store.store import Store, new_id
@@ -34,19 +41,6 @@ _REPLACE_EMBEDDING = (
 )
 
 
-@dataclass(frozen=True)
-class KeywordIndex:
-    """A full-text index over the chunks: its FTS5 tables (each chunk in one of them, their rankings merged
-    by BM25 score), and how a search becomes that index's words."""
-
-    tables: tuple[str, ...]
-    words: Callable[[str], list[str]]
-
-
-# m025_multilingual_search: CJK as bigrams; English chunks Porter-stemmed, the others not (core/store/fulltext.py).
-SEARCH_INDEX = KeywordIndex(("chunks_search", "chunks_search_plain"), query_words)
-
-
 def _search_rows(batch: Sequence[tuple[int, NewChunk]]) -> list[tuple[str | None, str | None]]:
     """New chunks' ``search_text`` and ``stemming`` (m025_multilingual_search)."""
     return [(index_text(text), "english" if is_english(text) else None) for _, (_, text, _) in batch]
@@ -55,11 +49,7 @@ def _search_rows(batch: Sequence[tuple[int, NewChunk]]) -> list[tuple[str | None
 def fts_query(text: str, *, every_word: bool = False) -> str | None:
     """A query string for FTS5 MATCH: every word quoted (no syntax from users); any word, or every word."""
     words = query_words(text)
-    return _match(words, "AND" if every_word else "OR") if words else None
-
-
-def _match(words: list[str], operator: str) -> str:
-    return f" {operator} ".join('"' + w.replace('"', '""') + '"' for w in words)
+    return fts5_match(words, "AND" if every_word else "OR") if words else None
 
 
 def _file(row: Sequence[Any]) -> FileRecord:
@@ -415,9 +405,10 @@ class FileStore:
         limit: int,
         *,
         enough: int = 5,
-        index: KeywordIndex = SEARCH_INDEX,
+        index: FullTextIndex | None = None,
     ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score; lower is better) of the channel's best keyword matches.
+        """(chunk id, score; lower is better) of the channel's best keyword matches: BM25 on SQLite, the
+        negated ``ts_rank_cd`` on PostgreSQL (core/store/keywords.py); ``index``: another one (benchmarks).
 
         Several channels are searched as one: the index is shared, so their scores compare.
 
@@ -426,34 +417,15 @@ class FileStore:
         found, chunks holding all words but one; and only then chunks holding any word.
         """
         channels = _channels(channel)
-        words = index.words(query)
-        if not words or not channels:
+        if not channels:
             return []
-        steps = [_match(words, "AND")]
-        if len(words) >= 3:
-            steps.append(" OR ".join(f"({_match(words[:i] + words[i + 1 :], 'AND')})" for i in range(len(words))))
-        if len(words) >= 2:
-            steps.append(_match(words, "OR"))
-
-        matched = " UNION ALL ".join(
-            f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ?" for table in index.tables
-        )
-
-        def ranked(db: SqlDatabase, match: str) -> list[tuple[int, float]]:
-            rows = db.execute(
-                f"SELECT chunks.id, matched.score FROM ({matched}) AS matched"
-                " JOIN chunks ON chunks.id = matched.rowid"
-                " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
-                f" WHERE chunks.channel IN ({_marks(channels)}) ORDER BY matched.score LIMIT ?",
-                [*([match] * len(index.tables)), *channels, limit],
-            ).fetchall()
-            return [(int(r[0]), float(r[1])) for r in rows]
 
         def search(db: SqlDatabase) -> list[tuple[int, float]]:
+            searched = index or index_for(db)
             found: list[tuple[int, float]] = []
             seen: set[int] = set()
-            for match in steps:
-                found += [row for row in ranked(db, match) if row[0] not in seen]
+            for step in narrowing_steps(searched.words(query)):
+                found += [row for row in searched.ranked(db, step, channels, limit) if row[0] not in seen]
                 seen = {chunk_id for chunk_id, _ in found}
                 if len(found) >= enough:
                     break

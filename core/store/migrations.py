@@ -695,3 +695,9 @@ def m025_multilingual_search(db: Database) -> None:
             f" INSERT INTO {table} (rowid, text) {new}; END"
         )
         db.execute(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
+
+
+@MIGRATIONS()
+def m026_postgres_full_text(db: Database) -> None:
+    """Nothing to do: PostgreSQL's full-text column and index (core/store/postgres/migrations.py). SQLite's full
+    text is FTS5: ``chunks_search`` and ``chunks_search_plain`` (m025, in place of m003's ``chunks_fts``)."""

@@ -2,9 +2,15 @@
 
 The store's one thread owns its connection (core/store/store.py), so a long read there holds every
 channel's store calls. A channel's vectors can be a gigabyte and more: they are read here instead, on
-read-only connections of this reader's own threads (the database is WAL, so readers never wait for
-the writer nor hold it up), in batches of :data:`VECTOR_BATCH` rows, each batch its own short read.
+connections of this reader's own threads, in batches of :data:`VECTOR_BATCH` rows, each batch its own
+short read. On SQLite those are read-only connections to the file (the database is WAL, so readers never
+wait for the writer nor hold it up); on PostgreSQL, psycopg connections of their own (autocommit: each
+read sees what is committed, and holds nothing). The SQL is the same on both (``?`` parameters).
 Only embeddings of completed files count, as for every search.
+
+:meth:`VectorReader.for_store` reads the store's database, whichever it is. Vectors are compared in this
+process on either engine (core/knowledge): PostgreSQL's pgvector is not used
+(:meth:`VectorReader.pgvector_available`).
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+import psycopg
+
+from core.store.postgres.connection import to_psycopg
+
+if TYPE_CHECKING:
+    from core.store.store import Store
 
 __all__ = ["VECTOR_BATCH", "VectorReader"]
 
@@ -39,17 +51,58 @@ _LIVE = (
 BatchHook = Callable[[int], None]
 
 
-class VectorReader:
-    """Embeddings of one database, read on connections of their own. :meth:`close` at the end."""
+class _Reading(Protocol):
+    """A reader thread's connection: runs the store's ``?`` SQL; closed at the end."""
 
-    def __init__(self, path: Path, *, before_batch: BatchHook | None = None) -> None:
+    def execute(self, sql: str, parameters: Sequence[Any], /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _PostgresReading:
+    """One psycopg connection, in autocommit, taking the store's ``?`` SQL (core/store/postgres/connection.py)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, parameters: Sequence[Any], /) -> Any:
+        if self._conn.closed:  # lost (a server restart): opened again for the next read
+            self._conn = psycopg.connect(self._url, autocommit=True)
+        return self._conn.execute(to_psycopg(sql), list(parameters))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class VectorReader:
+    """Embeddings of one database, read on connections of their own. :meth:`close` at the end.
+
+    ``path``: the SQLite file; ``url``: a PostgreSQL database instead (``path`` is then not read).
+    """
+
+    def __init__(self, path: Path, *, url: str | None = None, before_batch: BatchHook | None = None) -> None:
         self._path = path
+        self._url = url
         self._executor = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="threadline-vectors")
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[_Reading] = []
         self._lock = threading.Lock()
         self._before_batch = before_batch
         self.loads = 0  # whole channels read (tests: concurrent searches share one)
+
+    @classmethod
+    def for_store(cls, store: Store, *, before_batch: BatchHook | None = None) -> VectorReader:
+        """A reader of the store's database: its SQLite file, or its PostgreSQL database."""
+        return cls(store.path, url=store.url, before_batch=before_batch)
+
+    async def pgvector_available(self) -> bool | None:
+        """Whether the PostgreSQL server could give this database pgvector (the ``vector`` extension); None on
+        SQLite. This reader does not use it: vectors are compared in this process."""
+        if self._url is None:
+            return None
+        query = "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+        return await self._run(lambda: self._conn().execute(query, []).fetchone() is not None)
 
     async def close(self) -> None:
         """Close the connections once no read is running: a connection closed under another thread's query
@@ -63,15 +116,21 @@ class VectorReader:
                 conn.close()
             self._connections.clear()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _conn(self) -> _Reading:
+        conn: _Reading | None = getattr(self._local, "conn", None)
         if conn is None:
-            uri = self._path.resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> _Reading:
+        if self._url is not None:
+            return _PostgresReading(self._url)
+        uri = self._path.resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
     async def _run(self, fn: Callable[[], T]) -> T:

@@ -5,9 +5,10 @@ PostgreSQL share (``?`` parameters, upserts as ``ON CONFLICT``, new ids by ``RET
 their connection only through core/store/sql.py's ``SqlDatabase``. Here:
 :mod:`core.store.postgres.migrations`, the schema as migrations in step with SQLite's;
 :mod:`core.store.postgres.migrate`, the runner that applies them; and
-:mod:`core.store.postgres.connection`, the connection the store's SQL runs on. What still differs (full
-text, ``json_extract``, the claims that SQLite serialises with ``BEGIN IMMEDIATE``) gets code of each
-dialect's own in a later step.
+:mod:`core.store.postgres.connection`, the connection the store's SQL runs on. What differs has code of
+each dialect's own: the few functions spelt otherwise (core/store/dialect.py), full text (FTS5 on SQLite,
+a ``tsvector`` column with a GIN index here: core/store/keywords.py), and the vector reader's connections
+(core/store/vectors.py).
 """
 
 from core.store.postgres.connection import PgDatabase

@@ -19,8 +19,9 @@ What differs, and why:
   takes one), and an identity never hands a number out twice, which SQLite needed AUTOINCREMENT for
   (m013 is empty here).
 - Full text. The FTS5 tables and their content views (``chunks_fts`` of m003, ``chunks_search`` and
-  ``chunks_search_plain`` of m025) are not ported: search on PostgreSQL is a later step, with ``tsvector``.
-  The chunks columns they read (``search_text``, ``stemming``) are here.
+  ``chunks_search_plain`` of m025) are not ported: PostgreSQL has its own full text, a ``tsvector`` column
+  of chunks (``search_vector``) built from the columns they read (``search_text``, ``stemming``) and a
+  GIN index over it (m026, empty on SQLite).
 - A SQLite ``TEXT PRIMARY KEY`` column takes NULL (an old SQLite quirk); a PostgreSQL key never does.
 - Data steps (m005's public ids, m011's backfill of ``budget_spent``, m015's merge of duplicate uploads,
   m025's ``search_text``) are ported too, though a PostgreSQL database gets its first rows only after m025:
@@ -503,3 +504,23 @@ def m025_multilingual_search(conn: psycopg.Connection[Any]) -> None:
     ]
     with conn.cursor() as cursor:
         cursor.executemany("UPDATE chunks SET search_text = %s, stemming = %s WHERE id = %s", updates)
+
+
+@MIGRATIONS()
+def m026_postgres_full_text(conn: psycopg.Connection[Any]) -> None:
+    """Full text on PostgreSQL, in place of SQLite's FTS5 tables: ``search_vector``, a chunk's words as the
+    search finds them (a stored generated column: ranking reads it, never parses the text again), and a GIN
+    index over it (core/store/keywords.py searches it).
+
+    The words are those of ``search_text`` (CJK runs as bigrams; null: ``text``), stemmed with the
+    ``english`` configuration where ``stemming`` is ``english``, and with ``simple`` (lower-cased, no
+    stemming, no stop words dropped) otherwise: the same split as SQLite's two tables of m025.
+    ``to_tsvector`` with a constant configuration is immutable, as a generated column must be.
+    """
+    _run(
+        conn,
+        "ALTER TABLE chunks ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (CASE WHEN stemming = 'english'"
+        " THEN to_tsvector('english'::regconfig, coalesce(search_text, text, ''))"
+        " ELSE to_tsvector('simple'::regconfig, coalesce(search_text, text, '')) END) STORED",
+        "CREATE INDEX chunks_search_vector ON chunks USING gin (search_vector)",
+    )

@@ -1,0 +1,212 @@
+"""Keyword and vector search on SQLite and on PostgreSQL, side by side in one run, at 100k chunks in one channel.
+
+    .venv/bin/python -m bench.search_backends [--chunks 100000] [--queries 100] [--cold 3]
+
+Two stores hold the same chunks: a SQLite file, and a database on a PostgreSQL server started for the run
+(tests/postgres_server.py: Debian's PostgreSQL 15 on 127.0.0.1, fsync off as for the tests). The chunks are
+bench.search_latency's (English-like text of ``--words`` words, 385 on average; for each the bag-of-words
+vector FakeOpenAI would give it, 384 dimensions), written through ``FileStore.create`` + ``FileStore.complete``
+as an add stores them, 1,000 a file, into each store from the same seed (then PostgreSQL's tables are
+analysed, as autovacuum would have done). Query embeddings come from
+FakeOpenAI in a child process on 127.0.0.1, asked once per query before timing.
+
+Measured for every query, each side on each backend once, all in one random order:
+
+* ``keyword``: ``FileStore.keyword_search`` for 40 candidates, as a search asks it (FTS5 and BM25 on
+  SQLite; the ``tsvector`` column, its GIN index and ``ts_rank_cd`` on PostgreSQL: core/store/keywords.py);
+* ``vector, exact``: ``KnowledgeBase.nearest`` (40) of a knowledge base whose channel's matrix is cached
+  (the same numpy work on both: what differs is only where the vectors were read from);
+* ``vector, HNSW index``: the same through the channel's usearch file (built from each store's vectors
+  by the knowledge base, beside that store): candidates re-read from the database and scored exactly;
+* ``hybrid``: ``KnowledgeBase.search`` (k=5), keyword and exact vectors fused;
+* and ``--cold`` times, the first ``nearest`` of a fresh knowledge base: the channel's vectors read
+  through ``VectorReader`` (SQLite read-only connections, or psycopg connections) into the cache.
+
+Reported: p50 and p95 of each, and PostgreSQL's over SQLite's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import bench_settings, forbid_non_loopback, machine, percentile, write_result
+from bench.ingest import EMBEDDING_DIM, EMBEDDING_MODEL, Corpus, core_version, embedding_server
+from bench.search_latency import CHANNEL, ChunkMaker, fill, make_queries, timed
+from core.knowledge.base import CANDIDATES, KnowledgeBase
+from core.model_client import ModelClient
+from core.settings import Settings
+from core.store import Store
+from core.store.files import FileStore
+from core.tokens import TokenCounter
+from tests.postgres_server import PostgresServer
+
+BACKENDS = ("sqlite", "postgresql")
+SIDES = ("keyword", "vector, exact", "vector, HNSW index", "hybrid")
+
+
+class Backend:
+    """One store with the channel's chunks, and the knowledge bases searched on it."""
+
+    def __init__(self, name: str, store: Store, settings: Settings, models: ModelClient) -> None:
+        self.name = name
+        self.store = store
+        self.files = FileStore(store)
+        self.settings = settings
+        self.models = models
+        self.exact = self.knowledge(index_from=10**12)
+        self.indexed = self.knowledge(index_from=1)
+
+    def knowledge(self, index_from: int) -> KnowledgeBase:
+        return KnowledgeBase(self.settings, self.store, self.models, TokenCounter(), index_from=index_from)
+
+    async def close(self) -> None:
+        await self.exact.close()
+        await self.indexed.close()
+        await self.store.close()
+
+
+async def open_backend(name: str, folder: Path, url: str | None, base_url: str, models: ModelClient) -> Backend:
+    # each store its own folder (Store.open makes it): its vector index files go to folder/vectors
+    settings = bench_settings(base_url, folder / "search.db", embedding_model=EMBEDDING_MODEL, database_url=url)
+    store = await Store.open(settings.db_path, url=url)
+    return Backend(name, store, settings, models)
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values)}
+
+
+async def prepare(backend: Backend, chunks: int, words: int, seed: int) -> dict[str, float]:
+    """The same chunks in every store (one seed), the exact matrix cached and the index file written."""
+    maker = ChunkMaker(Corpus(seed), words, EMBEDDING_DIM)
+    print(f"{backend.name}: storing {chunks} chunks ...", flush=True)
+    fill_s = await fill(backend.files, maker, CHANNEL, chunks, 0)
+    if backend.store.url is not None:  # the statistics autovacuum would have gathered by now on a live server
+        await backend.store.call(lambda db: db.execute("ANALYZE chunks, files, embeddings"))
+    start = time.perf_counter()
+    await backend.indexed.search(CHANNEL, "index", 5)  # no file yet: exact; starts writing the index file
+    await backend.indexed.vector_indexes_settled()
+    index_s = time.perf_counter() - start
+    await backend.exact.search(CHANNEL, "warm", 5)
+    await backend.indexed.search(CHANNEL, "warm", 5)  # opens the new file
+    print(f"{backend.name}: stored in {fill_s:.0f} s, index file in {index_s:.0f} s", flush=True)
+    return {"store_fill_s": fill_s, "index_build_s": index_s}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    forbid_non_loopback()
+    rng = random.Random(args.seed)
+    queries = [q for _, q in make_queries(Corpus(args.seed, stream=args.seed + 1000), args.queries, rng)]
+    result: dict[str, Any] = {
+        "benchmark": "search_backends",
+        "command": ".venv/bin/python -m bench.search_backends " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+        "core": core_version(),
+        "config": {"chunks": args.chunks, "queries": args.queries, "cold": args.cold, "words": args.words,
+                   "dim": EMBEDDING_DIM, "candidates": CANDIDATES, "seed": args.seed},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp, PostgresServer.running() as server:
+        async with embedding_server(EMBEDDING_DIM) as embeddings:
+            models = ModelClient(bench_settings(embeddings.base_url, Path(tmp) / "unused.db"))
+            urls = {"sqlite": None, "postgresql": await asyncio.to_thread(server.database)}
+            backends = {
+                name: await open_backend(name, Path(tmp) / name, urls[name], embeddings.base_url, models)
+                for name in BACKENDS
+            }
+            try:
+                result["prepare"] = {
+                    name: await prepare(b, args.chunks, args.words, args.seed) for name, b in backends.items()
+                }
+                result["postgres_version"] = await backends["postgresql"].store.call(
+                    lambda db: db.execute("SELECT version()").fetchone()[0]
+                )
+                vectors = {q: (await models.embed(EMBEDDING_MODEL, [q]))[0] for q in queries}
+                result.update(await measure(backends, queries, vectors, args.cold, rng))
+            finally:
+                for b in backends.values():
+                    await b.close()
+                await models.close()
+    report(result)
+    result["loadavg_at_end"] = os.getloadavg()
+    print(f"results: {write_result('search_backends', result)}")
+    return 0
+
+
+async def measure(
+    backends: dict[str, Backend],
+    queries: list[str],
+    vectors: dict[str, list[float]],
+    cold: int,
+    rng: random.Random,
+) -> dict[str, Any]:
+    def sides(b: Backend) -> dict[str, Callable[[str], Awaitable[Any]]]:
+        return {
+            "keyword": lambda q: b.files.keyword_search(CHANNEL, q, CANDIDATES),
+            "vector, exact": lambda q: b.exact.nearest(CHANNEL, vectors[q], CANDIDATES),
+            "vector, HNSW index": lambda q: b.indexed.nearest(CHANNEL, vectors[q], CANDIDATES),
+            "hybrid": lambda q: b.exact.search(CHANNEL, q, 5),
+        }
+
+    runs = [(name, side, fn) for name, b in backends.items() for side, fn in sides(b).items()]
+    samples: dict[str, dict[str, list[float]]] = {name: {side: [] for side in SIDES} for name in backends}
+    found: dict[str, dict[str, int]] = {name: dict.fromkeys(SIDES, 0) for name in backends}
+    for query in queries:
+        rng.shuffle(runs)
+        for name, side, fn in runs:
+            ms, value = await timed(functools.partial(fn, query))
+            samples[name][side].append(ms)
+            found[name][side] += bool(value)
+    cold_ms: dict[str, list[float]] = {name: [] for name in backends}
+    for i in range(cold):
+        for name, b in backends.items():
+            kb = b.knowledge(index_from=10**12)
+            ms, _ = await timed(functools.partial(kb.nearest, CHANNEL, vectors[queries[i % len(queries)]]))
+            cold_ms[name].append(ms)
+            await kb.close()
+    out: dict[str, Any] = {
+        "sides": {name: {side: stats(v) for side, v in by_side.items()} for name, by_side in samples.items()},
+        "cold_nearest_ms": {name: stats(v) for name, v in cold_ms.items()},
+        "queries_that_found_something": found,
+        "samples_ms": samples,
+        "cold_samples_ms": cold_ms,
+    }
+    return out
+
+
+def report(result: dict[str, Any]) -> None:
+    sides, cold = result["sides"], result["cold_nearest_ms"]
+    print(f"{result['config']['chunks']} chunks in one channel, {result['config']['queries']} queries, ms")
+    print(f"  {'':34}{'SQLite p50':>11}{'p95':>8}{'PG p50':>9}{'p95':>8}{'PG/SQLite p50':>15}{'p95':>7}")
+    rows = [(side, sides["sqlite"][side], sides["postgresql"][side]) for side in SIDES]
+    rows.append(("cold: first nearest, vectors read", cold["sqlite"], cold["postgresql"]))
+    for label, lite, pg in rows:
+        print(
+            f"  {label:34}{lite['p50']:11.2f}{lite['p95']:8.2f}{pg['p50']:9.2f}{pg['p95']:8.2f}"
+            f"{pg['p50'] / lite['p50']:15.2f}{pg['p95'] / lite['p95']:7.2f}"
+        )
+    print(f"  queries that found something: {result['queries_that_found_something']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Keyword and vector search, SQLite and PostgreSQL side by side.")
+    parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the channel (100000)")
+    parser.add_argument("--queries", type=int, default=100, help="queries, half questions (100)")
+    parser.add_argument("--cold", type=int, default=3, help="cold first searches per backend (3)")
+    parser.add_argument("--words", type=int, default=385, help="mean words per chunk (385)")
+    parser.add_argument("--seed", type=int, default=1)
+    sys.exit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
