@@ -29,7 +29,13 @@ def backup_main(argv: Sequence[str]) -> int:
     arguments = parser.parse_args(argv)
     load_dotenv_file()
     try:
-        source = Settings.from_env().db_path
+        settings = Settings.from_env()
+        if settings.database_url is not None:
+            raise ConfigError(
+                "THREADLINE_DATABASE_URL is set: the database is PostgreSQL, which this command does not copy."
+                " Back it up with pg_dump (or your provider's backups)."
+            )
+        source = settings.db_path
         done = backup_database(source, arguments.path)
     except ConfigError as exc:
         print(f"threadline: {exc}", file=sys.stderr)  # noqa: T201 - a command-line tool's answer

@@ -126,3 +126,14 @@ async def test_a_backup_that_cannot_be_made_says_why_in_one_line(tmp_path: Path)
     )
     assert code == 2
     assert err == f"threadline: The folder {target.parent} does not exist. Create it, or name another path.\n"
+
+
+async def test_a_backup_of_a_postgresql_bot_points_to_pg_dump_without_its_url(tmp_path: Path) -> None:
+    url = "postgresql://bot:s3cret-pw@127.0.0.1:9/threadline"
+    env = clean_env(tmp_path, THREADLINE_DATABASE_URL=url)
+    code, out, err = await run("bots", "backup", str(tmp_path / "copy.db"), env=env, cwd=tmp_path)
+    assert (code, out) == (2, "")
+    assert err.startswith("threadline: THREADLINE_DATABASE_URL is set")
+    assert "pg_dump" in err
+    assert "s3cret-pw" not in err
+    assert not (tmp_path / "copy.db").exists()

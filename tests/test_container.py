@@ -13,6 +13,7 @@ from typing import Any
 
 import dockerfile
 import yaml
+import yarl
 
 from core.settings import Settings
 from core.tokens import load_token_counter
@@ -87,6 +88,23 @@ def test_compose_runs_the_image_with_env_and_a_volume_and_waits_past_the_bots_gr
     grace = service["stop_grace_period"]
     assert grace.endswith("s")
     assert float(grace[:-1]) > Settings().shutdown_grace_seconds
+
+
+def test_the_postgresql_compose_starts_the_bot_once_its_database_answers_and_keeps_the_password_in_env() -> None:
+    loaded = yaml.safe_load((ROOT / "compose.postgres.yaml").read_text())
+    postgres, bot = loaded["services"]["postgres"], loaded["services"]["threadline"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert bot["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    url = yarl.URL(bot["environment"]["THREADLINE_DATABASE_URL"])
+    assert (url.scheme, url.host, url.port, url.path) == ("postgresql", "postgres", 5432, "/threadline")
+    assert url.user == postgres["environment"]["POSTGRES_USER"]
+    assert url.password == "${POSTGRES_PASSWORD}"  # from .env: no password is written here
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for service in (postgres, bot):  # what each keeps is in a named volume
+        [volume] = service["volumes"]
+        assert volume.split(":")[0] in loaded["volumes"]
+    assert bot["command"] == compose()["services"]["threadline"]["command"]
+    assert float(bot["stop_grace_period"][:-1]) > Settings().shutdown_grace_seconds
 
 
 async def healthcheck(port: int) -> int:
