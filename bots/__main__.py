@@ -23,11 +23,16 @@ VARIABLES = (
 if __name__ == "__main__":
     if sys.argv[1:2] == ["backup"]:
         sys.exit(backup_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["migrate-to-postgres"]:
+        from bots.migrate_to_postgres import migrate_main  # psycopg: loaded for this command only
+
+        sys.exit(migrate_main(sys.argv[2:]))
     parse_command_line(
         "bots",
         "Threadline: one process, one core, every platform the environment configures (Slack, Discord, the\n"
         "Assistants-compatible API), on one HTTP port. python -m bots.slack, bots.discord and bots.api serve one\n"
-        "each. python -m bots backup PATH writes a consistent copy of the database while the bot runs.",
+        "each. python -m bots backup PATH writes a consistent copy of the database while the bot runs;\n"
+        "python -m bots migrate-to-postgres [SQLITE_PATH] moves it into PostgreSQL (THREADLINE_DATABASE_URL).",
         VARIABLES,
     )
     from bots.platforms import main  # every platform's libraries: not loaded for a backup

@@ -20,6 +20,7 @@ COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
     ("OPENAI_BASE_URL", "any OpenAI-compatible server instead, e.g. http://localhost:11434/v1 (Ollama)"),
     ("THREADLINE_MODEL", "the chat model (default gpt-5.4-mini)"),
     ("THREADLINE_DB", "the SQLite database file (default ./data/threadline.db)"),
+    ("THREADLINE_DATABASE_URL", "PostgreSQL instead (postgresql://...), for replicas on several machines"),
     ("THREADLINE_ASSISTANTS", "the assistants file (default ./assistants.toml if present)"),
 )
 
