@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from core.events import RunCompleted
+from core.knowledge import vector_index
 from core.knowledge.base import KnowledgeBase
 from core.knowledge.vector_index import INDEX_FROM, ChannelIndex, index_path
 from core.model_client import ModelClient
@@ -95,7 +96,14 @@ async def test_loading_a_large_channel_holds_up_no_other_channel(service, fake_m
         await kb.close()
 
 
-async def test_a_large_channel_is_searched_from_its_index_file_and_never_returns_removed_chunks(service) -> None:
+@pytest.mark.parametrize("walk", [False, True], ids=["scanned", "graph-walk"])
+async def test_a_large_channel_is_searched_from_its_index_file_and_never_returns_removed_chunks(
+    service, monkeypatch: pytest.MonkeyPatch, walk: bool
+) -> None:
+    """``walk``: the index is searched by walking its HNSW graph, as past SCAN_UP_TO (50,000) chunks, not
+    scanned whole: the same results, since candidates are re-scored exactly."""
+    if walk:
+        monkeypatch.setattr(vector_index, "SCAN_UP_TO", 0)
     rng = np.random.default_rng(2)
     vectors = {name: rng.standard_normal((40, DIM)).astype(np.float32) for name in ("a.txt", "b.txt", "c.txt")}
     ids = {name: await store_file(service, BIG, name, v) for name, v in vectors.items()}
