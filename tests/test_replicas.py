@@ -141,6 +141,62 @@ async def test_three_replicas_one_killed_mid_run_answer_every_question_exactly_o
     assert statuses == {"completed": len(routed) - 1, "failed": 1}
 
 
+async def test_replicas_in_socket_mode_each_answer_what_reaches_their_connection_and_a_redelivery_once(
+    tmp_path: Path, postgres_url: str, team_assistants: Path
+) -> None:
+    """Two replicas in Socket Mode: each holds a connection of the app's, Slack deals envelopes over them, and
+    redelivers an event whose ack came late on another connection: every mention is answered once."""
+    database = StoreDatabase(tmp_path / "cache" / "threadline.db", postgres_url)
+    asked: Counter[str] = Counter()
+
+    def script(request: dict[str, Any]) -> Reply:
+        text = last_user_text(request).split(": ", 1)[-1]
+        asked[text] += 1
+        return Reply(text=f"Answer to: {text}", chunk_delay=0.001)
+
+    async with FakeOpenAI(script) as model, FakeSlack(members={c: [ALICE] for c in CHANNELS}) as slack:
+        replicas: list[Bots] = []
+        try:
+            for count in (1, 2):  # one at a time: the fake numbers connections in the order they open
+                env = clean_env(
+                    tmp_path,
+                    OPENAI_BASE_URL=model.base_url,
+                    OPENAI_API_KEY="sk-test-not-a-real-key",
+                    THREADLINE_ASSISTANTS=str(team_assistants),
+                    SLACK_BOT_TOKEN=slack.bot_token,
+                    SLACK_APP_TOKEN=slack.app_token,
+                    SLACK_API_URL=slack.api_url,
+                    **database.env(),
+                )
+                replicas.append(await Bots.start(env, tmp_path))
+                await replicas[-1].wait_line("serving Slack (Socket Mode)")
+                await slack.wait_connected(count)
+            events = [(c, f"17100000{i}0.000100", question_text(c, 0)) for i, c in enumerate(CHANNELS)]
+            for number, (channel, ts, text) in enumerate(events):
+                event = event_callback(app_mention(channel, ALICE, f"<@U_BOT> {text}", ts), f"EvS{number}")
+                await slack.wait_for_ack(await slack.socket_send("events_api", event, connection=number % 2))
+                if number == 0:  # its ack "came late": Slack sends it again, to the other connection
+                    again = await slack.socket_send(
+                        "events_api", event, connection=1, retry_attempt=1, retry_reason="timeout"
+                    )
+                    await slack.wait_for_ack(again)
+            await slack.wait_until(
+                lambda: all(_answers(slack, events, t) for _, _, t in events), timeout=60, what="every answer"
+            )
+            for replica in replicas:
+                assert await replica.stop() == 0
+        finally:
+            for replica in replicas:
+                await replica.kill()
+
+    for _, _, text in events:
+        assert _answers(slack, events, text) == [f"Answer to: {text}"]
+        assert asked[text] == 1
+    origins = {origin for (origin,) in database.rows("SELECT origin FROM runs")}
+    assert len(origins) == 2  # both replicas answered
+    assert all("Traceback" not in replica.log for replica in replicas)
+
+
 def _thread(slack: FakeSlack, events: list[tuple[str, str, str]], text: str) -> list[Posted]:
     [(channel, ts)] = [(c, t) for c, t, q in events if q == text]
     return slack.thread(channel, ts)

@@ -491,11 +491,14 @@ class FakeSlack:
         accepts_response_payload: bool | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
+        connection: int = -1,
     ) -> str:
         """Send an envelope (``events_api``, ``slash_commands``, ``interactive``) to the connected client.
 
         Returns the envelope id; the client's ack appears in ``acks`` (see ``wait_for_ack``).
         ``accepts_response_payload`` defaults to what Slack sends: true for slash commands only.
+        ``connection``: which open connection gets it, in the order they connected (Slack spreads an app's
+        envelopes over its connections, up to 10; default: the newest).
         """
         envelope_id = str(uuid.uuid4())
         envelope: dict[str, Any] = {"envelope_id": envelope_id, "type": envelope_type, "payload": payload}
@@ -505,18 +508,18 @@ class FakeSlack:
         if envelope_type == "events_api":
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = retry_reason
-        await self._socket().send_json(envelope)
+        await self._socket(connection).send_json(envelope)
         return envelope_id
 
     async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the client to reconnect, as Slack does every few hours (it calls apps.connections.open again)."""
         await self._socket().send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}})
 
-    def _socket(self) -> web.WebSocketResponse:
+    def _socket(self, connection: int = -1) -> web.WebSocketResponse:
         open_sockets = [ws for ws in self._sockets if not ws.closed]
         if not open_sockets:
             raise RuntimeError("no Socket Mode client is connected (await fake.wait_connected() first)")
-        return open_sockets[-1]
+        return open_sockets[connection]
 
     async def _link(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
