@@ -14,6 +14,7 @@ VARIABLES = (
     ("SLACK_APP_TOKEN", "Slack: an app-level token (xapp-...): Socket Mode; unset: HTTP mode at /slack/events"),
     ("SLACK_CLIENT_ID", "Slack installed into many workspaces (with SLACK_CLIENT_SECRET, SLACK_STATE_SECRET)"),
     ("DISCORD_TOKEN", "Discord: the bot's token; set: Discord is served"),
+    ("DISCORD_SHARD_IDS", "Discord: the shards this process serves (with DISCORD_SHARD_COUNT, the total)"),
     ("THREADLINE_API_KEYS", "the Assistants-compatible API's bearer keys; set: the API is served at /v1"),
     ("THREADLINE_API", "on: the API also without keys (this machine only); off: not even with keys"),
     ("PORT", "the one HTTP port: /slack/events, /v1, /healthz, /readyz, /metrics (default 3000)"),

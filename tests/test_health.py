@@ -177,7 +177,9 @@ async def test_discord_serves_health_readiness_and_metrics_and_tracks_the_gatewa
     assert dict(channel)["channel"].startswith("discord:")
 
     async with harness.fake._send_lock:  # the gateway drops and stays silent (no HELLO) while this is held
-        await harness.fake._live.close(code=4000, message=b"fake disconnect")  # type: ignore[union-attr]
+        live = harness.fake.live_socket()
+        assert live is not None
+        await live.close(code=4000, message=b"fake disconnect")
         down = await _wait_status(f"{base}/readyz", 503)
         assert down["failed"] == ["platform"]
         assert "gateway" in down["checks"]["platform"]

@@ -101,11 +101,19 @@ async def test_three_replicas_one_killed_mid_run_answer_every_question_exactly_o
                     async with http.post(url, data=body, headers=signed_headers(SECRET, body)) as sent:
                         assert sent.status == 200
 
-            await slack.wait_until(
-                lambda: stalled == set(doomed) and all(_answers(slack, events, t) for t in answered),
-                timeout=60,
-                what="the others' questions answered and the doomed replica's all begun",
-            )
+            try:
+                await slack.wait_until(
+                    lambda: stalled == set(doomed) and all(_answers(slack, events, t) for t in answered),
+                    timeout=60,
+                    what="the others' questions answered and the doomed replica's all begun",
+                )
+            except TimeoutError as exc:  # what each thread holds says why
+                shown = {t: [(m.text, m.streaming) for m in _thread(slack, events, t)] for t in routed}
+                runs = database.rows("SELECT status, origin, owner, reply_ref FROM runs ORDER BY created_at")
+                logs = "\n".join(r.log[-3000:] for r in replicas)
+                raise AssertionError(
+                    f"{exc}\nstalled: {stalled}\nthreads: {shown}\nasked: {dict(asked)}\nruns: {runs}\nlogs:\n{logs}"
+                ) from None
             await _wait_until_shown(database, doomed)
             replicas[DOOMED].process.send_signal(signal.SIGKILL)
             await replicas[DOOMED].process.wait()

@@ -27,7 +27,17 @@ from core.logs import configure_logging
 from core.service import Threadline
 from core.settings import Settings
 
-__all__ = ["PERMISSIONS", "DiscordBot", "DiscordFront", "ThreadlineBot", "intents", "invite_url", "main"]
+__all__ = [
+    "PERMISSIONS",
+    "DiscordBot",
+    "DiscordFront",
+    "ShardedThreadlineBot",
+    "ThreadlineBot",
+    "discord_client",
+    "intents",
+    "invite_url",
+    "main",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -100,7 +110,10 @@ class ThreadlineBot(commands.Bot):
         desk = ApprovalDesk(self.service, self.replies.show, self.replies.showing)
         self.add_dynamic_items(approval_button_type(desk))
         self.tree.error(on_tree_error)
-        await self._sync_commands()
+        if 0 in self.settings.served_shards:
+            await self._sync_commands()
+        else:  # every process of a sharded bot would register the same commands: the one with shard 0 does
+            _log.info("the process serving shard 0 registers the slash commands; this one serves other shards")
         if self.application_id is not None:
             _log.info("invite the bot with: %s", invite_url(self.application_id))
         self._logged_in.set()
@@ -168,6 +181,40 @@ class ThreadlineBot(commands.Bot):
         await self.replies.show(handle, channel, reply_to=question, earlier=earlier)
 
 
+class ShardedThreadlineBot(ThreadlineBot, commands.AutoShardedBot):
+    """The same bot on several gateway connections, one per shard it serves (DISCORD_SHARD_COUNT and
+    DISCORD_SHARD_IDS). Discord sends a guild's events to shard ``(guild_id >> 22) % shard_count`` and DMs to
+    shard 0, so processes that share one database and serve different shards answer each guild once."""
+
+    async def readiness(self) -> str | None:
+        """None while every shard this process serves is connected and the sessions are ready."""
+        if self.is_closed():
+            return "the Discord client is closed"
+        down = []
+        for shard_id in self.settings.served_shards:
+            shard = self.get_shard(shard_id)
+            if shard is None or shard.is_closed():
+                down.append(shard_id)
+        if down:
+            named = ", ".join(str(shard_id) for shard_id in down)
+            plural = "s" if len(down) > 1 else ""
+            return (
+                f"the Discord gateway is not connected for shard{plural} {named} of {self.shard_count} "
+                "(discord.py is reconnecting)"
+            )
+        if not self.is_ready():
+            return "the Discord gateway is connected but not every shard's session is ready yet"
+        return None
+
+
+def discord_client(service: Threadline, settings: DiscordSettings, **options: Any) -> ThreadlineBot:
+    """The bot as the settings ask: one unsharded connection, or the shards they name."""
+    if settings.shard_count is None:
+        return ThreadlineBot(service, settings, **options)
+    shard_ids = list(settings.shard_ids) if settings.shard_ids is not None else None
+    return ShardedThreadlineBot(service, settings, shard_count=settings.shard_count, shard_ids=shard_ids, **options)
+
+
 def _point_at(settings: DiscordSettings) -> None:
     """Use another REST base or gateway (a proxy, a test server). discord.py keeps both on its classes."""
     if settings.api_url:
@@ -195,7 +242,7 @@ class DiscordFront:
 
     def attach(self, service: Threadline) -> ThreadlineBot:
         _point_at(self.settings)
-        self.client = ThreadlineBot(service, self.settings, **self._options)
+        self.client = discord_client(service, self.settings, **self._options)
         return self.client
 
     async def start(self) -> None:
@@ -226,6 +273,12 @@ class DiscordFront:
         if client is None:
             return "Discord"
         described = f"Discord as {client.user} in {len(client.guilds)} servers"
+        if self.settings.shard_count is not None:
+            served = self.settings.served_shards
+            shards = ", ".join(str(shard_id) for shard_id in served)
+            described += f" on shard{'s' if len(served) > 1 else ''} {shards} of {self.settings.shard_count}"
+            if not self.settings.serves_dms:
+                described += " (DMs go to the process serving shard 0)"
         if not needs_message_content(self.settings):
             described += (
                 f" (without the privileged Message Content intent, DISCORD_INDEX_FILES={self.settings.index_files}"

@@ -9,7 +9,7 @@ from typing import Literal, cast
 
 from core.errors import ConfigError
 
-__all__ = ["DiscordSettings", "FileIndexing"]
+__all__ = ["DiscordSettings", "FileIndexing", "parse_shards"]
 
 FileIndexing = Literal["all", "mentions", "off"]
 _INDEXING = ("all", "mentions", "off")
@@ -28,10 +28,30 @@ class DiscordSettings:
     # the bot takes the Message Content intent, asked for anyway to index every message's files: so None (not
     # set) means on with DISCORD_INDEX_FILES=all, off otherwise.
     thread_followups: bool | None = None
+    # Sharding (several processes sharing Discord's connections): the total number of shards, and the ones this
+    # process serves (None: all of them). Both None: one unsharded connection.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
 
     @property
     def follows_up(self) -> bool:
         return self.index_files == "all" if self.thread_followups is None else self.thread_followups
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
+
+    @property
+    def served_shards(self) -> tuple[int, ...]:
+        """The shards this process connects (``(0,)`` unsharded: the one connection gets every guild and DM)."""
+        if self.shard_count is None:
+            return (0,)
+        return self.shard_ids if self.shard_ids is not None else tuple(range(self.shard_count))
+
+    @property
+    def serves_dms(self) -> bool:
+        """Discord sends DMs to shard 0 only."""
+        return 0 in self.served_shards
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DiscordSettings:
@@ -75,6 +95,7 @@ class DiscordSettings:
                 f"DISCORD_THREAD_FOLLOWUPS={followups!r} is not a choice: 'on' answers replies in a thread the bot is "
                 "part of without a mention (this needs the Message Content intent), 'mention' only when mentioned."
             )
+        shard_count, shard_ids = parse_shards(text("DISCORD_SHARD_COUNT"), text("DISCORD_SHARD_IDS"))
         return cls(
             token=token,
             guild_ids=tuple(guild_ids),
@@ -84,4 +105,49 @@ class DiscordSettings:
             allow_bots=(text("DISCORD_ALLOW_BOTS") or "false").lower() in {"1", "true", "yes", "on"},
             edit_interval=interval,
             thread_followups=None if not followups else followups == "on",
+            shard_count=shard_count,
+            shard_ids=shard_ids,
         )
+
+
+def parse_shards(count_text: str | None, ids_text: str | None) -> tuple[int | None, tuple[int, ...] | None]:
+    """DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS as (count, ids): (None, None) when neither is set.
+
+    A guild's events go to shard ``(guild_id >> 22) % count``, DMs to shard 0; each process names its shards.
+    """
+    if count_text is None:
+        if ids_text is not None:
+            raise ConfigError(
+                f"DISCORD_SHARD_IDS={ids_text!r} needs DISCORD_SHARD_COUNT, the total number of shards "
+                "across all processes (e.g. DISCORD_SHARD_COUNT=4 with DISCORD_SHARD_IDS=0,1 here)."
+            )
+        return None, None
+    if not count_text.isdigit() or int(count_text) < 1:
+        raise ConfigError(
+            f"DISCORD_SHARD_COUNT={count_text!r} should be the total number of shards across all processes, "
+            "a whole number of at least 1."
+        )
+    count = int(count_text)
+    if ids_text is None:
+        return count, None
+    ids: list[int] = []
+    for part in ids_text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise ConfigError(
+                f"DISCORD_SHARD_IDS should be shard numbers separated by commas, e.g. 0,2; {part!r} is not one."
+            )
+        shard = int(part)
+        if shard >= count:
+            raise ConfigError(
+                f"DISCORD_SHARD_IDS names shard {shard}, but with DISCORD_SHARD_COUNT={count} the shards are "
+                f"0 to {count - 1}."
+            )
+        if shard in ids:
+            raise ConfigError(f"DISCORD_SHARD_IDS names shard {shard} twice; name each shard once.")
+        ids.append(shard)
+    if not ids:
+        raise ConfigError(f"DISCORD_SHARD_IDS={ids_text!r} names no shard; e.g. 0,2, or unset it to serve all of them.")
+    return count, tuple(ids)

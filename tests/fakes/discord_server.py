@@ -13,12 +13,18 @@ The real discord.py client talks to it unmodified once two class attributes poin
 
 What the bot sees: one guild (``GUILD_ID``) with two text channels (``CHANNEL_ID``,
 ``OTHER_CHANNEL_ID``, plus ``extra_channels`` more), a public thread (``THREAD_ID``) and a DM
-channel with ALICE (``DM_CHANNEL_ID``). The gateway does HELLO / HEARTBEAT_ACK / IDENTIFY
-(READY then GUILD_CREATE) / RESUME (replaying what the client missed, then RESUMED) and answers
-member chunk requests; ``dispatch`` pushes any event, and ``send_message``, ``slash_command``,
-``autocomplete`` and ``press_button`` build the real payloads for the common ones.
-``disconnect`` closes the socket with a resumable code; events dispatched meanwhile are replayed
-on RESUME.
+channel with ALICE (``DM_CHANNEL_ID``); with ``second_guild`` also ``SECOND_GUILD_ID`` and its
+channel ``SECOND_CHANNEL_ID``. The gateway does HELLO / HEARTBEAT_ACK / IDENTIFY (READY then
+GUILD_CREATE) / RESUME (replaying what the client missed, then RESUMED) and answers member chunk
+requests; ``dispatch`` pushes any event, and ``send_message``, ``slash_command``, ``autocomplete``
+and ``press_button`` build the real payloads for the common ones. ``disconnect`` closes the socket
+with a resumable code; events dispatched meanwhile are replayed on RESUME.
+
+Sharding is Discord's: an IDENTIFY with ``shard: [id, count]`` opens that shard's session, whose
+READY and GUILD_CREATEs hold the guilds with ``(guild_id >> 22) % count == id`` (``shard_of``);
+each event goes to the session(s) of its guild's shard, an event without a guild (a DM) to shard 0.
+An IDENTIFY without ``shard`` is shard 0 of 1: every guild and DM. ``GET /gateway/bot`` recommends
+``shards`` shards. ``GUILD_ID`` is on shard 0 for any count, ``SECOND_GUILD_ID`` on shard 1 of 2.
 
 REST calls are recorded as ``Call``s and change state the way Discord does: the bot's messages
 (``messages``, ``history`` of contents), interaction callbacks and follow-ups (a first follow-up
@@ -87,6 +93,9 @@ __all__ = [
     "NO_VIEW_PERMS",
     "OTHER_BOT",
     "OTHER_CHANNEL_ID",
+    "SECOND_BOT_ROLE_ID",
+    "SECOND_CHANNEL_ID",
+    "SECOND_GUILD_ID",
     "TEAM_LEADS_ROLE_ID",
     "THREAD_ID",
     "VIEW_CHANNEL",
@@ -97,6 +106,7 @@ __all__ = [
     "Interaction",
     "User",
     "point_discord_at",
+    "shard_of",
 ]
 
 BOT_TOKEN = "fake-bot-token"
@@ -110,6 +120,10 @@ CHANNEL_ID = 3000
 OTHER_CHANNEL_ID = 3001
 THREAD_ID = 3100
 DM_CHANNEL_ID = 4000
+# A second guild (``FakeDiscord(second_guild=True)``) whose id puts it on shard 1 of 2 (GUILD_ID is on shard 0).
+SECOND_GUILD_ID = (1 << 22) | GUILD_ID
+SECOND_BOT_ROLE_ID = SECOND_GUILD_ID + 1
+SECOND_CHANNEL_ID = SECOND_GUILD_ID + 2
 
 VIEW_CHANNEL = 1 << 10
 ADMINISTRATOR = 1 << 3
@@ -225,6 +239,26 @@ class Dispatch(NamedTuple):
     seq: int
     event: str
     data: dict[str, Any]
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to; DMs (no guild) go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+@dataclass
+class _Session:
+    """One gateway session: its shard ((0, 1) unsharded), its sequence, its log for RESUME, its live socket."""
+
+    id: str
+    shard: tuple[int, int]
+    live: web.WebSocketResponse | None
+    seq: int = 0
+    log: list[tuple[int, str]] = field(default_factory=list)  # (seq, frame)
+
+    def covers(self, guild_id: int | None) -> bool:
+        shard_id, count = self.shard
+        return shard_of(guild_id, count) == shard_id
 
 
 class _DiscordError(Exception):
@@ -380,7 +414,9 @@ class FakeDiscord:
     disallowed intents, discord.py raises PrivilegedIntentsRequired); ``extra_channels`` adds guild
     text channels; ``rate_limit=(limit, per_seconds)`` sizes the per-channel buckets of
     the message routes (create, edit and delete each have their own, like Discord), None disables
-    them; ``interaction_deadline`` is the time to answer an interaction (None: no deadline).
+    them; ``interaction_deadline`` is the time to answer an interaction (None: no deadline);
+    ``shards`` is the shard count ``GET /gateway/bot`` recommends; ``second_guild`` adds
+    ``SECOND_GUILD_ID`` (on shard 1 of 2) with one text channel, ``SECOND_CHANNEL_ID``.
     Extra channels take ids 3002, 3003... skipping THREAD_ID and DM_CHANNEL_ID.
 
     What it records, for assertions:
@@ -388,7 +424,8 @@ class FakeDiscord:
     - gateway: ``identify_payloads`` (``identifies``), ``resume_payloads``, ``resumes`` (successful
       ones), ``readies``, ``sessions`` (ids), ``dispatched`` (every op 0 sent or queued),
       ``connections``, ``gateway_queries``, ``gateway_received``, ``last_close_code`` (the close code
-      that ended the last connection, whichever side sent it);
+      that ended the last connection, whichever side sent it); ``shards_identified`` (the ``[id, count]``
+      of each IDENTIFY, None for an unsharded one);
     - REST: ``calls`` (see ``calls_to`` / ``wait_for``); ``messages`` (channel id -> the bot's
       messages, live dicts updated by edits), ``history`` (message id -> every content, first one
       included), ``deleted``, ``interaction_responses`` (interaction id -> accepted callback bodies),
@@ -408,6 +445,8 @@ class FakeDiscord:
         rate_limit: tuple[int, float] | None = (5, 5.0),
         interaction_deadline: float | None = 3.0,
         heartbeat_interval: int = 41_250,
+        shards: int = 1,
+        second_guild: bool = False,
     ) -> None:
         self.close_code_on_identify = close_code_on_identify
         # False: the application's Message Content switch is off in the portal, and an IDENTIFY asking for it
@@ -416,9 +455,12 @@ class FakeDiscord:
         self.rate_limit = rate_limit
         self.interaction_deadline = interaction_deadline  # seconds to answer an interaction; None: forever
         self.heartbeat_interval = heartbeat_interval
+        self.shards = shards  # what GET /gateway/bot recommends
+        self.guild_ids = [GUILD_ID, *([SECOND_GUILD_ID] if second_guild else [])]
 
         # gateway
         self.identify_payloads: list[dict[str, Any]] = []
+        self.shards_identified: list[list[int] | None] = []
         self.resume_payloads: list[dict[str, Any]] = []
         self.gateway_received: list[dict[str, Any]] = []  # every payload the client sent, heartbeats included
         self.gateway_queries: list[dict[str, str]] = []  # the query string of every connection
@@ -453,6 +495,10 @@ class FakeDiscord:
             self.channels[channel_id] = self._text_channel_payload(channel_id, name, position)
         self.channels[THREAD_ID] = self._thread_payload(THREAD_ID, CHANNEL_ID, "a-thread", ALICE.id)
         self.channels[DM_CHANNEL_ID] = self._dm_payload(DM_CHANNEL_ID, ALICE)
+        if second_guild:
+            self.channels[SECOND_CHANNEL_ID] = self._text_channel_payload(
+                SECOND_CHANNEL_ID, "second-general", 0, guild_id=SECOND_GUILD_ID
+            )
         self._dm_by_user: dict[int, int] = {ALICE.id: DM_CHANNEL_ID}
 
         self._by_id: dict[int, dict[str, Any]] = {}  # every message the fake knows (users' and the bot's)
@@ -466,10 +512,7 @@ class FakeDiscord:
         self._last_snowflake = 0
         self._counter = itertools.count(1)
 
-        self._session_id: str | None = None
-        self._seq = 0
-        self._log: list[tuple[int, str]] = []  # (seq, frame) of the current session
-        self._live: web.WebSocketResponse | None = None
+        self._sessions: dict[tuple[int, int], _Session] = {}  # by shard: (id, count); (0, 1) unsharded
         self._sockets: set[web.WebSocketResponse] = set()
         self._server_close: dict[web.WebSocketResponse, int] = {}
         self._send_lock = asyncio.Lock()
@@ -718,11 +761,11 @@ class FakeDiscord:
         return self._last_snowflake
 
     @staticmethod
-    def _text_channel_payload(channel_id: int, name: str, position: int) -> dict[str, Any]:
+    def _text_channel_payload(channel_id: int, name: str, position: int, *, guild_id: int = GUILD_ID) -> dict[str, Any]:
         return {
             "id": str(channel_id),
             "type": 0,
-            "guild_id": str(GUILD_ID),
+            "guild_id": str(guild_id),
             "name": name,
             "position": position,
             "permission_overwrites": [],
@@ -740,7 +783,7 @@ class FakeDiscord:
         return {
             "id": str(thread_id),
             "type": 11,
-            "guild_id": str(GUILD_ID),
+            "guild_id": str(self._guild_of_channel(parent_id) or GUILD_ID),
             "parent_id": str(parent_id),
             "owner_id": str(owner_id),
             "name": name,
@@ -767,19 +810,35 @@ class FakeDiscord:
         channel = self.channels.get(channel_id)
         return channel is not None and "guild_id" in channel
 
+    def _guild_of_channel(self, channel_id: int) -> int | None:
+        """The guild a channel (or thread) is in; None for a DM or an unknown channel."""
+        guild = (self.channels.get(channel_id) or {}).get("guild_id")
+        return int(guild) if guild is not None else None
+
+    @staticmethod
+    def _bot_role(guild_id: int) -> int:
+        """The bot's managed role in a guild."""
+        return BOT_ROLE_ID if guild_id == GUILD_ID else SECOND_BOT_ROLE_ID
+
+    def _known_guild(self, guild_id: int) -> int:
+        if guild_id not in self.guild_ids:
+            raise _unknown("Guild", 10004)
+        return guild_id
+
     def _channel(self, channel_id: int) -> dict[str, Any]:
         channel = self.channels.get(channel_id)
         if channel is None:
             raise _unknown("Channel", 10003)
         return channel
 
-    def _guild_payload(self) -> dict[str, Any]:
-        guild_channels = [c for c in self.channels.values() if c.get("guild_id") and c["type"] != 11]
-        threads = [c for c in self.channels.values() if c["type"] in (10, 11, 12)]
+    def _guild_payload(self, guild_id: int = GUILD_ID) -> dict[str, Any]:
+        mine = [c for c in self.channels.values() if c.get("guild_id") == str(guild_id)]
+        guild_channels = [c for c in mine if c["type"] != 11]
+        threads = [c for c in mine if c["type"] in (10, 11, 12)]
         role_colors = {"primary_color": 0, "secondary_color": None, "tertiary_color": None}
         roles = [
             {
-                "id": str(GUILD_ID),
+                "id": str(guild_id),
                 "name": "@everyone",
                 "permissions": str(EVERYONE_PERMS),
                 "position": 0,
@@ -793,7 +852,7 @@ class FakeDiscord:
                 "flags": 0,
             },
             {
-                "id": str(BOT_ROLE_ID),
+                "id": str(self._bot_role(guild_id)),
                 "name": BOT_USER.name,
                 "permissions": str(ALL_PERMS),
                 "position": 1,
@@ -807,24 +866,28 @@ class FakeDiscord:
                 "flags": 0,
                 "tags": {"bot_id": str(BOT_USER_ID)},
             },
-            {
-                "id": str(TEAM_LEADS_ROLE_ID),
-                "name": "team-leads",
-                "permissions": str(EVERYONE_PERMS),
-                "position": 2,
-                "color": 0,
-                "colors": role_colors,
-                "hoist": False,
-                "managed": False,
-                "mentionable": False,
-                "icon": None,
-                "unicode_emoji": None,
-                "flags": 0,
-            },
         ]
+        if guild_id == GUILD_ID:
+            roles.append(
+                {
+                    "id": str(TEAM_LEADS_ROLE_ID),
+                    "name": "team-leads",
+                    "permissions": str(EVERYONE_PERMS),
+                    "position": 2,
+                    "color": 0,
+                    "colors": role_colors,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "icon": None,
+                    "unicode_emoji": None,
+                    "flags": 0,
+                }
+            )
+        text_channels = [c for c in guild_channels if c["type"] == 0]
         return {
-            "id": str(GUILD_ID),
-            "name": "Threadline Test",
+            "id": str(guild_id),
+            "name": "Threadline Test" if guild_id == GUILD_ID else "Threadline Second",
             "icon": None,
             "splash": None,
             "discovery_splash": None,
@@ -839,7 +902,7 @@ class FakeDiscord:
             "mfa_level": 0,
             "nsfw_level": 0,
             "application_id": None,
-            "system_channel_id": str(CHANNEL_ID),
+            "system_channel_id": text_channels[0]["id"] if text_channels else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -861,7 +924,7 @@ class FakeDiscord:
             "unavailable": False,
             "lazy": True,
             "member_count": len(_USERS),
-            "members": [_member_payload(BOT_USER, roles=[BOT_ROLE_ID])],
+            "members": [_member_payload(BOT_USER, roles=[self._bot_role(guild_id)])],
             "channels": guild_channels,
             "threads": threads,
             "presences": [],
@@ -919,14 +982,34 @@ class FakeDiscord:
     # --- the gateway ------------------------------------------------------------------------------
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> int:
-        """Send a gateway event (op 0) with the session's next sequence number; return that number.
+        """Send a gateway event (op 0) to the session of its guild's shard (a DM's: shard 0), with that
+        session's next sequence number; return that number.
 
         While the client is disconnected the event waits in the session's log and is replayed
         when the client RESUMEs from an earlier sequence number.
         """
-        if self._session_id is None:
+        if not self._sessions:
             raise RuntimeError("no gateway session yet: start the client and await fake.wait_ready() first")
+        guild_id = self._guild_of(data)
+        if not any(session.covers(guild_id) for session in self._sessions.values()):
+            raise RuntimeError(f"no gateway session serves guild {guild_id}'s shard: is that shard's client started?")
         return await self._dispatch(event, data)
+
+    def session_ids(self, shard: int = 0) -> list[str]:
+        """The ids of the sessions open now for shard ``shard`` (of any shard count)."""
+        return [session.id for key, session in self._sessions.items() if key[0] == shard]
+
+    def live_socket(self, shard: int = 0) -> web.WebSocketResponse | None:
+        """The connection that shard ``shard``'s events go to now, if any (an unsharded client's is shard 0)."""
+        for (shard_id, _count), session in self._sessions.items():
+            if shard_id == shard and session.live is not None and not session.live.closed:
+                return session.live
+        return None
+
+    @staticmethod
+    def _guild_of(data: dict[str, Any]) -> int | None:
+        guild = data.get("guild_id")
+        return int(guild) if guild is not None else None
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> int:
         if event == "MESSAGE_CREATE":
@@ -937,44 +1020,61 @@ class FakeDiscord:
         return seq
 
     async def _dispatch_locked(self, event: str, data: dict[str, Any]) -> int:
-        assert self._session_id is not None
-        self._seq += 1
-        frame = json.dumps({"op": 0, "t": event, "s": self._seq, "d": data})
-        self._log.append((self._seq, frame))
-        self.dispatched.append(Dispatch(self._session_id, self._seq, event, data))
-        live = self._live
+        """Send (or log, while disconnected) the event to every session whose shard holds its guild."""
+        guild_id = self._guild_of(data)
+        seq = 0
+        for session in list(self._sessions.values()):
+            if session.covers(guild_id):
+                seq = await self._send_event(session, event, data)
+        return seq
+
+    async def _send_event(self, session: _Session, event: str, data: dict[str, Any]) -> int:
+        session.seq += 1
+        frame = json.dumps({"op": 0, "t": event, "s": session.seq, "d": data})
+        session.log.append((session.seq, frame))
+        self.dispatched.append(Dispatch(session.id, session.seq, event, data))
+        live = session.live
         if live is not None and not live.closed:
             with contextlib.suppress(ConnectionError):
                 await live.send_str(frame)
-        return self._seq
+        return session.seq
 
     async def _dispatch_if_connected(self, event: str, data: dict[str, Any]) -> None:
-        if self._session_id is not None:
+        if self._sessions:
             await self._dispatch(event, data)
 
-    async def disconnect(self, code: int = 4000) -> None:
-        """Close the live gateway connection with ``code`` (4000: resumable; discord.py RESUMEs)."""
+    def _take_live(self, shard: int) -> tuple[_Session | None, web.WebSocketResponse | None]:
+        """Detach shard ``shard``'s live connection from its session (call under the send lock)."""
+        for (shard_id, _count), session in self._sessions.items():
+            if shard_id == shard and session.live is not None:
+                ws, session.live = session.live, None
+                return session, ws
+        return None, None
+
+    async def disconnect(self, code: int = 4000, *, shard: int = 0) -> None:
+        """Close shard ``shard``'s live gateway connection with ``code`` (4000: resumable; discord.py RESUMEs)."""
         async with self._send_lock:
-            ws, self._live = self._live, None
+            _session, ws = self._take_live(shard)
         if ws is None:
             raise RuntimeError("no live gateway connection to close")
         self._server_close[ws] = code
         await ws.close(code=code, message=b"fake disconnect")
         await self._notify()
 
-    async def request_reconnect(self) -> None:
+    async def request_reconnect(self, *, shard: int = 0) -> None:
         """Send op 7 RECONNECT: the client closes and resumes on ``resume_gateway_url``."""
         async with self._send_lock:
-            ws, self._live = self._live, None
+            _session, ws = self._take_live(shard)
         if ws is None:
             raise RuntimeError("no live gateway connection")
         await ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
 
-    async def invalidate_session(self) -> None:
+    async def invalidate_session(self, *, shard: int = 0) -> None:
         """Send op 9 INVALID_SESSION (not resumable): the client must IDENTIFY again."""
         async with self._send_lock:
-            ws, self._live = self._live, None
-            self._session_id = None
+            session, ws = self._take_live(shard)
+            if session is not None:
+                del self._sessions[session.shard]
         if ws is None:
             raise RuntimeError("no live gateway connection")
         await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
@@ -1003,8 +1103,9 @@ class FakeDiscord:
                     await ws.close(code=4002, message=b"Error while decoding payload.")
         finally:
             self._sockets.discard(ws)
-            if self._live is ws:
-                self._live = None
+            for session in self._sessions.values():
+                if session.live is ws:
+                    session.live = None
             self.last_close_code = self._server_close.pop(ws, ws.close_code)
             await self._notify()
         return ws
@@ -1028,10 +1129,25 @@ class FakeDiscord:
         self._server_close[ws] = code
         await ws.close(code=code, message=reason.encode())
 
+    @staticmethod
+    def _shard_key(raw: Any) -> tuple[int, int] | None:
+        """IDENTIFY's ``shard`` as (id, count): (0, 1) when absent, None when invalid (Discord closes 4010)."""
+        if raw is None:
+            return 0, 1
+        if not isinstance(raw, list) or len(raw) != 2 or not all(type(n) is int for n in raw):
+            return None
+        shard_id, count = raw
+        return (shard_id, count) if 0 <= shard_id < count else None
+
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.identify_payloads.append(data)
+        self.shards_identified.append(data.get("shard"))
         if data.get("token") != BOT_TOKEN:
             await self._close(ws, 4004, "Authentication failed.")
+            return
+        key = self._shard_key(data.get("shard"))
+        if key is None:
+            await self._close(ws, 4010, "Invalid shard.")
             return
         if self.close_code_on_identify is not None:
             await self._close(ws, self.close_code_on_identify, "Disallowed intent(s).")
@@ -1040,16 +1156,14 @@ class FakeDiscord:
             await self._close(ws, 4014, "Disallowed intent(s).")
             return
         async with self._send_lock:
-            self._session_id = secrets.token_hex(16)
-            self.sessions.append(self._session_id)
-            self._seq = 0
-            self._log = []
-            self._live = ws
+            session = self._sessions[key] = _Session(secrets.token_hex(16), key, ws)
+            self.sessions.append(session.id)
+            guilds = [guild_id for guild_id in self.guild_ids if session.covers(guild_id)]
             ready: dict[str, Any] = {
                 "v": 10,
                 "user": BOT_USER.payload() | {"verified": True, "mfa_enabled": False, "flags": 0, "email": None},
-                "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                "session_id": self._session_id,
+                "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in guilds],
+                "session_id": session.id,
                 "session_type": "normal",
                 "resume_gateway_url": self.gateway_url,
                 "application": {"id": str(APPLICATION_ID), "flags": 0},
@@ -1064,8 +1178,9 @@ class FakeDiscord:
             }
             if "shard" in data:
                 ready["shard"] = data["shard"]
-            await self._dispatch_locked("READY", ready)
-            await self._dispatch_locked("GUILD_CREATE", self._guild_payload())
+            await self._send_event(session, "READY", ready)
+            for guild_id in guilds:
+                await self._send_event(session, "GUILD_CREATE", self._guild_payload(guild_id))
             self.readies += 1
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
@@ -1074,19 +1189,22 @@ class FakeDiscord:
             await self._close(ws, 4004, "Authentication failed.")
             return
         async with self._send_lock:
-            if self._session_id is None or data.get("session_id") != self._session_id:
+            found = [s for s in self._sessions.values() if s.id == data.get("session_id")]
+            if not found:
                 await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
                 return
+            session = found[0]
             after = data.get("seq") or 0
-            for seq, frame in self._log:
+            for seq, frame in session.log:
                 if seq > after:
                     await ws.send_str(frame)
             await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": None, "d": {"_trace": ["fake-gateway"]}}))
-            self._live = ws
+            session.live = ws
             self.resumes += 1
 
     async def _request_members(self, data: dict[str, Any]) -> None:
-        if self._session_id is None:
+        guild_id = int(data.get("guild_id") or GUILD_ID)
+        if guild_id not in self.guild_ids or not any(s.covers(guild_id) for s in self._sessions.values()):
             return
         wanted = {int(u) for u in data.get("user_ids") or []}
         query = str(data.get("query") or "").lower()
@@ -1094,9 +1212,10 @@ class FakeDiscord:
         limit = int(data.get("limit") or 0)
         if limit:
             users = users[:limit]
+        role = self._bot_role(guild_id)
         chunk: dict[str, Any] = {
-            "guild_id": str(GUILD_ID),
-            "members": [_member_payload(u, roles=[BOT_ROLE_ID] if u is BOT_USER else []) for u in users],
+            "guild_id": str(guild_id),
+            "members": [_member_payload(u, roles=[role] if u is BOT_USER else []) for u in users],
             "chunk_index": 0,
             "chunk_count": 1,
         }
@@ -1172,15 +1291,16 @@ class FakeDiscord:
         """A message ``author`` wrote, as :meth:`send_message` builds it, kept without dispatching it: the REST
         API knows it (GET, replies to it), the gateway never sends it (it was written while no bot listened)."""
         self._channel(channel_id)
-        guild = self._is_guild_channel(channel_id)
+        guild_id = self._guild_of_channel(channel_id)
+        guild = guild_id is not None
         if mention_bot:
             content = f"<@{BOT_USER_ID}> {content}"
         mid = self._snowflake() if message_id is None else message_id
         mentioned: list[dict[str, Any]] = []
         if mention_bot:
             mention = BOT_USER.payload()
-            if guild:
-                mention["member"] = _member_payload(BOT_USER, with_user=False, roles=[BOT_ROLE_ID])
+            if guild_id is not None:
+                mention["member"] = _member_payload(BOT_USER, with_user=False, roles=[self._bot_role(guild_id)])
             mentioned.append(mention)
         for user in mentions:
             mention = user.payload()
@@ -1207,7 +1327,7 @@ class FakeDiscord:
             "nonce": str(mid),
         }
         if guild:
-            message["guild_id"] = str(GUILD_ID)
+            message["guild_id"] = str(guild_id)
             message["member"] = _member_payload(author, with_user=False)
         if reply_to is not None:
             message["type"] = 19
@@ -1215,7 +1335,7 @@ class FakeDiscord:
                 "type": 0,
                 "channel_id": reply_to["channel_id"],
                 "message_id": reply_to["id"],
-                **({"guild_id": str(GUILD_ID)} if guild else {}),
+                **({"guild_id": str(guild_id)} if guild else {}),
             }
             message["referenced_message"] = copy.deepcopy(reply_to)
         self._by_id[mid] = message
@@ -1251,13 +1371,14 @@ class FakeDiscord:
             "entitlement_sku_ids": [],
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
-        if self._is_guild_channel(channel_id):
+        guild_id = self._guild_of_channel(channel_id)
+        if guild_id is not None:
             payload |= {
-                "guild_id": str(GUILD_ID),
-                "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
+                "guild_id": str(guild_id),
+                "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
                 "guild_locale": "en-US",
                 "member": _member_payload(user, roles=roles) | {"permissions": str(permissions)},
-                "authorizing_integration_owners": {"0": str(GUILD_ID)},
+                "authorizing_integration_owners": {"0": str(guild_id)},
                 "context": 0,
             }
         else:
@@ -1269,14 +1390,14 @@ class FakeDiscord:
 
     def _command_data(self, name: str, options: list[dict[str, Any]], channel_id: int) -> dict[str, Any]:
         data: dict[str, Any] = {"name": name, "type": 1}
-        guild = self._is_guild_channel(channel_id)
-        if guild and (GUILD_ID, name) in self._command_ids:
-            data["id"] = str(self._command_ids[(GUILD_ID, name)])
-            data["guild_id"] = str(GUILD_ID)  # discord.py looks guild commands up by it
+        guild_id = self._guild_of_channel(channel_id)
+        if guild_id is not None and (guild_id, name) in self._command_ids:
+            data["id"] = str(self._command_ids[(guild_id, name)])
+            data["guild_id"] = str(guild_id)  # discord.py looks guild commands up by it
         elif ("global", name) in self._command_ids:
             data["id"] = str(self._command_ids[("global", name)])
-        elif (GUILD_ID, name) in self._command_ids:
-            raise ValueError(f"/{name} is synced to the guild only: Discord does not offer it in channel {channel_id}")
+        elif any((other, name) in self._command_ids for other in self.guild_ids):
+            raise ValueError(f"/{name} is synced to a guild only: Discord does not offer it in channel {channel_id}")
         else:
             data["id"] = str(self._snowflake())
         if options:
@@ -1521,7 +1642,7 @@ class FakeDiscord:
                 "tags": [],
                 "redirect_uris": [],
                 "interactions_endpoint_url": None,
-                "approximate_guild_count": 1,
+                "approximate_guild_count": len(self.guild_ids),
                 "integration_types_config": {"0": {}},
             },
         )
@@ -1531,23 +1652,20 @@ class FakeDiscord:
 
     async def _get_gateway_bot(self, request: _Request) -> _Reply:
         limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-        return _Reply(200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return _Reply(200, {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit})
 
     async def _get_guild(self, request: _Request) -> _Reply:
-        if request.id(1) != GUILD_ID:
-            raise _unknown("Guild", 10004)
-        guild = self._guild_payload()
+        guild = self._guild_payload(self._known_guild(request.id(1)))
         for key in ("channels", "threads", "members", "presences", "voice_states", "joined_at", "large", "lazy"):
             guild.pop(key, None)
         return _Reply(200, guild)
 
     async def _get_member(self, request: _Request) -> _Reply:
-        if request.id(1) != GUILD_ID:
-            raise _unknown("Guild", 10004)
+        guild_id = self._known_guild(request.id(1))
         user = _USERS.get(request.id(2))
         if user is None:
             raise _unknown("Member", 10007)
-        return _Reply(200, _member_payload(user, roles=[BOT_ROLE_ID] if user is BOT_USER else []))
+        return _Reply(200, _member_payload(user, roles=[self._bot_role(guild_id)] if user is BOT_USER else []))
 
     # --- REST: application commands -------------------------------------------------------------------
 
@@ -1555,9 +1673,7 @@ class FakeDiscord:
         if request.id(1) != APPLICATION_ID:
             raise _unknown("Application", 10002)
         if request.match.re.groups >= 2:
-            if request.id(2) != GUILD_ID:
-                raise _unknown("Guild", 10004)
-            return GUILD_ID
+            return self._known_guild(request.id(2))
         return "global"
 
     def _command(self, scope: str | int, raw: Any, index: int) -> dict[str, Any]:
@@ -1768,7 +1884,7 @@ class FakeDiscord:
                 "type": 0,
                 "channel_id": referenced["channel_id"],
                 "message_id": referenced["id"],
-                **({"guild_id": str(GUILD_ID)} if self._is_guild_channel(channel_id) else {}),
+                **({"guild_id": str(guild_id)} if (guild_id := self._guild_of_channel(channel_id)) else {}),
             }
             message["referenced_message"] = copy.deepcopy(referenced)
         if interaction is not None:
