@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import statistics
 import sys
@@ -42,7 +44,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.chat_common import children_cpu, code_version, tcp_counters
+from bench.chat_common import children_cpu, code_version, process_cpu_s, tcp_counters
 from bench.chat_model import chat_model_server
 from bench.chat_slack import SlackLoad
 from bench.common import REPO, ModelServer, forbid_non_loopback, machine, percentile, write_result
@@ -203,6 +205,24 @@ async def send_and_wait(slack: SlackProcess, specs: list[dict[str, Any]], second
     return await slack.command("wait", timeout=seconds)
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU so far of ``root`` and every process below it (PostgreSQL's server and its backends), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    total = 0.0
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            total += process_cpu_s(pid)
+    return total
+
+
 def store_counts(database: StoreDatabase) -> dict[str, Any]:
     """The load's runs by status, and its trigger messages with more than one completed run (synchronous)."""
     statuses = database.rows("SELECT status, COUNT(*) FROM runs WHERE channel LIKE ? GROUP BY status", (LOAD_CHANNELS,))
@@ -246,10 +266,13 @@ async def run_setup(setup: Setup, sides: Sides, args: argparse.Namespace, repeat
         pids = {"model": model.pid, "slack": slack.pid} | {f"replica{i}": r.process.pid for i, r in enumerate(replicas)}
         memory_before = [r.memory_kib() for r in replicas]
         cpu_before, tcp_before = children_cpu(pids), tcp_counters()
+        postgres_before, load_before = tree_cpu_s(sides.postgres.process.pid), os.getloadavg()
         start = time.monotonic()
         waited = await send_and_wait(slack, specs, args.timeout)
         end = time.monotonic()
         cpu = {k: v - cpu_before[k] for k, v in children_cpu(pids).items()}
+        cpu["postgres"] = tree_cpu_s(sides.postgres.process.pid) - postgres_before
+        cpu["others"] -= cpu["postgres"]  # the rest of the machine: other people's work on it
         tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
 
         report = await slack.command("report")
@@ -284,6 +307,7 @@ async def run_setup(setup: Setup, sides: Sides, args: argparse.Namespace, repeat
             "complete_p50_s": statistics.median(s.complete_s for s in done) if done else float("nan"),
             "model_requests": (await model.command("stats"))["chat_requests"],
             "cpu_s": cpu,
+            "loadavg_before": load_before,
             "tcp": tcp,
             "per_replica": [
                 {
@@ -357,7 +381,7 @@ def summarise(runs: Sequence[dict[str, Any]], setup: Setup) -> dict[str, Any]:
 def table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
         "| configuration | answered | lost | duplicated | lag p99 ms, per replica | peak RSS MiB, per process "
-        "| wall s | answers/s | CPU s: replicas / model / Slack / rest |",
+        "| wall s | answers/s | CPU s: replicas / PostgreSQL / model / Slack / rest of the machine |",
         "|---|---:|---:|---:|---|---|---:|---:|---|",
     ]
     for s in summaries:
@@ -367,7 +391,7 @@ def table(summaries: Sequence[dict[str, Any]]) -> list[str]:
             f"| {s['label']} | {s['answered']:.0f} / {s['mentions']:.0f} | {s['lost']} | {s['duplicated']} "
             f"| {', '.join(f'{x:.0f}' for x in s['lag_p99_ms'])} | {', '.join(f'{x:.0f}' for x in s['rss_peak_mib'])} "
             f"| {s['wall_s']:.1f} | {s['answers_per_s']:.0f} "
-            f"| {bots:.1f} / {cpu['model']:.1f} / {cpu['slack']:.1f} / {cpu['others']:.1f} |"
+            f"| {bots:.1f} / {cpu['postgres']:.1f} / {cpu['model']:.1f} / {cpu['slack']:.1f} / {cpu['others']:.1f} |"
         )
     return lines
 
