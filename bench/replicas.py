@@ -418,6 +418,7 @@ async def main_async(args: argparse.Namespace, postgres: PostgresServer) -> int:
                 for setup in plan if repeat % 2 == 0 else plan[::-1]:
                     one = await run_setup(setup, sides, args, repeat)
                     runs.append(one)
+                    write_result("replicas-partial", result | {"runs": runs})  # what is measured, if stopped
                     lags = ", ".join(f"{p['lag_p99_ms']:.0f}" for p in one["per_replica"])
                     print(
                         f"repeat {repeat + 1} {setup.label}: {one['answered']}/{one['mentions']} answered, lost "
