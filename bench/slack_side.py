@@ -205,7 +205,8 @@ async def serve(rtt: float) -> None:
                 reply["base"] = base
                 for spec in command["events"]:
                     slack.waiting.add((spec["channel"], spec.get("thread_ts") or spec["ts"]))
-                    task = asyncio.create_task(_send_event(session, spec.get("url") or command["url"], spec, base, sends))
+                    url = spec.get("url") or command["url"]  # an event's own: the load balancer's choice
+                    task = asyncio.create_task(_send_event(session, url, spec, base, sends))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             elif op == "wait":
