@@ -7,7 +7,8 @@ answer a line on stdout:
 
 * ``{"op": "send", "url": ..., "events": [{"at", "channel", "ts", "user", "text", "event_id"[, "thread_ts"]}]}``:
   each one POSTed to ``url`` as a signed ``app_mention`` (with ``thread_ts``: a follow-up in that
-  thread, a message without a mention) ``at`` seconds after the command;
+  thread, a message without a mention) ``at`` seconds after the command (an event's own ``"url"``, if it
+  has one, instead of the command's: a load balancer's choice of replica);
 * ``{"op": "wait", "timeout": s}``: until every sent question is answered (its reply finished and
   its thread's status cleared, or its reaction taken off);
 * ``{"op": "report"}``: what was sent (``sends``: the stamps of each POST and of its 200), every
@@ -204,7 +205,8 @@ async def serve(rtt: float) -> None:
                 reply["base"] = base
                 for spec in command["events"]:
                     slack.waiting.add((spec["channel"], spec.get("thread_ts") or spec["ts"]))
-                    task = asyncio.create_task(_send_event(session, command["url"], spec, base, sends))
+                    url = spec.get("url") or command["url"]  # an event's own: the load balancer's choice
+                    task = asyncio.create_task(_send_event(session, url, spec, base, sends))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             elif op == "wait":

@@ -632,7 +632,7 @@ async def test_a_file_in_its_message_and_in_file_shared_at_once_is_downloaded_an
         harness.event(file_share_message(CHANNEL, ALICE, [info], "1700000020.000100")),
         harness.event(file_shared("F_TWICE", ALICE, CHANNEL, "1700000020.000200")),
     )
-    assert statuses == [200, 200]
+    assert list(statuses) == [200, 200]
     await harness.slack.wait_until(lambda: len(harness.slack.downloads) == 1, what="the first download")
     await _until(lambda: _added_before(caplog) == 1 or len(harness.slack.downloads) > 1, "the second delivery")
     harness.slack.release_downloads()
