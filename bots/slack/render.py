@@ -279,8 +279,9 @@ class SlackReply:
                 if event.sources:
                     style: LinkStyle = "mrkdwn" if self._streaming_refused else "markdown"
                     self._pending += "\n\n" + format_sources(event.sources, style)
-                if not self._sent and not self._pending.strip():
-                    self._pending = event.text or "(no answer)"
+                async with self._sending:  # words on their way to Slack count as shown once they arrive
+                    if not self._sent and not self._pending.strip():
+                        self._pending = event.text or "(no answer)"
                 blocks = feedback_blocks(event.run_id) if self._feedback else None
                 if not await self._finish_text(blocks) and blocks is not None:
                     await self._offer_feedback(blocks)

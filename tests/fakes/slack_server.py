@@ -207,6 +207,7 @@ class FakeSlack:
     def __post_init__(self) -> None:
         self._file_data: dict[str, tuple[bytes, str]] = {}
         self._pending_uploads: dict[str, tuple[str, bytes]] = {}  # file id -> (name, bytes) until completed
+        self._held: dict[str, asyncio.Event] = {}  # methods whose calls wait: hold(), release()
         self._downloads_open = asyncio.Event()  # cleared by hold_downloads: downloads wait for release_downloads
         self._downloads_open.set()
         self._failed: set[int] = set()  # indexes into calls that were answered ok=false
@@ -474,6 +475,15 @@ class FakeSlack:
         self._file_data[file_id] = (data, mimetype)
         return info
 
+    def hold(self, method: str) -> None:
+        """Calls to ``method`` are received (in ``calls``) but answered only after :meth:`release`: a slow Slack."""
+        self._held[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
     def hold_downloads(self) -> None:
         """Keep file downloads waiting (each is recorded in ``downloads`` as it arrives) until ``release_downloads``."""
         self._downloads_open.clear()
@@ -576,6 +586,9 @@ class FakeSlack:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(value)
         self.calls.append(Call(method, params, token))
+        await self._notify()
+        if (held := self._held.get(method)) is not None:
+            await held.wait()  # hold(): the call is in flight until release()
         status, answer, headers = self._answer(method, params, token)
         if not answer.get("ok"):
             self._failed.add(len(self.calls) - 1)
