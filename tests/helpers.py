@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,31 @@ class StoreDatabase:
     def env(self) -> dict[str, str]:
         """The environment that points ``python -m bots`` at this database."""
         return {"THREADLINE_DB": str(self.path), **({"THREADLINE_DATABASE_URL": self.url} if self.url else {})}
+
+
+@contextlib.contextmanager
+def busy_sqlite(path: Path, insert: str, rows: Callable[[int], list[tuple[Any, ...]]]) -> Iterator[threading.Event]:
+    """Another connection writes to the SQLite database at ``path`` until the block ends: ``insert`` with
+    ``rows(n)``, the n-th transaction's rows, one transaction after another. The event is set after 200."""
+    stop, warmed = threading.Event(), threading.Event()
+
+    def write() -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=30000")
+        pair = 0
+        while not stop.is_set():
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(insert, rows(pair))
+            db.execute("COMMIT")
+            pair += 1
+            if pair == 200:
+                warmed.set()
+        db.close()
+
+    writer = threading.Thread(target=write, name="busy writer")
+    writer.start()
+    try:
+        yield warmed
+    finally:
+        stop.set()
+        writer.join()

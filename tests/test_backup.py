@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.store import Store
+from tests.helpers import busy_sqlite
 from tests.test_entry_points import clean_env, run
 
 
@@ -36,28 +37,10 @@ def busy_database(tmp_path: Path) -> Iterator[tuple[Path, threading.Event]]:
     asyncio.run(migrate())
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE scratch (pair INTEGER, half INTEGER, filler TEXT)")
-    stop, warmed = threading.Event(), threading.Event()
-
-    def write() -> None:
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
-        pair = 0
-        while not stop.is_set():
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO scratch VALUES (?, ?, ?)", [(pair, 0, "x" * 500), (pair, 1, "y" * 500)])
-            db.execute("COMMIT")
-            pair += 1
-            if pair == 200:
-                warmed.set()
-        db.close()
-
-    writer = threading.Thread(target=write, name="busy writer")
-    writer.start()
-    try:
+    with busy_sqlite(
+        path, "INSERT INTO scratch VALUES (?, ?, ?)", lambda n: [(n, 0, "x" * 500), (n, 1, "y" * 500)]
+    ) as warmed:
         yield path, warmed
-    finally:
-        stop.set()
-        writer.join()
 
 
 async def test_a_backup_beside_a_writer_is_one_consistent_snapshot_that_opens_as_the_database(

@@ -24,7 +24,7 @@ from core.events import ApprovalRequired, RunCompleted
 from core.service import Threadline
 from core.store import Store
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, offered_tools, tool_results
-from tests.helpers import ALICE, CHANNEL, ask, post
+from tests.helpers import ALICE, CHANNEL, ask, busy_sqlite, post
 from tests.test_entry_points import clean_env, closed_port, run  # noqa: F401 - closed_port: a fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks the retired API deprecated
@@ -354,28 +354,10 @@ def busy_database(tmp_path: Path) -> Iterator[tuple[Path, threading.Event]]:
         await store.close()
 
     asyncio.run(migrate_it())
-    stop, warmed = threading.Event(), threading.Event()
-
-    def write() -> None:
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
-        pair = 0
-        while not stop.is_set():
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO deliveries (key, expires_at) VALUES (?, 0)", [(f"{pair}a",), (f"{pair}b",)])
-            db.execute("COMMIT")
-            pair += 1
-            if pair == 200:
-                warmed.set()
-        db.close()
-
-    writer = threading.Thread(target=write, name="busy writer")
-    writer.start()
-    try:
+    with busy_sqlite(
+        path, "INSERT INTO deliveries (key, expires_at) VALUES (?, 0)", lambda n: [(f"{n}a",), (f"{n}b",)]
+    ) as warmed:
         yield path, warmed
-    finally:
-        stop.set()
-        writer.join()
 
 
 async def test_a_database_in_use_moves_as_one_snapshot(
