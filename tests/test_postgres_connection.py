@@ -4,12 +4,16 @@ server: the store's own helpers (insert_row, immediate, atomic) and its statemen
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from core.store.postgres.connection import PgDatabase, to_psycopg
 from core.store.sql import SqlDatabase, insert_row
-from core.store.store import immediate
+from core.store.store import Store, immediate
+from core.store.vectors import VectorReader
+from tests.postgres_server import PostgresServer
 
 
 @pytest.mark.parametrize(
@@ -89,3 +93,36 @@ def test_executemany_parameters_with_percent_signs_and_quoted_question_marks(db:
 def test_a_new_rows_id_comes_from_returning(db: SqlDatabase) -> None:
     cursor = db.execute("INSERT INTO items (id, name) VALUES (?, ?) RETURNING id", ["r", "x"])
     assert tuple(cursor.fetchone()) == ("r",)
+
+
+def _cut_off(postgres_server: PostgresServer, url: str) -> int:
+    """End every connection to the database at ``url`` from the server's side (a restart, a proxy's timeout)."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        ).fetchall()
+    return len(rows)
+
+
+async def test_a_lost_connection_fails_the_call_that_finds_it_and_is_opened_again_for_the_next(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Whether the call's last statement committed is unknown, so that call fails; the store and the vector
+    reader each open their connection again for the next one."""
+    store = await Store.open(tmp_path / "cache.db", url=postgres_url)
+    reader = VectorReader.for_store(store)
+    try:
+        assert await reader.pgvector_available() in (True, False)  # the reader's connection is open
+        assert _cut_off(postgres_server, postgres_url) >= 2
+        with pytest.raises(psycopg.OperationalError):
+            await store.current_thread("console:local:lost")
+        thread = await store.current_thread("console:local:lost")  # opened again
+        assert await store.current_thread("console:local:lost") == thread
+        with pytest.raises(psycopg.OperationalError):
+            await reader.pgvector_available()
+        assert await reader.pgvector_available() in (True, False)
+    finally:
+        await reader.close()
+        await store.close()

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
-import psycopg
 
-from core.store.postgres.connection import to_psycopg
+from core.store.postgres.connection import PgDatabase
 
 if TYPE_CHECKING:
     from core.store.store import Store
@@ -60,19 +59,17 @@ class _Reading(Protocol):
 
 
 class _PostgresReading:
-    """One psycopg connection, in autocommit, taking the store's ``?`` SQL (core/store/postgres/connection.py)."""
+    """The store's PostgreSQL connection (core/store/postgres/connection.py), opened again when it was lost."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
-        self._conn = psycopg.connect(url, autocommit=True)
+        self._db = PgDatabase.connect(url)
 
     def execute(self, sql: str, parameters: Sequence[Any], /) -> Any:
-        if self._conn.closed:  # lost (a server restart): opened again for the next read
-            self._conn = psycopg.connect(self._url, autocommit=True)
-        return self._conn.execute(to_psycopg(sql), list(parameters))
+        self._db.reopen_if_lost()  # a server restart: opened again for the next read
+        return self._db.execute(sql, parameters)
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
 
 class VectorReader:

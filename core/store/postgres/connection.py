@@ -139,8 +139,7 @@ class PgDatabase:
     def retrying(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, again when PostgreSQL broke it off for a reason of the moment; a lost connection is
         opened again for the next call (this one fails: whether its last statement committed is unknown)."""
-        if self._conn.closed and self._url is not None:
-            self._reconnect()
+        self.reopen_if_lost()
         for attempt in range(RETRIES):
             try:
                 return fn(*args)
@@ -162,6 +161,11 @@ class PgDatabase:
         if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
+
+    def reopen_if_lost(self) -> None:
+        """A connection that was lost (the server restarted, a proxy closed it) is opened again."""
+        if self._conn.closed and self._url is not None:
+            self._reconnect()
 
     def _reconnect(self) -> None:
         assert self._url is not None
