@@ -38,6 +38,28 @@ def question_text(channel: str, n: int) -> str:
     return f"question {n} in {channel}"
 
 
+def replica_env(
+    tmp_path: Path,
+    database: StoreDatabase,
+    model: FakeOpenAI,
+    slack: FakeSlack,
+    assistants: Path,
+    **slack_mode: str,
+) -> dict[str, str]:
+    """The environment of one replica: the shared database, the scripted model, the fake Slack, and the
+    variables of its Slack mode (HTTP: the signing secret and a port; Socket Mode: the app token)."""
+    return clean_env(
+        tmp_path,
+        OPENAI_BASE_URL=model.base_url,
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        THREADLINE_ASSISTANTS=str(assistants),
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_API_URL=slack.api_url,
+        **slack_mode,
+        **database.env(),
+    )
+
+
 async def test_three_replicas_one_killed_mid_run_answer_every_question_exactly_once_or_tell_once(
     tmp_path: Path, postgres_url: str, team_assistants: Path
 ) -> None:
@@ -76,19 +98,11 @@ async def test_three_replicas_one_killed_mid_run_answer_every_question_exactly_o
         replicas: list[Bots] = []
         try:
             for port in ports:
-                env = clean_env(
-                    tmp_path,
-                    OPENAI_BASE_URL=model.base_url,
-                    OPENAI_API_KEY="sk-test-not-a-real-key",
-                    THREADLINE_ASSISTANTS=str(team_assistants),
-                    SLACK_BOT_TOKEN=slack.bot_token,
-                    SLACK_SIGNING_SECRET=SECRET,
-                    SLACK_API_URL=slack.api_url,
-                    PORT=str(port),
-                    THREADLINE_HTTP_HOST="127.0.0.1",
+                env = replica_env(
+                    tmp_path, database, model, slack, team_assistants,
+                    SLACK_SIGNING_SECRET=SECRET, PORT=str(port), THREADLINE_HTTP_HOST="127.0.0.1",
                     THREADLINE_LEASE_SECONDS="3",
-                    **database.env(),
-                )
+                )  # fmt: skip
                 replicas.append(await Bots.start(env, tmp_path))
             for replica in replicas:
                 await replica.wait_line("serving Slack (HTTP mode)")
@@ -166,16 +180,7 @@ async def test_replicas_in_socket_mode_each_answer_what_reaches_their_connection
         replicas: list[Bots] = []
         try:
             for count in (1, 2):  # one at a time: the fake numbers connections in the order they open
-                env = clean_env(
-                    tmp_path,
-                    OPENAI_BASE_URL=model.base_url,
-                    OPENAI_API_KEY="sk-test-not-a-real-key",
-                    THREADLINE_ASSISTANTS=str(team_assistants),
-                    SLACK_BOT_TOKEN=slack.bot_token,
-                    SLACK_APP_TOKEN=slack.app_token,
-                    SLACK_API_URL=slack.api_url,
-                    **database.env(),
-                )
+                env = replica_env(tmp_path, database, model, slack, team_assistants, SLACK_APP_TOKEN=slack.app_token)
                 replicas.append(await Bots.start(env, tmp_path))
                 await replicas[-1].wait_line("serving Slack (Socket Mode)")
                 await slack.wait_connected(count)

@@ -835,55 +835,14 @@ class FakeDiscord:
         mine = [c for c in self.channels.values() if c.get("guild_id") == str(guild_id)]
         guild_channels = [c for c in mine if c["type"] != 11]
         threads = [c for c in mine if c["type"] in (10, 11, 12)]
-        role_colors = {"primary_color": 0, "secondary_color": None, "tertiary_color": None}
         roles = [
-            {
-                "id": str(guild_id),
-                "name": "@everyone",
-                "permissions": str(EVERYONE_PERMS),
-                "position": 0,
-                "color": 0,
-                "colors": role_colors,
-                "hoist": False,
-                "managed": False,
-                "mentionable": False,
-                "icon": None,
-                "unicode_emoji": None,
-                "flags": 0,
-            },
-            {
-                "id": str(self._bot_role(guild_id)),
-                "name": BOT_USER.name,
-                "permissions": str(ALL_PERMS),
-                "position": 1,
-                "color": 0,
-                "colors": role_colors,
-                "hoist": False,
-                "managed": True,
-                "mentionable": False,
-                "icon": None,
-                "unicode_emoji": None,
-                "flags": 0,
-                "tags": {"bot_id": str(BOT_USER_ID)},
-            },
+            _role(guild_id, "@everyone", EVERYONE_PERMS, 0),
+            _role(
+                self._bot_role(guild_id), BOT_USER.name, ALL_PERMS, 1, managed=True, tags={"bot_id": str(BOT_USER_ID)}
+            ),
         ]
         if guild_id == GUILD_ID:
-            roles.append(
-                {
-                    "id": str(TEAM_LEADS_ROLE_ID),
-                    "name": "team-leads",
-                    "permissions": str(EVERYONE_PERMS),
-                    "position": 2,
-                    "color": 0,
-                    "colors": role_colors,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "icon": None,
-                    "unicode_emoji": None,
-                    "flags": 0,
-                }
-            )
+            roles.append(_role(TEAM_LEADS_ROLE_ID, "team-leads", EVERYONE_PERMS, 2))
         text_channels = [c for c in guild_channels if c["type"] == 0]
         return {
             "id": str(guild_id),
@@ -2198,3 +2157,24 @@ def point_discord_at(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None
     """Point discord.py's REST base and default gateway at ``fake`` for one test."""
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+
+
+def _role(
+    role_id: int, name: str, permissions: int, position: int, *, managed: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """A guild role as the API sends it in GUILD_CREATE."""
+    return {
+        "id": str(role_id),
+        "name": name,
+        "permissions": str(permissions),
+        "position": position,
+        "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+        "hoist": False,
+        "managed": managed,
+        "mentionable": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "flags": 0,
+        **extra,
+    }
