@@ -29,8 +29,8 @@ from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
 from core.store.postgres import MIGRATIONS as PG_MIGRATIONS
-from core.store.postgres import PgDatabase
 from core.store.postgres import apply as apply_pg_migrations
+from core.store.postgres.pool import POOL_SIZE, PgPool
 from core.store.sql import INTEGRITY_ERRORS, SqlDatabase, insert_row
 
 __all__ = ["NewItem", "Store", "immediate", "new_id"]
@@ -63,11 +63,10 @@ def immediate(db: SqlDatabase, work: Callable[[], T]) -> T:
 
 
 class Store:
-    """Async facade over one SQLite database. Create with :meth:`open`; call :meth:`close` at the end."""
+    """Async facade over the database (SQLite, or PostgreSQL: ``url``). Create with :meth:`open`; call
+    :meth:`close` at the end."""
 
-    def __init__(
-        self, path: Path, executor: ThreadPoolExecutor, db: Database | PgDatabase, url: str | None = None
-    ) -> None:
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, db: Database | PgPool, url: str | None = None) -> None:
         # SQLite: the database file. PostgreSQL: where this process keeps what it caches on disk (its
         # knowledge bases' vector indexes, beside where the SQLite file would be).
         self.path = path
@@ -88,13 +87,16 @@ class Store:
         ``stop_before`` names a migration not to apply yet: tests use it to build an older schema.
         """
         path = Path(path)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadline-db")
+        # SQLite: one thread, one connection (one writer at a time anyway). PostgreSQL: a thread for each
+        # connection of the pool (core/store/postgres/pool.py).
+        threads = 1 if url is None else POOL_SIZE
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadline-db")
         loop = asyncio.get_running_loop()
 
-        def connect_postgres(url: str) -> PgDatabase:
-            db = PgDatabase.connect(url)
+        def connect_postgres(url: str) -> PgPool:
+            db = PgPool.connect(url)
             try:
-                apply_pg_migrations(db.connection, stop_before=stop_before)
+                db.with_connection(lambda conn: apply_pg_migrations(conn, stop_before=stop_before))
             except BaseException:
                 db.close()
                 raise
@@ -120,7 +122,7 @@ class Store:
             return db
 
         try:
-            db: Database | PgDatabase = await loop.run_in_executor(
+            db: Database | PgPool = await loop.run_in_executor(
                 executor, connect if url is None else lambda: connect_postgres(url)
             )
         except BaseException:
@@ -129,7 +131,8 @@ class Store:
         return cls(path, executor, db, url)
 
     async def close(self) -> None:
-        await self._call(self._db.close)
+        # Not through _call: on PostgreSQL the pool closes with none of its connections lent out.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -142,7 +145,7 @@ class Store:
         has read and then wants to write while another process writes fails at once. Every store call
         is a whole unit (its transaction rolled back on failure), so it is run again, a few times.
         """
-        if isinstance(self._db, PgDatabase):
+        if isinstance(self._db, PgPool):
             return self._db.retrying(fn, *args)
         for attempt in range(LOCKED_RETRIES):
             started = time.monotonic()
@@ -164,8 +167,8 @@ class Store:
 
     async def applied_migrations(self) -> list[str]:
         db = self._db
-        if isinstance(db, PgDatabase):
-            return await self._call(PG_MIGRATIONS.applied, db.connection)
+        if isinstance(db, PgPool):
+            return await self._call(db.with_connection, PG_MIGRATIONS.applied)
         return await self._call(lambda: [m.name for m in MIGRATIONS.applied(db)])
 
     # -- channels and threads --------------------------------------------------------
