@@ -13,6 +13,7 @@ under test; the thread costs 100 wake-ups a second and writes nothing on the loo
 from __future__ import annotations
 
 import asyncio
+import gc
 import runpy
 import sys
 import threading
@@ -52,9 +53,24 @@ class LagPolicy(asyncio.DefaultEventLoopPolicy):
         return loop
 
 
+def _record_gc(path: str) -> None:
+    """Append ``<monotonic> <generation> <seconds>`` to ``path`` for every cyclic collection that took 5 ms or more."""
+    out = open(path, "w", buffering=1)  # noqa: SIM115 - open for the life of the process
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.monotonic()
+        elif (took := time.monotonic() - started[0]) >= 0.005:
+            out.write(f"{started[0]:.6f} {info['generation']} {took:.6f}\n")
+
+    gc.callbacks.append(callback)
+
+
 def main() -> None:
     path = sys.argv[1]
     del sys.argv[1]
+    _record_gc(path + ".gc")
     asyncio.set_event_loop_policy(LagPolicy(path))
     runpy.run_module("bots", run_name="__main__", alter_sys=True)
 

@@ -106,13 +106,25 @@ class Replica:
             values = dict(line.split(":", 1) for line in f)
         return {key: int(values[key].split()[0]) for key in ("VmRSS", "VmHWM")}
 
-    def lags_s(self, start: float, end: float) -> list[float]:
-        """The probe's lags of the callbacks asked for between ``start`` and ``end`` (monotonic seconds)."""
+    def lags_s(self, start: float, end: float) -> list[tuple[float, float]]:
+        """The probe's (seconds into the load, lag) of the callbacks asked for between ``start`` and ``end``."""
         out = []
         for line in self.lag_file.read_text().splitlines():
             asked, lag = line.split()
             if start <= float(asked) <= end:
-                out.append(float(lag))
+                out.append((float(asked) - start, float(lag)))
+        return out
+
+    def gc_pauses_s(self, start: float, end: float) -> list[float]:
+        """How long each cyclic garbage collection of 5 ms or more took during the load (bench.replica's record)."""
+        path = self.lag_file.with_name(self.lag_file.name + ".gc")
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            at, _generation, took = line.split()[:3]
+            if start <= float(at) <= end:
+                out.append(float(took))
         return out
 
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
@@ -126,6 +138,8 @@ class Replica:
                     out[f"runs_{sample.labels['status']}"] = sample.value
                 elif sample.name == "threadline_run_slots":
                     out["run_slots"] = sample.value
+                elif sample.name == "threadline_runs_waiting_for_slot":
+                    out["waiting_for_slot"] = sample.value
         return out
 
     async def stop(self) -> int | None:
@@ -145,6 +159,14 @@ class Replica:
 
 
 # == one configuration ==============================================================================
+
+
+def lag_timeline(lags: Sequence[tuple[float, float]]) -> list[float]:
+    """The worst lag of each second of the load, in ms: where in the load the loop fell behind."""
+    worst: dict[int, float] = {}
+    for at, lag in lags:
+        worst[int(at)] = max(worst.get(int(at), 0.0), lag * 1000)
+    return [round(worst.get(second, 0.0)) for second in range(max(worst, default=-1) + 1)]
 
 
 @dataclass(frozen=True)
@@ -197,6 +219,20 @@ async def start_replicas(setup: Setup, sides: Sides, folder: Path) -> tuple[list
         await asyncio.gather(*(r.stop() for r in replicas))
         raise
     return [first, *rest], database
+
+
+async def sample_slots(replicas: Sequence[Replica], stop: asyncio.Event) -> dict[int, list[tuple[float, float]]]:
+    """Every second until ``stop``, each replica's run-slot bound and runs waiting for a slot (its /metrics)."""
+    seen: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(replicas))}
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            for i, replica in enumerate(replicas):
+                with contextlib.suppress(aiohttp.ClientError):
+                    metric = await replica.metrics(http)
+                    seen[i].append((metric.get("run_slots", 0.0), metric.get("waiting_for_slot", 0.0)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    return seen
 
 
 async def send_and_wait(slack: SlackProcess, specs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -268,7 +304,13 @@ async def run_setup(setup: Setup, sides: Sides, args: argparse.Namespace, repeat
         cpu_before, tcp_before = children_cpu(pids), tcp_counters()
         postgres_before, load_before = tree_cpu_s(sides.postgres.process.pid), os.getloadavg()
         start = time.monotonic()
-        waited = await send_and_wait(slack, specs, args.timeout)
+        sampled = asyncio.Event()
+        sampling = asyncio.create_task(sample_slots(replicas, sampled))
+        try:
+            waited = await send_and_wait(slack, specs, args.timeout)
+        finally:
+            sampled.set()
+        slots_seen = await sampling
         end = time.monotonic()
         cpu = {k: v - cpu_before[k] for k, v in children_cpu(pids).items()}
         cpu["postgres"] = tree_cpu_s(sides.postgres.process.pid) - postgres_before
@@ -285,7 +327,9 @@ async def run_setup(setup: Setup, sides: Sides, args: argparse.Namespace, repeat
         async with aiohttp.ClientSession() as http:
             scraped = [await r.metrics(http) for r in replicas]
         memory = [r.memory_kib() for r in replicas]
-        lags = [r.lags_s(start, end) for r in replicas]
+        timed_lags = [r.lags_s(start, end) for r in replicas]
+        gc_pauses = [r.gc_pauses_s(start, end) for r in replicas]
+        lags = [[lag for _, lag in timed] for timed in timed_lags]
         counts = await asyncio.to_thread(store_counts, database)
         answered = sum(n == 1 for n in replies.values())
         result: dict[str, Any] = {
@@ -314,13 +358,20 @@ async def run_setup(setup: Setup, sides: Sides, args: argparse.Namespace, repeat
                     "lag_p99_ms": percentile(lag, 99) * 1000,
                     "lag_max_ms": max(lag, default=float("nan")) * 1000,
                     "lag_samples": len(lag),
+                    "lag_worst_per_s_ms": lag_timeline(timed),
+                    "gc_pauses_5ms": len(pauses),
+                    "gc_pause_max_ms": max(pauses, default=0.0) * 1000,
+                    "gc_pause_total_ms": sum(pauses) * 1000,
+                    "run_slots_per_s": slots_seen.get(i, []),
                     "rss_before_mib": before["VmRSS"] / 1024,
                     "rss_end_mib": after["VmRSS"] / 1024,
                     "rss_peak_mib": after["VmHWM"] / 1024,
                     "cpu_s": cpu[f"replica{i}"],
                     "metrics": metric,
                 }
-                for i, (lag, before, after, metric) in enumerate(zip(lags, memory_before, memory, scraped, strict=True))
+                for i, (lag, timed, pauses, before, after, metric) in enumerate(
+                    zip(lags, timed_lags, gc_pauses, memory_before, memory, scraped, strict=True)
+                )
             ],
             **counts,
         }

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from bots.gc_tuning import settle_for_serving
 from bots.signals import stop_requested
 from core.errors import ConfigError
 from core.settings import Settings, load_dotenv_file
@@ -35,6 +36,7 @@ async def serve(stop: Callable[[], Awaitable[None]], closed: Awaitable[None] | N
     """Serve until SIGINT/SIGTERM, or until ``closed`` ends (a connection lost for good), then ``stop()``.
 
     Returns the exit status: 1 when ``closed`` ended with an error, else 0."""
+    settle_for_serving()
     stopping = asyncio.ensure_future(stop_requested())
     ended = asyncio.ensure_future(closed) if closed is not None else None
     tasks = {stopping} | ({ended} if ended is not None else set())
