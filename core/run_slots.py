@@ -7,12 +7,13 @@ Slack's 3 s acknowledgement, Discord's heartbeat and every other channel's reply
 almost nothing while they wait for it, so many can stream at once; answers from a fast one need
 the loop for every chunk. So the bound adapts, as TCP's congestion window does: while the event
 loop is on time and runs are waiting, it grows; when the loop falls behind, it shrinks to a
-fraction of the runs in progress. It grows only after a second without lag (``CALM``): the loop's lag
-comes in spikes (a garbage collection, a burst of requests), and a bound that grew at every on-time
-look between them climbed back to the ceiling within the second and stayed there, on PostgreSQL most of
-all, where runs waiting on the database kept the loop idle at the start (bench.replicas, section 15).
-It stays between ``FLOOR`` and ``ceiling`` (THREADLINE_CONCURRENT_RUNS). A run past the bound stays
-queued in the database, claimed by nobody, and starts in arrival order as a slot frees (core/lanes.py).
+fraction of the runs in progress. It reads the lag smoothed over the last half second or so
+(``SMOOTHING``): lag comes in spikes (a garbage collection, a burst of requests), and a bound that
+shrank at every late look and grew at every on-time one between them swung between a few runs and its
+ceiling; one spike now moves it a little, lateness that lasts moves it all the way (bench.replicas,
+BENCHMARKS.md section 15). It stays between ``FLOOR`` and ``ceiling``
+(THREADLINE_CONCURRENT_RUNS). A run past the bound stays queued in the database, claimed by
+nobody, and starts in arrival order as a slot frees (core/lanes.py).
 
 The lag is measured by a watcher that sleeps ``INTERVAL`` again and again and sees how late it
 wakes; it runs only while runs are in progress or waiting.
@@ -27,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-__all__ = ["CALM", "FLOOR", "INTERVAL", "TARGET_LAG", "RunSlots", "next_limit"]
+__all__ = ["FLOOR", "INTERVAL", "TARGET_LAG", "RunSlots", "next_limit", "smoothed_lag"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,26 +36,29 @@ FLOOR = 4  # the bound never adapts below this many runs at once
 INTERVAL = 0.05  # seconds between two looks at the event loop's lag
 TARGET_LAG = 0.01  # seconds late the watcher may wake before the bound shrinks
 DECREASE = 0.75  # on lag, the bound becomes this share of the runs in progress
-CALM = 1.0  # seconds the loop must have been on time before the bound grows
+SMOOTHING = 0.1  # each look's share of the smoothed lag (an exponential moving average of about 10 looks)
 START = 16  # the bound at start (it doubles quickly while the loop keeps up)
 
 
-def next_limit(limit: int, *, lag: float, running: int, waiting: int, ceiling: int, calm_for: float = CALM) -> int:
-    """The bound after one look at the loop: ``lag`` seconds late, ``running`` runs in progress, ``waiting``
-    waiting, the loop on time for the last ``calm_for`` seconds.
+def next_limit(limit: int, *, lag: float, running: int, waiting: int, ceiling: int) -> int:
+    """The bound after one look at the loop: ``lag`` seconds late, ``running`` runs in progress, ``waiting`` waiting.
 
-    Late: a share of what runs now (never below ``FLOOR``). On time for ``CALM`` seconds or more, with runs
-    waiting and every slot taken: an eighth more (at least one). Otherwise unchanged. Always within
-    FLOOR..ceiling.
+    Late: a share of what runs now (never below ``FLOOR``). On time with runs waiting and every
+    slot taken: an eighth more (at least one). Otherwise unchanged. Always within FLOOR..ceiling.
     """
     floor = min(FLOOR, ceiling)
     if lag > TARGET_LAG:
         new = min(limit, int(running * DECREASE))
-    elif lag < TARGET_LAG / 2 and calm_for >= CALM and waiting and running >= limit:
+    elif lag < TARGET_LAG / 2 and waiting and running >= limit:
         new = limit + max(1, limit // 8)
     else:
         new = limit
     return max(floor, min(new, ceiling))
+
+
+def smoothed_lag(smoothed: float | None, look: float) -> float:
+    """The lag the bound adapts to after one more look ``look`` seconds late (None: the first look)."""
+    return look if smoothed is None else smoothed + SMOOTHING * (look - smoothed)
 
 
 class RunSlots:
@@ -120,22 +124,12 @@ class RunSlots:
             self._watcher = asyncio.create_task(self._watch_lag(), name="run slots: event-loop lag")
 
     async def _watch_lag(self) -> None:
-        on_time_since = time.monotonic()
+        lag: float | None = None
         while self.running or self._waiters:
             start = time.monotonic()
             await asyncio.sleep(INTERVAL)
-            now = time.monotonic()
-            lag = max(now - start - INTERVAL, 0.0)
-            if lag >= TARGET_LAG / 2:
-                on_time_since = now
-            limit = next_limit(
-                self.limit,
-                lag=lag,
-                running=self.running,
-                waiting=self.waiting,
-                ceiling=self.ceiling,
-                calm_for=now - on_time_since,
-            )
+            lag = smoothed_lag(lag, max(time.monotonic() - start - INTERVAL, 0.0))
+            limit = next_limit(self.limit, lag=lag, running=self.running, waiting=self.waiting, ceiling=self.ceiling)
             if limit < self.limit:
                 _log.debug("event loop %.0f ms late: at most %d runs at once (was %d)", lag * 1000, limit, self.limit)
             self.limit = limit

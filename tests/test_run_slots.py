@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from core.events import ApprovalRequired, RunCompleted
-from core.run_slots import FLOOR, TARGET_LAG, RunSlots, next_limit
+from core.run_slots import FLOOR, TARGET_LAG, RunSlots, next_limit, smoothed_lag
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 from tests.helpers import post
 
@@ -28,6 +28,21 @@ def test_an_on_time_loop_grows_the_bound_only_while_runs_wait_for_a_full_one() -
     assert next_limit(250, lag=0.0, running=250, waiting=9, ceiling=256) == 256  # the ceiling holds
     # Between half the target and the target: left as it is.
     assert next_limit(64, lag=TARGET_LAG * 0.75, running=64, waiting=9, ceiling=256) == 64
+
+
+def test_one_late_look_moves_the_bound_little_and_lateness_that_lasts_shrinks_it() -> None:
+    def bound_after(looks: list[float], limit: int = 64) -> int:
+        lag = None
+        for look in looks:
+            lag = smoothed_lag(lag, look)
+            limit = next_limit(limit, lag=lag, running=64, waiting=100, ceiling=256)
+        return limit
+
+    on_time = [0.0] * 20
+    collection = [0.06]  # one look 60 ms late: a garbage collection
+    assert bound_after(on_time + collection + on_time) >= 64  # not shrunk; grown back if at all
+    assert bound_after(on_time + [TARGET_LAG * 3] * 10) == 48  # late look after look: shrunk
+    assert bound_after(on_time) > 64  # on time with runs waiting: grown
 
 
 def test_a_ceiling_below_the_floor_is_the_bound() -> None:
