@@ -132,7 +132,8 @@ async def client_b(api_server: ApiServer) -> AsyncIterator[openai.AsyncOpenAI]:
 
 # The store, knowledge-base, run and multi-process tests run against both backends: each of their tests is
 # collected twice, as test[sqlite] and test[postgresql]. A test there that reads SQLite itself (its file,
-# its pragmas) is marked ``sqlite_only`` and collected once. Every other module runs on SQLite.
+# its pragmas) is marked ``sqlite_only`` and collected once; one of what PostgreSQL does and SQLite cannot
+# (writers at once) is marked ``postgresql_only``. Every other module runs on SQLite.
 BOTH_BACKENDS = frozenset(
     {
         "test_adopted_runs",
@@ -155,13 +156,18 @@ BOTH_BACKENDS = frozenset(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: reads SQLite itself; collected for the SQLite backend only")
+    config.addinivalue_line(
+        "markers", "postgresql_only: what SQLite cannot do; collected for the PostgreSQL backend only"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
-    if both and metafunc.definition.get_closest_marker("sqlite_only") is None:
+    if both and metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        metafunc.parametrize("backend", ["postgresql"], indirect=True)
+    elif both and metafunc.definition.get_closest_marker("sqlite_only") is None:
         metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.events import RunCompleted, RunFailed
 from core.models import Incoming, Run
 from core.service import Threadline
@@ -589,4 +591,41 @@ async def test_two_processes_claiming_one_thread_at_the_same_moment_start_its_ru
         assert [run.status for _, run, _ in claims if run is not None] == ["in_progress"]
     finally:
         for store in (left, first, second):
+            await store.close()
+
+
+@pytest.mark.postgresql_only
+async def test_claims_in_two_threads_do_not_wait_for_each_other_on_postgresql(database: StoreDatabase) -> None:
+    """A claim holds its thread's lock, not the whole database's: while one claim is stopped between its reads
+    and its write (in ``resolve``), another process claims a run of another thread. With the database-wide
+    write lock that second claim would wait for the first to end, which here is only after it succeeded."""
+    import threading
+
+    poster, first, second = await database.open(), await database.open(), await database.open()
+    try:
+        threads = []
+        for channel, text in (("slack:T1:C1", "one"), ("slack:T1:C2", "two")):
+            posted = await poster.post_user_message(
+                channel=channel, author_id="U1", author_name="alice", text=text,
+                item={"role": "user", "content": f"alice: {text}"}, tokens=1, platform_msg_id=f"m-{text}",
+            )  # fmt: skip
+            assert posted is not None
+            threads.append(posted[1].thread_id)
+        inside, other_claimed = threading.Event(), threading.Event()
+
+        def held(name: str | None) -> tuple[str, str]:
+            inside.set()
+            other_claimed.wait(timeout=30)
+            return "team", "fake-model"
+
+        holding = asyncio.ensure_future(first.claim(threads[0], held))
+        await asyncio.to_thread(inside.wait, 30)
+        kind, run, _ = await second.claim(threads[1], lambda name: ("team", "fake-model"))
+        waited_for_the_first = holding.done()
+        other_claimed.set()
+        assert (await holding)[0] == "take"
+        assert (kind, run is not None) == ("take", True)
+        assert not waited_for_the_first
+    finally:
+        for store in (poster, first, second):
             await store.close()

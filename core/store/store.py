@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 from sqlite_utils import Database
 
 from core.models import Approval, Run, RunStep, StoredMessage, parse_channel_key, scope_of, stored_scope
+from core.store.dialect import begin_deciding
 from core.store.images import ImageRow, insert_images
 from core.store.leases import ACTIVE, host_key, live_processes
 from core.store.migrations import MIGRATIONS
@@ -46,13 +47,19 @@ ClaimKind = Literal["start", "take", "resume", "expire", "paused", "busy", "idle
 LOCKED_RETRIES = 6  # a store call that found the database locked is tried this often in all (~1.3 s)
 
 
+def thread_scope(thread_id: str) -> str:
+    """What a claim decides about: one thread's runs (``immediate``'s scope)."""
+    return f"thread:{thread_id}"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-def immediate(db: SqlDatabase, work: Callable[[], T]) -> T:
-    """``work`` in a write transaction taken before its first read (other processes wait, see busy_timeout)."""
-    db.execute("BEGIN IMMEDIATE")
+def immediate(db: SqlDatabase, work: Callable[[], T], *, scope: str | None = None) -> T:
+    """``work`` in a write transaction taken before its first read (other processes wait, see busy_timeout);
+    ``scope``: what it decides about, on PostgreSQL serialised with that alone (core/store/dialect.py)."""
+    begin_deciding(db, scope)
     try:
         result = work()
     except BaseException:
@@ -549,7 +556,7 @@ class Store:
         """
 
         def claim() -> tuple[ClaimKind, Run | None, list[Approval]]:
-            return immediate(self._db, lambda: self._claim(thread_id, resolve))
+            return immediate(self._db, lambda: self._claim(thread_id, resolve), scope=thread_scope(thread_id))
 
         return await self._call(claim)
 
@@ -668,7 +675,7 @@ class Store:
 
         if expect is None:
             return await self._call(finish)
-        return await self._call(lambda: immediate(self._db, finish))
+        return await self._call(lambda: immediate(self._db, finish, scope=thread_scope(run.thread_id)))
 
     async def add_summary_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
         """A summary call made for the run: its tokens count as the run's from now on (finish_run keeps them)."""

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, pq
 
-__all__ = ["WRITE_LOCK", "PgDatabase", "to_psycopg"]
+__all__ = ["SCOPE_LOCKS", "WRITE_LOCK", "PgDatabase", "to_psycopg"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +41,9 @@ T = TypeVar("T")
 # The advisory lock a write transaction (``BEGIN IMMEDIATE``) holds: a number of the application's own
 # choosing, the bytes of "threadwr" (migrating takes another, core/store/postgres/migrate.py).
 WRITE_LOCK = 0x7468726561647772
+# The advisory locks of one scope each (core/store/dialect.py ``begin_deciding``): this class (the bytes of
+# "thrd"), and the hash of the scope's name.
+SCOPE_LOCKS = 0x74687264
 RETRIES = 6  # a call PostgreSQL broke off (serialisation failure, deadlock) is tried this often in all
 _TRANSIENT = (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable)
 
