@@ -1,6 +1,7 @@
 """Retrieval quality: labelled questions over Python's own HTML documentation, through ``KnowledgeBase``.
 
-    .venv/bin/python -m bench.retrieval [--minilm-python /tmp/embvenv/bin/python] [--chunk-tokens 800]
+    .venv/bin/python -m bench.retrieval [--backend sqlite|postgresql] [--minilm-python /tmp/embvenv/bin/python]
+        [--chunk-tokens 800]
 
 The documents are the pages of Python 3.11's documentation that Debian's ``python3-doc`` package
 installs under ``/usr/share/doc/python3.11/html`` (``make bench`` installs it), one page per file
@@ -13,7 +14,11 @@ locations such as ``json — JSON encoder and decoder ¶ > Basic Usage ¶``), in
 project's default chunking (800 estimated tokens, 400 overlap) unless told otherwise. Then each
 question is asked with k = 5 of:
 
-* ``fts5``: ``KnowledgeBase.search`` with no embedding model (SQLite FTS5 BM25, porter stemming);
+* ``fts5``: ``KnowledgeBase.search`` with no embedding model (SQLite FTS5 BM25, porter stemming); with
+  ``--backend postgresql`` (a PostgreSQL server started for the run, tests/postgres_server.py) it is
+  ``tsvector`` instead: the same search on PostgreSQL's full text (core/store/keywords.py), and FTS5's
+  variants (bench/fulltext_variants.py, SQLite's tables) are left out. The chunks are analysed once
+  stored, as autovacuum would soon do: the ranking weighs words by those statistics;
 * ``rank_bm25``: a plain ``rank_bm25.BM25Okapi`` over the very same chunks (lower-cased ``\\w+``
   words, no stemming, no stop words), the baseline;
 * ``<model> only``: the vectors alone: the query embedded by the same endpoint, then
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import json
 import math
@@ -64,6 +70,7 @@ from core.knowledge.search import VectorMatrix
 from core.model_client import ModelClient
 from core.service import Threadline
 from core.store.files import FileStore
+from tests.postgres_server import PostgresServer
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 QUESTIONS = Path(__file__).with_name("retrieval_questions.json")
@@ -369,6 +376,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "questions_file": str(questions_path),
             "docs": str(docs) if documents is None else "inline documents of the questions file",
             "docs_version": _docs_version(docs) if documents is None else "",
+            "backend": args.backend,
             "fts5": CURRENT,
             "pages": pages,
             "questions": len(questions),
@@ -384,8 +392,12 @@ async def main_async(args: argparse.Namespace) -> int:
     source = docs if documents is None else questions_path.name
     print(f"{len(questions)} questions over {len(pages)} pages of {source} (labels checked)", flush=True)
     overrides = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
-    with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp, contextlib.ExitStack() as stack:
         db = Path(tmp) / "retrieval.db"
+        if args.backend == "postgresql":
+            postgres = stack.enter_context(PostgresServer.running())
+            overrides["database_url"] = await asyncio.to_thread(postgres.database)
+        keyword_method = "fts5" if args.backend == "sqlite" else "tsvector"
         async with embedding_server(EMBEDDING_DIM) as server:
             settings = bench_settings(server.base_url, db, embedding_model=EMBEDDING_MODEL, **overrides)
             service = await Threadline.open(settings)
@@ -398,6 +410,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     if added.file.status != "completed":
                         raise AssertionError(f"{page}: {added.file.status} {added.file.error}")
                 result["ingest_s"] = time.perf_counter() - start
+                if args.backend == "postgresql":  # the statistics its ranking weighs words by, as autovacuum keeps them
+                    await service.store.call(lambda db: db.execute("ANALYZE chunks"))
                 chunks = await channel_chunks(service)
                 result["chunks"] = len(chunks)
                 result["sidebar_chunks"] = sum(is_sidebar(location) for _, _, location, _ in chunks)
@@ -421,9 +435,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 await service.close()
         keyword = await Threadline.open(bench_settings("http://127.0.0.1:9/v1", db, **overrides))
         try:
-            await evaluate("fts5", lambda: kb_search(keyword, questions), questions, result)
-            await keyword.store.call(lambda db: build(db, CHANNEL))
-            for variant in VARIANTS:
+            await evaluate(keyword_method, lambda: kb_search(keyword, questions), questions, result)
+            if args.backend == "sqlite":
+                await keyword.store.call(lambda db: build(db, CHANNEL))
+            for variant in VARIANTS if args.backend == "sqlite" else ():
                 await evaluate(
                     f"fts5 {variant.name}",
                     lambda variant=variant: variant_search(keyword, variant, questions),  # type: ignore[misc]
@@ -460,7 +475,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     await service.close()
 
     order = [
-        "fts5",
+        keyword_method,
         *(f"fts5 {v.name}" for v in VARIANTS),
         "rank_bm25",
         "fake-bow only",
@@ -469,14 +484,15 @@ async def main_async(args: argparse.Namespace) -> int:
         "minilm hybrid",
     ]
     result["methods"] = {name: result["methods"][name] for name in order if name in result["methods"]}
-    base = result["methods"]["fts5"]["ranks"]
-    result["vs_fts5"] = {
+    base = result["methods"][keyword_method]["ranks"]
+    result["keyword_method"] = keyword_method
+    result["vs_keyword"] = {
         name: {
             "found_only_by_this": sum(r is not None and b is None for r, b in zip(m["ranks"], base, strict=True)),
-            "found_only_by_fts5": sum(r is None and b is not None for r, b in zip(m["ranks"], base, strict=True)),
+            "found_only_by_keyword": sum(r is None and b is not None for r, b in zip(m["ranks"], base, strict=True)),
         }
         for name, m in result["methods"].items()
-        if name != "fts5"
+        if name != keyword_method
     }
     result["per_question"] = [
         {
@@ -505,10 +521,11 @@ def report(result: dict[str, Any], path: Path) -> None:
         f"retrieval: {cfg['questions']} questions, {len(cfg['pages'])} pages, {result['chunks']} chunks "
         f"(chunk_tokens {cfg['chunk_tokens']}, overlap {cfg['chunk_overlap']}), k = {cfg['k']}"
     )
-    print(f"  {'':50}{'recall@1':>10}{'recall@5':>10}{'MRR@5':>8}{'file recall@5':>15}   in top 5 vs fts5: +only/-only")
+    versus_what = f"in top 5 vs {result['keyword_method']}: +only/-only"
+    print(f"  {'':50}{'recall@1':>10}{'recall@5':>10}{'MRR@5':>8}{'file recall@5':>15}   {versus_what}")
     for name, m in result["methods"].items():
-        vs = result["vs_fts5"].get(name)
-        versus = f"   +{vs['found_only_by_this']}/-{vs['found_only_by_fts5']}" if vs else ""
+        vs = result["vs_keyword"].get(name)
+        versus = f"   +{vs['found_only_by_this']}/-{vs['found_only_by_keyword']}" if vs else ""
         print(
             f"  {name:50}{m['recall@1']:10.3f}{m['recall@5']:10.3f}{m['mrr@5']:8.3f}{m['file_recall@5']:15.3f}{versus}"
         )
@@ -526,6 +543,7 @@ def main() -> None:
         help="the labelled questions (bench/retrieval_questions.json; bench/retrieval_questions_multilingual.json "
         "carries its own documents)",
     )
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite", help="the store")
     parser.add_argument("--chunk-tokens", type=int, default=800)
     parser.add_argument("--chunk-overlap", type=int, default=400)
     parser.add_argument(

@@ -13,7 +13,7 @@ FakeOpenAI in a child process on 127.0.0.1, asked once per query before timing.
 Measured for every query, each side on each backend once, all in one random order:
 
 * ``keyword``: ``FileStore.keyword_search`` for 40 candidates, as a search asks it (FTS5 and BM25 on
-  SQLite; the ``tsvector`` column, its GIN index and ``ts_rank_cd`` on PostgreSQL: core/store/keywords.py);
+  SQLite; the ``tsvector`` column, its GIN index and rarity-weighted ``ts_rank`` on PostgreSQL: core/store/keywords.py);
 * ``vector, exact``: ``KnowledgeBase.nearest`` (40) of a knowledge base whose channel's matrix is cached
   (the same numpy work on both: what differs is only where the vectors were read from);
 * ``vector, HNSW index``: the same through the channel's usearch file (built from each store's vectors

@@ -235,6 +235,19 @@ async def test_chunks_holding_every_word_rank_first(service) -> None:
     assert [h.file_name for h in hits] == ["b.txt", "a.txt", "c.txt"]
 
 
+async def test_the_rarer_word_of_a_question_weighs_more(service, database: StoreDatabase) -> None:
+    """BM25 on SQLite; on PostgreSQL each word's rank weighted by how rare the column's statistics say it is."""
+    for n in range(30):
+        await service.knowledge.add(CHANNEL, upload(f"report{n}.txt", f"Report {n} covers the budget."))
+    await service.knowledge.add(CHANNEL, upload("budget.txt", "budget budget budget budget audit"))
+    await service.knowledge.add(CHANNEL, upload("audit.txt", "audit audit audit audit budget"))
+    if database.is_postgres:  # the statistics autovacuum keeps as chunks are added, here at once
+        await service.store.call(lambda db: db.execute("ANALYZE chunks"))
+    hits = await service.knowledge.search(CHANNEL, "budget audit")
+    # Both hold both words, as often; audit is in 2 chunks of 32, budget in all: the chunk about it wins.
+    assert [h.file_name for h in hits[:2]] == ["audit.txt", "budget.txt"]
+
+
 async def test_keyword_search_stems_english_splits_cjk_and_ranks_every_word_first(service) -> None:
     """On either engine's full text (FTS5, or PostgreSQL's tsvector): the same words are found."""
     await service.knowledge.add(CHANNEL, upload("leave.txt", "Public holidays are listed on the intranet."))

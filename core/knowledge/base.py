@@ -3,10 +3,11 @@
 Adapters hand over bytes (:class:`Upload`); extraction and chunking run in worker processes,
 embeddings (when ``THREADLINE_EMBEDDING_MODEL`` is set) come from the chat model's OpenAI-compatible
 endpoint or their own (``THREADLINE_EMBEDDING_BASE_URL``), and everything is stored in the store's
-database (SQLite or PostgreSQL). Search is by keywords always (BM25 over FTS5 on SQLite, ``ts_rank_cd``
-over a ``tsvector`` on PostgreSQL: core/store/keywords.py), fused with vector similarity when embeddings
-exist; vectors are compared in this process on both engines (in memory, or an HNSW index file beside
-the store: core/knowledge/vector_index.py). A channel only ever searches its own files.
+database (SQLite or PostgreSQL). Search is by keywords always (BM25 over FTS5 on SQLite, each word's
+``ts_rank`` weighted by its rarity over a ``tsvector`` on PostgreSQL: core/store/keywords.py), fused
+with vector similarity when embeddings exist; vectors are compared in this process on both engines (in
+memory, or an HNSW index file beside the store: core/knowledge/vector_index.py). A channel only ever
+searches its own files.
 
 A knowledge base is named by a key: a chat channel's key, or ``api:<owner>:<vector store id>``
 for a vector store of the Assistants-compatible API. Vector stores keep every file they are given

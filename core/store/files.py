@@ -408,7 +408,7 @@ class FileStore:
         index: FullTextIndex | None = None,
     ) -> list[tuple[int, float]]:
         """(chunk id, score; lower is better) of the channel's best keyword matches: BM25 on SQLite, the
-        negated ``ts_rank_cd`` on PostgreSQL (core/store/keywords.py); ``index``: another one (benchmarks).
+        negated rarity-weighted ``ts_rank`` on PostgreSQL (core/store/keywords.py); ``index``: another one (benchmarks).
 
         Several channels are searched as one: the index is shared, so their scores compare.
 

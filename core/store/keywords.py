@@ -8,10 +8,21 @@ each index writes a step in its own syntax, every word quoted as one term:
 - SQLite: FTS5 (:class:`KeywordIndex`), the tables of m025 (Porter-stemmed English chunks, and the
   others unstemmed), ranked by BM25.
 - PostgreSQL: the ``tsvector`` column of m026 (:class:`TsvectorIndex`), English chunks matched by the
-  query in the ``english`` configuration, the others in ``simple``, ranked by ``ts_rank_cd``.
+  query in the ``english`` configuration, the others in ``simple``, ranked as BM25 ranks: each word's
+  ``ts_rank`` in the chunk (which grows with how often the word occurs there, less and less, and shrinks
+  with the chunk's length) weighted by how rare the word is, summed (:func:`rank_sql`).
 
-Either returns (chunk id, score) with lower scores better (BM25 as FTS5 gives it; the cover-density
-rank negated), best first, of chunks in the given channels whose files are completed.
+Either returns (chunk id, score) with lower scores better (BM25 as FTS5 gives it; the weighted rank
+negated), best first, of chunks in the given channels whose files are completed.
+
+How rare a word is comes from PostgreSQL's own statistics of the column: ANALYZE (autovacuum runs it as
+chunks are added) keeps the lexemes found most often in a sample of chunks and the share of chunks holding
+each (``pg_stats.most_common_elems``, what the planner estimates ``@@`` by). A word among them weighs
+``-ln(share)``; one rarer than all of them, as much as half the rarest share. Nothing is counted per
+search, and no table beyond the column is kept. Without statistics yet (a table not yet analysed) every
+word weighs the same. Plain ``ts_rank_cd`` (how close together the words stand), which ranked here
+before, found the labelled section in the top 5 for 57 % of bench.retrieval's questions against FTS5's
+77 %; weighted ``ts_rank``, 77 % (BENCHMARKS.md section 4.2).
 """
 
 from __future__ import annotations
@@ -38,8 +49,12 @@ __all__ = [
 # Alternatives, each the words a chunk must all hold: [["a", "b"]] is a AND b; [["a"], ["b"]] is a OR b.
 Step = list[list[str]]
 
-# ts_rank_cd's normalisation: the rank divided by 1 + the log of the chunk's length, as BM25 weighs length.
+# ts_rank's normalisation: the rank divided by 1 + the log of the chunk's length, as BM25 weighs length.
 _RANK_NORMALISATION = 1
+# A word rarer than every one the statistics keep: this share of the rarest kept share. Without statistics,
+# every word has the same weight (any positive share would do).
+_RARER_THAN_KEPT = 0.5
+_NO_STATISTICS = 0.001
 
 
 def narrowing_steps(words: Sequence[str]) -> list[Step]:
@@ -121,6 +136,41 @@ _TSVECTOR_HALVES = (
     ("simple", "chunks.stemming IS DISTINCT FROM 'english'"),
 )
 
+# Each word's weight in each configuration, -ln(the share of chunks holding its lexeme), from the column's
+# statistics: (word, weight in english, weight in simple) for the words given as one text[] parameter.
+_WEIGHTS_SQL = f"""
+WITH kept AS (
+    SELECT most_common_elems::text::text[] AS lexemes, most_common_elem_freqs AS shares
+    FROM pg_stats
+    WHERE schemaname = current_schema() AND tablename = 'chunks' AND attname = 'search_vector'
+    LIMIT 1
+), floor AS (
+    SELECT COALESCE(
+        (SELECT shares[array_length(lexemes, 1) + 1] * {_RARER_THAN_KEPT} FROM kept), {_NO_STATISTICS}
+    ) AS share
+)
+SELECT word,
+    -ln(COALESCE((
+        SELECT kept.shares[array_position(kept.lexemes, lexeme.lexeme)]
+        FROM kept, unnest(to_tsvector('english', word)) AS lexeme LIMIT 1
+    ), (SELECT share FROM floor))),
+    -ln(COALESCE((
+        SELECT kept.shares[array_position(kept.lexemes, lexeme.lexeme)]
+        FROM kept, unnest(to_tsvector('simple', word)) AS lexeme LIMIT 1
+    ), (SELECT share FROM floor)))
+FROM unnest(?::text[]) AS word
+"""
+
+
+def rank_sql(config: str, count: int) -> str:
+    """The score of a chunk (``matched.vector``) for ``count`` words: minus the sum of each word's weight
+    times its ``ts_rank`` in the chunk; parameters: weight, word (as ``to_tsquery`` text), for each word."""
+    return (
+        "-("
+        + " + ".join([f"? * ts_rank(matched.vector, to_tsquery('{config}', ?), {_RANK_NORMALISATION})"] * count)
+        + ")"
+    )
+
 
 @dataclass(frozen=True)
 class TsvectorIndex:
@@ -128,23 +178,39 @@ class TsvectorIndex:
 
     words: Callable[[str], list[str]]
 
+    @staticmethod
+    def weights(db: SqlDatabase, words: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """How rare each word is, as (its weight among English chunks, among the others)."""
+        rows = db.execute(_WEIGHTS_SQL, [list(words)]).fetchall()
+        return {str(word): (float(english), float(simple)) for word, english, simple in rows}
+
     def ranked(self, db: SqlDatabase, step: Step, channels: Sequence[str], limit: int) -> list[tuple[int, float]]:
         query = tsquery_text(step)
+        words = list(dict.fromkeys(word for words in step for word in words))
+        weights = self.weights(db, words)
+        # Each chunk's vector is read (and decompressed) once, in the inner query, then ranked for every
+        # word from that copy: ``|| ''`` makes it a value of its own, and OFFSET 0 keeps the inner query
+        # from being folded into the outer one.
         halves = " UNION ALL ".join(
-            f"SELECT chunks.id, -ts_rank_cd(chunks.search_vector, query, {_RANK_NORMALISATION}) AS score"
+            f"SELECT matched.id, {rank_sql(config, len(words))} AS score FROM ("
+            "SELECT chunks.id, chunks.search_vector || ''::tsvector AS vector"
             f" FROM to_tsquery('{config}', ?) AS query, chunks"
             " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
             f" WHERE chunks.search_vector @@ query AND {which} AND chunks.channel IN ({_marks(channels)})"
+            " OFFSET 0) AS matched"
             for config, which in _TSVECTOR_HALVES
         )
+        parameters: list[object] = []
+        for half, _ in enumerate(_TSVECTOR_HALVES):
+            parameters += [value for word in words for value in (weights[word][half], tsquery_text([[word]]))]
+            parameters += [query, *channels]
         with db.atomic():
             # The planner prices ``@@`` as a cheap operator, but on a sequential scan it decompresses every
             # chunk's tsvector (kilobytes each, kept out of line): with a few percent of chunks matching
             # it chose that scan, 97 ms at 30k chunks against 2 ms through the GIN index. Here it never does.
             db.execute("SET LOCAL enable_seqscan = off")
             rows = db.execute(
-                f"SELECT id, score FROM ({halves}) AS matched ORDER BY score, id LIMIT ?",
-                [*[value for _ in _TSVECTOR_HALVES for value in (query, *channels)], limit],
+                f"SELECT id, score FROM ({halves}) AS ranked ORDER BY score, id LIMIT ?", [*parameters, limit]
             ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
