@@ -251,9 +251,7 @@ def _database_url(url: str | None) -> str | None:
     password)."""
     if url is None:
         return None
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "THREADLINE_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/database);"
-            " unset it to use SQLite at THREADLINE_DB."
-        )
+    from core.store.postgres.url import PostgresUrl  # psycopg: loaded only when PostgreSQL is asked for
+
+    PostgresUrl.parse(url)
     return url

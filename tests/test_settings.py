@@ -97,3 +97,7 @@ def test_the_database_url_selects_postgresql_and_a_wrong_one_is_refused_without_
     with pytest.raises(ConfigError, match="THREADLINE_DATABASE_URL") as refused:
         Settings.from_env({"THREADLINE_DATABASE_URL": "mysql://bot:s3cret-pw@db/threadline"})
     assert "s3cret-pw" not in str(refused.value)
+    # The same check as migrate-to-postgres makes (core/store/postgres/url.py), port included.
+    with pytest.raises(ConfigError, match="has a port that is not a number") as refused:
+        Settings.from_env({"THREADLINE_DATABASE_URL": "postgresql://bot:s3cret-pw@db:port/threadline"})
+    assert "s3cret-pw" not in str(refused.value)

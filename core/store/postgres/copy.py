@@ -36,17 +36,16 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from sqlite_utils import Database
 
 from core.errors import ConfigError, ThreadlineError
 from core.store.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from core.store.postgres.migrate import MIGRATIONS_TABLE
 from core.store.postgres.migrations import MIGRATIONS, apply
+from core.store.postgres.url import PostgresUrl, redact
 
 __all__ = ["CopyFailed", "CopyReport", "Target", "copy_to_postgres"]
 
@@ -82,23 +81,11 @@ class Target:
     password: str | None
 
     @classmethod
-    def parse(cls, url: str, variable: str = "THREADLINE_DATABASE_URL") -> Target:
-        """ConfigError, naming ``variable`` and never the password, when ``url`` is not a PostgreSQL URL."""
-        hint = f"Set {variable} to postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
-        found = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@?#]*?:([^@/?#]*)@", url)
-        password = unquote(found.group(1)) if found else None
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"{variable} is not a PostgreSQL URL. {hint}")
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            reason = redact(_first_line(exc), password)
-            raise ConfigError(f"{variable} is not a valid PostgreSQL URL ({reason}). {hint}") from None
-        ports = str(params.get("port") or "5432").split(",")
-        if not all(port.strip().isdigit() for port in ports):
-            raise ConfigError(f"{variable} has a port that is not a number. {hint}")
-        given = params.get("password")
-        return cls(params, str(given) if given else password)
+    def parse(cls, url: str) -> Target:
+        """ConfigError, naming THREADLINE_DATABASE_URL and never the password, when ``url`` is not a
+        PostgreSQL URL (core/store/postgres/url.py: the bot's own check)."""
+        read = PostgresUrl.parse(url)
+        return cls(read.params, read.password)
 
     @property
     def display(self) -> str:
@@ -122,12 +109,6 @@ class Target:
                 f"Could not connect to PostgreSQL ({self.display}): {self.redact(_reason(exc))}. Check "
                 "THREADLINE_DATABASE_URL and that the server runs."
             ) from None
-
-
-def redact(text: str, password: str | None) -> str:
-    if not password:
-        return text
-    return text.replace(password, "***")
 
 
 def copy_to_postgres(source: Path, url: str) -> CopyReport:
