@@ -27,6 +27,7 @@ before, found the labelled section in the top 5 for 57 % of bench.retrieval's qu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +37,7 @@ from core.store.fulltext import query_words
 from core.store.sql import SqlDatabase
 
 __all__ = [
+    "COMMON_SHARE",
     "POSTGRES_INDEX",
     "SEARCH_INDEX",
     "FullTextIndex",
@@ -44,6 +46,7 @@ __all__ = [
     "TsvectorIndex",
     "index_for",
     "narrowing_steps",
+    "searched_alternatives",
 ]
 
 # Alternatives, each the words a chunk must all hold: [["a", "b"]] is a AND b; [["a"], ["b"]] is a OR b.
@@ -55,6 +58,9 @@ _RANK_NORMALISATION = 1
 # every word has the same weight (any positive share would do).
 _RARER_THAN_KEPT = 0.5
 _NO_STATISTICS = 0.001
+# The any-word step leaves out a word in more than this share of the chunks while rarer ones remain.
+COMMON_SHARE = 0.05
+_COMMON_WEIGHT = -math.log(COMMON_SHARE)
 
 
 def narrowing_steps(words: Sequence[str]) -> list[Step]:
@@ -185,9 +191,11 @@ class TsvectorIndex:
         return {str(word): (float(english), float(simple)) for word, english, simple in rows}
 
     def ranked(self, db: SqlDatabase, step: Step, channels: Sequence[str], limit: int) -> list[tuple[int, float]]:
-        query = tsquery_text(step)
         words = list(dict.fromkeys(word for words in step for word in words))
         weights = self.weights(db, words)
+        queries = [
+            tsquery_text(searched_alternatives(step, [weights[w][half] for w in words], words)) for half in (0, 1)
+        ]
         # Each chunk's vector is read (and decompressed) once, in the inner query, then ranked for every
         # word from that copy: ``|| ''`` makes it a value of its own, and OFFSET 0 keeps the inner query
         # from being folded into the outer one.
@@ -203,7 +211,7 @@ class TsvectorIndex:
         parameters: list[object] = []
         for half, _ in enumerate(_TSVECTOR_HALVES):
             parameters += [value for word in words for value in (weights[word][half], tsquery_text([[word]]))]
-            parameters += [query, *channels]
+            parameters += [queries[half], *channels]
         with db.atomic():
             # The planner prices ``@@`` as a cheap operator, but on a sequential scan it decompresses every
             # chunk's tsvector (kilobytes each, kept out of line): with a few percent of chunks matching
@@ -213,6 +221,21 @@ class TsvectorIndex:
                 f"SELECT id, score FROM ({halves}) AS ranked ORDER BY score, id LIMIT ?", [*parameters, limit]
             ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def searched_alternatives(step: Step, weights: Sequence[float], words: Sequence[str]) -> Step:
+    """The alternatives of ``step`` whose chunks are ranked, ``weights`` being ``words``' weights.
+
+    All of them, except in the any-word step: there a word in more than one chunk of :data:`COMMON_SHARE`
+    ("has", "by" in text the english configuration does not stem) would bring most of the channel to be
+    ranked (470 ms at 100k chunks for one such question) for chunks that hold nothing but it, and those
+    rank last anyway by its small weight; so while a rarer word is left, only the rarer words' chunks
+    are ranked (each still scored by every word it holds)."""
+    if len(step) < 2 or any(len(alternative) != 1 for alternative in step):
+        return step
+    weight = dict(zip(words, weights, strict=True))
+    rarer = [alternative for alternative in step if weight[alternative[0]] >= _COMMON_WEIGHT]
+    return rarer or step
 
 
 # m025_multilingual_search: CJK as bigrams; English chunks Porter-stemmed, the others not (core/store/fulltext.py).
