@@ -1,6 +1,6 @@
 """Keyword and vector search on SQLite and on PostgreSQL, side by side in one run, at 100k chunks in one channel.
 
-    .venv/bin/python -m bench.search_backends [--chunks 100000] [--queries 100] [--cold 3]
+    .venv/bin/python -m bench.search_backends [--chunks 100000] [--queries 100] [--cold 3] [--cache-mb 512]
 
 Two stores hold the same chunks: a SQLite file, and a database on a PostgreSQL server started for the run
 (tests/postgres_server.py: Debian's PostgreSQL 15 on 127.0.0.1, fsync off as for the tests). The chunks are
@@ -75,9 +75,13 @@ class Backend:
         await self.store.close()
 
 
-async def open_backend(name: str, folder: Path, url: str | None, base_url: str, models: ModelClient) -> Backend:
+async def open_backend(
+    name: str, folder: Path, url: str | None, base_url: str, models: ModelClient, cache_mb: float
+) -> Backend:
     # each store its own folder (Store.open makes it): its vector index files go to folder/vectors
-    settings = bench_settings(base_url, folder / "search.db", embedding_model=EMBEDDING_MODEL, database_url=url)
+    settings = bench_settings(
+        base_url, folder / "search.db", embedding_model=EMBEDDING_MODEL, database_url=url, vector_cache_mb=cache_mb
+    )
     store = await Store.open(settings.db_path, url=url)
     return Backend(name, store, settings, models)
 
@@ -114,6 +118,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "machine": machine(),
         "core": core_version(),
         "config": {"chunks": args.chunks, "queries": args.queries, "cold": args.cold, "words": args.words,
+                   "cache_mb": args.cache_mb,
                    "dim": EMBEDDING_DIM, "candidates": CANDIDATES, "seed": args.seed},
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp, PostgresServer.running() as server:
@@ -121,7 +126,7 @@ async def main_async(args: argparse.Namespace) -> int:
             models = ModelClient(bench_settings(embeddings.base_url, Path(tmp) / "unused.db"))
             urls = {"sqlite": None, "postgresql": await asyncio.to_thread(server.database)}
             backends = {
-                name: await open_backend(name, Path(tmp) / name, urls[name], embeddings.base_url, models)
+                name: await open_backend(name, Path(tmp) / name, urls[name], embeddings.base_url, models, args.cache_mb)
                 for name in BACKENDS
             }
             try:
@@ -205,6 +210,9 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=3, help="cold first searches per backend (3)")
     parser.add_argument("--words", type=int, default=385, help="mean words per chunk (385)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--cache-mb", type=float, default=512.0, help="THREADLINE_VECTOR_CACHE_MB (512; 1M chunks' matrix is 1.5 GB)"
+    )
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 
