@@ -22,7 +22,7 @@ each (``pg_stats.most_common_elems``, what the planner estimates ``@@`` by). A w
 search, and no table beyond the column is kept. Without statistics yet (a table not yet analysed) every
 word weighs the same. Plain ``ts_rank_cd`` (how close together the words stand), which ranked here
 before, found the labelled section in the top 5 for 57 % of bench.retrieval's questions against FTS5's
-77 %; weighted ``ts_rank``, 77 % (BENCHMARKS.md section 4.2).
+77 %; weighted ``ts_rank``, 77 % (BENCHMARKS.md section 5.1).
 """
 
 from __future__ import annotations
@@ -226,8 +226,8 @@ class TsvectorIndex:
 def searched_alternatives(step: Step, weights: Sequence[float], words: Sequence[str]) -> Step:
     """The alternatives of ``step`` whose chunks are ranked, ``weights`` being ``words``' weights.
 
-    All of them, except in the any-word step: there a word in more than one chunk of :data:`COMMON_SHARE`
-    ("has", "by" in text the english configuration does not stem) would bring most of the channel to be
+    All of them, except in the any-word step: there a word held by more than :data:`COMMON_SHARE` of the
+    chunks ("has", "by" in text the english configuration does not stem) would bring most of the channel to be
     ranked (470 ms at 100k chunks for one such question) for chunks that hold nothing but it, and those
     rank last anyway by its small weight; so while a rarer word is left, only the rarer words' chunks
     are ranked (each still scored by every word it holds)."""
