@@ -137,3 +137,21 @@ async def test_discord_out_of_reach_stops_with_one_line_naming_the_host(tmp_path
     assert code == 2
     assert_one_clear_line(err, "Discord", f"127.0.0.1:{closed_port}")
     assert "test-token" not in err
+
+
+async def test_postgresql_out_of_reach_stops_with_one_line_and_no_password(tmp_path: Path, closed_port: int) -> None:
+    env = clean_env(
+        tmp_path,
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        DISCORD_TOKEN="test-token",
+        DISCORD_API_URL=f"http://127.0.0.1:{closed_port}/api/v10",
+        THREADLINE_DATABASE_URL=f"postgresql://bot:pw-not-shown@127.0.0.1:{closed_port}/threadline",
+    )
+    code, _out, err = await run("bots", env=env, cwd=tmp_path)
+    assert code == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, err
+    assert f"Could not connect to PostgreSQL (threadline on 127.0.0.1:{closed_port}): Connection refused" in errors[0]
+    assert "THREADLINE_DATABASE_URL" in errors[0]
+    assert "pw-not-shown" not in err

@@ -32,6 +32,7 @@ from core.store.migrations import MIGRATIONS
 from core.store.postgres import MIGRATIONS as PG_MIGRATIONS
 from core.store.postgres import apply as apply_pg_migrations
 from core.store.postgres.pool import POOL_SIZE, PgPool
+from core.store.postgres.url import PostgresUrl
 from core.store.sql import INTEGRITY_ERRORS, SqlDatabase, insert_row
 
 __all__ = ["NewItem", "Store", "immediate", "new_id"]
@@ -101,13 +102,11 @@ class Store:
         loop = asyncio.get_running_loop()
 
         def connect_postgres(url: str) -> PgPool:
-            db = PgPool.connect(url)
-            try:
-                db.with_connection(lambda conn: apply_pg_migrations(conn, stop_before=stop_before))
-            except BaseException:
-                db.close()
-                raise
-            return db
+            # One connection first: a server that cannot be reached is said in one line (DatabaseUnreachable),
+            # and the schema is migrated on it before the pool opens.
+            with PostgresUrl.parse(url).connect() as first:
+                apply_pg_migrations(first, stop_before=stop_before)
+            return PgPool.connect(url)
 
         def connect() -> Database:
             if str(path) != ":memory:":

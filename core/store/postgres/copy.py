@@ -45,14 +45,13 @@ from core.errors import ConfigError, ThreadlineError
 from core.store.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from core.store.postgres.migrate import MIGRATIONS_TABLE
 from core.store.postgres.migrations import MIGRATIONS, apply
-from core.store.postgres.url import PostgresUrl, redact
+from core.store.postgres.url import DatabaseUnreachable, PostgresUrl, first_line, reason, shorten
 
 __all__ = ["CopyFailed", "CopyReport", "Target", "copy_to_postgres"]
 
 _log = logging.getLogger(__name__)
 
 BATCH_ROWS = 2000  # rows read from SQLite at a time
-CONNECT_SECONDS = 10
 _SQLITE_RECORD = "_sqlite_migrations"
 
 
@@ -73,42 +72,15 @@ class CopyReport:
         return sum(rows for _, rows in self.tables)
 
 
-@dataclass(frozen=True)
-class Target:
-    """A PostgreSQL URL, read: its connection parameters and how to name it without its password."""
-
-    params: dict[str, Any]
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> Target:
-        """ConfigError, naming THREADLINE_DATABASE_URL and never the password, when ``url`` is not a
-        PostgreSQL URL (core/store/postgres/url.py: the bot's own check)."""
-        read = PostgresUrl.parse(url)
-        return cls(read.params, read.password)
-
-    @property
-    def display(self) -> str:
-        """``database on host:port`` (as much as the URL says)."""
-        host = str(self.params.get("host") or "localhost")
-        if "port" in self.params:
-            host = f"{host}:{self.params['port']}"
-        database = self.params.get("dbname") or self.params.get("user") or "the default database"
-        return f"{database} on {host}"
-
-    def redact(self, text: str) -> str:
-        return redact(text, self.password)
+class Target(PostgresUrl):
+    """The database moved into: a PostgreSQL URL, read (core/store/postgres/url.py)."""
 
     def connect(self) -> psycopg.Connection[Any]:
         """An autocommit connection; CopyFailed, in one line without the password, when there is none."""
         try:
-            return psycopg.connect(**({"connect_timeout": CONNECT_SECONDS} | self.params), autocommit=True)
-        except psycopg.Error as exc:
-            _log.info("could not connect to PostgreSQL at %s: %s", self.display, self.redact(str(exc)))
-            raise CopyFailed(
-                f"Could not connect to PostgreSQL ({self.display}): {self.redact(_reason(exc))}. Check "
-                "THREADLINE_DATABASE_URL and that the server runs."
-            ) from None
+            return super().connect()
+        except DatabaseUnreachable as exc:
+            raise CopyFailed(str(exc)) from None
 
 
 def copy_to_postgres(source: Path, url: str) -> CopyReport:
@@ -130,7 +102,7 @@ def copy_to_postgres(source: Path, url: str) -> CopyReport:
             except psycopg.Error as exc:
                 _log.info("moving %s to PostgreSQL failed", source, exc_info=True)
                 raise CopyFailed(
-                    f"PostgreSQL ({target.display}) failed: {target.redact(_reason(exc))}. Nothing was moved."
+                    f"PostgreSQL ({target.display}) failed: {target.redact(reason(exc))}. Nothing was moved."
                 ) from None
             seconds = time.monotonic() - started
             _analyze(pg, [table for table, _ in copied])
@@ -445,7 +417,7 @@ def _copy_table(lite: sqlite3.Connection, pg: psycopg.Connection[Any], plan: _Pl
         where = f"row {_row_key(lite, plan, int(found.group(1)))}" if found else "a row"
         _log.info("PostgreSQL refused a row of %s", table, exc_info=True)
         detail = exc.diag.message_detail
-        reason = (exc.diag.message_primary or _first_line(exc)) + (f" ({_shorten(detail)})" if detail else "")
+        reason = (exc.diag.message_primary or first_line(exc)) + (f" ({shorten(detail)})" if detail else "")
         raise CopyFailed(
             f"PostgreSQL refused {table} {where}: {reason}. Nothing was moved; fix or delete that row in {source}"
             " and run this again."
@@ -479,7 +451,7 @@ def _row_key(lite: sqlite3.Connection, plan: _Plan, position: int) -> str:
     ).fetchone()
     if row is None:
         return f"number {position}"
-    return ", ".join(f"{column}={_shorten(repr(value))}" for column, value in zip(shown, row, strict=True))
+    return ", ".join(f"{column}={shorten(repr(value))}" for column, value in zip(shown, row, strict=True))
 
 
 def _move_sequences(pg: psycopg.Connection[Any], table: _Table, high_water: int | None) -> None:
@@ -555,7 +527,7 @@ def _to_boolean(value: Any) -> Any:
 def _kind(value: Any) -> str:
     if isinstance(value, bytes):
         return f"{len(value)} bytes"
-    return f"{type(value).__name__} {_shorten(repr(value))}"
+    return f"{type(value).__name__} {shorten(repr(value))}"
 
 
 # PostgreSQL's type -> (converter, the Python types it takes as they are)
@@ -569,20 +541,3 @@ _CONVERTERS: dict[str, tuple[Callable[[Any], Any], tuple[type, ...]]] = {
     "bytea": (_to_bytes, (bytes,)),
     "boolean": (_to_boolean, (bool,)),
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _reason(exc: psycopg.Error) -> str:
-    """The server's or libpq's own words, the cause of a connection failure without who failed."""
-    text = _first_line(exc)
-    if isinstance(exc, psycopg.OperationalError) and "failed:" in text:
-        text = text.rsplit("failed:", 1)[1]
-    text = re.sub(r"^\s*(?:FATAL|ERROR):\s*", "", text)
-    return _shorten(re.sub(r"\s+", " ", text).strip())
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
