@@ -21,6 +21,7 @@ from core.events import RunCompleted, RunFailed
 from core.models import Incoming, Run
 from core.service import Threadline
 from core.settings import Settings
+from core.store import Store
 from core.store.processes import ProcessStore
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, last_user_text, tool_results
 from tests.helpers import ALICE, CHANNEL, StoreDatabase, post
@@ -76,6 +77,16 @@ async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def queued_question(store: Store, text: str, msg_id: str, *, channel: str = CHANNEL, tokens: int = 1) -> Run:
+    """alice's question stored by ``store``'s process, its run queued (the process may then be gone)."""
+    posted = await store.post_user_message(
+        channel=channel, author_id="U1", author_name="alice", text=text,
+        item={"role": "user", "content": f"alice: {text}"}, tokens=tokens, platform_msg_id=msg_id,
+    )  # fmt: skip
+    assert posted is not None
+    return posted[1]
 
 
 async def cut_off_after_a_tool(database: StoreDatabase, msg_id: str) -> Run:
@@ -195,12 +206,7 @@ async def test_the_runs_of_a_process_elsewhere_are_taken_over_only_when_its_leas
     gone = ProcessStore(store, platforms=None, lease_seconds=0.6)
     await gone.register()
     await store.call(lambda db: db.execute("UPDATE processes SET host = 'another-machine', pid = 1"))
-    posted = await store.post_user_message(
-        channel=CHANNEL, author_id="U1", author_name="alice", text="orphan",
-        item={"role": "user", "content": "alice: orphan"}, tokens=3, platform_msg_id="m1",
-    )  # fmt: skip
-    assert posted is not None
-    run_id = posted[1].id
+    run_id = (await queued_question(store, "orphan", "m1", tokens=3)).id
     told = Told()
 
     survivor = await open_service(notify=told, **vars_of(quick(settings)))
@@ -365,17 +371,13 @@ async def test_a_question_left_behind_that_a_lane_finds_first_is_still_shown(
     service = await open_service(notify=told)  # its recovery pass at start has run: nothing was there
     store = await database.open()  # a process that stores a question and is gone
     try:
-        posted = await store.post_user_message(
-            channel=CHANNEL, author_id="U1", author_name="alice", text="left behind",
-            item={"role": "user", "content": "alice: left behind"}, tokens=3, platform_msg_id="m-left",
-        )  # fmt: skip
-        assert posted is not None
+        left = await queued_question(store, "left behind", "m-left", tokens=3)
     finally:
         await store.close()
     mine = await post(service, "mine")
     assert isinstance(await mine.result(), RunCompleted)
     await service.wait_idle()
-    assert (await service.store.get_run(posted[1].id)).status == "completed"
+    assert (await service.store.get_run(left.id)).status == "completed"
     assert told == [(CHANNEL, "answer to left behind")]
 
 
@@ -571,11 +573,7 @@ async def test_two_processes_claiming_one_thread_at_the_same_moment_start_its_ru
 
     left, first, second = await database.open(), await database.open(), await database.open()
     try:
-        posted = await left.post_user_message(
-            channel=CHANNEL, author_id="U1", author_name="alice", text="once",
-            item={"role": "user", "content": "alice: once"}, tokens=1, platform_msg_id="m-once",
-        )  # fmt: skip
-        assert posted is not None
+        queued = await queued_question(left, "once", "m-once")
         together = threading.Barrier(2)
 
         def resolve(name: str | None) -> tuple[str, str]:
@@ -584,9 +582,7 @@ async def test_two_processes_claiming_one_thread_at_the_same_moment_start_its_ru
                 together.wait(timeout=1.0)
             return "team", "fake-model"
 
-        claims = await asyncio.gather(
-            first.claim(posted[1].thread_id, resolve), second.claim(posted[1].thread_id, resolve)
-        )
+        claims = await asyncio.gather(first.claim(queued.thread_id, resolve), second.claim(queued.thread_id, resolve))
         assert sorted(kind for kind, _, _ in claims) == ["idle", "take"]
         assert [run.status for _, run, _ in claims if run is not None] == ["in_progress"]
     finally:
@@ -605,12 +601,7 @@ async def test_claims_in_two_threads_do_not_wait_for_each_other_on_postgresql(da
     try:
         threads = []
         for channel, text in (("slack:T1:C1", "one"), ("slack:T1:C2", "two")):
-            posted = await poster.post_user_message(
-                channel=channel, author_id="U1", author_name="alice", text=text,
-                item={"role": "user", "content": f"alice: {text}"}, tokens=1, platform_msg_id=f"m-{text}",
-            )  # fmt: skip
-            assert posted is not None
-            threads.append(posted[1].thread_id)
+            threads.append((await queued_question(poster, text, f"m-{text}", channel=channel)).thread_id)
         inside, other_claimed = threading.Event(), threading.Event()
 
         def held(name: str | None) -> tuple[str, str]:
