@@ -1,6 +1,12 @@
 """Keyword and vector search on SQLite and on PostgreSQL, side by side in one run, at 100k chunks in one channel.
 
     .venv/bin/python -m bench.search_backends [--chunks 100000] [--queries 100] [--cold 3] [--cache-mb 512]
+        [--keep DIR]
+
+``--keep DIR`` keeps both stores (the SQLite file, PostgreSQL's data directory, the index files) in DIR, and
+a later run with the same ``--chunks``, ``--words`` and ``--seed`` searches them again instead of storing
+everything anew (at a million chunks the storing and the index files take about an hour): for measuring a
+change to how a search runs, not to what is stored.
 
 Two stores hold the same chunks: a SQLite file, and a database on a PostgreSQL server started for the run
 (tests/postgres_server.py: Debian's PostgreSQL 15 on 127.0.0.1, fsync off as for the tests). The chunks are
@@ -29,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import json
 import os
 import random
 import sys
@@ -90,20 +98,35 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values)}
 
 
-async def prepare(backend: Backend, chunks: int, words: int, seed: int) -> dict[str, float]:
+async def stored_chunks(backend: Backend) -> int:
+    return int(
+        await backend.store.call(
+            lambda db: db.execute("SELECT count(*) FROM chunks WHERE channel = ?", [CHANNEL]).fetchone()[0]
+        )
+    )
+
+
+async def prepare(backend: Backend, chunks: int, words: int, seed: int) -> dict[str, float | None]:
     """The same chunks in every store (one seed), the exact matrix cached and the index file written."""
-    maker = ChunkMaker(Corpus(seed), words, EMBEDDING_DIM)
-    print(f"{backend.name}: storing {chunks} chunks ...", flush=True)
-    fill_s = await fill(backend.files, maker, CHANNEL, chunks, 0)
-    if backend.store.url is not None:  # the statistics autovacuum would have gathered by now on a live server
-        await backend.store.call(lambda db: db.execute("ANALYZE chunks, files, embeddings"))
+    fill_s: float | None = None
+    held = await stored_chunks(backend)
+    if held == chunks:
+        print(f"{backend.name}: {chunks} chunks kept from an earlier run", flush=True)
+    elif held:
+        raise SystemExit(f"{backend.name} holds {held} chunks, not {chunks}: remove the --keep folder and run again")
+    else:
+        maker = ChunkMaker(Corpus(seed), words, EMBEDDING_DIM)
+        print(f"{backend.name}: storing {chunks} chunks ...", flush=True)
+        fill_s = await fill(backend.files, maker, CHANNEL, chunks, 0)
+        if backend.store.url is not None:  # the statistics autovacuum would have gathered by now on a live server
+            await backend.store.call(lambda db: db.execute("ANALYZE chunks, files, embeddings"))
     start = time.perf_counter()
     await backend.indexed.search(CHANNEL, "index", 5)  # no file yet: exact; starts writing the index file
     await backend.indexed.vector_indexes_settled()
     index_s = time.perf_counter() - start
     await backend.exact.search(CHANNEL, "warm", 5)
     await backend.indexed.search(CHANNEL, "warm", 5)  # opens the new file
-    print(f"{backend.name}: stored in {fill_s:.0f} s, index file in {index_s:.0f} s", flush=True)
+    print(f"{backend.name}: stored in {fill_s or 0:.0f} s, index file in {index_s:.0f} s", flush=True)
     return {"store_fill_s": fill_s, "index_build_s": index_s}
 
 
@@ -121,12 +144,18 @@ async def main_async(args: argparse.Namespace) -> int:
                    "cache_mb": args.cache_mb,
                    "dim": EMBEDDING_DIM, "candidates": CANDIDATES, "seed": args.seed},
     }  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="threadline-bench-") as tmp, PostgresServer.running() as server:
+    with contextlib.ExitStack() as scope:
+        tmp = (
+            kept_folder(args)
+            if args.keep
+            else Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="threadline-bench-")))
+        )
+        server = scope.enter_context(PostgresServer.running(tmp / "postgres-server" if args.keep else None))
         async with embedding_server(EMBEDDING_DIM) as embeddings:
-            models = ModelClient(bench_settings(embeddings.base_url, Path(tmp) / "unused.db"))
-            urls = {"sqlite": None, "postgresql": await asyncio.to_thread(server.database)}
+            models = ModelClient(bench_settings(embeddings.base_url, tmp / "unused.db"))
+            urls = {"sqlite": None, "postgresql": await asyncio.to_thread(server.database, "search_backends")}
             backends = {
-                name: await open_backend(name, Path(tmp) / name, urls[name], embeddings.base_url, models, args.cache_mb)
+                name: await open_backend(name, tmp / name, urls[name], embeddings.base_url, models, args.cache_mb)
                 for name in BACKENDS
             }
             try:
@@ -146,6 +175,18 @@ async def main_async(args: argparse.Namespace) -> int:
     result["loadavg_at_end"] = os.getloadavg()
     print(f"results: {write_result('search_backends', result)}")
     return 0
+
+
+def kept_folder(args: argparse.Namespace) -> Path:
+    """``--keep``'s folder, refused when it holds stores made with other chunks."""
+    folder = Path(args.keep)
+    folder.mkdir(parents=True, exist_ok=True)
+    made_with = {"chunks": args.chunks, "words": args.words, "seed": args.seed}
+    recorded = folder / "made-with.json"
+    if recorded.exists() and json.loads(recorded.read_text()) != made_with:
+        raise SystemExit(f"{folder} holds stores made with {recorded.read_text().strip()}: use another folder")
+    recorded.write_text(json.dumps(made_with))
+    return folder
 
 
 async def measure(
@@ -213,6 +254,7 @@ def main() -> None:
     parser.add_argument(
         "--cache-mb", type=float, default=512.0, help="THREADLINE_VECTOR_CACHE_MB (512; 1M chunks' matrix is 1.5 GB)"
     )
+    parser.add_argument("--keep", metavar="DIR", help="keep the stores in DIR, and search them again in a later run")
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 

@@ -58,12 +58,19 @@ class PostgresServer:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls) -> Iterator[PostgresServer]:
+    def running(cls, kept: Path | None = None) -> Iterator[PostgresServer]:
         """A server in a folder of its own under the system's temporary folder (pytest's are private to the
-        user running the tests, which the server's user cannot enter), removed when it stops."""
+        user running the tests, which the server's user cannot enter), removed when it stops; or, with
+        ``kept``, in that folder, made there the first time and started again from it after (benchmarks that
+        reuse what they stored)."""
         binaries = find_binaries()
         if binaries is None:
             raise RuntimeError("PostgreSQL is not installed: run `make postgres` (apt-get install postgresql).")
+        if kept is not None:
+            kept.mkdir(parents=True, exist_ok=True)
+            with cls._started(binaries, kept.resolve()) as server:
+                yield server
+            return
         root = Path(tempfile.mkdtemp(prefix="threadline-postgres-"))
         try:
             with cls._started(binaries, root) as server:
@@ -75,20 +82,21 @@ class PostgresServer:
     @contextlib.contextmanager
     def _started(cls, binaries: Path, root: Path) -> Iterator[PostgresServer]:
         data, sockets = root / "data", root / "sockets"
-        sockets.mkdir(parents=True)
+        sockets.mkdir(parents=True, exist_ok=True)
         as_root = os.geteuid() == 0
         run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
         user = "postgres" if as_root else os.environ.get("USER", "postgres")
         if as_root:
             shutil.chown(root, "postgres")
             shutil.chown(sockets, "postgres")
-        made = subprocess.run(
-            [*run_as, str(binaries / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        if made.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{made.stderr.decode(errors='replace')}")
+        if not (data / "PG_VERSION").exists():
+            made = subprocess.run(
+                [*run_as, str(binaries / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
+                 "--locale=C.UTF-8"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            if made.returncode != 0:
+                raise RuntimeError(f"initdb failed:\n{made.stderr.decode(errors='replace')}")
         port = _free_port()
         log = (root / "server.log").open("wb")
         process = subprocess.Popen(
@@ -124,11 +132,12 @@ class PostgresServer:
                     raise
             time.sleep(0.05)  # polling a condition: whether the server accepts connections yet
 
-    def database(self) -> str:
-        """A new, empty database; its URL."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
+    def database(self, name: str | None = None) -> str:
+        """A new, empty database (or the one called ``name``, made if missing); its URL."""
+        name = name or f"test_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+                admin.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def url(self, name: str) -> str:
