@@ -50,11 +50,17 @@ $(SANDBOX_STAMP): requirements/sandbox.lock
 
 sandbox: $(STAMP) bubblewrap $(SANDBOX_STAMP)
 
-# The tests' PostgreSQL server (tests/postgres_server.py starts one of its own): Debian's package.
+# The tests' PostgreSQL server (tests/postgres_server.py starts one of its own): Debian's package, and its
+# rum extension (keyword ranking from an index: core/store/postgres/ranking_index.py) for each version.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
 	  else echo "The tests need PostgreSQL: sudo apt-get install postgresql"; exit 1; fi; }
+	@for v in $$(ls /usr/lib/postgresql 2>/dev/null); do \
+	  ls /usr/share/postgresql/$$v/extension/rum.control >/dev/null 2>&1 || { \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql-$$v-rum; \
+	    else echo "The tests need PostgreSQL's rum extension: sudo apt-get install postgresql-$$v-rum"; exit 1; fi; }; \
+	done
 
 run: $(STAMP) sandbox
 	$(BIN)/python -m bots.console

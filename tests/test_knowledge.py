@@ -248,6 +248,90 @@ async def test_the_rarer_word_of_a_question_weighs_more(service, database: Store
     assert [h.file_name for h in hits[:2]] == ["audit.txt", "budget.txt"]
 
 
+@pytest.mark.postgresql_only
+async def test_postgresql_ranks_from_the_rum_index_what_it_ranks_without_it(service, database: StoreDatabase) -> None:
+    """More chunks hold the word than the ranking index's pool (core/store/keywords.py RANKED_POOL): with the
+    index only the chunks it hands out first are read and scored, and the best are those found without it."""
+    from core.store.files import FileStore
+    from core.store.keywords import POSTGRES_INDEX, RANKED_POOL, narrowing_steps
+    from core.store.postgres.ranking_index import INDEX_NAME
+
+    sections = [f"## Entry {n}\n\nThe ledger of entry {n} lists item{n}." for n in range(RANKED_POOL + 60)]
+    sections += [f"## Note {n}\n\nNothing of note {n} is kept." for n in range(40)]  # the word is not in all
+    sections[137] = "## Entry 137\n\nledger ledger ledger ledger: the ledger reconciled."
+    sections[201] = "## Entry 201\n\nA ledger, a ledger, and ledger again."
+    await service.knowledge.add(CHANNEL, upload("ledgers.md", "\n\n".join(sections)))
+    files = FileStore(service.store)
+    assert database.rows("SELECT count(*) FROM chunks WHERE strpos(text, 'ledger') > 0")[0][0] > RANKED_POOL
+    await service.store.call(lambda db: db.execute("ANALYZE chunks, files"))
+
+    def plan(db: Any) -> str:
+        sql, parameters = POSTGRES_INDEX.statement(db, narrowing_steps(["ledger"])[0], [CHANNEL], 40)
+        with db.atomic():  # as the planner chooses at 100k chunks; at 300 it reads them all, as cheap
+            db.execute("SET LOCAL enable_seqscan = off")
+            db.execute("SET LOCAL enable_sort = off")
+            return "\n".join(row[0] for row in db.execute("EXPLAIN " + sql, parameters).fetchall())
+
+    # Store.open made the index (rum is installed: make postgres); the search can read chunks in its order.
+    assert f"Index Scan using {INDEX_NAME}" in (planned := await service.store.call(plan))
+    assert "Order By: (search_vector <=>" in planned
+    with_index = await files.keyword_search(CHANNEL, "ledger", 40)
+    await service.store.call(lambda db: db.execute(f"DROP INDEX {INDEX_NAME}"))
+    assert INDEX_NAME not in await service.store.call(plan)
+    without = await files.keyword_search(CHANNEL, "ledger", 40)
+    # The same ranking: the same two best, then the same scores (chunks of one mention tie, in any order).
+    assert [chunk for chunk, _ in with_index[:2]] == [chunk for chunk, _ in without[:2]]
+    assert [round(score, 6) for _, score in with_index] == [round(score, 6) for _, score in without]
+    texts = dict(database.rows("SELECT id, text FROM chunks"))
+    # the two chunks that say it most, first
+    assert {texts[chunk].split("\n")[0] for chunk, _ in with_index[:2]} == {"## Entry 137", "## Entry 201"}
+
+
+@pytest.mark.postgresql_only
+async def test_a_database_user_who_cannot_create_rum_is_told_how_and_still_searches(
+    postgres_server, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rum is not a trusted extension: creating it takes a superuser. The start says what to run, once."""
+    import uuid
+
+    import psycopg
+
+    from core.store import Store
+    from core.store.files import FileStore
+
+    name = f"plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    url = f"postgresql://{name}@127.0.0.1:{postgres_server.port}/{name}"
+    try:
+        with caplog.at_level(logging.INFO, logger="core.store.postgres.ranking_index"):
+            store = await Store.open(tmp_path / "unused.db", url=url)
+        try:
+            [told] = [r for r in caplog.records if r.name == "core.store.postgres.ranking_index"]
+            assert told.levelno == logging.WARNING
+            assert "CREATE EXTENSION rum;" in told.getMessage()
+            files = FileStore(store)
+            record = await files.create(
+                channel=CHANNEL, name="rota.txt", size=10, sha256="ef", mime=None,
+                uploader_id=None, uploader_name=None, platform_file_id=None, link=None,
+            )  # fmt: skip
+            await store.call(
+                lambda db: db.execute(
+                    "INSERT INTO chunks (file_id, channel, ordinal, location, text, tokens) VALUES (?, ?, 0, '', ?, 5)",
+                    [record.id, CHANNEL, "the holiday rota is on the wall"],
+                )
+            )
+            await store.call(lambda db: db.execute("UPDATE files SET status = 'completed' WHERE id = ?", [record.id]))
+            assert len(await files.keyword_search(CHANNEL, "holiday rota", 5)) == 1
+        finally:
+            await store.close()
+    finally:
+        postgres_server.drop(url)
+        with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE "{name}"')
+
+
 async def test_keyword_search_stems_english_splits_cjk_and_ranks_every_word_first(service) -> None:
     """On either engine's full text (FTS5, or PostgreSQL's tsvector): the same words are found."""
     await service.knowledge.add(CHANNEL, upload("leave.txt", "Public holidays are listed on the intranet."))

@@ -32,6 +32,7 @@ from core.store.migrations import MIGRATIONS
 from core.store.postgres import MIGRATIONS as PG_MIGRATIONS
 from core.store.postgres import apply as apply_pg_migrations
 from core.store.postgres.pool import POOL_SIZE, PgPool
+from core.store.postgres.ranking_index import ensure as ensure_ranking_index
 from core.store.postgres.url import PostgresUrl
 from core.store.sql import INTEGRITY_ERRORS, SqlDatabase, insert_row
 
@@ -106,6 +107,8 @@ class Store:
             # and the schema is migrated on it before the pool opens.
             with PostgresUrl.parse(url).connect() as first:
                 apply_pg_migrations(first, stop_before=stop_before)
+                if stop_before is None:
+                    ensure_ranking_index(first)
             return PgPool.connect(url)
 
         def connect() -> Database:

@@ -9,7 +9,8 @@ their connection only through core/store/sql.py's ``SqlDatabase``. Here:
 :mod:`core.store.postgres.pool`, the pool of them a store lends one of to each call; and
 :mod:`core.store.postgres.copy`, a SQLite database copied in (``migrate-to-postgres``). What differs has
 code of each dialect's own: the few functions spelt otherwise (core/store/dialect.py), full text (FTS5 on SQLite,
-a ``tsvector`` column with a GIN index here: core/store/keywords.py), and the vector reader's connections
+a ``tsvector`` column with a GIN index here, and :mod:`core.store.postgres.ranking_index` where
+the server has rum: core/store/keywords.py), and the vector reader's connections
 (core/store/vectors.py).
 """
 
