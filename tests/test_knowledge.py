@@ -273,6 +273,7 @@ async def test_postgresql_ranks_from_the_rum_index_what_it_ranks_without_it(serv
             return "\n".join(row[0] for row in db.execute("EXPLAIN " + sql, parameters).fetchall())
 
     # Store.open made the index (rum is installed: make postgres); the search can read chunks in its order.
+    await service.store.ranking_index_ready()
     assert f"Index Scan using {INDEX_NAME}" in (planned := await service.store.call(plan))
     assert "Order By: (search_vector <=>" in planned
     with_index = await files.keyword_search(CHANNEL, "ledger", 40)
@@ -285,6 +286,34 @@ async def test_postgresql_ranks_from_the_rum_index_what_it_ranks_without_it(serv
     texts = dict(database.rows("SELECT id, text FROM chunks"))
     # the two chunks that say it most, first
     assert {texts[chunk].split("\n")[0] for chunk, _ in with_index[:2]} == {"## Entry 137", "## Entry 201"}
+
+
+@pytest.mark.postgresql_only
+async def test_a_ranking_index_a_stopped_build_left_unfinished_is_built_again(database: StoreDatabase) -> None:
+    """A concurrent build that stops leaves an invalid index behind; the next start drops it and builds it."""
+    from core.store.postgres.ranking_index import INDEX_NAME
+
+    store = await database.open()
+    await store.ranking_index_ready()
+    await store.close()
+    import psycopg
+
+    assert database.url is not None
+    with psycopg.connect(database.url, autocommit=True) as pg:
+        pg.execute(f"DROP INDEX {INDEX_NAME}")
+        pg.execute("INSERT INTO files (id, channel, status) VALUES ('f', %s, 'completed')", [CHANNEL])
+        pg.execute("INSERT INTO chunks (file_id, channel, text) VALUES ('f', %s, 'a'), ('f', %s, 'b')", [CHANNEL] * 2)
+        with pytest.raises(psycopg.errors.UniqueViolation):  # and leaves the index behind, as a stopped build does
+            pg.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {INDEX_NAME} ON chunks (channel)")
+    assert database.rows(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{INDEX_NAME}'::regclass") == [(False,)]
+
+    store = await database.open()
+    try:
+        await store.ranking_index_ready()
+    finally:
+        await store.close()
+    assert database.rows(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{INDEX_NAME}'::regclass") == [(True,)]
+    assert "USING rum" in database.rows("SELECT indexdef FROM pg_indexes WHERE indexname = ?", [INDEX_NAME])[0][0]
 
 
 @pytest.mark.postgresql_only

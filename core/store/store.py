@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -85,6 +86,9 @@ class Store:
         # This process, as the runs it queues and claims name it (core/store/leases.py).
         self.process_id = new_id("proc")
         self.host = host_key()
+        # PostgreSQL: the keyword ranking index being built in the background by this start, if it is
+        # (core/store/postgres/ranking_index.py); tests and benchmarks wait for it with ranking_index_ready.
+        self.ranking_index_build: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -102,13 +106,15 @@ class Store:
         executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadline-db")
         loop = asyncio.get_running_loop()
 
+        building: list[threading.Thread] = []
+
         def connect_postgres(url: str) -> PgPool:
             # One connection first: a server that cannot be reached is said in one line (DatabaseUnreachable),
             # and the schema is migrated on it before the pool opens.
             with PostgresUrl.parse(url).connect() as first:
                 apply_pg_migrations(first, stop_before=stop_before)
-                if stop_before is None:
-                    ensure_ranking_index(first)
+                if stop_before is None and (build := ensure_ranking_index(first, url)) is not None:
+                    building.append(build)
             return PgPool.connect(url)
 
         def connect() -> Database:
@@ -137,7 +143,14 @@ class Store:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, executor, db, url)
+        store = cls(path, executor, db, url)
+        store.ranking_index_build = building[0] if building else None
+        return store
+
+    async def ranking_index_ready(self) -> None:
+        """Until the keyword ranking index this start began building is built (or its build gave up)."""
+        if self.ranking_index_build is not None:
+            await asyncio.to_thread(self.ranking_index_build.join)
 
     async def close(self) -> None:
         # Not through _call: on PostgreSQL the pool closes with none of its connections lent out.

@@ -10,66 +10,83 @@ PostgreSQL's own (Postgres Professional's), packaged by Debian and the PGDG (``p
 offered by several managed services; it is an extension, so it may be missing, and creating it takes a
 superuser (it is not a trusted extension).
 
-So it is not a migration (a database's numbered schema is the same on every server): each start, after the
-migrations and under their lock (:func:`ensure`), the index is created when the extension can be and the
-index is not there yet: the first start after rum is installed builds it (about 20 s at 100k chunks; the
-chunks table takes no writes meanwhile). Without it, searches rank every matching chunk, as before; the
-start says which, once.
+So it is not a migration (a database's numbered schema is the same on every server). Each start, after
+the migrations (:func:`ensure`): the extension is created if it can be; and if the index is missing, or
+left unfinished by a process that stopped building it, one process builds it in the background with
+``CREATE INDEX CONCURRENTLY`` (about 20 s at 100k chunks, some minutes at a million): the bot starts at
+once, chunks are added and removed meanwhile, and searches rank as without it until the index is valid
+(:data:`present_sql`, asked within each search's own statement). A process that stops mid-build leaves an
+invalid index, which the next start drops and builds again. Without the extension, searches rank every
+matching chunk; the start says which, once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
-from core.store.postgres.migrate import lock_migrations
-
-__all__ = ["INDEX_NAME", "ensure", "present_sql"]
+__all__ = ["BUILD_LOCK", "INDEX_NAME", "ensure", "present_sql"]
 
 _log = logging.getLogger(__name__)
 
 INDEX_NAME = "chunks_search_rum"
-_CREATE = f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON chunks USING rum (search_vector rum_tsvector_ops)"
-# What a search asks (within its own statement): whether the index is there.
-present_sql = f"to_regclass('{INDEX_NAME}') IS NOT NULL"
+_CREATE = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON chunks USING rum (search_vector rum_tsvector_ops)"
+# The advisory lock the process building the index holds (session-wide: a concurrent build is no
+# transaction): the bytes of "thrdrank". Another process that finds it taken leaves the build to that one.
+BUILD_LOCK = 0x7468726472616E6B
+# What a search asks (within its own statement): whether the index is there and finished.
+present_sql = f"EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('{INDEX_NAME}') AND indisvalid)"
 
 
-def ensure(conn: psycopg.Connection[Any]) -> bool:
-    """Create the ranking index if the server can and it is missing; whether the database has it now.
-
-    ``conn`` is outside a transaction (as for migrating). Said once, at info level: that it was built (and
-    how long it took), or why keyword ranking goes without it."""
-    with conn.transaction():
-        lock_migrations(conn)
-        if conn.execute(f"SELECT {present_sql}").fetchone() == (True,):
-            return True
-        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'").fetchone()
-        if available is None:
-            _log.info(
-                "keyword search ranks every chunk that matches: the rum extension is not installed on the"
-                " PostgreSQL server (install it, e.g. postgresql-15-rum, and restart: big channels search faster)"
-            )
-            return False
-        chunks = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'chunks'").fetchone()
-        start = time.monotonic()
-        try:
-            with conn.transaction():
-                conn.execute("CREATE EXTENSION IF NOT EXISTS rum")
-                conn.execute(_CREATE)
-        except errors.InsufficientPrivilege:
-            _log.warning(
-                "keyword search ranks every chunk that matches: creating the rum extension needs a superuser;"
-                " run as one in this database: CREATE EXTENSION rum; %s",
-                _CREATE,
-            )
-            return False
+def ensure(conn: psycopg.Connection[Any], url: str) -> threading.Thread | None:
+    """Create the extension where it can be, and start building the index in the background if it is not
+    built yet: the thread building it (joined by tests and benchmarks), or None when there is nothing to
+    build. ``conn`` is an autocommit connection (the migrations') to ``url``; the build opens one of its own."""
+    if conn.execute(f"SELECT {present_sql}").fetchone() == (True,):
+        return None
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'").fetchone() is None:
         _log.info(
-            "built the keyword ranking index (rum) over about %d chunks in %.1f s",
-            max(0, int(chunks[0])) if chunks else 0,
-            time.monotonic() - start,
+            "keyword search ranks every chunk that matches: the rum extension is not installed on the"
+            " PostgreSQL server (install it, e.g. postgresql-15-rum, and restart: big channels search faster)"
         )
-        return True
+        return None
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS rum")
+    except errors.UniqueViolation:  # another process created it at the same moment
+        pass
+    except errors.InsufficientPrivilege:
+        _log.warning(
+            "keyword search ranks every chunk that matches: creating the rum extension needs a superuser;"
+            " run as one in this database: CREATE EXTENSION rum; %s",
+            _CREATE,
+        )
+        return None
+    build = threading.Thread(target=_build, args=(url,), daemon=True, name="threadline-ranking-index")
+    build.start()
+    return build
+
+
+def _build(url: str) -> None:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", [BUILD_LOCK]).fetchone() != (True,):
+                return  # another process is building it
+            if conn.execute(f"SELECT {present_sql}").fetchone() == (True,):
+                return
+            # An index there but not valid: a build that stopped (a concurrent build leaves it behind).
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX_NAME}")
+            chunks = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'chunks'").fetchone()
+            start = time.monotonic()
+            conn.execute(_CREATE)
+            _log.info(
+                "built the keyword ranking index (rum) over about %d chunks in %.1f s",
+                max(0, int(chunks[0])) if chunks else 0,
+                time.monotonic() - start,
+            )
+    except psycopg.Error as exc:  # the server went away, or the database was dropped: the next start builds it
+        _log.warning("could not build the keyword ranking index (rum): %s", str(exc).splitlines()[0])
