@@ -248,6 +248,26 @@ async def test_the_rarer_word_of_a_question_weighs_more(service, database: Store
     assert [h.file_name for h in hits[:2]] == ["audit.txt", "budget.txt"]
 
 
+async def test_a_small_channel_finds_its_matches_under_a_big_channel_s_better_ones(service) -> None:
+    """The index is shared by every channel, and a search ranks only its best few hundred matches first
+    (core/store/keywords.py RANKED_POOL): when another channel's chunks fill those, the channel's own are
+    still found, and the big channel's own best still come first."""
+    from core.store.keywords import RANKED_POOL
+
+    big = "console:local:big"
+    sections = [f"## Part {n}\n\nInvoice invoice invoice, number {n}." for n in range(RANKED_POOL + 50)]
+    sections[77] = "## Part 77\n\ninvoice invoice invoice invoice invoice invoice"
+    await service.knowledge.add(big, upload("invoices.md", "\n\n".join(sections)))
+    for name in ("march.txt", "april.txt", "may.txt"):
+        await service.knowledge.add(
+            CHANNEL, upload(name, f"The {name[:-4]} invoice was paid late, as noted in the long report.")
+        )
+    hits = await service.knowledge.search(CHANNEL, "invoice")
+    assert sorted(h.file_name for h in hits) == ["april.txt", "march.txt", "may.txt"]
+    [best, *_] = await service.knowledge.search(big, "invoice")
+    assert "invoice invoice invoice invoice invoice invoice" in best.text
+
+
 @pytest.mark.postgresql_only
 async def test_postgresql_ranks_from_the_rum_index_what_it_ranks_without_it(service, database: StoreDatabase) -> None:
     """More chunks hold the word than the ranking index's pool (core/store/keywords.py RANKED_POOL): with the

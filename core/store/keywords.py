@@ -6,7 +6,9 @@ word. A step is a list of alternatives, each a list of words every one of which 
 each index writes a step in its own syntax, every word quoted as one term:
 
 - SQLite: FTS5 (:class:`KeywordIndex`), the tables of m025 (Porter-stemmed English chunks, and the
-  others unstemmed), ranked by BM25.
+  others unstemmed), ranked by BM25: the index's best :data:`RANKED_POOL` matches first, from FTS5's own
+  data, and only then their chunks read for the channel and the file's status (every match's chunk
+  only when the channels have too few among those).
 - PostgreSQL: the ``tsvector`` column of m026 (:class:`TsvectorIndex`), English chunks matched by the
   query in the ``english`` configuration, the others in ``simple``, ranked as BM25 ranks: each word's
   ``ts_rank`` in the chunk (which grows with how often the word occurs there, less and less, and shrinks
@@ -67,7 +69,8 @@ _NO_STATISTICS = 0.001
 # The any-word step leaves out a word in more than this share of the chunks while rarer ones remain.
 COMMON_SHARE = 0.05
 _COMMON_WEIGHT = -math.log(COMMON_SHARE)
-# With the ranking index, the chunks of a step read and scored: the first this many it hands out.
+# A step ranks this many of the index's best matches first (SQLite: FTS5's own ranking, before any chunk is
+# read; PostgreSQL with rum: the first it hands out), then the channels' among them.
 RANKED_POOL = 200
 
 
@@ -119,15 +122,51 @@ class KeywordIndex:
         return " OR ".join(f"({fts5_match(words, 'AND')})" for words in step)
 
     def ranked(self, db: SqlDatabase, step: Step, channels: Sequence[str], limit: int) -> list[tuple[int, float]]:
-        matched = " UNION ALL ".join(
-            f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ?" for table in self.tables
-        )
+        match = self.match(step)
+        found: list[tuple[int, float]] = []
+        for table in self.tables:
+            pooled = self._pooled(db, table, match, channels, limit)
+            found += self._all(db, table, match, channels, limit) if pooled is None else pooled
+        return sorted(found, key=lambda row: (row[1], row[0]))[:limit]
+
+    @staticmethod
+    def _pooled(
+        db: SqlDatabase, table: str, match: str, channels: Sequence[str], limit: int
+    ) -> list[tuple[int, float]] | None:
+        """The table's best :data:`RANKED_POOL` matches in the whole index (FTS5 ranks them from its own
+        data, reading no chunk), then those of the channels among them; None when those may not be the
+        channels' best ``limit``: fewer than that among a pool that was full.
+
+        Exact otherwise: a chunk of the channels missing from a full pool ranks below every chunk in it, so
+        below ``limit`` of the channels' own. Joining every match to its chunk and file first was most of
+        a search at a million chunks (45,000 matches: 120–145 ms, against 45 ms for FTS5's ranking alone)."""
+        pool = max(RANKED_POOL, limit)
+        best = db.execute(
+            f"SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ? ORDER BY score LIMIT ?",
+            [match, pool],
+        ).fetchall()
+        scores = {int(r[0]): float(r[1]) for r in best}
+        if not scores:
+            return []
+        kept = db.execute(
+            f"SELECT chunks.id FROM chunks JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
+            f" WHERE chunks.id IN ({_marks(list(scores))}) AND chunks.channel IN ({_marks(channels)})",
+            [*scores, *channels],
+        ).fetchall()
+        if len(best) == pool and len(kept) < limit:
+            return None
+        return [(int(r[0]), scores[int(r[0])]) for r in kept]
+
+    @staticmethod
+    def _all(db: SqlDatabase, table: str, match: str, channels: Sequence[str], limit: int) -> list[tuple[int, float]]:
+        """The channels' best ``limit`` matches of the table, every match joined to its chunk first."""
         rows = db.execute(
-            f"SELECT chunks.id, matched.score FROM ({matched}) AS matched"
+            f"SELECT chunks.id, matched.score FROM"
+            f" (SELECT rowid, bm25({table}) AS score FROM {table} WHERE {table} MATCH ?) AS matched"
             " JOIN chunks ON chunks.id = matched.rowid"
             " JOIN files ON files.id = chunks.file_id AND files.status = 'completed'"
             f" WHERE chunks.channel IN ({_marks(channels)}) ORDER BY matched.score LIMIT ?",
-            [*([self.match(step)] * len(self.tables)), *channels, limit],
+            [match, *channels, limit],
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
