@@ -13,7 +13,7 @@ superuser (it is not a trusted extension).
 So it is not a migration (a database's numbered schema is the same on every server). Each start, after
 the migrations (:func:`ensure`): the extension is created if it can be; and if the index is missing, or
 left unfinished by a process that stopped building it, one process builds it in the background with
-``CREATE INDEX CONCURRENTLY`` (about 20 s at 100k chunks, some minutes at a million): the bot starts at
+``CREATE INDEX CONCURRENTLY`` (about 20 s at 100k chunks, 230 s at a million: BENCHMARKS.md 4.4): the bot starts at
 once, chunks are added and removed meanwhile, and searches rank as without it until the index is valid
 (:data:`present_sql`, asked within each search's own statement). A process that stops mid-build leaves an
 invalid index, which the next start drops and builds again. Without the extension, searches rank every
