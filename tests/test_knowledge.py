@@ -337,6 +337,25 @@ async def test_a_ranking_index_a_stopped_build_left_unfinished_is_built_again(da
 
 
 @pytest.mark.postgresql_only
+async def test_replicas_starting_together_build_the_ranking_index_once(
+    database: StoreDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three processes' starts on one new database at once: the extension made once (no error from the others),
+    the index built by one of them, and none of them told anything went wrong."""
+    from core.store.postgres.ranking_index import INDEX_NAME
+
+    with caplog.at_level(logging.INFO, logger="core.store.postgres.ranking_index"):
+        stores = await asyncio.gather(*(database.open() for _ in range(3)))
+        try:
+            await asyncio.gather(*(store.ranking_index_ready() for store in stores))
+        finally:
+            await asyncio.gather(*(store.close() for store in stores))
+    told = [r for r in caplog.records if r.name == "core.store.postgres.ranking_index"]
+    assert [r.levelno for r in told] == [logging.INFO]  # "built the keyword ranking index", by one of them
+    assert database.rows(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{INDEX_NAME}'::regclass") == [(True,)]
+
+
+@pytest.mark.postgresql_only
 async def test_a_database_user_who_cannot_create_rum_is_told_how_and_still_searches(
     postgres_server, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -260,7 +260,7 @@ class TsvectorIndex:
         # With the ranking index, only the chunks it hands out first are read and scored: best first by
         # rum's own rank for any of the searched words (how often each occurs, its length; every word
         # weighing the same), the weighted rank then ordering those. With weights, rum's first
-        # RANKED_POOL held 96 % of the exact top 5 in bench.search_backends' questions (BENCHMARKS 4.3).
+        # RANKED_POOL held 94.8 % of the exact top 5 in bench.search_backends' questions (BENCHMARKS 4.4).
         def pool(config: str) -> str:
             if not indexed:
                 return ""

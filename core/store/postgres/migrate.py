@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["LOCK_KEY", "MIGRATIONS_TABLE", "Migrations", "lock_migrations"]
+__all__ = ["LOCK_KEY", "MIGRATIONS_TABLE", "Migrations"]
 
 MIGRATIONS_TABLE = "_migrations"
 # The advisory lock (a number of the application's choosing; it locks nothing else) that migrating takes,
@@ -84,7 +84,7 @@ class Migrations:
         if conn.info.transaction_status.name != "IDLE":
             raise ValueError("apply migrations on a connection that is not inside a transaction")
         with conn.transaction():
-            lock_migrations(conn)
+            _lock(conn)
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
                 " migration_set text NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
@@ -97,7 +97,7 @@ class Migrations:
             if migration.name == stop_before:
                 break
             with conn.transaction():
-                lock_migrations(conn)
+                _lock(conn)
                 if self._is_applied(conn, migration.name):
                     continue
                 migration.fn(conn)
@@ -114,6 +114,6 @@ class Migrations:
         return row is not None
 
 
-def lock_migrations(conn: psycopg.Connection[Any]) -> None:
+def _lock(conn: psycopg.Connection[Any]) -> None:
     """Wait for the migration lock; the transaction holds it until it ends."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
