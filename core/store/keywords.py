@@ -182,12 +182,10 @@ def tsquery_text(step: Step) -> str:
 
 
 # English chunks are matched (and ranked) by the step in the english configuration, the others in simple:
-# the two halves of m026's column, as SQLite's two tables. The query is a value of the FROM list, so the
-# GIN index is searched with it as with a constant.
-_TSVECTOR_HALVES = (
-    ("english", "chunks.stemming = 'english'"),
-    ("simple", "chunks.stemming IS DISTINCT FROM 'english'"),
-)
+# the two halves of m026's column, as SQLite's two tables (each with a ranking index of its own, whose
+# predicate is the half's condition here word for word). The query is a value of the FROM list, so the
+# index is searched with it as with a constant.
+_TSVECTOR_HALVES = tuple((config, f"chunks.{which}") for config, which in ranking_index.HALVES.items())
 
 # Each word's weight in each configuration, -ln(the share of chunks holding its lexeme), from the column's
 # statistics, and whether the ranking index is there: (word, weight in english, weight in simple, index) for

@@ -15,8 +15,9 @@ the migrations (:func:`ensure`): the extension is created if it can be; and if t
 left unfinished by a process that stopped building it, one process builds it in the background with
 ``CREATE INDEX CONCURRENTLY`` (about 20 s at 100k chunks, 230 s at a million: BENCHMARKS.md 4.4): the bot starts at
 once, chunks are added and removed meanwhile, and searches rank as without it until the index is valid
-(:data:`present_sql`, asked within each search's own statement). A process that stops mid-build leaves an
-invalid index, which the next start drops and builds again. Without the extension, searches rank every
+(:data:`present_sql`, asked within each search's own statement). It is two indexes, one for each half of
+the column (:data:`HALVES`). A process that stops mid-build leaves an invalid index, which the next start
+drops and builds again. Without the extension, searches rank every
 matching chunk; the start says which, once.
 """
 
@@ -30,17 +31,35 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-__all__ = ["BUILD_LOCK", "INDEX_NAME", "ensure", "present_sql"]
+__all__ = ["BUILD_LOCK", "HALVES", "INDEX_NAMES", "ensure", "present_sql"]
 
 _log = logging.getLogger(__name__)
 
-INDEX_NAME = "chunks_search_rum"
-_CREATE = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON chunks USING rum (search_vector rum_tsvector_ops)"
+# The column's two halves (core/store/keywords.py: English chunks searched in the english configuration, the
+# others in simple), each with an index of its own, partial, so a half's search finds only its own chunks: with
+# one index over both, the simple half of a question whose words the english configuration leaves unstemmed
+# found every chunk the english half had found, and read each one from the table only to leave it out (half
+# of such a search: 21 of 45 ms at 100k chunks).
+HALVES = {"english": "stemming = 'english'", "simple": "stemming IS DISTINCT FROM 'english'"}
+INDEX_NAMES = {config: f"chunks_search_rum_{config}" for config in HALVES}
+# The one index over both halves that came before; dropped once the two are built.
+_FORMER = "chunks_search_rum"
 # The advisory lock the process building the index holds (session-wide: a concurrent build is no
 # transaction): the bytes of "thrdrank". Another process that finds it taken leaves the build to that one.
 BUILD_LOCK = 0x7468726472616E6B
-# What a search asks (within its own statement): whether the index is there and finished.
-present_sql = f"EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('{INDEX_NAME}') AND indisvalid)"
+# What a search asks (within its own statement): whether both indexes are there and finished.
+present_sql = (
+    "((SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid IN ("
+    + ", ".join(f"to_regclass('{name}')" for name in INDEX_NAMES.values())
+    + f")) = {len(INDEX_NAMES)})"
+)
+
+
+def _create(config: str) -> str:
+    return (
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAMES[config]} ON chunks"
+        f" USING rum (search_vector rum_tsvector_ops) WHERE {HALVES[config]}"
+    )
 
 
 def ensure(conn: psycopg.Connection[Any], url: str) -> threading.Thread | None:
@@ -63,7 +82,7 @@ def ensure(conn: psycopg.Connection[Any], url: str) -> threading.Thread | None:
         _log.warning(
             "keyword search ranks every chunk that matches: creating the rum extension needs a superuser;"
             " run as one in this database: CREATE EXTENSION rum; %s",
-            _CREATE,
+            "; ".join(_create(config) for config in HALVES),
         )
         return None
     build = threading.Thread(target=_build, args=(url,), daemon=True, name="threadline-ranking-index")
@@ -78,11 +97,16 @@ def _build(url: str) -> None:
                 return  # another process is building it
             if conn.execute(f"SELECT {present_sql}").fetchone() == (True,):
                 return
-            # An index there but not valid: a build that stopped (a concurrent build leaves it behind).
-            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX_NAME}")
             chunks = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'chunks'").fetchone()
             start = time.monotonic()
-            conn.execute(_CREATE)
+            for config, name in INDEX_NAMES.items():
+                valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name])
+                if valid.fetchone() == (True,):
+                    continue
+                # An index there but not valid: a build that stopped (a concurrent build leaves it behind).
+                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                conn.execute(_create(config))
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_FORMER}")
             _log.info(
                 "built the keyword ranking index (rum) over about %d chunks in %.1f s",
                 max(0, int(chunks[0])) if chunks else 0,
