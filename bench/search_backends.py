@@ -26,7 +26,10 @@ Measured for every query, each side on each backend once, all in one random orde
   (the same numpy work on both: what differs is only where the vectors were read from);
 * ``vector, HNSW index``: the same through the channel's usearch file (built from each store's vectors
   by the knowledge base, beside that store): candidates re-read from the database and scored exactly;
-* ``hybrid``: ``KnowledgeBase.search`` (k=5), keyword and exact vectors fused;
+* ``query embedding (stand-in)``: the query's embedding asked of FakeOpenAI, as a search asks it: the
+  part of ``hybrid`` that is the model endpoint's, not the store's (the same server for both backends);
+* ``hybrid``: ``KnowledgeBase.search`` (k=5): the keyword search and (the query's embedding, then exact
+  vectors) at once, fused, then the best chunks read;
 * and ``--cold`` times, the first ``nearest`` of a fresh knowledge base: the channel's vectors read
   through ``VectorReader`` (SQLite read-only connections, or psycopg connections) into the cache.
 
@@ -61,7 +64,7 @@ from core.tokens import TokenCounter
 from tests.postgres_server import PostgresServer
 
 BACKENDS = ("sqlite", "postgresql")
-SIDES = ("keyword", "vector, exact", "vector, HNSW index", "hybrid")
+SIDES = ("keyword", "vector, exact", "vector, HNSW index", "query embedding (stand-in)", "hybrid")
 
 
 class Backend:
@@ -208,6 +211,7 @@ async def measure(
             "keyword": lambda q: b.files.keyword_search(CHANNEL, q, CANDIDATES),
             "vector, exact": lambda q: b.exact.nearest(CHANNEL, vectors[q], CANDIDATES),
             "vector, HNSW index": lambda q: b.indexed.nearest(CHANNEL, vectors[q], CANDIDATES),
+            "query embedding (stand-in)": lambda q: b.models.embed(EMBEDDING_MODEL, [q]),
             "hybrid": lambda q: b.exact.search(CHANNEL, q, 5),
         }
 
