@@ -42,7 +42,7 @@ from core.errors import ConfigError
 from core.handles import RunHandle
 from core.logs import configure_logging
 from core.metrics import Metrics
-from core.service import AdoptedRenderer, Notifier, Threadline
+from core.service import AdoptedRenderer, CutOff, CutOffRenderer, Notifier, Threadline
 from core.settings import Settings
 
 __all__ = ["NOTHING_CONFIGURED", "Configured", "Front", "OneProcess", "Router", "main"]
@@ -133,11 +133,20 @@ class Router:
         self._attached = {name: asyncio.Event() for name in platforms}
         self._notify: dict[str, Notifier | None] = {}
         self._render: dict[str, AdoptedRenderer | None] = {}
+        self._cut_off: dict[str, CutOffRenderer | None] = {}
 
-    def attach(self, platform: str, notify: Notifier | None, render: AdoptedRenderer | None) -> None:
-        """``notify``/``render`` None: the platform has no channel to post to (the API: its clients read runs)."""
+    def attach(
+        self,
+        platform: str,
+        notify: Notifier | None,
+        render: AdoptedRenderer | None,
+        cut_off: CutOffRenderer | None = None,
+    ) -> None:
+        """``notify``/``render`` None: the platform has no channel to post to (the API: its clients read runs).
+        ``cut_off`` None: a run cut off after a tool is told of in its channel, by ``notify``."""
         self._notify[platform] = notify
         self._render[platform] = render
+        self._cut_off[platform] = cut_off
         self._attached[platform].set()
 
     async def notify(self, channel: str, text: str) -> None:
@@ -149,6 +158,14 @@ class Router:
             _log.info("a message for %s was not delivered: nothing posts to %s channels", channel, platform)
             return
         await notify(channel, text)
+
+    async def cut_off(self, cut: CutOff) -> None:
+        platform = cut.channel.partition(":")[0]
+        show = self._cut_off.get(platform)
+        if show is None:  # not attached yet (raises: tried again), or told of in the channel
+            await self.notify(cut.channel, cut.text)
+            return
+        await show(cut)
 
     async def render(self, handle: RunHandle, platform_msg_id: str | None) -> None:
         platform = handle.channel.partition(":")[0]
@@ -198,7 +215,7 @@ class OneProcess:
             api = ApiFront(configured.api) if configured.api else None
             router = Router(configured.platforms)
             service = await Threadline.open(settings, notify=router.notify, metrics=metrics, platforms=router.platforms)
-            service.adopt_with(router.render)
+            service.adopt_with(router.render, router.cut_off)
             stack.push_async_callback(service.close)
 
             app = web.Application(
@@ -209,11 +226,12 @@ class OneProcess:
             if slack is not None:
                 adapter = slack.attach(service, app)
                 stack.push_async_callback(slack.detach)  # before the core closes: no new events
-                router.attach(slack.platform, slack.notify, adapter.show_adopted)
+                router.attach(slack.platform, slack.notify, adapter.show_adopted, adapter.show_cut_off)
                 fronts.append(slack)
             if discord is not None:
                 client = discord.attach(service)
-                router.attach(discord.platform, discord.notify, client.show_adopted)  # both wait for the login
+                # (runs taken over wait for the login; a notice before it is tried again)
+                router.attach(discord.platform, discord.notify, client.show_adopted, client.show_cut_off)
                 fronts.append(discord)
             if api is not None:
                 api.attach(service, app)

@@ -70,7 +70,7 @@ from core.store.images import ImageRow
 from core.store.processes import ProcessStore
 from core.store.queue import QueueStore
 from core.store.store import ClaimKind, NewItem
-from core.takeover import AdoptedRenderer, Notifier, Takeover
+from core.takeover import AdoptedRenderer, CutOff, CutOffRenderer, Notifier, Takeover
 from core.tokens import TokenCounter, load_token_counter
 from core.tools.code_interpreter import CODE_INTERPRETER, FileOutbox, make_code_interpreter_tool
 from core.tools.mcp import McpServers
@@ -82,6 +82,8 @@ __all__ = [
     "AdoptedRenderer",
     "ApprovalError",
     "ChannelNotServed",
+    "CutOff",
+    "CutOffRenderer",
     "Notifier",
     "Received",
     "Threadline",
@@ -461,11 +463,12 @@ class Threadline:
         """For a run taken over: the message in which a process that is gone had begun its answer, if any."""
         return await self.store.reply_ref(run_id)
 
-    def adopt_with(self, render: AdoptedRenderer) -> None:
+    def adopt_with(self, render: AdoptedRenderer, cut_off: CutOffRenderer | None = None) -> None:
         """Show runs this process takes over (their question was asked through a process that is gone)
         with ``render(handle, platform_msg_id of the question)``, as the adapter shows its own runs.
-        Without one, such a run's answer is posted to its channel as a plain message."""
-        self._takeover.adopt_with(render)
+        Without one, such a run's answer is posted to its channel as a plain message. ``cut_off``: tells of a
+        run a restart closed after it had started a tool, where its answer was going (without one: its channel)."""
+        self._takeover.adopt_with(render, cut_off)
 
     # -- runs of the Assistants-compatible API ---------------------------------------------------
 

@@ -8,7 +8,7 @@ thread, Discord replies to the question's message, the console prints the answer
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from bots.discord.config import DiscordSettings
 from bots.discord.render import CUT_OFF_NOTE
 from bots.slack.app import SlackBot
 from bots.slack.config import SlackSettings
+from core.notices import CUT_OFF_AFTER_TOOL
 from core.settings import Settings
 from core.store import Store
 from tests.fakes.discord_server import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord
@@ -249,3 +250,108 @@ async def test_discord_answers_below_a_half_written_answer_it_cannot_write_into(
     assert (int(cut["id"]), cut["content"]) == (second, CUT_OFF_NOTE)
     assert answer["content"] == "Answer to: tell me a story"
     assert answer["message_reference"]["message_id"] == question["id"]
+
+
+async def cut_off_after_a_tool(where: Settings, reply_ref: str | None) -> str:
+    """What a process that died after starting a tool for the question it left leaves: its run in progress with
+    the tool's step (and ``reply_ref``, the message it had begun the answer in, if any). Its run id."""
+    store = await open_store(where)
+    try:
+        [run] = await store.runs_with_status(["queued"])
+        await store.update_run(run.id, status="in_progress", started_at=1.0)
+        await store.add_step(run.id, "tool_calls", tool_name="lookup_ticket", call_id="call_1", arguments="{}")
+        if reply_ref is not None:
+            await store.set_reply_ref(run.id, reply_ref)
+    finally:
+        await store.close()
+    return run.id
+
+
+async def slack_recovers(where: Settings, slack: FakeSlack, told: Callable[[], bool]) -> None:
+    slack_settings = SlackSettings(
+        bot_token=slack.bot_token, signing_secret=SECRET, api_url=slack.api_url, port=0, host="127.0.0.1"
+    )
+    bot = await SlackBot.start(where, slack_settings)
+    try:
+        await slack.wait_until(told, timeout=10, what="the cut-off run told of")
+        await bot.service.wait_idle()
+    finally:
+        await bot.stop()
+
+
+async def test_slack_tells_of_a_run_cut_off_after_a_tool_in_place_of_its_half_written_answer(
+    answering: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The process died after a tool had started, while streaming the answer: that message's stream is stopped
+    and its text replaced by the notice, in the question's thread; nothing is posted at the channel's top level,
+    and the question is not run again (its tool may have done its work)."""
+    ts = "1690000000.000500"
+    await leave_question(answering, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", ts, "close ticket 7")
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        started = await client.chat_startStream(channel=SLACK_CHANNEL, thread_ts=ts, markdown_text="Closing the")
+        await client.reactions_add(channel=SLACK_CHANNEL, timestamp=ts, name="eyes")  # as the stopped process did
+        half = str(started["ts"])
+        run_id = await cut_off_after_a_tool(answering, half)
+        await slack_recovers(answering, slack, lambda: "started using a tool" in slack.messages[half].text)
+    cut = slack.messages[half]
+    assert not cut.streaming
+    assert cut.text == f":warning: {CUT_OFF_AFTER_TOOL}"
+    assert [m.ts for m in slack.thread(SLACK_CHANNEL, ts)] == [half]  # the notice is the thread's only reply
+    assert [m for m in slack.messages.values() if m.thread_ts is None] == []
+    assert slack.calls_to("reactions.remove")[-1]["timestamp"] == ts  # the stopped process's :eyes: taken off
+    assert fake_model.chat_requests == []
+    store = await open_store(answering)
+    try:
+        assert (await store.get_run(run_id)).status == "failed"
+        assert await store.runs_with_status(["queued", "in_progress"]) == []
+    finally:
+        await store.close()
+
+
+async def test_slack_tells_of_a_run_cut_off_after_a_tool_in_its_thread_when_no_answer_was_begun(
+    answering: Settings,
+) -> None:
+    ts = "1690000000.000700"
+    await leave_question(answering, f"slack:{TEAM_ID}:{SLACK_CHANNEL}", ts, "close ticket 8")
+    async with FakeSlack() as slack:
+        await cut_off_after_a_tool(answering, None)
+        await slack_recovers(answering, slack, lambda: bool(slack.thread(SLACK_CHANNEL, ts)))
+    [notice] = slack.thread(SLACK_CHANNEL, ts)
+    assert notice.text == f":warning: {CUT_OFF_AFTER_TOOL}"
+    assert [m for m in slack.messages.values() if m.thread_ts is None] == []
+
+
+async def test_discord_tells_of_a_run_cut_off_after_a_tool_in_place_of_its_half_written_answer(
+    answering: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The stopped process had written two messages of its answer after a tool started: the first becomes the
+    notice (still the reply to the question), the second is deleted, and the question is not run again."""
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        question = fake.add_message("close ticket 7")
+        await leave_question(answering, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "close ticket 7")
+        first, second = await half_written_on_discord(answering, fake, question, ["Closing", "the tick"])
+        store = await open_store(answering)
+        try:
+            [run] = await store.runs_with_status(["in_progress"])
+            await store.add_step(run.id, "tool_calls", tool_name="lookup_ticket", call_id="call_1", arguments="{}")
+        finally:
+            await store.close()
+        await discord_answers_what_was_left(answering, fake, f"⚠️ {CUT_OFF_AFTER_TOOL}")
+        [notice] = fake.bot_messages(CHANNEL_ID)
+    assert int(notice["id"]) == first
+    assert notice["message_reference"]["message_id"] == question["id"]
+    assert fake.deleted == [(CHANNEL_ID, second)]
+    assert fake_model.chat_requests == []
+
+
+async def test_discord_tells_of_a_run_cut_off_after_a_tool_in_a_reply_to_its_question(answering: Settings) -> None:
+    async with FakeDiscord() as fake:
+        fake.patch_discord()
+        question = fake.add_message("close ticket 8")
+        await leave_question(answering, f"discord:{GUILD_ID}:{CHANNEL_ID}", question["id"], "close ticket 8")
+        await cut_off_after_a_tool(answering, None)
+        await discord_answers_what_was_left(answering, fake, f"⚠️ {CUT_OFF_AFTER_TOOL}")
+        [notice] = fake.bot_messages(CHANNEL_ID)
+    assert notice["message_reference"]["message_id"] == question["id"]

@@ -4,8 +4,9 @@ The test is the load balancer: it sends each signed Slack event to the next repl
 questions of a channel reach two different replicas (and one conversation is answered by several). One
 replica is killed with SIGKILL while it answers: its runs that had not started a tool are answered again
 by the others, from the start and in the thread where they were asked; the one that had started a tool is
-closed, and its channel told once. Every question is answered exactly once or told once; nothing is lost,
-nothing said twice. Waiting is on the fakes' records and the database, never on a sleep.
+closed, and told of once in its thread, in place of its half-written answer. Every question is answered
+exactly once or told once; nothing is lost, nothing said twice. Waiting is on the fakes' records and the
+database, never on a sleep.
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ async def test_three_replicas_one_killed_mid_run_answer_every_question_exactly_o
             assert len(_told(slack, events, text)) == 1, slack.thread(channel, ts)
         else:
             assert shown == [f"Answer to: {text}"], f"{text!r}: {shown}"
-    left_streaming = [t for t in routed if t != with_tool and any(m.streaming for m in _thread(slack, events, t))]
+    left_streaming = [t for t in routed if any(m.streaming for m in _thread(slack, events, t))]
     assert left_streaming == []  # every half-written answer of the killed replica was closed by the others
+    assert [m for m in slack.messages.values() if m.thread_ts is None] == []  # nothing at a channel's top level
     for text in routed:
         assert asked[text] == (2 if text in doomed and text != with_tool else 1), (text, asked[text])
     statuses = Counter(status for (status,) in database.rows("SELECT status FROM runs"))
@@ -221,9 +223,8 @@ def _answers(slack: FakeSlack, events: list[tuple[str, str, str]], text: str) ->
 
 
 def _told(slack: FakeSlack, events: list[tuple[str, str, str]], text: str) -> list[str]:
-    """The notes that a restart cut the question's answer off after a tool had started, in its channel."""
-    [channel] = [c for c, _, q in events if q == text]
-    return [m.text for m in slack.messages.values() if m.channel == channel and "started using a tool" in m.text]
+    """The notes that a restart cut the question's answer off after a tool had started, in its thread."""
+    return [m.text for m in _thread(slack, events, text) if "started using a tool" in m.text]
 
 
 async def _wait_until_shown(database: StoreDatabase, questions: list[str]) -> None:

@@ -18,13 +18,13 @@ from bots.discord.command_sync import definitions_differ
 from bots.discord.commands import CommandsCog, on_tree_error
 from bots.discord.config import DiscordSettings
 from bots.discord.conversation import ConversationCog
-from bots.discord.render import NO_PINGS, Replies, message_ids
+from bots.discord.render import FAILED, NO_PINGS, Replies, message_ids
 from bots.entry import read_settings, serve
 from bots.health import DEFAULT_METRICS_PORT, Health, HealthServer
 from core.errors import ConfigError
 from core.handles import RunHandle
 from core.logs import configure_logging
-from core.service import Threadline
+from core.service import CutOff, Threadline
 from core.settings import Settings
 
 __all__ = [
@@ -180,6 +180,28 @@ class ThreadlineBot(commands.Bot):
         earlier = [channel.get_partial_message(i) for i in message_ids(await self.service.earlier_reply(handle.run_id))]
         await self.replies.show(handle, channel, reply_to=question, earlier=earlier)
 
+    async def show_cut_off(self, cut: CutOff) -> None:
+        """Tell of a run a restart closed after it had started a tool (``service.adopt_with``): in place of the
+        answer the stopped process had begun (its other messages deleted), else as a reply to the question."""
+        if not self._logged_in.is_set():  # the core keeps the notice and tries again
+            raise RuntimeError("Discord is not logged in yet")
+        channel = self.get_partial_messageable(int(cut.channel.split(":", 2)[2]))
+        text = f"⚠️ {cut.text}"
+        earlier = [channel.get_partial_message(i) for i in message_ids(cut.earlier)]
+        if earlier:
+            try:
+                await earlier[0].edit(content=text, allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:  # deleted since: said below it instead
+                _log.info("could not write into the answer run %s had begun (%s); replying instead", cut.run_id, exc)
+            else:
+                for stale in earlier[1:]:
+                    with contextlib.suppress(*FAILED):
+                        await stale.delete()
+                return
+        question = channel.get_partial_message(int(cut.question)) if cut.question and cut.question.isdigit() else None
+        reference = question.to_reference(fail_if_not_exists=False) if question is not None else None
+        await channel.send(text, reference=reference, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+
 
 class ShardedThreadlineBot(ThreadlineBot, commands.AutoShardedBot):
     """The same bot on several gateway connections, one per shard it serves (DISCORD_SHARD_COUNT and
@@ -333,7 +355,7 @@ class DiscordBot:
         front = DiscordFront(discord_settings, **options)
         service = await Threadline.open(settings, notify=front.notify, platforms={"discord"})
         client = front.attach(service)
-        service.adopt_with(client.show_adopted)  # runs taken over from a stopped process, shown as live ones
+        service.adopt_with(client.show_adopted, client.show_cut_off)  # runs taken over from a stopped process
         try:
             await front.start()
         except BaseException:

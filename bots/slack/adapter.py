@@ -39,7 +39,7 @@ from core.images import SharedImage, is_picture
 from core.knowledge.base import DownloadFailed, Upload
 from core.models import Author, Incoming, parse_channel_key, scope_of, sub_of
 from core.notices import CUT_OFF_ANSWER
-from core.service import ApprovalError, ChannelNotServed, Threadline
+from core.service import ApprovalError, ChannelNotServed, CutOff, Threadline
 
 __all__ = ["SlackAdapter", "channel_key", "register_listeners"]
 
@@ -508,6 +508,30 @@ class SlackAdapter:
             await self._render(ws, handle, channel_id, thread_ts, "", working)
         finally:
             await working.end()
+
+    async def show_cut_off(self, cut: CutOff) -> None:
+        """Tell of a run a restart closed after it had started a tool (``service.adopt_with``), in its question's
+        thread: in place of the answer the stopped process had begun there, or as a reply of its own."""
+        _, team_id, channel_id = parse_channel_key(scope_of(cut.channel))
+        ws = await self._workspaces.get(team_id)  # NotInstalled: the core keeps the notice and tries again
+        text = f":warning: {cut.text}"
+        thread_ts = sub_of(cut.channel) or cut.question
+        if thread_ts is not None and cut.question is not None:  # the stopped process's "is thinking…" or :eyes:
+            await self._statuses.at(
+                ws.client, channel_id, thread_ts, cut.question, in_thread=thread_ts != cut.question
+            ).clear()
+        if cut.earlier is not None:
+            with contextlib.suppress(SlackApiError):  # it may never have been a stream, or was stopped already
+                await ws.client.chat_stopStream(channel=channel_id, ts=cut.earlier)
+            try:
+                await ws.client.chat_update(channel=channel_id, ts=cut.earlier, text=text)
+                return
+            except SlackApiError as exc:  # deleted since: said below it instead
+                _log.info("could not write into the answer run %s had begun (%s); replying below", cut.run_id, exc)
+        if thread_ts is None:
+            await ws.client.chat_postMessage(channel=channel_id, text=text)
+        else:
+            await ws.client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)
 
     async def _close_cut_off(self, ws: Workspace, channel_id: str, ts: str) -> None:
         """A half-written answer a stopped process left: its stream ended, its text replaced by a note."""

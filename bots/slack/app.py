@@ -246,7 +246,7 @@ class SlackBot:
             stack.push_async_callback(service.close)
             web_app = None if slack.socket_mode else web.Application()
             adapter = front.attach(service, web_app)
-            service.adopt_with(adapter.show_adopted)  # runs taken over from a stopped process, shown as live ones
+            service.adopt_with(adapter.show_adopted, adapter.show_cut_off)  # runs taken over from a stopped process
             stack.push_async_callback(front.detach)
             bot = cls(front, adapter, service, stack.pop_all())
         try:

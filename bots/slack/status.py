@@ -143,6 +143,12 @@ class Working:
             await self._react(add=False)
         self._mode = None
 
+    async def clear(self) -> None:
+        """What a process that stopped left of its run's indicator: no status, no reaction (nothing started here)."""
+        if self._support.offered(self._kind, self._channel, self._thread_ts) and await self._set(""):
+            return
+        await self._react(add=False)
+
     async def _set(self, status: str) -> bool:
         if status == self._shown and self._mode == "status":
             return True

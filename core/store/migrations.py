@@ -701,3 +701,11 @@ def m025_multilingual_search(db: Database) -> None:
 def m026_postgres_full_text(db: Database) -> None:
     """Nothing to do: PostgreSQL's full-text column and index (core/store/postgres/migrations.py). SQLite's full
     text is FTS5: ``chunks_search`` and ``chunks_search_plain`` (m025, in place of m003's ``chunks_fts``)."""
+
+
+@MIGRATIONS()
+def m027_notice_runs(db: Database) -> None:
+    """The run a notice tells of (``run_id``; null for a notice about the channel), so that the process that
+    delivers it shows it where that run's answer was going: in place of a half-written answer, or in the
+    question's thread (core/takeover.py)."""
+    db.table("notices").add_column("run_id", str)

@@ -44,6 +44,7 @@ class Notice:
     channel: str
     text: str
     attempts: int
+    run_id: str | None = None  # the run it tells of (cut off by a restart): shown where its answer was going
 
 
 class ProcessStore:
@@ -196,12 +197,12 @@ class ProcessStore:
 
     # -- notices: messages for a channel, delivered by a process that serves its platform -----------
 
-    async def queue_notice(self, channel: str, text: str) -> None:
+    async def queue_notice(self, channel: str, text: str, run_id: str | None = None) -> None:
         platform = channel.split(":", 1)[0]
         await self._store.call(
             lambda db: db.execute(
-                "INSERT INTO notices (channel, platform, text, created_at, attempts) VALUES (?, ?, ?, ?, 0)",
-                [channel, platform, text, time.time()],
+                "INSERT INTO notices (channel, platform, text, created_at, attempts, run_id) VALUES (?, ?, ?, ?, 0, ?)",
+                [channel, platform, text, time.time(), run_id],
             )
         )
 
@@ -211,7 +212,10 @@ class ProcessStore:
 
         def take(db: SqlDatabase) -> list[Notice]:
             now = time.time()
-            sql = "SELECT id, channel, text, attempts FROM notices WHERE (claimed_until IS NULL OR claimed_until < ?)"
+            sql = (
+                "SELECT id, channel, text, attempts, run_id FROM notices"
+                " WHERE (claimed_until IS NULL OR claimed_until < ?)"
+            )
             params: list[object] = [now]
             if self.platforms is not None:
                 sql += f" AND platform IN ({','.join('?' * len(self.platforms))})"
@@ -222,7 +226,7 @@ class ProcessStore:
                     "UPDATE notices SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1 WHERE id = ?",
                     [me, now + NOTICE_CLAIM_SECONDS, row[0]],
                 )
-            return [Notice(int(r[0]), str(r[1]), str(r[2]), int(r[3]) + 1) for r in rows]
+            return [Notice(int(r[0]), str(r[1]), str(r[2]), int(r[3]) + 1, r[4]) for r in rows]
 
         return await self._store.call(lambda db: immediate(db, lambda: take(db)))
 

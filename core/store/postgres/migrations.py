@@ -524,3 +524,9 @@ def m026_postgres_full_text(conn: psycopg.Connection[Any]) -> None:
         " ELSE to_tsvector('simple'::regconfig, coalesce(search_text, text, '')) END) STORED",
         "CREATE INDEX chunks_search_vector ON chunks USING gin (search_vector)",
     )
+
+
+@MIGRATIONS()
+def m027_notice_runs(conn: psycopg.Connection[Any]) -> None:
+    """The run a notice tells of (null for a notice about the channel): shown where that run's answer was going."""
+    conn.execute("ALTER TABLE notices ADD COLUMN run_id text")
