@@ -636,3 +636,32 @@ async def test_a_process_starting_leaves_alone_a_file_another_live_process_is_ad
     result = await adding
     assert result.outcome == "added"
     assert result.file.status == "completed"
+
+
+async def test_the_any_word_step_leaves_out_a_word_most_chunks_hold_while_a_rarer_one_remains(
+    service, database: StoreDatabase
+) -> None:
+    """No chunk holds both words, so the search falls to its any-word step: there the word nearly every chunk
+    holds is left out (ranking its chunks was most of such a search in a big channel), the rarer word's chunks
+    are what is found, and the common word alone still finds its own. On both engines (PostgreSQL by its
+    statistics of the column, SQLite by counting in FTS5)."""
+    from core.store.files import FileStore
+    from core.store.keywords import POSTGRES_INDEX, SEARCH_INDEX
+
+    sections = [f"## Entry {n}\n\nThe ledger of entry {n} is open." for n in range(58)]
+    sections += [f"## Check {n}\n\nAn audit found item {n} missing." for n in range(2)]
+    await service.knowledge.add(CHANNEL, upload("books.md", "\n\n".join(sections)))
+    assert database.rows("SELECT count(*) FROM chunks")[0][0] == 60
+    files = FileStore(service.store)
+    if database.is_postgres:
+        await service.store.call(lambda db: db.execute("ANALYZE chunks, files"))
+    # (SQLite counts from 4,000 rows a table, where ranking every match starts to cost: here from the first.)
+    index = POSTGRES_INDEX if database.is_postgres else replace(SEARCH_INDEX, counted_from=0)
+    texts = dict(database.rows("SELECT id, text FROM chunks"))
+
+    found = await files.keyword_search(CHANNEL, "ledger audit", 40, index=index)
+    assert sorted(texts[chunk].split("\n")[0] for chunk, _ in found) == ["## Check 0", "## Check 1"]
+    assert len(await files.keyword_search(CHANNEL, "ledger", 40, index=index)) == 40
+    # Without the count (a table below counted_from), every chunk of either word is ranked.
+    if not database.is_postgres:
+        assert len(await files.keyword_search(CHANNEL, "ledger audit", 40)) == 40

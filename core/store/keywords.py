@@ -8,7 +8,8 @@ each index writes a step in its own syntax, every word quoted as one term:
 - SQLite: FTS5 (:class:`KeywordIndex`), the tables of m025 (Porter-stemmed English chunks, and the
   others unstemmed), ranked by BM25: the index's best :data:`RANKED_POOL` matches first, from FTS5's own
   data, and only then their chunks read for the channel and the file's status (every match's chunk
-  only when the channels have too few among those).
+  only when the channels have too few among those). In the any-word step a word most chunks hold is left
+  out while a rarer one remains, as on PostgreSQL (:meth:`KeywordIndex.searched`).
 - PostgreSQL: the ``tsvector`` column of m026 (:class:`TsvectorIndex`), English chunks matched by the
   query in the ``english`` configuration, the others in ``simple``, ranked as BM25 ranks: each word's
   ``ts_rank`` in the chunk (which grows with how often the word occurs there, less and less, and shrinks
@@ -52,6 +53,7 @@ __all__ = [
     "KeywordIndex",
     "Step",
     "TsvectorIndex",
+    "fts5_rows",
     "index_for",
     "narrowing_steps",
     "searched_alternatives",
@@ -108,10 +110,14 @@ def fts5_match(words: Sequence[str], operator: str) -> str:
 @dataclass(frozen=True)
 class KeywordIndex:
     """SQLite's full-text index over the chunks: its FTS5 tables (each chunk in one of them, their rankings
-    merged by BM25 score), and how a search becomes that index's words."""
+    merged by BM25 score), and how a search becomes that index's words.
+
+    ``counted_from``: a table of at least this many rows has its any-word step's common words counted and
+    left out (:meth:`searched`); below it every match is ranked (a few thousand at most: a few ms)."""
 
     tables: tuple[str, ...]
     words: Callable[[str], list[str]]
+    counted_from: int = 4_000
 
     @staticmethod
     def match(step: Step) -> str:
@@ -122,12 +128,39 @@ class KeywordIndex:
         return " OR ".join(f"({fts5_match(words, 'AND')})" for words in step)
 
     def ranked(self, db: SqlDatabase, step: Step, channels: Sequence[str], limit: int) -> list[tuple[int, float]]:
-        match = self.match(step)
         found: list[tuple[int, float]] = []
         for table in self.tables:
+            match = self.match(self.searched(db, table, step))
             pooled = self._pooled(db, table, match, channels, limit)
             found += self._all(db, table, match, channels, limit) if pooled is None else pooled
         return sorted(found, key=lambda row: (row[1], row[0]))[:limit]
+
+    def searched(self, db: SqlDatabase, table: str, step: Step) -> Step:
+        """The alternatives of ``step`` ranked in ``table``: in the any-word step, as on PostgreSQL
+        (:func:`searched_alternatives`), a word held by more than :data:`COMMON_SHARE` of the table's chunks
+        is left out while a rarer one remains. Ranking a match costs about ten times what counting it does,
+        and a count stops past the share: at 100k chunks the slowest of bench.search_backends' questions
+        ranked 46,000 matches in its any-word step, where counting a word stops at 5,001 (0.6 ms).
+
+        Each word's share is counted in the table (FTS5 keeps no document frequencies to read), of its
+        rows as FTS5 records them (:func:`fts5_rows`). A chunk holding a rare word and a common one is then
+        scored by the rare one alone: by a few percent less than the common word would add."""
+        if len(step) < 2 or any(len(alternative) != 1 for alternative in step):
+            return step
+        rows = fts5_rows(db, table)
+        if rows < max(self.counted_from, 1):
+            return step
+        past = math.floor(rows * COMMON_SHARE) + 1  # a count that reaches it: the word is common
+        words = [alternative[0] for alternative in step]
+        shares = [
+            db.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
+                [fts5_match([word], "AND"), past],
+            ).fetchone()[0]
+            / rows
+            for word in words
+        ]
+        return searched_alternatives(step, [-math.log(max(share, 1 / rows)) for share in shares], words)
 
     @staticmethod
     def _pooled(
@@ -169,6 +202,21 @@ class KeywordIndex:
             [match, *channels, limit],
         ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def fts5_rows(db: SqlDatabase, table: str) -> int:
+    """How many rows an FTS5 table holds, read from the record FTS5 keeps for BM25 (the first varint of its
+    averages record, ``{table}_data`` row 1), not counted: one row read whatever the table's size."""
+    row = db.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
+    block = bytes(row[0]) if row is not None and row[0] is not None else b""
+    value = 0
+    for i, byte in enumerate(block[:9]):  # SQLite's varint: 7 bits a byte, big-endian; the ninth byte whole
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return 0
 
 
 def tsquery_text(step: Step) -> str:
