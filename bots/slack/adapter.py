@@ -520,27 +520,21 @@ class SlackAdapter:
             await self._statuses.at(
                 ws.client, channel_id, thread_ts, cut.question, in_thread=thread_ts != cut.question
             ).clear()
-        if cut.earlier is not None:
-            with contextlib.suppress(SlackApiError):  # it may never have been a stream, or was stopped already
-                await ws.client.chat_stopStream(channel=channel_id, ts=cut.earlier)
-            try:
-                await ws.client.chat_update(channel=channel_id, ts=cut.earlier, text=text)
-                return
-            except SlackApiError as exc:  # deleted since: said below it instead
-                _log.info("could not write into the answer run %s had begun (%s); replying below", cut.run_id, exc)
-        if thread_ts is None:
-            await ws.client.chat_postMessage(channel=channel_id, text=text)
-        else:
-            await ws.client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)
+        if cut.earlier is not None and await self._close_cut_off(ws, channel_id, cut.earlier, text):
+            return
+        await ws.client.chat_postMessage(channel=channel_id, text=text, thread_ts=thread_ts)  # (None: the channel)
 
-    async def _close_cut_off(self, ws: Workspace, channel_id: str, ts: str) -> None:
-        """A half-written answer a stopped process left: its stream ended, its text replaced by a note."""
+    async def _close_cut_off(self, ws: Workspace, channel_id: str, ts: str, text: str = CUT_OFF_NOTE) -> bool:
+        """A half-written answer a stopped process left: its stream ended, its text replaced by ``text``
+        (False when it could not be: deleted since)."""
         with contextlib.suppress(SlackApiError):  # it may never have been a stream, or was stopped already
             await ws.client.chat_stopStream(channel=channel_id, ts=ts)
         try:
-            await ws.client.chat_update(channel=channel_id, ts=ts, text=CUT_OFF_NOTE)
+            await ws.client.chat_update(channel=channel_id, ts=ts, text=text)
         except SlackApiError as exc:
             _log.warning("could not replace a cut-off answer in %s: %s", channel_id, exc)
+            return False
+        return True
 
     # -- messages from the core ------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ class KeywordIndex:
 
         Each word's share is counted in the table (FTS5 keeps no document frequencies to read), of its
         rows as FTS5 records them (:func:`fts5_rows`). A chunk holding a rare word and a common one is then
-        scored by the rare one alone: by a few percent less than the common word would add."""
+        scored by the rare one alone (PostgreSQL adds the common word's small weight too)."""
         if len(step) < 2 or any(len(alternative) != 1 for alternative in step):
             return step
         rows = fts5_rows(db, table)
