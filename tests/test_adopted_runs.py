@@ -355,3 +355,30 @@ async def test_discord_tells_of_a_run_cut_off_after_a_tool_in_a_reply_to_its_que
         await discord_answers_what_was_left(answering, fake, f"⚠️ {CUT_OFF_AFTER_TOOL}")
         [notice] = fake.bot_messages(CHANNEL_ID)
     assert notice["message_reference"]["message_id"] == question["id"]
+
+
+async def test_slack_tells_of_a_run_cut_off_after_a_tool_inside_a_thread_with_history_in_that_thread(
+    answering: Settings, fake_model: FakeOpenAI
+) -> None:
+    """The conversation is a Slack thread that already holds a question and its answer; its second question, a
+    reply inside the thread, was cut off after a tool: the notice goes into that thread (under its first message,
+    not under the reply), and nothing is asked of the model again."""
+    root, reply = "1690000000.000900", "1690000000.000950"
+    conversation = f"slack:{TEAM_ID}:{SLACK_CHANNEL}/{root}"
+    await leave_question(answering, conversation, root, "open ticket 9")
+    store = await open_store(answering)
+    try:  # the first question was answered
+        [first] = await store.runs_with_status(["queued"])
+        item = ("assistant", "Ticket 9 is open.", {"role": "assistant", "content": "Ticket 9 is open."}, 4)
+        await store.finish_run(first, status="completed", items=[item])
+    finally:
+        await store.close()
+    await leave_question(answering, conversation, reply, "now close it")
+    async with FakeSlack() as slack:
+        await cut_off_after_a_tool(answering, None)
+        await slack_recovers(answering, slack, lambda: bool(slack.thread(SLACK_CHANNEL, root)))
+    [notice] = slack.thread(SLACK_CHANNEL, root)
+    assert notice.text == f":warning: {CUT_OFF_AFTER_TOOL}"
+    assert slack.thread(SLACK_CHANNEL, reply) == []
+    assert [m for m in slack.messages.values() if m.thread_ts is None] == []
+    assert fake_model.chat_requests == []
